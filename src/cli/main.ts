@@ -1,0 +1,113 @@
+/**
+ * The `liaison` command. Offline commands (keys, partners, db) work on the key directory and the
+ * store named by LIAISON_DATA_DIR / LIAISON_KEYS_DIR / DATABASE_URL; `serve` runs the gateway.
+ * Errors print their code and exit non-zero; nothing secret is printed.
+ */
+import { readFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+import { databaseTarget, loadStorageConfig } from "../config/config.ts";
+import { LiaisonError } from "../protocol/errors.ts";
+import { ALLOWED_ALGS, type SigningAlg } from "../protocol/jws-profile.ts";
+import { generateKeyFile } from "../registry/key-files.ts";
+import { parsePartyDocument } from "../registry/party-document.ts";
+import { PartnerRegistry } from "../registry/partner-registry.ts";
+import { openDatabase } from "../store/database.ts";
+import { MessageStore } from "../store/message-store.ts";
+
+const USAGE = `usage: liaison <command>
+
+  keys generate [--alg EdDSA|ES256]     write a new signing key file (mode 0600) to the keys directory
+  partners add --jwks <file|url>        register a partner from its published party document (JWKS)
+  partners list                         list registered parties and their keys
+  db migrate                            apply the SQL migrations in drizzle/ to the store
+  serve                                 run the gateway (configuration: docs/operations.md)
+
+settings: LIAISON_DATA_DIR, LIAISON_KEYS_DIR, DATABASE_URL (and for serve, docs/operations.md)`;
+
+export async function runCli(argv: string[]): Promise<void> {
+  const [group, command, ...rest] = argv;
+  const key = command === undefined ? group : `${group} ${command}`;
+  switch (key) {
+    case "keys generate": {
+      const { values } = parseArgs({ args: rest, options: { alg: { type: "string", default: "EdDSA" } } });
+      const alg = values.alg as string;
+      if (!(ALLOWED_ALGS as readonly string[]).includes(alg)) throw new LiaisonError("request_invalid", `--alg must be one of ${ALLOWED_ALGS.join(", ")}`);
+      const storage = loadStorageConfig();
+      const key = await generateKeyFile(storage.keysDir, { alg: alg as SigningAlg });
+      console.log(JSON.stringify({ kid: key.kid, alg: key.alg, validFrom: key.validFrom.toISOString(), publicJwk: key.publicJwk }, null, 2));
+      return;
+    }
+    case "partners add": {
+      const { values } = parseArgs({ args: rest, options: { jwks: { type: "string" } } });
+      if (values.jwks === undefined) throw new LiaisonError("request_invalid", "--jwks <file|url> is required");
+      const doc = await readDocument(values.jwks);
+      const { party, keys } = await parsePartyDocument(doc);
+      await withStore(async (store) => {
+        const registry = await PartnerRegistry.load(store);
+        await registry.add(party, keys);
+      });
+      console.log(`registered ${party.id} (${party.name}) with ${keys.length} key(s), inbound subject ${party.inboundSubject}`);
+      return;
+    }
+    case "partners list": {
+      await withStore(async (store) => {
+        const [parties, keys] = await Promise.all([store.listParties(), store.listKeys()]);
+        for (const p of parties) {
+          console.log(`${p.id}\t${p.country}\t${p.kind}\t${p.inboundSubject}\t${p.name}`);
+          for (const k of keys.filter((k) => k.partyId === p.id)) {
+            const state = k.revokedAt !== null ? `revoked ${k.revokedAt.toISOString()}` : `valid from ${k.validFrom.toISOString()}${k.validUntil ? ` until ${k.validUntil.toISOString()}` : ""}`;
+            console.log(`  key ${k.kid} ${k.alg} ${state}`);
+          }
+        }
+      });
+      return;
+    }
+    case "db migrate": {
+      await withStore(async () => {});
+      console.log("migrations applied");
+      return;
+    }
+    case "serve": {
+      const { serveFromEnvironment } = await import("../main.ts");
+      await serveFromEnvironment();
+      return;
+    }
+    default:
+      console.error(USAGE);
+      process.exitCode = group === undefined || group === "help" || group === "--help" ? 0 : 2;
+  }
+}
+
+async function withStore(fn: (store: MessageStore) => Promise<void>): Promise<void> {
+  const database = await openDatabase(databaseTarget(loadStorageConfig()));
+  try {
+    await fn(new MessageStore(database.db));
+  } finally {
+    await database.close();
+  }
+}
+
+async function readDocument(source: string): Promise<unknown> {
+  try {
+    if (/^https?:\/\//.test(source)) {
+      const res = await fetch(source, { signal: AbortSignal.timeout(10_000) });
+      if (!res.ok) throw new Error(`HTTP ${res.status}`);
+      return await res.json();
+    }
+    return JSON.parse(readFileSync(source, "utf8"));
+  } catch (err) {
+    throw new LiaisonError("request_invalid", `cannot read the party document from ${source}: ${(err as Error).message}`);
+  }
+}
+
+export async function main(argv: string[]): Promise<void> {
+  try {
+    await runCli(argv);
+  } catch (err) {
+    if (err instanceof LiaisonError) {
+      console.error(`liaison: ${err.code}: ${err.message}`);
+      process.exit(2);
+    }
+    throw err;
+  }
+}

@@ -1,0 +1,151 @@
+/**
+ * The one place that reads the environment. `loadConfig(env)` validates every setting into a
+ * typed object once, at start; a wrong or unknown LIAISON_* setting stops the start with a
+ * LiaisonError("config_invalid") that names the setting (and never echoes secrets).
+ */
+import { resolve } from "node:path";
+import { LiaisonError } from "../protocol/errors.ts";
+
+export interface Config {
+  partyId: string;
+  partyName: string;
+  country: string;
+  partyKind: string;
+  inboundSubject: string;
+  /** The JetStream stream that holds this party's inbound subject. */
+  streamName: string;
+  http: { host: string; port: number };
+  natsUrl: string;
+  /** postgres:// URL; when absent the embedded PGlite store lives in `dataDir/db`. */
+  databaseUrl: string | undefined;
+  dataDir: string;
+  keysDir: string;
+  apiToken: string;
+  clockSkewMs: number;
+  messageTtlMs: number;
+  maxMessageBytes: number;
+  retry: { baseMs: number; maxMs: number; maxAttempts: number };
+  logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
+}
+
+type Env = Record<string, string | undefined>;
+
+const PARTY_ID = /^(?:[A-Z]{2}|INT)-[A-Z0-9]{2,12}-[A-Z0-9]{2,16}$/;
+const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
+
+/** Every setting the gateway understands; anything else under LIAISON_ is a typo and stops the start. */
+export const SETTINGS = {
+  LIAISON_PARTY_ID: "this gateway's party id, e.g. CN-MPS-HEKOU (required)",
+  LIAISON_PARTY_NAME: "human-readable name of the office (default: the party id)",
+  LIAISON_COUNTRY: "ISO 3166-1 alpha-2 country code or INT (default: the party id's prefix)",
+  LIAISON_PARTY_KIND: "kind of agency (default: border-police-liaison-office)",
+  LIAISON_INBOUND_SUBJECT: "NATS subject partners publish to (default: liaison.inbox.<party id>)",
+  LIAISON_STREAM: "JetStream stream name for the inbound subject (default: LIAISON_<party id>)",
+  LIAISON_HTTP_HOST: "HTTP listen address (default: 127.0.0.1)",
+  LIAISON_HTTP_PORT: "HTTP listen port (default: 8080)",
+  LIAISON_NATS_URL: "NATS server URL (default: nats://127.0.0.1:4222)",
+  DATABASE_URL: "postgres:// URL; unset = embedded PGlite in LIAISON_DATA_DIR/db",
+  LIAISON_DATA_DIR: "directory for the embedded database and keys (default: ./data)",
+  LIAISON_KEYS_DIR: "directory of private key files, mode 0700 (default: LIAISON_DATA_DIR/keys)",
+  LIAISON_API_TOKEN: "bearer token local users present (required, at least 24 characters)",
+  LIAISON_CLOCK_SKEW_SECONDS: "tolerated clock difference with partners (default: 300)",
+  LIAISON_MESSAGE_TTL_SECONDS: "expiresAt = sentAt + this (default: 604800, 7 days)",
+  LIAISON_MAX_MESSAGE_BYTES: "largest inbound message accepted (default: 262144)",
+  LIAISON_RETRY_BASE_MS: "first retry delay without a receipt (default: 5000)",
+  LIAISON_RETRY_MAX_MS: "longest retry delay (default: 600000)",
+  LIAISON_RETRY_MAX_ATTEMPTS: "publishes without a receipt before a delivery fails (default: 12)",
+  LIAISON_LOG_LEVEL: `one of ${LOG_LEVELS.join(", ")} (default: info)`,
+} as const;
+
+function fail(setting: string, why: string): never {
+  throw new LiaisonError("config_invalid", `${setting}: ${why}`);
+}
+
+function integer(env: Env, name: keyof typeof SETTINGS, fallback: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  if (!/^\d+$/.test(raw)) fail(name, "must be a whole number");
+  const value = Number(raw);
+  if (value < min || value > max) fail(name, `must be between ${min} and ${max}`);
+  return value;
+}
+
+export function loadConfig(env: Env = process.env, cwd: string = process.cwd()): Config {
+  for (const name of Object.keys(env)) {
+    if (name.startsWith("LIAISON_") && !(name in SETTINGS) && !name.startsWith("LIAISON_TEST_")) {
+      fail(name, "unknown setting");
+    }
+  }
+  const partyId = env.LIAISON_PARTY_ID ?? fail("LIAISON_PARTY_ID", "is required");
+  if (!PARTY_ID.test(partyId)) fail("LIAISON_PARTY_ID", "must look like CN-MPS-HEKOU (country-agency-office)");
+  const apiToken = env.LIAISON_API_TOKEN ?? fail("LIAISON_API_TOKEN", "is required");
+  if (apiToken.length < 24) fail("LIAISON_API_TOKEN", "must be at least 24 characters");
+  const databaseUrl = env.DATABASE_URL === "" ? undefined : env.DATABASE_URL;
+  if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
+    fail("DATABASE_URL", "must be a postgres:// or postgresql:// URL");
+  }
+  const natsUrl = env.LIAISON_NATS_URL ?? "nats://127.0.0.1:4222";
+  if (!/^(nats|tls|wss?):\/\/[^\s]+$/.test(natsUrl)) fail("LIAISON_NATS_URL", "must be a nats:// URL");
+  const logLevel = env.LIAISON_LOG_LEVEL ?? "info";
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
+    fail("LIAISON_LOG_LEVEL", `must be one of ${LOG_LEVELS.join(", ")}`);
+  }
+  const country = env.LIAISON_COUNTRY ?? partyId.split("-")[0] ?? "";
+  if (!/^(?:[A-Z]{2}|INT)$/.test(country)) fail("LIAISON_COUNTRY", "must be an ISO 3166-1 alpha-2 code or INT");
+  const inboundSubject = env.LIAISON_INBOUND_SUBJECT ?? `liaison.inbox.${partyId}`;
+  if (!/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(inboundSubject)) {
+    fail("LIAISON_INBOUND_SUBJECT", "must be a literal NATS subject (no wildcards)");
+  }
+  const streamName = env.LIAISON_STREAM ?? `LIAISON_${partyId.replaceAll("-", "_")}`;
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(streamName)) fail("LIAISON_STREAM", "must be 1-64 letters, digits, _ or -");
+  const dataDir = resolve(cwd, env.LIAISON_DATA_DIR ?? "data");
+  const retryBaseMs = integer(env, "LIAISON_RETRY_BASE_MS", 5000, 10, 3_600_000);
+  const retryMaxMs = integer(env, "LIAISON_RETRY_MAX_MS", 600_000, 10, 86_400_000);
+  if (retryMaxMs < retryBaseMs) fail("LIAISON_RETRY_MAX_MS", "must not be below LIAISON_RETRY_BASE_MS");
+  return {
+    partyId,
+    partyName: env.LIAISON_PARTY_NAME ?? partyId,
+    country,
+    partyKind: env.LIAISON_PARTY_KIND ?? "border-police-liaison-office",
+    inboundSubject,
+    streamName,
+    http: {
+      host: env.LIAISON_HTTP_HOST ?? "127.0.0.1",
+      port: integer(env, "LIAISON_HTTP_PORT", 8080, 0, 65535),
+    },
+    natsUrl,
+    databaseUrl,
+    dataDir,
+    keysDir: resolve(cwd, env.LIAISON_KEYS_DIR ?? resolve(dataDir, "keys")),
+    apiToken,
+    clockSkewMs: integer(env, "LIAISON_CLOCK_SKEW_SECONDS", 300, 0, 3600) * 1000,
+    messageTtlMs: integer(env, "LIAISON_MESSAGE_TTL_SECONDS", 604_800, 60, 31_536_000) * 1000,
+    maxMessageBytes: integer(env, "LIAISON_MAX_MESSAGE_BYTES", 262_144, 1024, 8_388_608),
+    retry: {
+      baseMs: retryBaseMs,
+      maxMs: retryMaxMs,
+      maxAttempts: integer(env, "LIAISON_RETRY_MAX_ATTEMPTS", 12, 1, 1000),
+    },
+    logLevel: logLevel as Config["logLevel"],
+  };
+}
+
+/** Just where things are stored: what the offline CLI commands (keys, partners, db) need. */
+export interface StorageConfig {
+  dataDir: string;
+  keysDir: string;
+  databaseUrl: string | undefined;
+}
+
+export function loadStorageConfig(env: Env = process.env, cwd: string = process.cwd()): StorageConfig {
+  const databaseUrl = env.DATABASE_URL === "" ? undefined : env.DATABASE_URL;
+  if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
+    fail("DATABASE_URL", "must be a postgres:// or postgresql:// URL");
+  }
+  const dataDir = resolve(cwd, env.LIAISON_DATA_DIR ?? "data");
+  return { dataDir, keysDir: resolve(cwd, env.LIAISON_KEYS_DIR ?? resolve(dataDir, "keys")), databaseUrl };
+}
+
+export function databaseTarget(config: StorageConfig): { url: string } | { dataDir: string } {
+  return config.databaseUrl !== undefined ? { url: config.databaseUrl } : { dataDir: resolve(config.dataDir, "db") };
+}

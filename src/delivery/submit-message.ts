@@ -1,0 +1,93 @@
+/**
+ * The outbound path up to the outbox: a local user's request is checked (type known, body valid
+ * against its schema, recipients registered), enveloped, signed, and logged together with one
+ * outbox row per recipient in a single transaction. The dispatcher takes it from there.
+ */
+import { buildEnvelope } from "../protocol/build-envelope.ts";
+import { sha256Hex } from "../protocol/digest.ts";
+import { LiaisonError } from "../protocol/errors.ts";
+import { MESSAGE_TYP } from "../protocol/jws-profile.ts";
+import { signCompact } from "../protocol/sign.ts";
+import type { Clock, Envelope, Handling, IdSource, PartyId, SigningKey } from "../protocol/types.ts";
+import type { PartnerRegistry } from "../registry/partner-registry.ts";
+import type { SchemaRegistry } from "../schemas/schema-registry.ts";
+import type { MessageStore } from "../store/message-store.ts";
+
+export interface SubmitRequest {
+  type: string;
+  schemaVersion?: number | undefined;
+  to: PartyId | PartyId[];
+  caseRef: string;
+  inReplyTo?: string | undefined;
+  handling?: Handling | undefined;
+  body: Record<string, unknown>;
+}
+
+export interface SubmitDeps {
+  self: PartyId;
+  store: MessageStore;
+  registry: PartnerRegistry;
+  schemas: SchemaRegistry;
+  signingKey: () => SigningKey;
+  clock: Clock;
+  ids: IdSource;
+  ttlMs: number;
+  onQueued: () => void;
+}
+
+export const DEFAULT_HANDLING: Handling = { classification: "restricted", onwardDissemination: "forbidden" };
+
+export async function submitMessage(request: SubmitRequest, deps: SubmitDeps): Promise<Envelope> {
+  const schemaVersion = request.schemaVersion ?? latestVersion(deps.schemas, request.type);
+  if (schemaVersion === undefined || !deps.schemas.hasType(request.type, schemaVersion)) {
+    throw new LiaisonError("type_unknown", `message type ${request.type} is not supported`);
+  }
+  const body = deps.schemas.validateBody(request.type, schemaVersion, request.body);
+  if (body === undefined || !body.ok) {
+    throw new LiaisonError("schema_invalid", `body does not match ${request.type} v${schemaVersion}`, {
+      issues: body?.ok === false ? body.issues : [],
+    });
+  }
+  const to = [...new Set(Array.isArray(request.to) ? request.to : [request.to])];
+  for (const [i, recipient] of to.entries()) {
+    if (recipient === deps.self) {
+      throw new LiaisonError("request_invalid", "a message cannot be addressed to this gateway itself", {
+        issues: [{ path: `/to/${i}`, message: "is this gateway's own party id" }],
+      });
+    }
+    if (!deps.registry.hasParty(recipient)) {
+      throw new LiaisonError("recipient_unknown", "a recipient is not a registered partner", {
+        issues: [{ path: `/to/${i}`, message: "is not in the partner registry" }],
+      });
+    }
+  }
+  const envelope = buildEnvelope(
+    {
+      type: request.type,
+      schemaVersion,
+      to,
+      caseRef: request.caseRef,
+      inReplyTo: request.inReplyTo,
+      handling: request.handling ?? DEFAULT_HANDLING,
+      body: request.body,
+    },
+    { self: deps.self, clock: deps.clock, ids: deps.ids, ttlMs: deps.ttlMs },
+  );
+  const shape = deps.schemas.validateEnvelope(envelope);
+  if (!shape.ok) {
+    throw new LiaisonError("request_invalid", "the request does not make a valid envelope", { issues: shape.issues });
+  }
+  const key = deps.signingKey();
+  const jws = await signCompact(envelope, key, MESSAGE_TYP);
+  await deps.store.insertOutbound({ envelope, jws, digest: sha256Hex(jws), kid: key.kid });
+  deps.onQueued();
+  return envelope;
+}
+
+function latestVersion(schemas: SchemaRegistry, type: string): number | undefined {
+  const versions = schemas
+    .types()
+    .filter((t) => t.type === type)
+    .map((t) => t.schemaVersion);
+  return versions.length === 0 ? undefined : Math.max(...versions);
+}

@@ -1,0 +1,196 @@
+/**
+ * The composition root: the only module that knows which adapters the core runs on. It opens the
+ * store, loads our keys and the partner registry, connects NATS, starts the inbox consumer and
+ * the dispatcher, and serves HTTP. `stop()` undoes all of it in reverse order.
+ */
+import { randomUUID } from "node:crypto";
+import type { AddressInfo } from "node:net";
+import { serve, type ServerType } from "@hono/node-server";
+import type { Hono } from "hono";
+import { type Config, databaseTarget } from "./config/config.ts";
+import { Dispatcher, errorSummary } from "./delivery/dispatcher.ts";
+import { InboxProcessor } from "./delivery/inbox-processor.ts";
+import { submitMessage } from "./delivery/submit-message.ts";
+import { createApp } from "./http/app.ts";
+import { createLogger, type Logger } from "./observability/logger.ts";
+import { LiaisonError } from "./protocol/errors.ts";
+import type { Clock, IdSource, SigningKey } from "./protocol/types.ts";
+import { currentSigningKey, loadKeyFiles, type OwnKey } from "./registry/key-files.ts";
+import { PartnerRegistry } from "./registry/partner-registry.ts";
+import { loadSchemaRegistry, type SchemaRegistry } from "./schemas/schema-registry.ts";
+import { type Database, openDatabase } from "./store/database.ts";
+import { type KeyRecord, MessageStore, type PartyRecord } from "./store/message-store.ts";
+import { NatsTransport } from "./transport/nats-transport.ts";
+
+export interface GatewayOptions {
+  clock?: Clock;
+  ids?: IdSource;
+  logger?: Logger;
+  /** Dispatcher poll interval when idle; the dispatcher is also woken on every new row. */
+  pollMs?: number;
+}
+
+export interface Gateway {
+  config: Config;
+  url: string;
+  app: Hono;
+  self: PartyRecord;
+  store: MessageStore;
+  registry: PartnerRegistry;
+  schemas: SchemaRegistry;
+  database: Database;
+  dispatcher: Dispatcher;
+  inbox: InboxProcessor;
+  transport: NatsTransport;
+  log: Logger;
+  stop(): Promise<void>;
+}
+
+export async function startGateway(config: Config, opts: GatewayOptions = {}): Promise<Gateway> {
+  const clock = opts.clock ?? (() => new Date());
+  const ids = opts.ids ?? randomUUID;
+  const log = opts.logger ?? createLogger(config.logLevel, { party: config.partyId });
+  const schemas = loadSchemaRegistry();
+
+  const ownKeys = await loadKeyFiles(config.keysDir);
+  if (currentSigningKey(ownKeys, clock()) === undefined) {
+    throw new LiaisonError("key_store_invalid", `no signing key valid now in ${config.keysDir}; run: liaison keys generate`);
+  }
+  const signingKey = (): SigningKey => {
+    const key = currentSigningKey(ownKeys, clock());
+    if (key === undefined) throw new LiaisonError("key_store_invalid", "no signing key is valid now");
+    return key.signing;
+  };
+
+  const database = await openDatabase(databaseTarget(config));
+  const cleanups: Array<() => Promise<void>> = [() => database.close()];
+  const cleanup = async () => {
+    for (const fn of cleanups.reverse()) await fn().catch(() => {});
+  };
+  try {
+    const store = new MessageStore(database.db);
+    const self: PartyRecord = {
+      id: config.partyId,
+      name: config.partyName,
+      country: config.country,
+      kind: config.partyKind,
+      inboundSubject: config.inboundSubject,
+    };
+    const registry = await PartnerRegistry.load(store);
+    await registry.add(self, ownKeys.map((k) => ownKeyRecord(config.partyId, k)));
+
+    const transport = await NatsTransport.connect(config.natsUrl, `liaison-gateway ${config.partyId}`);
+    cleanups.push(() => transport.close());
+
+    const dispatcher = new Dispatcher(store, transport, clock, log, {
+      batchSize: 100,
+      pollMs: opts.pollMs ?? 500,
+      retry: config.retry,
+    });
+    const inbox = new InboxProcessor({
+      self: config.partyId,
+      store,
+      keys: registry,
+      schemas,
+      signingKey,
+      clock,
+      ids,
+      clockSkewMs: config.clockSkewMs,
+      maxMessageBytes: config.maxMessageBytes,
+      log,
+      onReceiptQueued: () => dispatcher.wake(),
+    });
+    await transport.consumeInbox(
+      {
+        stream: config.streamName,
+        subject: config.inboundSubject,
+        durable: "gateway",
+        maxAckPending: 1000,
+        onError: (err) => log.error({ err: errorSummary(err) }, "inbound processing failed; redelivery scheduled"),
+      },
+      async (data, subject) => {
+        await inbox.handle(data, subject);
+      },
+    );
+    dispatcher.start();
+    cleanups.push(() => dispatcher.stop());
+
+    const app = createApp({
+      apiToken: config.apiToken,
+      self,
+      ownKeys: () => ownKeys.map((k) => ownKeyRecord(config.partyId, k)),
+      store,
+      registry,
+      submit: (request) =>
+        submitMessage(request, {
+          self: config.partyId,
+          store,
+          registry,
+          schemas,
+          signingKey,
+          clock,
+          ids,
+          ttlMs: config.messageTtlMs,
+          onQueued: () => dispatcher.wake(),
+        }),
+      ready: async () => {
+        if (transport.connection.isClosed()) return false;
+        try {
+          await store.ping();
+          return true;
+        } catch {
+          return false;
+        }
+      },
+      maxRequestBytes: config.maxMessageBytes,
+      log,
+    });
+    const server = await listen(app, config.http.host, config.http.port);
+    cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    const port = (server.address() as AddressInfo).port;
+    const url = `http://${config.http.host}:${port}`;
+    log.info({ url, nats: config.natsUrl, store: database.driver, subject: config.inboundSubject }, "gateway started");
+
+    return {
+      config,
+      url,
+      app,
+      self,
+      store,
+      registry,
+      schemas,
+      database,
+      dispatcher,
+      inbox,
+      transport,
+      log,
+      stop: async () => {
+        await cleanup();
+        log.info("gateway stopped");
+      },
+    };
+  } catch (err) {
+    await cleanup();
+    throw err;
+  }
+}
+
+function ownKeyRecord(partyId: string, key: OwnKey): KeyRecord {
+  const { kid: _kid, alg: _alg, use: _use, ...publicJwk } = key.publicJwk;
+  return {
+    kid: key.kid,
+    partyId,
+    alg: key.alg,
+    publicJwk,
+    validFrom: key.validFrom,
+    validUntil: key.validUntil,
+    revokedAt: null,
+  };
+}
+
+function listen(app: Hono, hostname: string, port: number): Promise<ServerType> {
+  return new Promise((resolve, reject) => {
+    const server = serve({ fetch: app.fetch, hostname, port }, () => resolve(server));
+    server.once("error", reject);
+  });
+}

@@ -1,0 +1,64 @@
+/**
+ * RFC 9457 problem details: every error answer of the HTTP API is `application/problem+json`
+ * with a stable `code` (the same closed set as receipts and quarantine) and a `type` linking to
+ * its entry in docs/errors.md. `detail` names fields and reasons, never submitted values.
+ */
+import type { Context } from "hono";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+import type { ErrorCode, ErrorIssue } from "../protocol/errors.ts";
+
+export const ERRORS_DOC = "https://liaison-gateway.example/docs/errors.md";
+
+const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
+  unauthorized: 401,
+  not_found: 404,
+  request_invalid: 400,
+  recipient_unknown: 422,
+  type_unknown: 422,
+  schema_invalid: 422,
+  payload_too_large: 413,
+  not_ready: 503,
+  config_invalid: 500,
+  key_store_invalid: 500,
+  internal: 500,
+  malformed: 400,
+  jws_header_invalid: 400,
+  sender_unknown: 422,
+  key_unknown: 422,
+  key_not_valid: 422,
+  key_revoked: 422,
+  signature_invalid: 422,
+  envelope_invalid: 422,
+  misaddressed: 422,
+  expired: 422,
+  clock_skew: 422,
+  duplicate_conflict: 409,
+  message_unknown: 404,
+  digest_mismatch: 422,
+};
+
+const TITLES: Partial<Record<ErrorCode, string>> = {
+  unauthorized: "Missing or wrong bearer token",
+  not_found: "No such resource",
+  request_invalid: "The request is not valid",
+  recipient_unknown: "Unknown recipient",
+  type_unknown: "Unsupported message type",
+  schema_invalid: "The body does not match its schema",
+  payload_too_large: "The request is too large",
+  not_ready: "The gateway is not ready",
+  internal: "Internal error",
+};
+
+export function problem(c: Context, code: ErrorCode, detail: string, issues: ErrorIssue[] = []): Response {
+  const status = STATUS[code];
+  const body = {
+    type: `${ERRORS_DOC}#${code}`,
+    title: TITLES[code] ?? code,
+    status,
+    code,
+    detail,
+    instance: c.req.path,
+    ...(issues.length > 0 ? { issues } : {}),
+  };
+  return c.newResponse(JSON.stringify(body), status, { "content-type": "application/problem+json" });
+}

@@ -1,0 +1,23 @@
+/** `liaison serve` / `npm start`: read the configuration once, start the gateway, stop on a signal. */
+import { loadConfig } from "./config/config.ts";
+import { startGateway } from "./gateway.ts";
+
+export async function serveFromEnvironment(): Promise<void> {
+  const config = loadConfig();
+  const gateway = await startGateway(config);
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    gateway.log.info({ signal }, "stopping");
+    await gateway.stop();
+    process.exit(0);
+  };
+  process.once("SIGINT", () => void stop("SIGINT"));
+  process.once("SIGTERM", () => void stop("SIGTERM"));
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const { main } = await import("./cli/main.ts");
+  await main(["serve"]);
+}

@@ -1,0 +1,65 @@
+/**
+ * The closed set of error codes. Wire codes travel in negative receipts and are stored in
+ * quarantine rows; local codes only ever appear in HTTP problem+json answers and CLI output.
+ * Every code has an entry in docs/errors.md (the problem `type` links to it).
+ */
+export const WIRE_ERROR_CODES = [
+  "malformed",
+  "jws_header_invalid",
+  "sender_unknown",
+  "key_unknown",
+  "key_not_valid",
+  "key_revoked",
+  "signature_invalid",
+  "envelope_invalid",
+  "misaddressed",
+  "expired",
+  "clock_skew",
+  "type_unknown",
+  "schema_invalid",
+  "duplicate_conflict",
+  "message_unknown",
+  "digest_mismatch",
+  "payload_too_large",
+] as const;
+export type WireErrorCode = (typeof WIRE_ERROR_CODES)[number];
+
+export const LOCAL_ERROR_CODES = [
+  "unauthorized",
+  "not_found",
+  "request_invalid",
+  "recipient_unknown",
+  "config_invalid",
+  "key_store_invalid",
+  "not_ready",
+  "internal",
+] as const;
+export type LocalErrorCode = (typeof LOCAL_ERROR_CODES)[number];
+
+export type ErrorCode = WireErrorCode | LocalErrorCode;
+
+export interface ErrorIssue {
+  /** JSON pointer into the offending document; never the offending value. */
+  path: string;
+  message: string;
+}
+
+/**
+ * The one error type of the gateway. Callers and tests branch on `code`, never on `message`.
+ * Messages must never contain personal data: they name fields, not values.
+ */
+export class LiaisonError extends Error {
+  readonly code: ErrorCode;
+  readonly issues: ErrorIssue[];
+
+  constructor(code: ErrorCode, message: string, options?: { issues?: ErrorIssue[]; cause?: unknown }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = "LiaisonError";
+    this.code = code;
+    this.issues = options?.issues ?? [];
+  }
+}
+
+export function isWireErrorCode(code: string): code is WireErrorCode {
+  return (WIRE_ERROR_CODES as readonly string[]).includes(code);
+}

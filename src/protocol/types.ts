@@ -1,0 +1,77 @@
+import type { CryptoKey } from "jose";
+import type { WireErrorCode } from "./errors.ts";
+import type { SigningAlg } from "./jws-profile.ts";
+
+export type PartyId = string;
+export type MessageId = string;
+
+export type Classification = "official" | "restricted" | "confidential" | "secret";
+export type OnwardDissemination = "forbidden" | "with-originator-consent" | "allowed";
+
+export interface Handling {
+  classification: Classification;
+  onwardDissemination: OnwardDissemination;
+}
+
+/** The JWS payload of every message (schemas/envelope.v1.json). */
+export interface Envelope {
+  id: MessageId;
+  type: string;
+  schemaVersion: number;
+  from: PartyId;
+  to: PartyId[];
+  caseRef: string;
+  inReplyTo?: MessageId;
+  sentAt: string;
+  expiresAt: string;
+  handling: Handling;
+  body: Record<string, unknown>;
+}
+
+export type ReceiptStatus = "accepted" | "rejected";
+
+export interface ReceiptError {
+  code: WireErrorCode;
+  detail?: string;
+}
+
+/** The JWS payload of a receipt (schemas/receipt.v1.json). */
+export interface Receipt {
+  id: MessageId;
+  type: "receipt";
+  schemaVersion: 1;
+  from: PartyId;
+  to: PartyId;
+  sentAt: string;
+  messageId: MessageId | null;
+  digest: { alg: "sha-256"; value: string };
+  status: ReceiptStatus;
+  errors: ReceiptError[];
+}
+
+/** A private key ready to sign: imported once at start, never re-imported per message. */
+export interface SigningKey {
+  kid: string;
+  alg: SigningAlg;
+  key: CryptoKey;
+}
+
+/** A partner's (or our own) public key as the registry holds it, imported once. */
+export interface RegisteredKey {
+  kid: string;
+  partyId: PartyId;
+  alg: SigningAlg;
+  key: CryptoKey;
+  validFrom: Date;
+  validUntil: Date | null;
+  revokedAt: Date | null;
+}
+
+/** What verification needs from the partner registry: synchronous lookups over a cache. */
+export interface KeyResolver {
+  hasParty(partyId: PartyId): boolean;
+  keyById(kid: string): RegisteredKey | undefined;
+}
+
+export type Clock = () => Date;
+export type IdSource = () => string;

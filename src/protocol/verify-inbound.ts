@@ -1,0 +1,186 @@
+/**
+ * Verification of one inbound wire message (a message or a receipt), pure apart from the
+ * WebCrypto call: the bytes, the registry cache, the schemas and the time come in; a verdict
+ * comes out. The checks run in the order of docs/protocol.md "Verification order"; the first
+ * failing check decides the code.
+ */
+import { compactVerify } from "jose";
+import type { SchemaRegistry } from "../schemas/schema-registry.ts";
+import { sha256Hex } from "./digest.ts";
+import type { ErrorIssue, WireErrorCode } from "./errors.ts";
+import { ALLOWED_ALGS, COMPACT_JWS, MESSAGE_TYP, RECEIPT_TYP } from "./jws-profile.ts";
+import type { Envelope, KeyResolver, PartyId, Receipt, RegisteredKey } from "./types.ts";
+
+export interface VerifyContext {
+  self: PartyId;
+  keys: KeyResolver;
+  schemas: SchemaRegistry;
+  now: Date;
+  /** Tolerated difference between the sender's clock and ours, both ways. */
+  clockSkewMs: number;
+  maxBytes: number;
+}
+
+interface Verified {
+  ok: true;
+  jws: string;
+  digest: string;
+  kid: string;
+}
+export type VerifiedMessage = Verified & { kind: "message"; envelope: Envelope };
+export type VerifiedReceipt = Verified & { kind: "receipt"; receipt: Receipt };
+
+export interface Rejection {
+  ok: false;
+  code: WireErrorCode;
+  /** Field names and reasons only, never values. */
+  detail: string;
+  issues: ErrorIssue[];
+  digest: string;
+  kind: "message" | "receipt" | "unknown";
+  /** The claimed sender, only when it is a registered party: where a negative receipt goes. */
+  claimedFrom: PartyId | null;
+  /** The claimed message id when the payload could be read. */
+  messageId: string | null;
+}
+
+export type InboundVerdict = VerifiedMessage | VerifiedReceipt | Rejection;
+
+const decoder = new TextDecoder("utf-8", { fatal: true });
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+function decodeSegment(segment: string): unknown {
+  return JSON.parse(decoder.decode(Buffer.from(segment, "base64url")));
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+export async function verifyInbound(bytes: Uint8Array, ctx: VerifyContext): Promise<InboundVerdict> {
+  const digest = sha256Hex(bytes);
+  let kind: Rejection["kind"] = "unknown";
+  let claimedFrom: PartyId | null = null;
+  let messageId: string | null = null;
+  const reject = (code: WireErrorCode, detail: string, issues: ErrorIssue[] = []): Rejection => ({
+    ok: false,
+    code,
+    detail,
+    issues,
+    digest,
+    kind,
+    claimedFrom,
+    messageId,
+  });
+
+  if (bytes.byteLength > ctx.maxBytes) {
+    return reject("payload_too_large", `message exceeds ${ctx.maxBytes} bytes`);
+  }
+  let jws: string;
+  try {
+    jws = decoder.decode(bytes);
+  } catch {
+    return reject("malformed", "bytes are not UTF-8");
+  }
+  if (!COMPACT_JWS.test(jws)) return reject("malformed", "not a compact JWS");
+  const [headerPart = "", payloadPart = ""] = jws.split(".");
+
+  let header: unknown;
+  let payload: unknown;
+  try {
+    header = decodeSegment(headerPart);
+  } catch {
+    return reject("malformed", "protected header is not base64url JSON");
+  }
+  try {
+    payload = decodeSegment(payloadPart);
+  } catch {
+    return reject("malformed", "payload is not base64url JSON");
+  }
+  if (!isRecord(header)) return reject("malformed", "protected header is not a JSON object");
+  if (!isRecord(payload)) return reject("malformed", "payload is not a JSON object");
+
+  if (header.typ === MESSAGE_TYP) kind = "message";
+  else if (header.typ === RECEIPT_TYP) kind = "receipt";
+  if (typeof payload.id === "string" && UUID.test(payload.id)) messageId = payload.id.toLowerCase();
+  const from = typeof payload.from === "string" ? payload.from : undefined;
+  if (from !== undefined && ctx.keys.hasParty(from)) claimedFrom = from;
+
+  if (kind === "unknown") {
+    return reject("jws_header_invalid", `typ must be "${MESSAGE_TYP}" or "${RECEIPT_TYP}"`);
+  }
+  if (typeof header.alg !== "string" || !(ALLOWED_ALGS as readonly string[]).includes(header.alg)) {
+    return reject("jws_header_invalid", `alg must be one of ${ALLOWED_ALGS.join(", ")}`);
+  }
+  if (typeof header.kid !== "string" || header.kid.length === 0) {
+    return reject("jws_header_invalid", "kid is missing");
+  }
+  if ("crit" in header || "b64" in header) {
+    return reject("jws_header_invalid", "crit and b64 are not supported");
+  }
+  if (from === undefined) return reject("envelope_invalid", "from is missing");
+  if (claimedFrom === null) return reject("sender_unknown", "the claimed sender is not registered");
+
+  const key = ctx.keys.keyById(header.kid);
+  if (key === undefined || key.partyId !== claimedFrom) {
+    return reject("key_unknown", "kid names no key registered for the claimed sender");
+  }
+  if (key.alg !== header.alg) return reject("jws_header_invalid", "alg does not match the key");
+
+  try {
+    await compactVerify(jws, key.key, { algorithms: [key.alg] });
+  } catch {
+    return reject("signature_invalid", "signature does not verify with the registered key");
+  }
+
+  const shape = kind === "message" ? ctx.schemas.validateEnvelope(payload) : ctx.schemas.validateReceipt(payload);
+  if (!shape.ok) {
+    return reject("envelope_invalid", "payload does not match its schema", shape.issues);
+  }
+
+  const sentAt = new Date(payload.sentAt as string);
+  const keyProblem = keyValidityAt(key, sentAt);
+  if (keyProblem !== null) return reject(keyProblem.code, keyProblem.detail);
+  if (sentAt.getTime() > ctx.now.getTime() + ctx.clockSkewMs) {
+    return reject("clock_skew", "sentAt is ahead of the receiver's clock beyond the tolerated skew");
+  }
+
+  if (kind === "receipt") {
+    const receipt = payload as unknown as Receipt;
+    if (receipt.to !== ctx.self) return reject("misaddressed", "receipt is not addressed to this party");
+    return { ok: true, kind: "receipt", receipt, jws, digest, kid: key.kid };
+  }
+
+  const envelope = payload as unknown as Envelope;
+  if (envelope.type === "receipt") return reject("envelope_invalid", "a receipt must use the receipt typ");
+  if (!envelope.to.includes(ctx.self)) return reject("misaddressed", "message is not addressed to this party");
+  const expiresAt = new Date(envelope.expiresAt);
+  if (expiresAt.getTime() <= sentAt.getTime()) {
+    return reject("envelope_invalid", "expiresAt is not after sentAt", [{ path: "/expiresAt", message: "must be after sentAt" }]);
+  }
+  if (expiresAt.getTime() + ctx.clockSkewMs < ctx.now.getTime()) {
+    return reject("expired", "the message expired before it was received");
+  }
+  const body = ctx.schemas.validateBody(envelope.type, envelope.schemaVersion, envelope.body);
+  if (body === undefined) {
+    return reject("type_unknown", `type ${envelope.type} v${envelope.schemaVersion} is not supported`);
+  }
+  if (!body.ok) return reject("schema_invalid", `body does not match ${envelope.type} v${envelope.schemaVersion}`, body.issues);
+  return { ok: true, kind: "message", envelope, jws, digest, kid: key.kid };
+}
+
+/** A key verifies messages claimed to be sent inside [validFrom, validUntil) and before revokedAt. */
+export function keyValidityAt(
+  key: RegisteredKey,
+  at: Date,
+): { code: "key_not_valid" | "key_revoked"; detail: string } | null {
+  const t = at.getTime();
+  if (key.revokedAt !== null && t >= key.revokedAt.getTime()) {
+    return { code: "key_revoked", detail: "the key was revoked before the claimed sentAt" };
+  }
+  if (t < key.validFrom.getTime() || (key.validUntil !== null && t >= key.validUntil.getTime())) {
+    return { code: "key_not_valid", detail: "the key is not valid at the claimed sentAt" };
+  }
+  return null;
+}
+

@@ -1,0 +1,67 @@
+/**
+ * The partner registry: parties and their public keys, persisted in the store and cached in
+ * memory with every key imported once, so verifying a message never imports a key.
+ */
+import { type CryptoKey, importJWK, type JWK } from "jose";
+import type { SigningAlg } from "../protocol/jws-profile.ts";
+import type { KeyResolver, RegisteredKey } from "../protocol/types.ts";
+import type { KeyRecord, MessageStore, PartyRecord } from "../store/message-store.ts";
+
+export class PartnerRegistry implements KeyResolver {
+  private parties = new Map<string, PartyRecord>();
+  private keys = new Map<string, RegisteredKey>();
+
+  private constructor(private readonly store: MessageStore) {}
+
+  static async load(store: MessageStore): Promise<PartnerRegistry> {
+    const registry = new PartnerRegistry(store);
+    await registry.reload();
+    return registry;
+  }
+
+  /** Re-reads the store; call after another process (the CLI) changed the registry. */
+  async reload(): Promise<void> {
+    const [parties, keys] = await Promise.all([this.store.listParties(), this.store.listKeys()]);
+    const imported = await Promise.all(keys.map(importKey));
+    this.parties = new Map(parties.map((p) => [p.id, p]));
+    this.keys = new Map(imported.map((k) => [k.kid, k]));
+  }
+
+  /** Registers or updates a party and its keys (validity and revocation), then refreshes the cache. */
+  async add(party: PartyRecord, keys: KeyRecord[]): Promise<void> {
+    await this.store.upsertParty(party);
+    for (const key of keys) await this.store.upsertKey(key);
+    const imported = await Promise.all(keys.map(importKey));
+    this.parties.set(party.id, party);
+    for (const key of imported) this.keys.set(key.kid, key);
+  }
+
+  hasParty(partyId: string): boolean {
+    return this.parties.has(partyId);
+  }
+
+  party(partyId: string): PartyRecord | undefined {
+    return this.parties.get(partyId);
+  }
+
+  keyById(kid: string): RegisteredKey | undefined {
+    return this.keys.get(kid);
+  }
+
+  listParties(): PartyRecord[] {
+    return [...this.parties.values()];
+  }
+}
+
+async function importKey(record: KeyRecord): Promise<RegisteredKey> {
+  const key = (await importJWK(record.publicJwk as JWK, record.alg)) as CryptoKey;
+  return {
+    kid: record.kid,
+    partyId: record.partyId,
+    alg: record.alg as SigningAlg,
+    key,
+    validFrom: record.validFrom,
+    validUntil: record.validUntil,
+    revokedAt: record.revokedAt,
+  };
+}

@@ -1,0 +1,553 @@
+/**
+ * The repository over the drizzle schema: every write the delivery layer needs, each in the
+ * transaction that keeps the log, the outbox and the receipts consistent. The same code runs
+ * on postgres.js and PGlite.
+ */
+import { and, asc, desc, eq, gt, inArray, isNull, lt, lte, sql } from "drizzle-orm";
+import type { Envelope, Receipt, ReceiptStatus } from "../protocol/types.ts";
+import type { Db } from "./database.ts";
+import {
+  type DeliveryStatus,
+  deliveries,
+  messages,
+  parties,
+  partyKeys,
+  quarantine,
+  receipts,
+} from "./schema.ts";
+
+export interface PartyRecord {
+  id: string;
+  name: string;
+  country: string;
+  kind: string;
+  inboundSubject: string;
+}
+
+export interface KeyRecord {
+  kid: string;
+  partyId: string;
+  alg: string;
+  publicJwk: Record<string, unknown>;
+  validFrom: Date;
+  validUntil: Date | null;
+  revokedAt: Date | null;
+}
+
+export interface SignedMessage {
+  envelope: Envelope;
+  jws: string;
+  digest: string;
+  kid: string;
+}
+
+export interface IssuedReceipt {
+  receipt: Receipt;
+  /** Digest of the message bytes the receipt answers. */
+  messageDigest: string;
+  jws: string;
+  digest: string;
+}
+
+export interface QuarantineInput {
+  subject: string;
+  raw: Uint8Array;
+  digest: string;
+  code: string;
+  detail: string;
+  issues: Array<{ path: string; message: string }>;
+  kind: string;
+  claimedFrom: string | null;
+  messageId: string | null;
+}
+
+export interface DueDelivery {
+  messageId: string;
+  recipient: string;
+  subject: string;
+  jws: string;
+  attempts: number;
+}
+
+export interface DueReceipt {
+  id: string;
+  toParty: string;
+  subject: string;
+  jws: string;
+}
+
+export type ReceivedReceiptOutcome =
+  | { ok: true; duplicate: boolean; status: ReceiptStatus }
+  | { ok: false; code: "message_unknown" | "digest_mismatch"; detail: string };
+
+export type MessageRow = typeof messages.$inferSelect;
+export type DeliveryRow = typeof deliveries.$inferSelect;
+export type ReceiptRow = typeof receipts.$inferSelect;
+export type QuarantineRow = typeof quarantine.$inferSelect;
+
+class DuplicateInbound extends Error {}
+
+export class MessageStore {
+  constructor(private readonly db: Db) {}
+
+  async upsertParty(party: PartyRecord): Promise<void> {
+    await this.db
+      .insert(parties)
+      .values(party)
+      .onConflictDoUpdate({
+        target: parties.id,
+        set: {
+          name: party.name,
+          country: party.country,
+          kind: party.kind,
+          inboundSubject: party.inboundSubject,
+          updatedAt: sql`now()`,
+        },
+      });
+  }
+
+  /** Inserts a key, or updates its validity and revocation; a kid never moves to another party. */
+  async upsertKey(key: KeyRecord): Promise<void> {
+    const [row] = await this.db
+      .insert(partyKeys)
+      .values(key)
+      .onConflictDoUpdate({
+        target: partyKeys.kid,
+        set: { validUntil: key.validUntil, revokedAt: key.revokedAt },
+        setWhere: eq(partyKeys.partyId, key.partyId),
+      })
+      .returning({ kid: partyKeys.kid });
+    if (row === undefined) throw new Error(`key ${key.kid} is registered for another party`);
+  }
+
+  listParties(): Promise<PartyRecord[]> {
+    return this.db
+      .select({
+        id: parties.id,
+        name: parties.name,
+        country: parties.country,
+        kind: parties.kind,
+        inboundSubject: parties.inboundSubject,
+      })
+      .from(parties)
+      .orderBy(asc(parties.id));
+  }
+
+  listKeys(): Promise<KeyRecord[]> {
+    return this.db
+      .select({
+        kid: partyKeys.kid,
+        partyId: partyKeys.partyId,
+        alg: partyKeys.alg,
+        publicJwk: partyKeys.publicJwk,
+        validFrom: partyKeys.validFrom,
+        validUntil: partyKeys.validUntil,
+        revokedAt: partyKeys.revokedAt,
+      })
+      .from(partyKeys)
+      .orderBy(asc(partyKeys.partyId), asc(partyKeys.validFrom));
+  }
+
+  /** The message log row and one outbox row per recipient, in one transaction. */
+  async insertOutbound(message: SignedMessage): Promise<void> {
+    await this.db.transaction(async (tx) => {
+      await tx.insert(messages).values(messageValues("outbound", message));
+      await tx.insert(deliveries).values(
+        message.envelope.to.map((recipient) => ({ messageId: message.envelope.id, recipient })),
+      );
+    });
+  }
+
+  /**
+   * Claims deliveries that are due: not yet published, or published without a receipt by the
+   * time their retry is due. Each claimed row is leased until its next attempt, so replicas
+   * sharing the database skip it (FOR UPDATE SKIP LOCKED). Rows past the retry budget become
+   * `failed` instead.
+   */
+  async claimDueDeliveries(opts: {
+    now: Date;
+    limit: number;
+    maxAttempts: number;
+    backoffMs: (attempts: number) => number;
+  }): Promise<{ due: DueDelivery[]; failed: Array<{ messageId: string; recipient: string }> }> {
+    return this.db.transaction(async (tx) => {
+      const rows = await tx
+        .select({
+          messageId: deliveries.messageId,
+          recipient: deliveries.recipient,
+          attempts: deliveries.attempts,
+        })
+        .from(deliveries)
+        .where(
+          and(
+            inArray(deliveries.status, ["queued", "sent"]),
+            lte(deliveries.nextAttemptAt, opts.now),
+          ),
+        )
+        .orderBy(asc(deliveries.nextAttemptAt))
+        .limit(opts.limit)
+        .for("update", { skipLocked: true });
+      const due: DueDelivery[] = [];
+      const failed: Array<{ messageId: string; recipient: string }> = [];
+      for (const row of rows) {
+        const where = and(
+          eq(deliveries.messageId, row.messageId),
+          eq(deliveries.recipient, row.recipient),
+        );
+        if (row.attempts >= opts.maxAttempts) {
+          await tx
+            .update(deliveries)
+            .set({ status: "failed", lastError: "no receipt within the retry budget", updatedAt: opts.now })
+            .where(where);
+          failed.push({ messageId: row.messageId, recipient: row.recipient });
+          continue;
+        }
+        const attempts = row.attempts + 1;
+        await tx
+          .update(deliveries)
+          .set({
+            attempts,
+            nextAttemptAt: new Date(opts.now.getTime() + opts.backoffMs(attempts)),
+            updatedAt: opts.now,
+          })
+          .where(where);
+        due.push({ ...row, attempts, subject: "", jws: "" });
+      }
+      if (due.length > 0) {
+        const details = await tx
+          .select({ id: messages.id, jws: messages.jws })
+          .from(messages)
+          .where(
+            and(
+              eq(messages.direction, "outbound"),
+              inArray(
+                messages.id,
+                due.map((d) => d.messageId),
+              ),
+            ),
+          );
+        const subjects = await tx
+          .select({ id: parties.id, subject: parties.inboundSubject })
+          .from(parties)
+          .where(
+            inArray(
+              parties.id,
+              due.map((d) => d.recipient),
+            ),
+          );
+        const jwsById = new Map(details.map((d) => [d.id, d.jws]));
+        const subjectById = new Map(subjects.map((s) => [s.id, s.subject]));
+        for (const d of due) {
+          d.jws = jwsById.get(d.messageId) ?? "";
+          d.subject = subjectById.get(d.recipient) ?? "";
+        }
+      }
+      return { due, failed };
+    });
+  }
+
+  /** The broker acknowledged the publish: `queued` becomes `sent` (a receipt may already be in). */
+  async markDeliverySent(messageId: string, recipient: string, at: Date): Promise<void> {
+    await this.db
+      .update(deliveries)
+      .set({ status: "sent", lastError: null, updatedAt: at })
+      .where(
+        and(
+          eq(deliveries.messageId, messageId),
+          eq(deliveries.recipient, recipient),
+          eq(deliveries.status, "queued"),
+        ),
+      );
+  }
+
+  async markDeliveryError(messageId: string, recipient: string, error: string, at: Date): Promise<void> {
+    await this.db
+      .update(deliveries)
+      .set({ lastError: error.slice(0, 500), updatedAt: at })
+      .where(and(eq(deliveries.messageId, messageId), eq(deliveries.recipient, recipient)));
+  }
+
+  async findInbound(id: string): Promise<{ digest: string } | undefined> {
+    const [row] = await this.db
+      .select({ digest: messages.digest })
+      .from(messages)
+      .where(and(eq(messages.direction, "inbound"), eq(messages.id, id)));
+    return row;
+  }
+
+  /**
+   * The inbound message and our receipt for it, in one transaction. Returns `duplicate` when the
+   * message id is already logged (another replica, or a redelivery), and then writes nothing.
+   */
+  async recordInbound(message: SignedMessage, receipt: IssuedReceipt): Promise<"stored" | "duplicate"> {
+    try {
+      await this.db.transaction(async (tx) => {
+        const inserted = await tx
+          .insert(messages)
+          .values(messageValues("inbound", message))
+          .onConflictDoNothing()
+          .returning({ seq: messages.seq });
+        if (inserted.length === 0) throw new DuplicateInbound();
+        await tx.insert(receipts).values(issuedValues(receipt));
+      });
+      return "stored";
+    } catch (err) {
+      if (err instanceof DuplicateInbound) return "duplicate";
+      throw err;
+    }
+  }
+
+  /** Sends the receipt we issued for a message again (the sender retried: it did not get it). */
+  async requeueIssuedReceipt(messageId: string, digest: string, at: Date): Promise<boolean> {
+    const rows = await this.db
+      .update(receipts)
+      .set({ publishedAt: null, nextPublishAt: at })
+      .where(
+        and(
+          eq(receipts.direction, "issued"),
+          eq(receipts.messageId, messageId),
+          eq(receipts.messageDigest, digest),
+        ),
+      )
+      .returning({ id: receipts.id });
+    return rows.length > 0;
+  }
+
+  /** The bytes, the reason and, when the sender is known, the negative receipt: one transaction. */
+  async quarantine(input: QuarantineInput, receipt: IssuedReceipt | null): Promise<number> {
+    return this.db.transaction(async (tx) => {
+      const [row] = await tx
+        .insert(quarantine)
+        .values({ ...input, receiptId: receipt?.receipt.id ?? null })
+        .returning({ seq: quarantine.seq });
+      if (receipt !== null) await tx.insert(receipts).values(issuedValues(receipt));
+      if (row === undefined) throw new Error("quarantine insert returned no row");
+      return row.seq;
+    });
+  }
+
+  /**
+   * A partner's verified receipt for one of our messages: checked against what we sent (the
+   * message id, the recipient, the digest of the exact bytes), logged, and the delivery closed.
+   */
+  async applyReceivedReceipt(input: {
+    receipt: Receipt;
+    jws: string;
+    digest: string;
+    at: Date;
+  }): Promise<ReceivedReceiptOutcome> {
+    const { receipt } = input;
+    return this.db.transaction(async (tx) => {
+      if (receipt.messageId === null) {
+        return { ok: false, code: "message_unknown", detail: "receipt names no message" } as const;
+      }
+      const [sent] = await tx
+        .select({ digest: messages.digest })
+        .from(messages)
+        .innerJoin(
+          deliveries,
+          and(eq(deliveries.messageId, messages.id), eq(deliveries.recipient, receipt.from)),
+        )
+        .where(and(eq(messages.direction, "outbound"), eq(messages.id, receipt.messageId)));
+      if (sent === undefined) {
+        return {
+          ok: false,
+          code: "message_unknown",
+          detail: "no message with this id was sent to the receipt's sender",
+        } as const;
+      }
+      if (sent.digest !== receipt.digest.value) {
+        return {
+          ok: false,
+          code: "digest_mismatch",
+          detail: "the receipt's digest is not the digest of the message sent",
+        } as const;
+      }
+      const inserted = await tx
+        .insert(receipts)
+        .values({
+          id: receipt.id,
+          direction: "received",
+          messageId: receipt.messageId,
+          messageDigest: receipt.digest.value,
+          fromParty: receipt.from,
+          toParty: receipt.to,
+          status: receipt.status,
+          errors: receipt.errors,
+          jws: input.jws,
+          digest: input.digest,
+        })
+        .onConflictDoNothing()
+        .returning({ seq: receipts.seq });
+      const status: DeliveryStatus = receipt.status === "accepted" ? "delivered" : "rejected";
+      await tx
+        .update(deliveries)
+        .set({ status, receiptId: receipt.id, lastError: null, updatedAt: input.at })
+        .where(
+          and(
+            eq(deliveries.messageId, receipt.messageId),
+            eq(deliveries.recipient, receipt.from),
+            inArray(deliveries.status, ["queued", "sent", "failed"]),
+          ),
+        );
+      return { ok: true, duplicate: inserted.length === 0, status: receipt.status } as const;
+    });
+  }
+
+  /** Issued receipts not yet acknowledged by the broker, leased like deliveries. */
+  async claimUnpublishedReceipts(opts: { now: Date; limit: number; leaseMs: number }): Promise<DueReceipt[]> {
+    return this.db.transaction(async (tx) => {
+      const rows = await tx
+        .select({ id: receipts.id, toParty: receipts.toParty, jws: receipts.jws, attempts: receipts.publishAttempts })
+        .from(receipts)
+        .where(
+          and(
+            eq(receipts.direction, "issued"),
+            isNull(receipts.publishedAt),
+            lte(receipts.nextPublishAt, opts.now),
+          ),
+        )
+        .orderBy(asc(receipts.nextPublishAt))
+        .limit(opts.limit)
+        .for("update", { skipLocked: true });
+      if (rows.length === 0) return [];
+      await tx
+        .update(receipts)
+        .set({
+          publishAttempts: sql`${receipts.publishAttempts} + 1`,
+          nextPublishAt: new Date(opts.now.getTime() + opts.leaseMs),
+        })
+        .where(
+          and(
+            eq(receipts.direction, "issued"),
+            inArray(
+              receipts.id,
+              rows.map((r) => r.id),
+            ),
+          ),
+        );
+      const subjects = await tx
+        .select({ id: parties.id, subject: parties.inboundSubject })
+        .from(parties)
+        .where(
+          inArray(
+            parties.id,
+            rows.map((r) => r.toParty),
+          ),
+        );
+      const subjectById = new Map(subjects.map((s) => [s.id, s.subject]));
+      return rows.map((r) => ({ id: r.id, toParty: r.toParty, jws: r.jws, subject: subjectById.get(r.toParty) ?? "" }));
+    });
+  }
+
+  async markReceiptPublished(id: string, at: Date): Promise<void> {
+    await this.db
+      .update(receipts)
+      .set({ publishedAt: at })
+      .where(and(eq(receipts.direction, "issued"), eq(receipts.id, id)));
+  }
+
+  async getMessage(id: string): Promise<
+    | { message: MessageRow; deliveries: DeliveryRow[]; receipts: ReceiptRow[] }
+    | undefined
+  > {
+    const rows = await this.db.select().from(messages).where(eq(messages.id, id)).orderBy(asc(messages.seq));
+    const message = rows.find((r) => r.direction === "outbound") ?? rows[0];
+    if (message === undefined) return undefined;
+    const [d, r] = await Promise.all([
+      message.direction === "outbound"
+        ? this.db.select().from(deliveries).where(eq(deliveries.messageId, id)).orderBy(asc(deliveries.recipient))
+        : Promise.resolve([]),
+      this.db
+        .select()
+        .from(receipts)
+        .where(
+          and(
+            eq(receipts.messageId, id),
+            eq(receipts.direction, message.direction === "outbound" ? "received" : "issued"),
+          ),
+        )
+        .orderBy(asc(receipts.seq)),
+    ]);
+    return { message, deliveries: d, receipts: r };
+  }
+
+  /** Keyset pagination on the log's sequence number, newest first. */
+  listMessages(opts: { direction: "inbound" | "outbound"; before?: number; limit: number }): Promise<MessageRow[]> {
+    return this.db
+      .select()
+      .from(messages)
+      .where(
+        and(
+          eq(messages.direction, opts.direction),
+          opts.before === undefined ? undefined : lt(messages.seq, opts.before),
+        ),
+      )
+      .orderBy(desc(messages.seq))
+      .limit(opts.limit);
+  }
+
+  listQuarantine(opts: { after?: number; limit: number }): Promise<QuarantineRow[]> {
+    return this.db
+      .select()
+      .from(quarantine)
+      .where(opts.after === undefined ? undefined : gt(quarantine.seq, opts.after))
+      .orderBy(asc(quarantine.seq))
+      .limit(opts.limit);
+  }
+
+  async deliveryCounts(): Promise<Record<DeliveryStatus, number>> {
+    const rows = await this.db
+      .select({ status: deliveries.status, n: sql<number>`count(*)::int` })
+      .from(deliveries)
+      .groupBy(deliveries.status);
+    const counts: Record<DeliveryStatus, number> = { queued: 0, sent: 0, delivered: 0, rejected: 0, failed: 0 };
+    for (const row of rows) counts[row.status] = Number(row.n);
+    return counts;
+  }
+
+  async quarantineCount(): Promise<number> {
+    const [row] = await this.db.select({ n: sql<number>`count(*)::int` }).from(quarantine);
+    return Number(row?.n ?? 0);
+  }
+
+  /** Cheap round trip for readiness. */
+  async ping(): Promise<void> {
+    await this.db.execute(sql`select 1`);
+  }
+}
+
+function messageValues(direction: "inbound" | "outbound", m: SignedMessage) {
+  const e = m.envelope;
+  return {
+    id: e.id,
+    direction,
+    type: e.type,
+    schemaVersion: e.schemaVersion,
+    fromParty: e.from,
+    toParties: e.to,
+    caseRef: e.caseRef,
+    inReplyTo: e.inReplyTo ?? null,
+    sentAt: new Date(e.sentAt),
+    expiresAt: new Date(e.expiresAt),
+    classification: e.handling.classification,
+    kid: m.kid,
+    jws: m.jws,
+    digest: m.digest,
+  };
+}
+
+function issuedValues(r: IssuedReceipt) {
+  return {
+    id: r.receipt.id,
+    direction: "issued" as const,
+    messageId: r.receipt.messageId,
+    messageDigest: r.messageDigest,
+    fromParty: r.receipt.from,
+    toParty: r.receipt.to,
+    status: r.receipt.status,
+    errors: r.receipt.errors,
+    jws: r.jws,
+    digest: r.digest,
+  };
+}

@@ -1,0 +1,161 @@
+/**
+ * The drizzle schema: one definition for PostgreSQL (postgres.js) and PGlite. Migrations under
+ * drizzle/ are generated from this file by drizzle-kit (`npm run db:generate`) and committed.
+ *
+ * Messages and receipts keep the exact JWS text and the SHA-256 of its bytes: that is the
+ * evidence. Quarantine keeps the exact inbound bytes, whatever they were.
+ */
+import { sql } from "drizzle-orm";
+import {
+  bigint,
+  customType,
+  index,
+  integer,
+  jsonb,
+  pgTable,
+  primaryKey,
+  text,
+  timestamp,
+  uniqueIndex,
+  uuid,
+} from "drizzle-orm/pg-core";
+
+const bytea = customType<{ data: Uint8Array; driverData: Uint8Array }>({
+  dataType: () => "bytea",
+  toDriver: (value) => Buffer.from(value.buffer, value.byteOffset, value.byteLength),
+  fromDriver: (value) => new Uint8Array(value),
+});
+
+const tstz = (name: string) => timestamp(name, { withTimezone: true, mode: "date" });
+
+export const parties = pgTable("parties", {
+  id: text("id").primaryKey(),
+  name: text("name").notNull(),
+  country: text("country").notNull(),
+  kind: text("kind").notNull(),
+  inboundSubject: text("inbound_subject").notNull(),
+  createdAt: tstz("created_at").notNull().defaultNow(),
+  updatedAt: tstz("updated_at").notNull().defaultNow(),
+});
+
+export const partyKeys = pgTable(
+  "party_keys",
+  {
+    kid: text("kid").primaryKey(),
+    partyId: text("party_id")
+      .notNull()
+      .references(() => parties.id),
+    alg: text("alg").notNull(),
+    publicJwk: jsonb("public_jwk").$type<Record<string, unknown>>().notNull(),
+    validFrom: tstz("valid_from").notNull(),
+    validUntil: tstz("valid_until"),
+    revokedAt: tstz("revoked_at"),
+    createdAt: tstz("created_at").notNull().defaultNow(),
+  },
+  (t) => [index("party_keys_party_idx").on(t.partyId)],
+);
+
+export const messages = pgTable(
+  "messages",
+  {
+    seq: bigint("seq", { mode: "number" }).primaryKey().generatedAlwaysAsIdentity(),
+    id: uuid("id").notNull(),
+    direction: text("direction", { enum: ["inbound", "outbound"] }).notNull(),
+    type: text("type").notNull(),
+    schemaVersion: integer("schema_version").notNull(),
+    fromParty: text("from_party").notNull(),
+    toParties: jsonb("to_parties").$type<string[]>().notNull(),
+    caseRef: text("case_ref").notNull(),
+    inReplyTo: uuid("in_reply_to"),
+    sentAt: tstz("sent_at").notNull(),
+    expiresAt: tstz("expires_at").notNull(),
+    classification: text("classification").notNull(),
+    kid: text("kid").notNull(),
+    jws: text("jws").notNull(),
+    digest: text("digest").notNull(),
+    loggedAt: tstz("logged_at").notNull().defaultNow(),
+  },
+  (t) => [
+    uniqueIndex("messages_direction_id_uq").on(t.direction, t.id),
+    index("messages_case_idx").on(t.caseRef),
+  ],
+);
+
+export const DELIVERY_STATUSES = ["queued", "sent", "delivered", "rejected", "failed"] as const;
+export type DeliveryStatus = (typeof DELIVERY_STATUSES)[number];
+
+/** One row per outbound message and recipient; also the outbox the dispatcher drains. */
+export const deliveries = pgTable(
+  "deliveries",
+  {
+    messageId: uuid("message_id").notNull(),
+    recipient: text("recipient")
+      .notNull()
+      .references(() => parties.id),
+    status: text("status", { enum: DELIVERY_STATUSES }).notNull().default("queued"),
+    attempts: integer("attempts").notNull().default(0),
+    nextAttemptAt: tstz("next_attempt_at").notNull().defaultNow(),
+    lastError: text("last_error"),
+    receiptId: uuid("receipt_id"),
+    updatedAt: tstz("updated_at").notNull().defaultNow(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.messageId, t.recipient] }),
+    index("deliveries_due_idx")
+      .on(t.nextAttemptAt)
+      .where(sql`status in ('queued', 'sent')`),
+  ],
+);
+
+/**
+ * Receipts both ways. `issued` rows are ours, answering inbound messages, and double as the
+ * receipt outbox (`published_at` null until the broker acknowledged them); `received` rows are
+ * partners' receipts for our messages.
+ */
+export const receipts = pgTable(
+  "receipts",
+  {
+    seq: bigint("seq", { mode: "number" }).primaryKey().generatedAlwaysAsIdentity(),
+    id: uuid("id").notNull(),
+    direction: text("direction", { enum: ["issued", "received"] }).notNull(),
+    messageId: uuid("message_id"),
+    messageDigest: text("message_digest").notNull(),
+    fromParty: text("from_party").notNull(),
+    toParty: text("to_party").notNull(),
+    status: text("status", { enum: ["accepted", "rejected"] }).notNull(),
+    errors: jsonb("errors").$type<Array<{ code: string; detail?: string }>>().notNull(),
+    jws: text("jws").notNull(),
+    digest: text("digest").notNull(),
+    createdAt: tstz("created_at").notNull().defaultNow(),
+    publishedAt: tstz("published_at"),
+    publishAttempts: integer("publish_attempts").notNull().default(0),
+    nextPublishAt: tstz("next_publish_at").notNull().defaultNow(),
+  },
+  (t) => [
+    uniqueIndex("receipts_direction_id_uq").on(t.direction, t.id),
+    index("receipts_message_idx").on(t.messageId),
+    index("receipts_unpublished_idx")
+      .on(t.nextPublishAt)
+      .where(sql`direction = 'issued' and published_at is null`),
+  ],
+);
+
+/** Every inbound byte that was not accepted, exactly as received, with the reason. */
+export const quarantine = pgTable(
+  "quarantine",
+  {
+    seq: bigint("seq", { mode: "number" }).primaryKey().generatedAlwaysAsIdentity(),
+    receivedAt: tstz("received_at").notNull().defaultNow(),
+    subject: text("subject").notNull(),
+    raw: bytea("raw").notNull(),
+    digest: text("digest").notNull(),
+    code: text("code").notNull(),
+    detail: text("detail").notNull(),
+    issues: jsonb("issues").$type<Array<{ path: string; message: string }>>().notNull(),
+    kind: text("kind").notNull(),
+    claimedFrom: text("claimed_from"),
+    messageId: text("message_id"),
+    receiptId: uuid("receipt_id"),
+  },
+  (t) => [index("quarantine_code_idx").on(t.code)],
+);

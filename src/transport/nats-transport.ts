@@ -1,0 +1,130 @@
+/**
+ * The NATS JetStream adapter. Outbound: `publish` to a partner's inbound subject with the
+ * message id as `Nats-Msg-Id`, so the broker de-duplicates retries inside its duplicate window
+ * (the receiver de-duplicates for good). Inbound: this party's stream and a durable pull
+ * consumer with explicit acks; a message is acked only after the handler (which commits to the
+ * database) returned, and nak'ed with a delay when it threw, so nothing is lost.
+ */
+import {
+  AckPolicy,
+  type ConsumerMessages,
+  connect,
+  DeliverPolicy,
+  type JetStreamClient,
+  type JetStreamManager,
+  type NatsConnection,
+  RetentionPolicy,
+  StorageType,
+} from "nats";
+
+export interface PublishResult {
+  seq: number;
+  duplicate: boolean;
+}
+
+/** What the delivery layer needs from the wire. */
+export interface Transport {
+  publish(subject: string, data: Uint8Array, msgId: string): Promise<PublishResult>;
+}
+
+export type InboundHandler = (data: Uint8Array, subject: string) => Promise<void>;
+
+export interface InboxOptions {
+  stream: string;
+  subject: string;
+  durable: string;
+  /** How many unacknowledged messages the consumer hands out at once. */
+  maxAckPending: number;
+  onError: (err: unknown) => void;
+}
+
+const DAY_NS = 24 * 60 * 60 * 1_000_000_000;
+
+export class NatsTransport implements Transport {
+  private consumers: ConsumerMessages[] = [];
+  private loops: Promise<void>[] = [];
+
+  private constructor(
+    readonly connection: NatsConnection,
+    private readonly js: JetStreamClient,
+    private readonly jsm: JetStreamManager,
+  ) {}
+
+  static async connect(url: string, name: string): Promise<NatsTransport> {
+    const nc = await connect({ servers: url, name, maxReconnectAttempts: -1, reconnectTimeWait: 500 });
+    const jsm = await nc.jetstreamManager();
+    return new NatsTransport(nc, nc.jetstream(), jsm);
+  }
+
+  async publish(subject: string, data: Uint8Array, msgId: string): Promise<PublishResult> {
+    const ack = await this.js.publish(subject, data, { msgID: msgId, timeout: 5000 });
+    return { seq: ack.seq, duplicate: ack.duplicate };
+  }
+
+  /** Creates or updates this party's inbound stream and its durable consumer. */
+  async ensureInbox(opts: Pick<InboxOptions, "stream" | "subject" | "durable">): Promise<void> {
+    const config = {
+      name: opts.stream,
+      subjects: [opts.subject],
+      retention: RetentionPolicy.Limits,
+      storage: StorageType.File,
+      max_age: 30 * DAY_NS,
+      duplicate_window: 10 * 60 * 1_000_000_000,
+    };
+    try {
+      await this.jsm.streams.info(opts.stream);
+      await this.jsm.streams.update(opts.stream, config);
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+      await this.jsm.streams.add(config);
+    }
+    try {
+      await this.jsm.consumers.info(opts.stream, opts.durable);
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+      await this.jsm.consumers.add(opts.stream, {
+        durable_name: opts.durable,
+        ack_policy: AckPolicy.Explicit,
+        deliver_policy: DeliverPolicy.All,
+        ack_wait: 60 * 1_000_000_000,
+        max_ack_pending: 1000,
+        filter_subject: opts.subject,
+      });
+    }
+  }
+
+  /**
+   * Consumes the inbox with the async iterator form, one message at a time in order: back-pressure
+   * comes from awaiting the handler (FIELD-NOTES: `consume()` callbacks are not awaited).
+   */
+  async consumeInbox(opts: InboxOptions, handler: InboundHandler): Promise<void> {
+    await this.ensureInbox(opts);
+    const consumer = await this.js.consumers.get(opts.stream, opts.durable);
+    const messages = await consumer.consume({ max_messages: Math.min(opts.maxAckPending, 256) });
+    this.consumers.push(messages);
+    const loop = (async () => {
+      for await (const msg of messages) {
+        try {
+          await handler(msg.data, msg.subject);
+          await msg.ackAck();
+        } catch (err) {
+          opts.onError(err);
+          msg.nak(2000);
+        }
+      }
+    })();
+    this.loops.push(loop);
+  }
+
+  /** Stops consuming, lets in-flight handlers finish, and drains the connection. */
+  async close(): Promise<void> {
+    for (const c of this.consumers) await c.close();
+    await Promise.allSettled(this.loops);
+    if (!this.connection.isClosed()) await this.connection.drain();
+  }
+}
+
+function isNotFound(err: unknown): boolean {
+  const e = err as { api_error?: { err_code?: number }; code?: string; message?: string };
+  return e.api_error?.err_code === 10059 || e.api_error?.err_code === 10014 || /not found/i.test(e.message ?? "");
+}

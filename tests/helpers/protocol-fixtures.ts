@@ -1,0 +1,69 @@
+/** Real Ed25519 keys and envelopes for protocol tests: no mocks of crypto anywhere. */
+import { randomUUID } from "node:crypto";
+import { readdirSync, readFileSync } from "node:fs";
+import { calculateJwkThumbprint, exportJWK, generateKeyPair } from "jose";
+import { buildEnvelope } from "../../src/protocol/build-envelope.ts";
+import type { SigningAlg } from "../../src/protocol/jws-profile.ts";
+import type { Envelope, KeyResolver, RegisteredKey, SigningKey } from "../../src/protocol/types.ts";
+
+export interface TestParty {
+  id: string;
+  signing: SigningKey;
+  registered: RegisteredKey;
+}
+
+export async function makeParty(
+  id: string,
+  opts: { alg?: SigningAlg; validFrom?: Date; validUntil?: Date | null; revokedAt?: Date | null } = {},
+): Promise<TestParty> {
+  const alg = opts.alg ?? "EdDSA";
+  const { privateKey, publicKey } = await generateKeyPair(alg, alg === "EdDSA" ? { crv: "Ed25519" } : {});
+  const kid = await calculateJwkThumbprint(await exportJWK(publicKey), "sha256");
+  return {
+    id,
+    signing: { kid, alg, key: privateKey },
+    registered: {
+      kid,
+      partyId: id,
+      alg,
+      key: publicKey,
+      validFrom: opts.validFrom ?? new Date("2020-01-01T00:00:00Z"),
+      validUntil: opts.validUntil ?? null,
+      revokedAt: opts.revokedAt ?? null,
+    },
+  };
+}
+
+export function resolverOf(...parties: TestParty[]): KeyResolver {
+  const keys = new Map(parties.map((p) => [p.registered.kid, p.registered]));
+  const ids = new Set(parties.map((p) => p.id));
+  return { hasParty: (id) => ids.has(id), keyById: (kid) => keys.get(kid) };
+}
+
+const SEEDS = new URL("../../seeds/messages/", import.meta.url);
+
+/** The body of the first example case notice in seeds/messages. */
+export const CASE_NOTICE_BODY: Record<string, unknown> = (() => {
+  for (const file of readdirSync(SEEDS).sort()) {
+    const seed = JSON.parse(readFileSync(new URL(file, SEEDS), "utf8")) as { type: string; body: Record<string, unknown> };
+    if (seed.type === "case.notice") return seed.body;
+  }
+  throw new Error("seeds/messages holds no case.notice");
+})();
+
+export function envelopeAt(from: string, to: string[], sentAt: Date, overrides: Partial<Envelope> = {}): Envelope {
+  return {
+    ...buildEnvelope(
+      {
+        type: "case.notice",
+        schemaVersion: 1,
+        to,
+        caseRef: "CN-HEKOU-2026-0042",
+        handling: { classification: "restricted", onwardDissemination: "forbidden" },
+        body: CASE_NOTICE_BODY,
+      },
+      { self: from, clock: () => sentAt, ids: randomUUID, ttlMs: 86_400_000 },
+    ),
+    ...overrides,
+  };
+}

@@ -1,0 +1,215 @@
+import { beforeAll, describe, expect, it } from "vitest";
+import { buildReceipt } from "../../src/protocol/build-receipt.ts";
+import { sha256Hex } from "../../src/protocol/digest.ts";
+import { MESSAGE_TYP, RECEIPT_TYP } from "../../src/protocol/jws-profile.ts";
+import { signCompact } from "../../src/protocol/sign.ts";
+import type { Envelope, KeyResolver } from "../../src/protocol/types.ts";
+import { type InboundVerdict, type VerifyContext, verifyInbound } from "../../src/protocol/verify-inbound.ts";
+import { loadSchemaRegistry } from "../../src/schemas/schema-registry.ts";
+import { envelopeAt, makeParty, resolverOf, type TestParty } from "../helpers/protocol-fixtures.ts";
+
+const NOW = new Date("2026-11-24T12:00:00.000Z");
+const SKEW = 300_000;
+const schemas = loadSchemaRegistry();
+const enc = new TextEncoder();
+
+let hekou: TestParty;
+let laocai: TestParty;
+let stranger: TestParty;
+let keys: KeyResolver;
+
+beforeAll(async () => {
+  hekou = await makeParty("CN-MPS-HEKOU");
+  laocai = await makeParty("VN-BGC-LAOCAI");
+  stranger = await makeParty("MM-MPF-MUSE");
+  keys = resolverOf(hekou, laocai);
+});
+
+function ctx(overrides: Partial<VerifyContext> = {}): VerifyContext {
+  return { self: "VN-BGC-LAOCAI", keys, schemas, now: NOW, clockSkewMs: SKEW, maxBytes: 256 * 1024, ...overrides };
+}
+
+async function signed(envelope: unknown, party: TestParty = hekou, typ = MESSAGE_TYP): Promise<string> {
+  return signCompact(envelope, party.signing, typ);
+}
+
+function b64(value: unknown): string {
+  return Buffer.from(typeof value === "string" ? value : JSON.stringify(value)).toString("base64url");
+}
+
+async function verify(jws: string | Uint8Array, c: Partial<VerifyContext> = {}): Promise<InboundVerdict> {
+  return verifyInbound(typeof jws === "string" ? enc.encode(jws) : jws, ctx(c));
+}
+
+function expectRejected(verdict: InboundVerdict, code: string) {
+  if (verdict.ok) throw new Error(`expected ${code}, got an accepted ${verdict.kind}`);
+  expect(verdict.code).toBe(code);
+  return verdict;
+}
+
+const fresh = (overrides: Partial<Envelope> = {}) =>
+  envelopeAt("CN-MPS-HEKOU", ["VN-BGC-LAOCAI"], new Date(NOW.getTime() - 1000), overrides);
+
+describe("verifyInbound", () => {
+  it("accepts a signed, valid message addressed to us, with the digest of the exact bytes", async () => {
+    const jws = await signed(fresh());
+    const verdict = await verify(jws);
+    expect(verdict.ok).toBe(true);
+    if (!verdict.ok || verdict.kind !== "message") throw new Error("not a message");
+    expect(verdict.envelope.from).toBe("CN-MPS-HEKOU");
+    expect(verdict.digest).toBe(sha256Hex(jws));
+    expect(verdict.kid).toBe(hekou.signing.kid);
+  });
+
+  it("accepts an ES256-signed message from a partner whose key is ES256", async () => {
+    const thai = await makeParty("TH-RTP-ATHD", { alg: "ES256" });
+    const jws = await signed(envelopeAt(thai.id, ["VN-BGC-LAOCAI"], NOW), thai);
+    expect((await verify(jws, { keys: resolverOf(hekou, laocai, thai) })).ok).toBe(true);
+  });
+
+  it("accepts a receipt addressed to us", async () => {
+    const receipt = buildReceipt(
+      { to: "VN-BGC-LAOCAI", messageId: crypto.randomUUID(), digest: "a".repeat(64), errors: [] },
+      { self: "CN-MPS-HEKOU", clock: () => NOW, ids: () => crypto.randomUUID() },
+    );
+    const verdict = await verify(await signed(receipt, hekou, RECEIPT_TYP));
+    expect(verdict.ok && verdict.kind).toBe("receipt");
+  });
+
+  it("rejects oversized input with payload_too_large before parsing", async () => {
+    expectRejected(await verify(new Uint8Array(2048), { maxBytes: 1024 }), "payload_too_large");
+  });
+
+  it("rejects bytes that are not UTF-8 as malformed", async () => {
+    expectRejected(await verify(new Uint8Array([0xff, 0xfe, 0x2e, 0x41])), "malformed");
+  });
+
+  it("rejects a string that is not a compact JWS as malformed", async () => {
+    expectRejected(await verify("hello world"), "malformed");
+    expectRejected(await verify(`${b64({ alg: "EdDSA" })}.${b64("not json")}.c2ln`), "malformed");
+    expectRejected(await verify(`${b64("[1]")}.${b64({ a: 1 })}.c2ln`), "malformed");
+  });
+
+  it("rejects an unknown typ, a forbidden alg, a missing kid and crit as jws_header_invalid", async () => {
+    const payload = b64(fresh());
+    const header = { alg: "EdDSA", kid: hekou.signing.kid, typ: MESSAGE_TYP };
+    for (const bad of [
+      { ...header, typ: "JWT" },
+      { ...header, alg: "none" },
+      { ...header, alg: "HS256" },
+      { alg: "EdDSA", typ: MESSAGE_TYP },
+      { ...header, crit: ["exp"] },
+    ]) {
+      expectRejected(await verify(`${b64(bad)}.${payload}.c2ln`), "jws_header_invalid");
+    }
+  });
+
+  it("rejects a header alg that differs from the registered key's alg", async () => {
+    const header = b64({ alg: "ES256", kid: hekou.signing.kid, typ: MESSAGE_TYP });
+    const [, payload, sig] = (await signed(fresh())).split(".");
+    expectRejected(await verify(`${header}.${payload}.${sig}`), "jws_header_invalid");
+  });
+
+  it("rejects a message from an unregistered sender as sender_unknown, with no one to answer", async () => {
+    const jws = await signed(envelopeAt(stranger.id, ["VN-BGC-LAOCAI"], NOW), stranger);
+    const verdict = expectRejected(await verify(jws), "sender_unknown");
+    expect(verdict.claimedFrom).toBeNull();
+  });
+
+  it("rejects an unknown kid, and a kid of another party, as key_unknown", async () => {
+    const byStranger = await signCompact(fresh(), stranger.signing, MESSAGE_TYP);
+    expectRejected(await verify(byStranger), "key_unknown");
+    const byLaocaiKey = await signCompact(fresh(), laocai.signing, MESSAGE_TYP);
+    const verdict = expectRejected(await verify(byLaocaiKey), "key_unknown");
+    expect(verdict.claimedFrom).toBe("CN-MPS-HEKOU");
+  });
+
+  it("rejects a tampered signature and a tampered payload as signature_invalid, naming the claimed sender", async () => {
+    const jws = await signed(fresh());
+    const [h, p, s = ""] = jws.split(".");
+    const i = Math.floor(s.length / 2);
+    const tamperedSig = `${h}.${p}.${s.slice(0, i)}${s[i] === "A" ? "B" : "A"}${s.slice(i + 1)}`;
+    const verdict = expectRejected(await verify(tamperedSig), "signature_invalid");
+    expect(verdict.claimedFrom).toBe("CN-MPS-HEKOU");
+    expect(verdict.messageId).toBe(JSON.parse(Buffer.from(p ?? "", "base64url").toString()).id);
+    const changed = b64({ ...JSON.parse(Buffer.from(p ?? "", "base64url").toString()), caseRef: "CN-HEKOU-2026-0043" });
+    expectRejected(await verify(`${h}.${changed}.${s}`), "signature_invalid");
+  });
+
+  it("rejects a signed payload that breaks the envelope schema as envelope_invalid", async () => {
+    const extra = { ...fresh(), note: "extra" };
+    const verdict = expectRejected(await verify(await signed(extra)), "envelope_invalid");
+    expect(verdict.issues.length).toBeGreaterThan(0);
+    const { caseRef: _c, ...missing } = fresh();
+    expectRejected(await verify(await signed(missing)), "envelope_invalid");
+    const backwards = fresh({ expiresAt: new Date(NOW.getTime() - 60_000).toISOString() });
+    expectRejected(await verify(await signed(backwards)), "envelope_invalid");
+  });
+
+  it("rejects a message claimed to be sent outside the key's validity as key_not_valid", async () => {
+    const rotated = await makeParty("CN-MPS-HEKOU", { validFrom: new Date("2026-01-01T00:00:00Z"), validUntil: new Date("2026-06-01T00:00:00Z") });
+    const k = resolverOf(rotated, laocai);
+    const before = envelopeAt(rotated.id, ["VN-BGC-LAOCAI"], new Date("2025-12-31T00:00:00Z"), { expiresAt: "2027-01-01T00:00:00.000Z" });
+    expectRejected(await verify(await signed(before, rotated), { keys: k }), "key_not_valid");
+    const after = envelopeAt(rotated.id, ["VN-BGC-LAOCAI"], new Date("2026-07-01T00:00:00Z"), { expiresAt: "2027-01-01T00:00:00.000Z" });
+    expectRejected(await verify(await signed(after, rotated), { keys: k }), "key_not_valid");
+    const inside = envelopeAt(rotated.id, ["VN-BGC-LAOCAI"], new Date("2026-05-01T00:00:00Z"), { expiresAt: "2027-01-01T00:00:00.000Z" });
+    expect((await verify(await signed(inside, rotated), { keys: k })).ok).toBe(true);
+  });
+
+  it("rejects a message claimed to be sent after the key's revocation as key_revoked, and keeps older ones", async () => {
+    const revoked = await makeParty("CN-MPS-HEKOU", { revokedAt: new Date(NOW.getTime() - 3_600_000) });
+    const k = resolverOf(revoked, laocai);
+    expectRejected(await verify(await signed(envelopeAt(revoked.id, ["VN-BGC-LAOCAI"], NOW), revoked), { keys: k }), "key_revoked");
+    const older = envelopeAt(revoked.id, ["VN-BGC-LAOCAI"], new Date(NOW.getTime() - 7_200_000));
+    expect((await verify(await signed(older, revoked), { keys: k })).ok).toBe(true);
+  });
+
+  it("rejects sentAt ahead of our clock beyond the skew as clock_skew, and tolerates it within", async () => {
+    const ahead = envelopeAt("CN-MPS-HEKOU", ["VN-BGC-LAOCAI"], new Date(NOW.getTime() + SKEW + 1000));
+    expectRejected(await verify(await signed(ahead)), "clock_skew");
+    const within = envelopeAt("CN-MPS-HEKOU", ["VN-BGC-LAOCAI"], new Date(NOW.getTime() + SKEW - 1000));
+    expect((await verify(await signed(within))).ok).toBe(true);
+  });
+
+  it("rejects a message not addressed to us as misaddressed", async () => {
+    const other = envelopeAt("CN-MPS-HEKOU", ["TH-RTP-ATHD"], NOW);
+    expectRejected(await verify(await signed(other)), "misaddressed");
+  });
+
+  it("rejects a receipt addressed to someone else as misaddressed, without answering it", async () => {
+    const receipt = buildReceipt(
+      { to: "TH-RTP-ATHD", messageId: crypto.randomUUID(), digest: "b".repeat(64), errors: [] },
+      { self: "CN-MPS-HEKOU", clock: () => NOW, ids: () => crypto.randomUUID() },
+    );
+    const verdict = expectRejected(await verify(await signed(receipt, hekou, RECEIPT_TYP)), "misaddressed");
+    expect(verdict.kind).toBe("receipt");
+  });
+
+  it("rejects a message whose expiresAt passed (beyond the skew) as expired", async () => {
+    const sentAt = new Date(NOW.getTime() - 2 * 86_400_000);
+    const old = envelopeAt("CN-MPS-HEKOU", ["VN-BGC-LAOCAI"], sentAt);
+    expectRejected(await verify(await signed(old)), "expired");
+  });
+
+  it("rejects a type or version without a schema as type_unknown", async () => {
+    expectRejected(await verify(await signed(fresh({ type: "alert.unheard-of" }))), "type_unknown");
+    expectRejected(await verify(await signed(fresh({ schemaVersion: 9 }))), "type_unknown");
+  });
+
+  it("rejects a body that breaks its schema as schema_invalid, with paths but not values", async () => {
+    const body = { ...fresh().body, secretName: "Nguyen Thi VICTIM" };
+    const verdict = expectRejected(await verify(await signed(fresh({ body }))), "schema_invalid");
+    expect(verdict.issues.length).toBeGreaterThan(0);
+    expect(JSON.stringify(verdict)).not.toContain("VICTIM");
+  });
+
+  it("rejects a receipt typ carrying a message envelope, and a message typ carrying a receipt", async () => {
+    expectRejected(await verify(await signed(fresh(), hekou, RECEIPT_TYP)), "envelope_invalid");
+    const receipt = buildReceipt(
+      { to: "VN-BGC-LAOCAI", messageId: crypto.randomUUID(), digest: "c".repeat(64), errors: [] },
+      { self: "CN-MPS-HEKOU", clock: () => NOW, ids: () => crypto.randomUUID() },
+    );
+    expectRejected(await verify(await signed(receipt, hekou, MESSAGE_TYP)), "envelope_invalid");
+  });
+});
