@@ -48,10 +48,18 @@ function readJson<T>(path: string): T {
   return JSON.parse(readFileSync(new URL(path, ROOT), "utf8")) as T;
 }
 
-async function api(node: Node, path: string, init: RequestInit = {}): Promise<{ status: number; body: Record<string, unknown> }> {
+async function api(
+  node: Node,
+  path: string,
+  init: RequestInit = {},
+): Promise<{ status: number; body: Record<string, unknown> }> {
   const res = await fetch(`${node.gateway.url}${path}`, {
     ...init,
-    headers: { authorization: `Bearer ${node.token}`, "content-type": "application/json", ...(init.headers ?? {}) },
+    headers: {
+      authorization: `Bearer ${node.token}`,
+      "content-type": "application/json",
+      ...(init.headers ?? {}),
+    },
   });
   return { status: res.status, body: (await res.json()) as Record<string, unknown> };
 }
@@ -106,26 +114,43 @@ async function main(): Promise<number> {
     console.log("partners registered both ways from /.well-known/jwks.json\n");
 
     const dir = new URL("seeds/messages/", ROOT);
-    const files = readdirSync(dir).filter((f) => f.endsWith(".json")).sort();
+    const files = readdirSync(dir)
+      .filter((f) => f.endsWith(".json"))
+      .sort();
     const sent: Array<{ name: string; id: string; seed: SeedMessage }> = [];
     for (const file of files) {
       const name = file.replace(/\.json$/, "");
       const seed = readJson<SeedMessage>(`seeds/messages/${file}`);
       const from = nodes.get(seed.from);
-      if (from === undefined) throw new Error(`${file}: sender ${seed.from} is not running in the demo`);
-      const inReplyTo = seed.inReplyTo === undefined ? undefined : sent.find((s) => `@${s.name}` === seed.inReplyTo)?.id;
+      if (from === undefined)
+        throw new Error(`${file}: sender ${seed.from} is not running in the demo`);
+      const inReplyTo =
+        seed.inReplyTo === undefined
+          ? undefined
+          : sent.find((s) => `@${s.name}` === seed.inReplyTo)?.id;
       const { status, body } = await api(from, "/v1/messages", {
         method: "POST",
-        body: JSON.stringify({ type: seed.type, to: seed.to, caseRef: seed.caseRef, inReplyTo, handling: seed.handling, body: seed.body }),
+        body: JSON.stringify({
+          type: seed.type,
+          to: seed.to,
+          caseRef: seed.caseRef,
+          inReplyTo,
+          handling: seed.handling,
+          body: seed.body,
+        }),
       });
-      if (status !== 202) throw new Error(`${file}: submit answered ${status} ${JSON.stringify(body)}`);
+      if (status !== 202)
+        throw new Error(`${file}: submit answered ${status} ${JSON.stringify(body)}`);
       sent.push({ name, id: body.id as string, seed });
     }
 
     // A forged message: a Hekou envelope signed with Hekou's key, then its signature tampered with.
     const hekou = nodes.get("CN-MPS-HEKOU") as Node;
     const laocai = nodes.get("VN-BGC-LAOCAI") as Node;
-    const hekouKey = currentSigningKey(await loadKeyFiles(hekou.gateway.config.keysDir), new Date());
+    const hekouKey = currentSigningKey(
+      await loadKeyFiles(hekou.gateway.config.keysDir),
+      new Date(),
+    );
     if (hekouKey === undefined) throw new Error("Hekou has no signing key");
     const forgedEnvelope = buildEnvelope(
       {
@@ -136,14 +161,25 @@ async function main(): Promise<number> {
         handling: { classification: "restricted", onwardDissemination: "forbidden" },
         body: sent[0]?.seed.body ?? {},
       },
-      { self: "CN-MPS-HEKOU", clock: () => new Date(), ids: () => crypto.randomUUID(), ttlMs: 86_400_000 },
+      {
+        self: "CN-MPS-HEKOU",
+        clock: () => new Date(),
+        ids: () => crypto.randomUUID(),
+        ttlMs: 86_400_000,
+      },
     );
     const genuine = await signCompact(forgedEnvelope, hekouKey.signing, MESSAGE_TYP);
     const forged = tamperSignature(genuine);
     const nc = await connect({ servers: nats.url });
-    await nc.jetstream().publish(laocai.gateway.config.inboundSubject, new TextEncoder().encode(forged), { msgID: forgedEnvelope.id });
+    await nc
+      .jetstream()
+      .publish(laocai.gateway.config.inboundSubject, new TextEncoder().encode(forged), {
+        msgID: forgedEnvelope.id,
+      });
     await nc.drain();
-    console.log(`injected a forged message ${forgedEnvelope.id} (tampered signature) onto ${laocai.gateway.config.inboundSubject}\n`);
+    console.log(
+      `injected a forged message ${forgedEnvelope.id} (tampered signature) onto ${laocai.gateway.config.inboundSubject}\n`,
+    );
 
     // Wait for every receipt, and for the forged message's negative receipt to reach Hekou.
     const deadline = Date.now() + WAIT_MS;
@@ -152,7 +188,8 @@ async function main(): Promise<number> {
       for (const s of sent) {
         if (final.has(s.id)) continue;
         const { body } = await api(nodes.get(s.seed.from) as Node, `/v1/messages/${s.id}`);
-        if (["delivered", "rejected", "failed"].includes(body.status as string)) final.set(s.id, body);
+        if (["delivered", "rejected", "failed"].includes(body.status as string))
+          final.set(s.id, body);
       }
       const hekouQuarantine = await hekou.gateway.store.quarantineCount();
       const laocaiQuarantine = await laocai.gateway.store.quarantineCount();
@@ -163,7 +200,9 @@ async function main(): Promise<number> {
     console.log("messages");
     for (const s of sent) {
       const status = (final.get(s.id)?.status as string | undefined) ?? "no receipt (timeout)";
-      console.log(`  ${s.name.padEnd(24)} ${s.seed.type.padEnd(14)} ${s.seed.from} -> ${s.seed.to.join(",")}  ${s.id}  ${status}`);
+      console.log(
+        `  ${s.name.padEnd(24)} ${s.seed.type.padEnd(14)} ${s.seed.from} -> ${s.seed.to.join(",")}  ${s.id}  ${status}`,
+      );
     }
     let quarantined = 0;
     console.log("quarantine");
@@ -171,7 +210,9 @@ async function main(): Promise<number> {
       const { body } = await api(node, "/v1/quarantine");
       for (const q of body.items as Array<Record<string, unknown>>) {
         quarantined += 1;
-        console.log(`  at ${id.padEnd(14)} ${String(q.code).padEnd(18)} ${q.kind} from ${q.claimedFrom ?? "?"} id ${q.messageId ?? "?"}${q.receiptId ? "; negative receipt sent" : ""}`);
+        console.log(
+          `  at ${id.padEnd(14)} ${String(q.code).padEnd(18)} ${q.kind} from ${q.claimedFrom ?? "?"} id ${q.messageId ?? "?"}${q.receiptId ? "; negative receipt sent" : ""}`,
+        );
       }
     }
     const statuses = sent.map((s) => final.get(s.id)?.status);
@@ -185,15 +226,21 @@ async function main(): Promise<number> {
       for (const [id, node] of nodes) {
         console.log(`  # ${id}`);
         console.log(`  curl -s ${node.gateway.url}/.well-known/jwks.json`);
-        console.log(`  curl -s -H 'authorization: Bearer ${node.token}' '${node.gateway.url}/v1/messages?direction=inbound'`);
-        console.log(`  curl -s -H 'authorization: Bearer ${node.token}' ${node.gateway.url}/v1/quarantine`);
+        console.log(
+          `  curl -s -H 'authorization: Bearer ${node.token}' '${node.gateway.url}/v1/messages?direction=inbound'`,
+        );
+        console.log(
+          `  curl -s -H 'authorization: Bearer ${node.token}' ${node.gateway.url}/v1/quarantine`,
+        );
       }
       await new Promise<void>((resolve) => {
         process.once("SIGINT", resolve);
         process.once("SIGTERM", resolve);
       });
     }
-    console.log(`\ndemo: sent=${sent.length} delivered=${delivered} rejected=${rejected} quarantined=${quarantined} failed=${failed} injected=1`);
+    console.log(
+      `\ndemo: sent=${sent.length} delivered=${delivered} rejected=${rejected} quarantined=${quarantined} failed=${failed} injected=1`,
+    );
     return ok ? 0 : 1;
   } finally {
     await stopAll();

@@ -5,7 +5,7 @@
  */
 import { randomUUID } from "node:crypto";
 import type { AddressInfo } from "node:net";
-import { serve, type ServerType } from "@hono/node-server";
+import { type ServerType, serve } from "@hono/node-server";
 import type { Hono } from "hono";
 import { type Config, databaseTarget } from "./config/config.ts";
 import { Dispatcher, errorSummary } from "./delivery/dispatcher.ts";
@@ -54,11 +54,15 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
 
   const ownKeys = await loadKeyFiles(config.keysDir);
   if (currentSigningKey(ownKeys, clock()) === undefined) {
-    throw new LiaisonError("key_store_invalid", `no signing key valid now in ${config.keysDir}; run: liaison keys generate`);
+    throw new LiaisonError(
+      "key_store_invalid",
+      `no signing key valid now in ${config.keysDir}; run: liaison keys generate`,
+    );
   }
   const signingKey = (): SigningKey => {
     const key = currentSigningKey(ownKeys, clock());
-    if (key === undefined) throw new LiaisonError("key_store_invalid", "no signing key is valid now");
+    if (key === undefined)
+      throw new LiaisonError("key_store_invalid", "no signing key is valid now");
     return key.signing;
   };
 
@@ -77,9 +81,15 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
       inboundSubject: config.inboundSubject,
     };
     const registry = await PartnerRegistry.load(store);
-    await registry.add(self, ownKeys.map((k) => ownKeyRecord(config.partyId, k)));
+    await registry.add(
+      self,
+      ownKeys.map((k) => ownKeyRecord(config.partyId, k)),
+    );
 
-    const transport = await NatsTransport.connect(config.natsUrl, `liaison-gateway ${config.partyId}`);
+    const transport = await NatsTransport.connect(
+      config.natsUrl,
+      `liaison-gateway ${config.partyId}`,
+    );
     cleanups.push(() => transport.close());
 
     const dispatcher = new Dispatcher(store, transport, clock, log, {
@@ -106,7 +116,8 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
         subject: config.inboundSubject,
         durable: "gateway",
         maxAckPending: 1000,
-        onError: (err) => log.error({ err: errorSummary(err) }, "inbound processing failed; redelivery scheduled"),
+        onError: (err) =>
+          log.error({ err: errorSummary(err) }, "inbound processing failed; redelivery scheduled"),
       },
       async (data, subject) => {
         await inbox.handle(data, subject);
@@ -149,7 +160,10 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
     cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
     const port = (server.address() as AddressInfo).port;
     const url = `http://${config.http.host}:${port}`;
-    log.info({ url, nats: config.natsUrl, store: database.driver, subject: config.inboundSubject }, "gateway started");
+    log.info(
+      { url, nats: config.natsUrl, store: database.driver, subject: config.inboundSubject },
+      "gateway started",
+    );
 
     return {
       config,

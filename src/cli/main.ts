@@ -9,8 +9,8 @@ import { databaseTarget, loadStorageConfig } from "../config/config.ts";
 import { LiaisonError } from "../protocol/errors.ts";
 import { ALLOWED_ALGS, type SigningAlg } from "../protocol/jws-profile.ts";
 import { generateKeyFile } from "../registry/key-files.ts";
-import { parsePartyDocument } from "../registry/party-document.ts";
 import { PartnerRegistry } from "../registry/partner-registry.ts";
+import { parsePartyDocument } from "../registry/party-document.ts";
 import { openDatabase } from "../store/database.ts";
 import { MessageStore } from "../store/message-store.ts";
 
@@ -29,24 +29,45 @@ export async function runCli(argv: string[]): Promise<void> {
   const key = command === undefined ? group : `${group} ${command}`;
   switch (key) {
     case "keys generate": {
-      const { values } = parseArgs({ args: rest, options: { alg: { type: "string", default: "EdDSA" } } });
+      const { values } = parseArgs({
+        args: rest,
+        options: { alg: { type: "string", default: "EdDSA" } },
+      });
       const alg = values.alg as string;
-      if (!(ALLOWED_ALGS as readonly string[]).includes(alg)) throw new LiaisonError("request_invalid", `--alg must be one of ${ALLOWED_ALGS.join(", ")}`);
+      if (!(ALLOWED_ALGS as readonly string[]).includes(alg))
+        throw new LiaisonError(
+          "request_invalid",
+          `--alg must be one of ${ALLOWED_ALGS.join(", ")}`,
+        );
       const storage = loadStorageConfig();
       const key = await generateKeyFile(storage.keysDir, { alg: alg as SigningAlg });
-      console.log(JSON.stringify({ kid: key.kid, alg: key.alg, validFrom: key.validFrom.toISOString(), publicJwk: key.publicJwk }, null, 2));
+      console.log(
+        JSON.stringify(
+          {
+            kid: key.kid,
+            alg: key.alg,
+            validFrom: key.validFrom.toISOString(),
+            publicJwk: key.publicJwk,
+          },
+          null,
+          2,
+        ),
+      );
       return;
     }
     case "partners add": {
       const { values } = parseArgs({ args: rest, options: { jwks: { type: "string" } } });
-      if (values.jwks === undefined) throw new LiaisonError("request_invalid", "--jwks <file|url> is required");
+      if (values.jwks === undefined)
+        throw new LiaisonError("request_invalid", "--jwks <file|url> is required");
       const doc = await readDocument(values.jwks);
       const { party, keys } = await parsePartyDocument(doc);
       await withStore(async (store) => {
         const registry = await PartnerRegistry.load(store);
         await registry.add(party, keys);
       });
-      console.log(`registered ${party.id} (${party.name}) with ${keys.length} key(s), inbound subject ${party.inboundSubject}`);
+      console.log(
+        `registered ${party.id} (${party.name}) with ${keys.length} key(s), inbound subject ${party.inboundSubject}`,
+      );
       return;
     }
     case "partners list": {
@@ -55,7 +76,10 @@ export async function runCli(argv: string[]): Promise<void> {
         for (const p of parties) {
           console.log(`${p.id}\t${p.country}\t${p.kind}\t${p.inboundSubject}\t${p.name}`);
           for (const k of keys.filter((k) => k.partyId === p.id)) {
-            const state = k.revokedAt !== null ? `revoked ${k.revokedAt.toISOString()}` : `valid from ${k.validFrom.toISOString()}${k.validUntil ? ` until ${k.validUntil.toISOString()}` : ""}`;
+            const state =
+              k.revokedAt !== null
+                ? `revoked ${k.revokedAt.toISOString()}`
+                : `valid from ${k.validFrom.toISOString()}${k.validUntil ? ` until ${k.validUntil.toISOString()}` : ""}`;
             console.log(`  key ${k.kid} ${k.alg} ${state}`);
           }
         }
@@ -96,7 +120,10 @@ async function readDocument(source: string): Promise<unknown> {
     }
     return JSON.parse(readFileSync(source, "utf8"));
   } catch (err) {
-    throw new LiaisonError("request_invalid", `cannot read the party document from ${source}: ${(err as Error).message}`);
+    throw new LiaisonError(
+      "request_invalid",
+      `cannot read the party document from ${source}: ${(err as Error).message}`,
+    );
   }
 }
 

@@ -61,7 +61,13 @@ function fail(setting: string, why: string): never {
   throw new LiaisonError("config_invalid", `${setting}: ${why}`);
 }
 
-function integer(env: Env, name: keyof typeof SETTINGS, fallback: number, min: number, max: number): number {
+function integer(
+  env: Env,
+  name: keyof typeof SETTINGS,
+  fallback: number,
+  min: number,
+  max: number,
+): number {
   const raw = env[name];
   if (raw === undefined || raw === "") return fallback;
   if (!/^\d+$/.test(raw)) fail(name, "must be a whole number");
@@ -77,7 +83,8 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     }
   }
   const partyId = env.LIAISON_PARTY_ID ?? fail("LIAISON_PARTY_ID", "is required");
-  if (!PARTY_ID.test(partyId)) fail("LIAISON_PARTY_ID", "must look like CN-MPS-HEKOU (country-agency-office)");
+  if (!PARTY_ID.test(partyId))
+    fail("LIAISON_PARTY_ID", "must look like CN-MPS-HEKOU (country-agency-office)");
   const apiToken = env.LIAISON_API_TOKEN ?? fail("LIAISON_API_TOKEN", "is required");
   if (apiToken.length < 24) fail("LIAISON_API_TOKEN", "must be at least 24 characters");
   const databaseUrl = env.DATABASE_URL === "" ? undefined : env.DATABASE_URL;
@@ -85,23 +92,27 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     fail("DATABASE_URL", "must be a postgres:// or postgresql:// URL");
   }
   const natsUrl = env.LIAISON_NATS_URL ?? "nats://127.0.0.1:4222";
-  if (!/^(nats|tls|wss?):\/\/[^\s]+$/.test(natsUrl)) fail("LIAISON_NATS_URL", "must be a nats:// URL");
+  if (!/^(nats|tls|wss?):\/\/[^\s]+$/.test(natsUrl))
+    fail("LIAISON_NATS_URL", "must be a nats:// URL");
   const logLevel = env.LIAISON_LOG_LEVEL ?? "info";
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
     fail("LIAISON_LOG_LEVEL", `must be one of ${LOG_LEVELS.join(", ")}`);
   }
   const country = env.LIAISON_COUNTRY ?? partyId.split("-")[0] ?? "";
-  if (!/^(?:[A-Z]{2}|INT)$/.test(country)) fail("LIAISON_COUNTRY", "must be an ISO 3166-1 alpha-2 code or INT");
+  if (!/^(?:[A-Z]{2}|INT)$/.test(country))
+    fail("LIAISON_COUNTRY", "must be an ISO 3166-1 alpha-2 code or INT");
   const inboundSubject = env.LIAISON_INBOUND_SUBJECT ?? `liaison.inbox.${partyId}`;
   if (!/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(inboundSubject)) {
     fail("LIAISON_INBOUND_SUBJECT", "must be a literal NATS subject (no wildcards)");
   }
   const streamName = env.LIAISON_STREAM ?? `LIAISON_${partyId.replaceAll("-", "_")}`;
-  if (!/^[A-Za-z0-9_-]{1,64}$/.test(streamName)) fail("LIAISON_STREAM", "must be 1-64 letters, digits, _ or -");
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(streamName))
+    fail("LIAISON_STREAM", "must be 1-64 letters, digits, _ or -");
   const dataDir = resolve(cwd, env.LIAISON_DATA_DIR ?? "data");
   const retryBaseMs = integer(env, "LIAISON_RETRY_BASE_MS", 5000, 10, 3_600_000);
   const retryMaxMs = integer(env, "LIAISON_RETRY_MAX_MS", 600_000, 10, 86_400_000);
-  if (retryMaxMs < retryBaseMs) fail("LIAISON_RETRY_MAX_MS", "must not be below LIAISON_RETRY_BASE_MS");
+  if (retryMaxMs < retryBaseMs)
+    fail("LIAISON_RETRY_MAX_MS", "must not be below LIAISON_RETRY_BASE_MS");
   return {
     partyId,
     partyName: env.LIAISON_PARTY_NAME ?? partyId,
@@ -137,15 +148,24 @@ export interface StorageConfig {
   databaseUrl: string | undefined;
 }
 
-export function loadStorageConfig(env: Env = process.env, cwd: string = process.cwd()): StorageConfig {
+export function loadStorageConfig(
+  env: Env = process.env,
+  cwd: string = process.cwd(),
+): StorageConfig {
   const databaseUrl = env.DATABASE_URL === "" ? undefined : env.DATABASE_URL;
   if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
     fail("DATABASE_URL", "must be a postgres:// or postgresql:// URL");
   }
   const dataDir = resolve(cwd, env.LIAISON_DATA_DIR ?? "data");
-  return { dataDir, keysDir: resolve(cwd, env.LIAISON_KEYS_DIR ?? resolve(dataDir, "keys")), databaseUrl };
+  return {
+    dataDir,
+    keysDir: resolve(cwd, env.LIAISON_KEYS_DIR ?? resolve(dataDir, "keys")),
+    databaseUrl,
+  };
 }
 
 export function databaseTarget(config: StorageConfig): { url: string } | { dataDir: string } {
-  return config.databaseUrl !== undefined ? { url: config.databaseUrl } : { dataDir: resolve(config.dataDir, "db") };
+  return config.databaseUrl !== undefined
+    ? { url: config.databaseUrl }
+    : { dataDir: resolve(config.dataDir, "db") };
 }

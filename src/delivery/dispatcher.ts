@@ -52,7 +52,10 @@ export class Dispatcher {
 
   /** One pass over both outboxes; returns how many rows it handled. */
   async tick(): Promise<number> {
-    const [messages, receipts] = await Promise.all([this.dispatchMessages(), this.dispatchReceipts()]);
+    const [messages, receipts] = await Promise.all([
+      this.dispatchMessages(),
+      this.dispatchReceipts(),
+    ]);
     return messages + receipts;
   }
 
@@ -87,17 +90,41 @@ export class Dispatcher {
       backoffMs: (n) => backoffMs(n, retry.baseMs, retry.maxMs),
     });
     for (const f of failed) {
-      this.log.warn({ messageId: f.messageId, to: f.recipient, code: "delivery_failed" }, "no receipt within the retry budget");
+      this.log.warn(
+        { messageId: f.messageId, to: f.recipient, code: "delivery_failed" },
+        "no receipt within the retry budget",
+      );
     }
     await Promise.all(
       due.map(async (d) => {
         try {
           const ack = await this.transport.publish(d.subject, encoder.encode(d.jws), d.messageId);
           await this.store.markDeliverySent(d.messageId, d.recipient, this.clock());
-          this.log.info({ messageId: d.messageId, to: d.recipient, attempt: d.attempts, duplicate: ack.duplicate }, "message published");
+          this.log.info(
+            {
+              messageId: d.messageId,
+              to: d.recipient,
+              attempt: d.attempts,
+              duplicate: ack.duplicate,
+            },
+            "message published",
+          );
         } catch (err) {
-          await this.store.markDeliveryError(d.messageId, d.recipient, errorSummary(err), this.clock());
-          this.log.warn({ messageId: d.messageId, to: d.recipient, attempt: d.attempts, err: errorSummary(err) }, "publish failed; will retry");
+          await this.store.markDeliveryError(
+            d.messageId,
+            d.recipient,
+            errorSummary(err),
+            this.clock(),
+          );
+          this.log.warn(
+            {
+              messageId: d.messageId,
+              to: d.recipient,
+              attempt: d.attempts,
+              err: errorSummary(err),
+            },
+            "publish failed; will retry",
+          );
         }
       }),
     );
@@ -117,7 +144,10 @@ export class Dispatcher {
           await this.store.markReceiptPublished(r.id, this.clock());
           this.log.info({ receiptId: r.id, to: r.toParty }, "receipt published");
         } catch (err) {
-          this.log.warn({ receiptId: r.id, to: r.toParty, err: errorSummary(err) }, "receipt publish failed; will retry");
+          this.log.warn(
+            { receiptId: r.id, to: r.toParty, err: errorSummary(err) },
+            "receipt publish failed; will retry",
+          );
         }
       }),
     );

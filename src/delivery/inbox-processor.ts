@@ -57,13 +57,21 @@ export class InboxProcessor {
     if (seen !== undefined) return this.duplicate(data, subject, verdict, seen.digest);
 
     const receipt = await this.issueReceipt(envelope.from, envelope.id, verdict.digest, []);
-    const stored = await deps.store.recordInbound({ envelope, jws: verdict.jws, digest: verdict.digest, kid: verdict.kid }, receipt);
+    const stored = await deps.store.recordInbound(
+      { envelope, jws: verdict.jws, digest: verdict.digest, kid: verdict.kid },
+      receipt,
+    );
     if (stored === "duplicate") {
       const again = await deps.store.findInbound(envelope.id);
       return this.duplicate(data, subject, verdict, again?.digest ?? "");
     }
     deps.log.info(
-      { messageId: envelope.id, type: envelope.type, caseRef: envelope.caseRef, from: envelope.from },
+      {
+        messageId: envelope.id,
+        type: envelope.type,
+        caseRef: envelope.caseRef,
+        from: envelope.from,
+      },
       "message accepted",
     );
     deps.onReceiptQueued();
@@ -80,7 +88,10 @@ export class InboxProcessor {
     const { envelope } = verdict;
     if (loggedDigest === verdict.digest) {
       await this.deps.store.requeueIssuedReceipt(envelope.id, verdict.digest, this.deps.clock());
-      this.deps.log.info({ messageId: envelope.id, from: envelope.from }, "duplicate message; receipt sent again");
+      this.deps.log.info(
+        { messageId: envelope.id, from: envelope.from },
+        "duplicate message; receipt sent again",
+      );
       this.deps.onReceiptQueued();
       return { outcome: "duplicate", messageId: envelope.id };
     }
@@ -121,10 +132,20 @@ export class InboxProcessor {
       });
     }
     this.deps.log.info(
-      { messageId: receipt.messageId, from: receipt.from, status: receipt.status, codes: receipt.errors.map((e) => e.code) },
+      {
+        messageId: receipt.messageId,
+        from: receipt.from,
+        status: receipt.status,
+        codes: receipt.errors.map((e) => e.code),
+      },
       "receipt received",
     );
-    return { outcome: "receipt", messageId: receipt.messageId ?? "", status: receipt.status, duplicate: outcome.duplicate };
+    return {
+      outcome: "receipt",
+      messageId: receipt.messageId ?? "",
+      status: receipt.status,
+      duplicate: outcome.duplicate,
+    };
   }
 
   private async quarantine(
@@ -134,9 +155,12 @@ export class InboxProcessor {
   ): Promise<InboxOutcome> {
     const answer = rejection.claimedFrom !== null && rejection.kind !== "receipt";
     const receipt = answer
-      ? await this.issueReceipt(rejection.claimedFrom as string, rejection.messageId, rejection.digest, [
-          { code: rejection.code, detail: rejection.detail },
-        ])
+      ? await this.issueReceipt(
+          rejection.claimedFrom as string,
+          rejection.messageId,
+          rejection.digest,
+          [{ code: rejection.code, detail: rejection.detail }],
+        )
       : null;
     await this.deps.store.quarantine(
       {
@@ -153,7 +177,13 @@ export class InboxProcessor {
       receipt,
     );
     this.deps.log.warn(
-      { code: rejection.code, kind: rejection.kind, from: rejection.claimedFrom, messageId: rejection.messageId, receiptSent: answer },
+      {
+        code: rejection.code,
+        kind: rejection.kind,
+        from: rejection.claimedFrom,
+        messageId: rejection.messageId,
+        receiptSent: answer,
+      },
       "inbound quarantined",
     );
     if (answer) this.deps.onReceiptQueued();

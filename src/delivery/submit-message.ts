@@ -8,7 +8,14 @@ import { sha256Hex } from "../protocol/digest.ts";
 import { LiaisonError } from "../protocol/errors.ts";
 import { MESSAGE_TYP } from "../protocol/jws-profile.ts";
 import { signCompact } from "../protocol/sign.ts";
-import type { Clock, Envelope, Handling, IdSource, PartyId, SigningKey } from "../protocol/types.ts";
+import type {
+  Clock,
+  Envelope,
+  Handling,
+  IdSource,
+  PartyId,
+  SigningKey,
+} from "../protocol/types.ts";
 import type { PartnerRegistry } from "../registry/partner-registry.ts";
 import type { SchemaRegistry } from "../schemas/schema-registry.ts";
 import type { MessageStore } from "../store/message-store.ts";
@@ -35,7 +42,10 @@ export interface SubmitDeps {
   onQueued: () => void;
 }
 
-export const DEFAULT_HANDLING: Handling = { classification: "restricted", onwardDissemination: "forbidden" };
+export const DEFAULT_HANDLING: Handling = {
+  classification: "restricted",
+  onwardDissemination: "forbidden",
+};
 
 export async function submitMessage(request: SubmitRequest, deps: SubmitDeps): Promise<Envelope> {
   const schemaVersion = request.schemaVersion ?? latestVersion(deps.schemas, request.type);
@@ -44,16 +54,24 @@ export async function submitMessage(request: SubmitRequest, deps: SubmitDeps): P
   }
   const body = deps.schemas.validateBody(request.type, schemaVersion, request.body);
   if (body === undefined || !body.ok) {
-    throw new LiaisonError("schema_invalid", `body does not match ${request.type} v${schemaVersion}`, {
-      issues: body?.ok === false ? body.issues : [],
-    });
+    throw new LiaisonError(
+      "schema_invalid",
+      `body does not match ${request.type} v${schemaVersion}`,
+      {
+        issues: body?.ok === false ? body.issues : [],
+      },
+    );
   }
   const to = [...new Set(Array.isArray(request.to) ? request.to : [request.to])];
   for (const [i, recipient] of to.entries()) {
     if (recipient === deps.self) {
-      throw new LiaisonError("request_invalid", "a message cannot be addressed to this gateway itself", {
-        issues: [{ path: `/to/${i}`, message: "is this gateway's own party id" }],
-      });
+      throw new LiaisonError(
+        "request_invalid",
+        "a message cannot be addressed to this gateway itself",
+        {
+          issues: [{ path: `/to/${i}`, message: "is this gateway's own party id" }],
+        },
+      );
     }
     if (!deps.registry.hasParty(recipient)) {
       throw new LiaisonError("recipient_unknown", "a recipient is not a registered partner", {
@@ -75,7 +93,9 @@ export async function submitMessage(request: SubmitRequest, deps: SubmitDeps): P
   );
   const shape = deps.schemas.validateEnvelope(envelope);
   if (!shape.ok) {
-    throw new LiaisonError("request_invalid", "the request does not make a valid envelope", { issues: shape.issues });
+    throw new LiaisonError("request_invalid", "the request does not make a valid envelope", {
+      issues: shape.issues,
+    });
   }
   const key = deps.signingKey();
   const jws = await signCompact(envelope, key, MESSAGE_TYP);

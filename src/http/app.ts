@@ -6,15 +6,15 @@
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import type { SubmitRequest } from "../delivery/submit-message.ts";
+import type { Logger } from "../observability/logger.ts";
 import { LiaisonError } from "../protocol/errors.ts";
 import type { Envelope } from "../protocol/types.ts";
-import { buildPartyDocument } from "../registry/party-document.ts";
 import type { PartnerRegistry } from "../registry/partner-registry.ts";
+import { buildPartyDocument } from "../registry/party-document.ts";
 import type { KeyRecord, MessageRow, MessageStore, PartyRecord } from "../store/message-store.ts";
 import { bearerAuth } from "./auth.ts";
 import { problem } from "./problem.ts";
 import { parseSubmitRequest } from "./submit-request.ts";
-import type { Logger } from "../observability/logger.ts";
 
 export interface AppDeps {
   apiToken: string;
@@ -42,7 +42,9 @@ export function createApp(deps: AppDeps): Hono {
 
   app.get("/healthz", (c) => c.json({ status: "ok" }));
   app.get("/readyz", async (c) =>
-    (await deps.ready()) ? c.json({ status: "ready" }) : problem(c, "not_ready", "database or NATS not reachable"),
+    (await deps.ready())
+      ? c.json({ status: "ready" })
+      : problem(c, "not_ready", "database or NATS not reachable"),
   );
   app.get("/.well-known/jwks.json", (c) => c.json(buildPartyDocument(deps.self, deps.ownKeys())));
 
@@ -54,7 +56,10 @@ export function createApp(deps: AppDeps): Hono {
     bodyLimit({
       maxSize: deps.maxRequestBytes,
       onError: () => {
-        throw new LiaisonError("payload_too_large", `request body exceeds ${deps.maxRequestBytes} bytes`);
+        throw new LiaisonError(
+          "payload_too_large",
+          `request body exceeds ${deps.maxRequestBytes} bytes`,
+        );
       },
     }),
     async (c) => {
@@ -70,7 +75,16 @@ export function createApp(deps: AppDeps): Hono {
       const envelope = await deps.submit(parseSubmitRequest(json));
       const statusUrl = `/v1/messages/${envelope.id}`;
       c.header("location", statusUrl);
-      return c.json({ id: envelope.id, status: "queued", statusUrl, sentAt: envelope.sentAt, expiresAt: envelope.expiresAt }, 202);
+      return c.json(
+        {
+          id: envelope.id,
+          status: "queued",
+          statusUrl,
+          sentAt: envelope.sentAt,
+          expiresAt: envelope.expiresAt,
+        },
+        202,
+      );
     },
   );
 
@@ -84,7 +98,10 @@ export function createApp(deps: AppDeps): Hono {
     const { message } = found;
     return c.json({
       ...summary(message),
-      status: message.direction === "outbound" ? overallStatus(found.deliveries.map((d) => d.status)) : "accepted",
+      status:
+        message.direction === "outbound"
+          ? overallStatus(found.deliveries.map((d) => d.status))
+          : "accepted",
       deliveries: found.deliveries.map((d) => ({
         recipient: d.recipient,
         status: d.status,
@@ -197,7 +214,9 @@ function cursor(raw: string | undefined): number | undefined {
   if (raw === undefined) return undefined;
   const n = Number(Buffer.from(raw, "base64url").toString());
   if (!Number.isSafeInteger(n) || n < 0) {
-    throw new LiaisonError("request_invalid", "cursor is not valid", { issues: [{ path: "cursor", message: "is not a cursor from a previous page" }] });
+    throw new LiaisonError("request_invalid", "cursor is not valid", {
+      issues: [{ path: "cursor", message: "is not a cursor from a previous page" }],
+    });
   }
   return n;
 }

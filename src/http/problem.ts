@@ -49,7 +49,12 @@ const TITLES: Partial<Record<ErrorCode, string>> = {
   internal: "Internal error",
 };
 
-export function problem(c: Context, code: ErrorCode, detail: string, issues: ErrorIssue[] = []): Response {
+export function problem(
+  c: Context,
+  code: ErrorCode,
+  detail: string,
+  issues: ErrorIssue[] = [],
+): Response {
   const status = STATUS[code];
   const body = {
     type: `${ERRORS_DOC}#${code}`,
@@ -60,5 +65,7 @@ export function problem(c: Context, code: ErrorCode, detail: string, issues: Err
     instance: c.req.path,
     ...(issues.length > 0 ? { issues } : {}),
   };
-  return c.newResponse(JSON.stringify(body), status, { "content-type": "application/problem+json" });
+  return c.newResponse(JSON.stringify(body), status, {
+    "content-type": "application/problem+json",
+  });
 }

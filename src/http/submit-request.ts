@@ -3,8 +3,8 @@
  * validated afterwards against the schema of its type (schemas/), not here.
  */
 import { Ajv2020 } from "ajv/dist/2020.js";
-import { LiaisonError } from "../protocol/errors.ts";
 import type { SubmitRequest } from "../delivery/submit-message.ts";
+import { LiaisonError } from "../protocol/errors.ts";
 
 const PARTY_ID = "^(?:[A-Z]{2}|INT)-[A-Z0-9]{2,12}-[A-Z0-9]{2,16}$";
 
@@ -19,11 +19,20 @@ export const SUBMIT_REQUEST_SCHEMA = {
     to: {
       oneOf: [
         { type: "string", pattern: PARTY_ID },
-        { type: "array", items: { type: "string", pattern: PARTY_ID }, minItems: 1, maxItems: 64, uniqueItems: true },
+        {
+          type: "array",
+          items: { type: "string", pattern: PARTY_ID },
+          minItems: 1,
+          maxItems: 64,
+          uniqueItems: true,
+        },
       ],
     },
     caseRef: { type: "string", pattern: "^[A-Z]{2,3}-[A-Z0-9]+(?:-[A-Z0-9]+)*$", maxLength: 64 },
-    inReplyTo: { type: "string", pattern: "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$" },
+    inReplyTo: {
+      type: "string",
+      pattern: "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$",
+    },
     handling: {
       type: "object",
       additionalProperties: false,
@@ -42,6 +51,9 @@ const validate = new Ajv2020({ strict: true, allErrors: true }).compile(SUBMIT_R
 export function parseSubmitRequest(value: unknown): SubmitRequest {
   if (validate(value)) return value as unknown as SubmitRequest;
   throw new LiaisonError("request_invalid", "the request does not match the submit schema", {
-    issues: (validate.errors ?? []).map((e) => ({ path: e.instancePath || "/", message: e.message ?? "is invalid" })),
+    issues: (validate.errors ?? []).map((e) => ({
+      path: e.instancePath || "/",
+      message: e.message ?? "is invalid",
+    })),
   });
 }

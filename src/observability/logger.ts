@@ -3,11 +3,24 @@
  * (message id, case reference, party, code); bodies, JWS text and raw bytes are never logged,
  * and the redaction list is a second line of defence should one slip into a log call.
  */
-import { pino, type Logger } from "pino";
+import { type Logger, pino } from "pino";
 
 export type { Logger };
 
-export const REDACTED_PATHS = ["body", "*.body", "jws", "*.jws", "raw", "*.raw", "payload", "*.payload", "token", "*.token", "authorization", "*.authorization"];
+export const REDACTED_PATHS = [
+  "body",
+  "*.body",
+  "jws",
+  "*.jws",
+  "raw",
+  "*.raw",
+  "payload",
+  "*.payload",
+  "token",
+  "*.token",
+  "authorization",
+  "*.authorization",
+];
 
 export function createLogger(level: string, bindings: Record<string, string> = {}): Logger {
   return pino({ level, base: bindings, redact: { paths: REDACTED_PATHS, censor: "[redacted]" } });

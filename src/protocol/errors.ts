@@ -52,7 +52,11 @@ export class LiaisonError extends Error {
   readonly code: ErrorCode;
   readonly issues: ErrorIssue[];
 
-  constructor(code: ErrorCode, message: string, options?: { issues?: ErrorIssue[]; cause?: unknown }) {
+  constructor(
+    code: ErrorCode,
+    message: string,
+    options?: { issues?: ErrorIssue[]; cause?: unknown },
+  ) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = "LiaisonError";
     this.code = code;

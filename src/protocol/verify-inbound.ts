@@ -57,7 +57,10 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
-export async function verifyInbound(bytes: Uint8Array, ctx: VerifyContext): Promise<InboundVerdict> {
+export async function verifyInbound(
+  bytes: Uint8Array,
+  ctx: VerifyContext,
+): Promise<InboundVerdict> {
   const digest = sha256Hex(bytes);
   let kind: Rejection["kind"] = "unknown";
   let claimedFrom: PartyId | null = null;
@@ -133,7 +136,10 @@ export async function verifyInbound(bytes: Uint8Array, ctx: VerifyContext): Prom
     return reject("signature_invalid", "signature does not verify with the registered key");
   }
 
-  const shape = kind === "message" ? ctx.schemas.validateEnvelope(payload) : ctx.schemas.validateReceipt(payload);
+  const shape =
+    kind === "message"
+      ? ctx.schemas.validateEnvelope(payload)
+      : ctx.schemas.validateReceipt(payload);
   if (!shape.ok) {
     return reject("envelope_invalid", "payload does not match its schema", shape.issues);
   }
@@ -142,30 +148,46 @@ export async function verifyInbound(bytes: Uint8Array, ctx: VerifyContext): Prom
   const keyProblem = keyValidityAt(key, sentAt);
   if (keyProblem !== null) return reject(keyProblem.code, keyProblem.detail);
   if (sentAt.getTime() > ctx.now.getTime() + ctx.clockSkewMs) {
-    return reject("clock_skew", "sentAt is ahead of the receiver's clock beyond the tolerated skew");
+    return reject(
+      "clock_skew",
+      "sentAt is ahead of the receiver's clock beyond the tolerated skew",
+    );
   }
 
   if (kind === "receipt") {
     const receipt = payload as unknown as Receipt;
-    if (receipt.to !== ctx.self) return reject("misaddressed", "receipt is not addressed to this party");
+    if (receipt.to !== ctx.self)
+      return reject("misaddressed", "receipt is not addressed to this party");
     return { ok: true, kind: "receipt", receipt, jws, digest, kid: key.kid };
   }
 
   const envelope = payload as unknown as Envelope;
-  if (envelope.type === "receipt") return reject("envelope_invalid", "a receipt must use the receipt typ");
-  if (!envelope.to.includes(ctx.self)) return reject("misaddressed", "message is not addressed to this party");
+  if (envelope.type === "receipt")
+    return reject("envelope_invalid", "a receipt must use the receipt typ");
+  if (!envelope.to.includes(ctx.self))
+    return reject("misaddressed", "message is not addressed to this party");
   const expiresAt = new Date(envelope.expiresAt);
   if (expiresAt.getTime() <= sentAt.getTime()) {
-    return reject("envelope_invalid", "expiresAt is not after sentAt", [{ path: "/expiresAt", message: "must be after sentAt" }]);
+    return reject("envelope_invalid", "expiresAt is not after sentAt", [
+      { path: "/expiresAt", message: "must be after sentAt" },
+    ]);
   }
   if (expiresAt.getTime() + ctx.clockSkewMs < ctx.now.getTime()) {
     return reject("expired", "the message expired before it was received");
   }
   const body = ctx.schemas.validateBody(envelope.type, envelope.schemaVersion, envelope.body);
   if (body === undefined) {
-    return reject("type_unknown", `type ${envelope.type} v${envelope.schemaVersion} is not supported`);
+    return reject(
+      "type_unknown",
+      `type ${envelope.type} v${envelope.schemaVersion} is not supported`,
+    );
   }
-  if (!body.ok) return reject("schema_invalid", `body does not match ${envelope.type} v${envelope.schemaVersion}`, body.issues);
+  if (!body.ok)
+    return reject(
+      "schema_invalid",
+      `body does not match ${envelope.type} v${envelope.schemaVersion}`,
+      body.issues,
+    );
   return { ok: true, kind: "message", envelope, jws, digest, kid: key.kid };
 }
 
@@ -183,4 +205,3 @@ export function keyValidityAt(
   }
   return null;
 }
-

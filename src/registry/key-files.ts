@@ -6,7 +6,14 @@
  */
 import { chmodSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { type CryptoKey, calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, type JWK } from "jose";
+import {
+  type CryptoKey,
+  calculateJwkThumbprint,
+  exportJWK,
+  generateKeyPair,
+  importJWK,
+  type JWK,
+} from "jose";
 import { LiaisonError } from "../protocol/errors.ts";
 import type { SigningAlg } from "../protocol/jws-profile.ts";
 import type { SigningKey } from "../protocol/types.ts";
@@ -38,7 +45,10 @@ export async function generateKeyFile(
   opts: { alg?: SigningAlg; validFrom?: Date; validUntil?: Date } = {},
 ): Promise<PublicKeyInfo> {
   const alg = opts.alg ?? "EdDSA";
-  const { privateKey, publicKey } = await generateKeyPair(alg, { crv: alg === "EdDSA" ? "Ed25519" : undefined, extractable: true });
+  const { privateKey, publicKey } = await generateKeyPair(alg, {
+    crv: alg === "EdDSA" ? "Ed25519" : undefined,
+    extractable: true,
+  });
   const publicJwk = await exportJWK(publicKey);
   const kid = await calculateJwkThumbprint(publicJwk, "sha256");
   const privateJwk = await exportJWK(privateKey);
@@ -49,7 +59,13 @@ export async function generateKeyFile(
   chmodSync(dir, 0o700);
   const path = join(dir, `${kid}${SUFFIX}`);
   writeFileSync(path, `${JSON.stringify(file, null, 2)}\n`, { mode: 0o600, flag: "wx" });
-  return { kid, alg, publicJwk: { ...publicJwk, kid, alg, use: "sig" }, validFrom, validUntil: opts.validUntil ?? null };
+  return {
+    kid,
+    alg,
+    publicJwk: { ...publicJwk, kid, alg, use: "sig" },
+    validFrom,
+    validUntil: opts.validUntil ?? null,
+  };
 }
 
 /** Loads and imports every key file once. Refuses files that others can read, like ssh does. */
@@ -64,7 +80,10 @@ export async function loadKeyFiles(dir: string): Promise<OwnKey[]> {
   for (const name of names.sort()) {
     const path = join(dir, name);
     if ((statSync(path).mode & 0o077) !== 0) {
-      throw new LiaisonError("key_store_invalid", `key file ${name} is readable by group or others; chmod 600 it`);
+      throw new LiaisonError(
+        "key_store_invalid",
+        `key file ${name} is readable by group or others; chmod 600 it`,
+      );
     }
     let file: KeyFile;
     try {
@@ -75,7 +94,10 @@ export async function loadKeyFiles(dir: string): Promise<OwnKey[]> {
     const { d: _private, ...publicJwk } = file.privateJwk;
     const kid = await calculateJwkThumbprint(publicJwk, "sha256");
     if (kid !== file.kid || name !== `${kid}${SUFFIX}`) {
-      throw new LiaisonError("key_store_invalid", `key file ${name}: kid does not match the key's thumbprint`);
+      throw new LiaisonError(
+        "key_store_invalid",
+        `key file ${name}: kid does not match the key's thumbprint`,
+      );
     }
     const key = (await importJWK(file.privateJwk, file.alg, { extractable: false })) as CryptoKey;
     keys.push({
@@ -93,6 +115,10 @@ export async function loadKeyFiles(dir: string): Promise<OwnKey[]> {
 /** The newest key valid now signs; older ones stay published so old messages still verify. */
 export function currentSigningKey(keys: OwnKey[], now: Date): OwnKey | undefined {
   return keys
-    .filter((k) => k.validFrom.getTime() <= now.getTime() && (k.validUntil === null || k.validUntil.getTime() > now.getTime()))
+    .filter(
+      (k) =>
+        k.validFrom.getTime() <= now.getTime() &&
+        (k.validUntil === null || k.validUntil.getTime() > now.getTime()),
+    )
     .sort((a, b) => b.validFrom.getTime() - a.validFrom.getTime())[0];
 }

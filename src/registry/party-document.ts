@@ -11,7 +11,16 @@ import type { KeyRecord, PartyRecord } from "../store/message-store.ts";
 
 export interface PartyDocument {
   party: PartyRecord;
-  keys: Array<JWK & { kid: string; alg: SigningAlg; use: "sig"; validFrom: string; validUntil?: string; revokedAt?: string }>;
+  keys: Array<
+    JWK & {
+      kid: string;
+      alg: SigningAlg;
+      use: "sig";
+      validFrom: string;
+      validUntil?: string;
+      revokedAt?: string;
+    }
+  >;
 }
 
 const PARTY_ID = /^(?:[A-Z]{2}|INT)-[A-Z0-9]{2,12}-[A-Z0-9]{2,16}$/;
@@ -20,7 +29,13 @@ export function buildPartyDocument(party: PartyRecord, keys: KeyRecord[]): Party
   return {
     party,
     keys: keys.map((k) => {
-      const jwk = { ...(k.publicJwk as JWK), kid: k.kid, alg: k.alg as SigningAlg, use: "sig" as const, validFrom: k.validFrom.toISOString() };
+      const jwk = {
+        ...(k.publicJwk as JWK),
+        kid: k.kid,
+        alg: k.alg as SigningAlg,
+        use: "sig" as const,
+        validFrom: k.validFrom.toISOString(),
+      };
       return {
         ...jwk,
         ...(k.validUntil === null ? {} : { validUntil: k.validUntil.toISOString() }),
@@ -36,17 +51,21 @@ function invalid(why: string): never {
 
 function date(value: unknown, field: string): Date | null {
   if (value === undefined) return null;
-  if (typeof value !== "string" || Number.isNaN(Date.parse(value))) invalid(`${field} must be an RFC 3339 time`);
+  if (typeof value !== "string" || Number.isNaN(Date.parse(value)))
+    invalid(`${field} must be an RFC 3339 time`);
   return new Date(value);
 }
 
 /** Parses and checks a party document; every kid must be the thumbprint of its key. */
-export async function parsePartyDocument(doc: unknown): Promise<{ party: PartyRecord; keys: KeyRecord[] }> {
+export async function parsePartyDocument(
+  doc: unknown,
+): Promise<{ party: PartyRecord; keys: KeyRecord[] }> {
   if (typeof doc !== "object" || doc === null) invalid("not a JSON object");
   const { party, keys } = doc as { party?: Record<string, unknown>; keys?: unknown };
   if (party === undefined || typeof party !== "object") invalid("the party member is missing");
   for (const field of ["id", "name", "country", "kind", "inboundSubject"] as const) {
-    if (typeof party[field] !== "string" || party[field] === "") invalid(`party.${field} is missing`);
+    if (typeof party[field] !== "string" || party[field] === "")
+      invalid(`party.${field} is missing`);
   }
   if (!PARTY_ID.test(party.id as string)) invalid("party.id is not a party id");
   if (!Array.isArray(keys) || keys.length === 0) invalid("keys must be a non-empty array");
@@ -57,15 +76,28 @@ export async function parsePartyDocument(doc: unknown): Promise<{ party: PartyRe
       invalid(`keys[${i}].alg must be one of ${ALLOWED_ALGS.join(", ")}`);
     }
     if ("d" in jwk) invalid(`keys[${i}] contains a private key`);
-    const { kid, alg, use: _use, validFrom, validUntil, revokedAt, key_ops: _ops, ...publicJwk } = jwk;
-    const thumbprint = await calculateJwkThumbprint(publicJwk as JWK, "sha256").catch(() => invalid(`keys[${i}] is not a public JWK`));
-    if (kid !== thumbprint) invalid(`keys[${i}].kid must be the RFC 7638 SHA-256 thumbprint of the key`);
+    const {
+      kid,
+      alg,
+      use: _use,
+      validFrom,
+      validUntil,
+      revokedAt,
+      key_ops: _ops,
+      ...publicJwk
+    } = jwk;
+    const thumbprint = await calculateJwkThumbprint(publicJwk as JWK, "sha256").catch(() =>
+      invalid(`keys[${i}] is not a public JWK`),
+    );
+    if (kid !== thumbprint)
+      invalid(`keys[${i}].kid must be the RFC 7638 SHA-256 thumbprint of the key`);
     records.push({
       kid: thumbprint,
       partyId: party.id as string,
       alg: alg as string,
       publicJwk: publicJwk as Record<string, unknown>,
-      validFrom: date(validFrom, `keys[${i}].validFrom`) ?? invalid(`keys[${i}].validFrom is missing`),
+      validFrom:
+        date(validFrom, `keys[${i}].validFrom`) ?? invalid(`keys[${i}].validFrom is missing`),
       validUntil: date(validUntil, `keys[${i}].validUntil`),
       revokedAt: date(revokedAt, `keys[${i}].revokedAt`),
     });

@@ -153,7 +153,11 @@ export class MessageStore {
     await this.db.transaction(async (tx) => {
       await tx.insert(messages).values(messageValues("outbound", message));
       await tx.insert(deliveries).values(
-        message.envelope.to.map((recipient) => ({ messageId: message.envelope.id, recipient })),
+        message.envelope.to.map((recipient) => ({
+          messageId: message.envelope.id,
+          recipient,
+          nextAttemptAt: new Date(message.envelope.sentAt),
+        })),
       );
     });
   }
@@ -197,7 +201,11 @@ export class MessageStore {
         if (row.attempts >= opts.maxAttempts) {
           await tx
             .update(deliveries)
-            .set({ status: "failed", lastError: "no receipt within the retry budget", updatedAt: opts.now })
+            .set({
+              status: "failed",
+              lastError: "no receipt within the retry budget",
+              updatedAt: opts.now,
+            })
             .where(where);
           failed.push({ messageId: row.messageId, recipient: row.recipient });
           continue;
@@ -260,7 +268,12 @@ export class MessageStore {
       );
   }
 
-  async markDeliveryError(messageId: string, recipient: string, error: string, at: Date): Promise<void> {
+  async markDeliveryError(
+    messageId: string,
+    recipient: string,
+    error: string,
+    at: Date,
+  ): Promise<void> {
     await this.db
       .update(deliveries)
       .set({ lastError: error.slice(0, 500), updatedAt: at })
@@ -279,7 +292,10 @@ export class MessageStore {
    * The inbound message and our receipt for it, in one transaction. Returns `duplicate` when the
    * message id is already logged (another replica, or a redelivery), and then writes nothing.
    */
-  async recordInbound(message: SignedMessage, receipt: IssuedReceipt): Promise<"stored" | "duplicate"> {
+  async recordInbound(
+    message: SignedMessage,
+    receipt: IssuedReceipt,
+  ): Promise<"stored" | "duplicate"> {
     try {
       await this.db.transaction(async (tx) => {
         const inserted = await tx
@@ -395,10 +411,19 @@ export class MessageStore {
   }
 
   /** Issued receipts not yet acknowledged by the broker, leased like deliveries. */
-  async claimUnpublishedReceipts(opts: { now: Date; limit: number; leaseMs: number }): Promise<DueReceipt[]> {
+  async claimUnpublishedReceipts(opts: {
+    now: Date;
+    limit: number;
+    leaseMs: number;
+  }): Promise<DueReceipt[]> {
     return this.db.transaction(async (tx) => {
       const rows = await tx
-        .select({ id: receipts.id, toParty: receipts.toParty, jws: receipts.jws, attempts: receipts.publishAttempts })
+        .select({
+          id: receipts.id,
+          toParty: receipts.toParty,
+          jws: receipts.jws,
+          attempts: receipts.publishAttempts,
+        })
         .from(receipts)
         .where(
           and(
@@ -436,7 +461,12 @@ export class MessageStore {
           ),
         );
       const subjectById = new Map(subjects.map((s) => [s.id, s.subject]));
-      return rows.map((r) => ({ id: r.id, toParty: r.toParty, jws: r.jws, subject: subjectById.get(r.toParty) ?? "" }));
+      return rows.map((r) => ({
+        id: r.id,
+        toParty: r.toParty,
+        jws: r.jws,
+        subject: subjectById.get(r.toParty) ?? "",
+      }));
     });
   }
 
@@ -447,16 +477,25 @@ export class MessageStore {
       .where(and(eq(receipts.direction, "issued"), eq(receipts.id, id)));
   }
 
-  async getMessage(id: string): Promise<
-    | { message: MessageRow; deliveries: DeliveryRow[]; receipts: ReceiptRow[] }
-    | undefined
+  async getMessage(
+    id: string,
+  ): Promise<
+    { message: MessageRow; deliveries: DeliveryRow[]; receipts: ReceiptRow[] } | undefined
   > {
-    const rows = await this.db.select().from(messages).where(eq(messages.id, id)).orderBy(asc(messages.seq));
+    const rows = await this.db
+      .select()
+      .from(messages)
+      .where(eq(messages.id, id))
+      .orderBy(asc(messages.seq));
     const message = rows.find((r) => r.direction === "outbound") ?? rows[0];
     if (message === undefined) return undefined;
     const [d, r] = await Promise.all([
       message.direction === "outbound"
-        ? this.db.select().from(deliveries).where(eq(deliveries.messageId, id)).orderBy(asc(deliveries.recipient))
+        ? this.db
+            .select()
+            .from(deliveries)
+            .where(eq(deliveries.messageId, id))
+            .orderBy(asc(deliveries.recipient))
         : Promise.resolve([]),
       this.db
         .select()
@@ -473,7 +512,11 @@ export class MessageStore {
   }
 
   /** Keyset pagination on the log's sequence number, newest first. */
-  listMessages(opts: { direction: "inbound" | "outbound"; before?: number; limit: number }): Promise<MessageRow[]> {
+  listMessages(opts: {
+    direction: "inbound" | "outbound";
+    before?: number;
+    limit: number;
+  }): Promise<MessageRow[]> {
     return this.db
       .select()
       .from(messages)
@@ -501,7 +544,13 @@ export class MessageStore {
       .select({ status: deliveries.status, n: sql<number>`count(*)::int` })
       .from(deliveries)
       .groupBy(deliveries.status);
-    const counts: Record<DeliveryStatus, number> = { queued: 0, sent: 0, delivered: 0, rejected: 0, failed: 0 };
+    const counts: Record<DeliveryStatus, number> = {
+      queued: 0,
+      sent: 0,
+      delivered: 0,
+      rejected: 0,
+      failed: 0,
+    };
     for (const row of rows) counts[row.status] = Number(row.n);
     return counts;
   }
@@ -549,5 +598,6 @@ function issuedValues(r: IssuedReceipt) {
     errors: r.receipt.errors,
     jws: r.jws,
     digest: r.digest,
+    nextPublishAt: new Date(r.receipt.sentAt),
   };
 }

@@ -101,9 +101,7 @@ export const deliveries = pgTable(
   },
   (t) => [
     primaryKey({ columns: [t.messageId, t.recipient] }),
-    index("deliveries_due_idx")
-      .on(t.nextAttemptAt)
-      .where(sql`status in ('queued', 'sent')`),
+    index("deliveries_due_idx").on(t.nextAttemptAt).where(sql`status in ('queued', 'sent')`),
   ],
 );
 

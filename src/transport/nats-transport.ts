@@ -51,7 +51,12 @@ export class NatsTransport implements Transport {
   ) {}
 
   static async connect(url: string, name: string): Promise<NatsTransport> {
-    const nc = await connect({ servers: url, name, maxReconnectAttempts: -1, reconnectTimeWait: 500 });
+    const nc = await connect({
+      servers: url,
+      name,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 500,
+    });
     const jsm = await nc.jetstreamManager();
     return new NatsTransport(nc, nc.jetstream(), jsm);
   }
@@ -126,5 +131,9 @@ export class NatsTransport implements Transport {
 
 function isNotFound(err: unknown): boolean {
   const e = err as { api_error?: { err_code?: number }; code?: string; message?: string };
-  return e.api_error?.err_code === 10059 || e.api_error?.err_code === 10014 || /not found/i.test(e.message ?? "");
+  return (
+    e.api_error?.err_code === 10059 ||
+    e.api_error?.err_code === 10014 ||
+    /not found/i.test(e.message ?? "")
+  );
 }

@@ -14,10 +14,18 @@ export interface TestParty {
 
 export async function makeParty(
   id: string,
-  opts: { alg?: SigningAlg; validFrom?: Date; validUntil?: Date | null; revokedAt?: Date | null } = {},
+  opts: {
+    alg?: SigningAlg;
+    validFrom?: Date;
+    validUntil?: Date | null;
+    revokedAt?: Date | null;
+  } = {},
 ): Promise<TestParty> {
   const alg = opts.alg ?? "EdDSA";
-  const { privateKey, publicKey } = await generateKeyPair(alg, alg === "EdDSA" ? { crv: "Ed25519" } : {});
+  const { privateKey, publicKey } = await generateKeyPair(
+    alg,
+    alg === "EdDSA" ? { crv: "Ed25519" } : {},
+  );
   const kid = await calculateJwkThumbprint(await exportJWK(publicKey), "sha256");
   return {
     id,
@@ -45,13 +53,21 @@ const SEEDS = new URL("../../seeds/messages/", import.meta.url);
 /** The body of the first example case notice in seeds/messages. */
 export const CASE_NOTICE_BODY: Record<string, unknown> = (() => {
   for (const file of readdirSync(SEEDS).sort()) {
-    const seed = JSON.parse(readFileSync(new URL(file, SEEDS), "utf8")) as { type: string; body: Record<string, unknown> };
+    const seed = JSON.parse(readFileSync(new URL(file, SEEDS), "utf8")) as {
+      type: string;
+      body: Record<string, unknown>;
+    };
     if (seed.type === "case.notice") return seed.body;
   }
   throw new Error("seeds/messages holds no case.notice");
 })();
 
-export function envelopeAt(from: string, to: string[], sentAt: Date, overrides: Partial<Envelope> = {}): Envelope {
+export function envelopeAt(
+  from: string,
+  to: string[],
+  sentAt: Date,
+  overrides: Partial<Envelope> = {},
+): Envelope {
   return {
     ...buildEnvelope(
       {

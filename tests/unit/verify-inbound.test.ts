@@ -1,10 +1,14 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { buildReceipt } from "../../src/protocol/build-receipt.ts";
 import { sha256Hex } from "../../src/protocol/digest.ts";
-import { MESSAGE_TYP, RECEIPT_TYP } from "../../src/protocol/jws-profile.ts";
+import { type JwsTyp, MESSAGE_TYP, RECEIPT_TYP } from "../../src/protocol/jws-profile.ts";
 import { signCompact } from "../../src/protocol/sign.ts";
 import type { Envelope, KeyResolver } from "../../src/protocol/types.ts";
-import { type InboundVerdict, type VerifyContext, verifyInbound } from "../../src/protocol/verify-inbound.ts";
+import {
+  type InboundVerdict,
+  type VerifyContext,
+  verifyInbound,
+} from "../../src/protocol/verify-inbound.ts";
 import { loadSchemaRegistry } from "../../src/schemas/schema-registry.ts";
 import { envelopeAt, makeParty, resolverOf, type TestParty } from "../helpers/protocol-fixtures.ts";
 
@@ -26,18 +30,35 @@ beforeAll(async () => {
 });
 
 function ctx(overrides: Partial<VerifyContext> = {}): VerifyContext {
-  return { self: "VN-BGC-LAOCAI", keys, schemas, now: NOW, clockSkewMs: SKEW, maxBytes: 256 * 1024, ...overrides };
+  return {
+    self: "VN-BGC-LAOCAI",
+    keys,
+    schemas,
+    now: NOW,
+    clockSkewMs: SKEW,
+    maxBytes: 256 * 1024,
+    ...overrides,
+  };
 }
 
-async function signed(envelope: unknown, party: TestParty = hekou, typ = MESSAGE_TYP): Promise<string> {
+async function signed(
+  envelope: unknown,
+  party: TestParty = hekou,
+  typ: JwsTyp = MESSAGE_TYP,
+): Promise<string> {
   return signCompact(envelope, party.signing, typ);
 }
 
 function b64(value: unknown): string {
-  return Buffer.from(typeof value === "string" ? value : JSON.stringify(value)).toString("base64url");
+  return Buffer.from(typeof value === "string" ? value : JSON.stringify(value)).toString(
+    "base64url",
+  );
 }
 
-async function verify(jws: string | Uint8Array, c: Partial<VerifyContext> = {}): Promise<InboundVerdict> {
+async function verify(
+  jws: string | Uint8Array,
+  c: Partial<VerifyContext> = {},
+): Promise<InboundVerdict> {
   return verifyInbound(typeof jws === "string" ? enc.encode(jws) : jws, ctx(c));
 }
 
@@ -132,7 +153,10 @@ describe("verifyInbound", () => {
     const verdict = expectRejected(await verify(tamperedSig), "signature_invalid");
     expect(verdict.claimedFrom).toBe("CN-MPS-HEKOU");
     expect(verdict.messageId).toBe(JSON.parse(Buffer.from(p ?? "", "base64url").toString()).id);
-    const changed = b64({ ...JSON.parse(Buffer.from(p ?? "", "base64url").toString()), caseRef: "CN-HEKOU-2026-0043" });
+    const changed = b64({
+      ...JSON.parse(Buffer.from(p ?? "", "base64url").toString()),
+      caseRef: "CN-HEKOU-2026-0043",
+    });
     expectRejected(await verify(`${h}.${changed}.${s}`), "signature_invalid");
   });
 
@@ -147,28 +171,52 @@ describe("verifyInbound", () => {
   });
 
   it("rejects a message claimed to be sent outside the key's validity as key_not_valid", async () => {
-    const rotated = await makeParty("CN-MPS-HEKOU", { validFrom: new Date("2026-01-01T00:00:00Z"), validUntil: new Date("2026-06-01T00:00:00Z") });
+    const rotated = await makeParty("CN-MPS-HEKOU", {
+      validFrom: new Date("2026-01-01T00:00:00Z"),
+      validUntil: new Date("2026-06-01T00:00:00Z"),
+    });
     const k = resolverOf(rotated, laocai);
-    const before = envelopeAt(rotated.id, ["VN-BGC-LAOCAI"], new Date("2025-12-31T00:00:00Z"), { expiresAt: "2027-01-01T00:00:00.000Z" });
+    const before = envelopeAt(rotated.id, ["VN-BGC-LAOCAI"], new Date("2025-12-31T00:00:00Z"), {
+      expiresAt: "2027-01-01T00:00:00.000Z",
+    });
     expectRejected(await verify(await signed(before, rotated), { keys: k }), "key_not_valid");
-    const after = envelopeAt(rotated.id, ["VN-BGC-LAOCAI"], new Date("2026-07-01T00:00:00Z"), { expiresAt: "2027-01-01T00:00:00.000Z" });
+    const after = envelopeAt(rotated.id, ["VN-BGC-LAOCAI"], new Date("2026-07-01T00:00:00Z"), {
+      expiresAt: "2027-01-01T00:00:00.000Z",
+    });
     expectRejected(await verify(await signed(after, rotated), { keys: k }), "key_not_valid");
-    const inside = envelopeAt(rotated.id, ["VN-BGC-LAOCAI"], new Date("2026-05-01T00:00:00Z"), { expiresAt: "2027-01-01T00:00:00.000Z" });
+    const inside = envelopeAt(rotated.id, ["VN-BGC-LAOCAI"], new Date("2026-05-01T00:00:00Z"), {
+      expiresAt: "2027-01-01T00:00:00.000Z",
+    });
     expect((await verify(await signed(inside, rotated), { keys: k })).ok).toBe(true);
   });
 
   it("rejects a message claimed to be sent after the key's revocation as key_revoked, and keeps older ones", async () => {
-    const revoked = await makeParty("CN-MPS-HEKOU", { revokedAt: new Date(NOW.getTime() - 3_600_000) });
+    const revoked = await makeParty("CN-MPS-HEKOU", {
+      revokedAt: new Date(NOW.getTime() - 3_600_000),
+    });
     const k = resolverOf(revoked, laocai);
-    expectRejected(await verify(await signed(envelopeAt(revoked.id, ["VN-BGC-LAOCAI"], NOW), revoked), { keys: k }), "key_revoked");
+    expectRejected(
+      await verify(await signed(envelopeAt(revoked.id, ["VN-BGC-LAOCAI"], NOW), revoked), {
+        keys: k,
+      }),
+      "key_revoked",
+    );
     const older = envelopeAt(revoked.id, ["VN-BGC-LAOCAI"], new Date(NOW.getTime() - 7_200_000));
     expect((await verify(await signed(older, revoked), { keys: k })).ok).toBe(true);
   });
 
   it("rejects sentAt ahead of our clock beyond the skew as clock_skew, and tolerates it within", async () => {
-    const ahead = envelopeAt("CN-MPS-HEKOU", ["VN-BGC-LAOCAI"], new Date(NOW.getTime() + SKEW + 1000));
+    const ahead = envelopeAt(
+      "CN-MPS-HEKOU",
+      ["VN-BGC-LAOCAI"],
+      new Date(NOW.getTime() + SKEW + 1000),
+    );
     expectRejected(await verify(await signed(ahead)), "clock_skew");
-    const within = envelopeAt("CN-MPS-HEKOU", ["VN-BGC-LAOCAI"], new Date(NOW.getTime() + SKEW - 1000));
+    const within = envelopeAt(
+      "CN-MPS-HEKOU",
+      ["VN-BGC-LAOCAI"],
+      new Date(NOW.getTime() + SKEW - 1000),
+    );
     expect((await verify(await signed(within))).ok).toBe(true);
   });
 
@@ -182,7 +230,10 @@ describe("verifyInbound", () => {
       { to: "TH-RTP-ATHD", messageId: crypto.randomUUID(), digest: "b".repeat(64), errors: [] },
       { self: "CN-MPS-HEKOU", clock: () => NOW, ids: () => crypto.randomUUID() },
     );
-    const verdict = expectRejected(await verify(await signed(receipt, hekou, RECEIPT_TYP)), "misaddressed");
+    const verdict = expectRejected(
+      await verify(await signed(receipt, hekou, RECEIPT_TYP)),
+      "misaddressed",
+    );
     expect(verdict.kind).toBe("receipt");
   });
 

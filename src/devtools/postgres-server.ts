@@ -1,0 +1,444 @@
+/**
+ * Starts a throw-away PostgreSQL server (fresh `initdb` cluster in a temp dir) for tests and
+ * local development. It listens on 127.0.0.1 on a free port with `trust` auth, and is stopped
+ * with `handle.stop()`, which also deletes the cluster. Servers still running when the Node
+ * process exits (or receives SIGINT/SIGTERM/SIGHUP) are shut down so they never outlive it.
+ *
+ * `initdb` and `postgres` refuse to run as root: when uid is 0 they are spawned with the uid/gid
+ * of the `postgres` system user (Node's `spawn({ uid, gid })`), which owns the temp dir. We do
+ * not go through `runuser`: its watching parent ignores SIGINT (no fast shutdown) and turns
+ * SIGTERM into SIGTERM + SIGKILL after 2 s, so stop() could not control the server.
+ */
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import {
+  accessSync,
+  constants,
+  readdirSync,
+  readFileSync,
+  realpathSync,
+  rmSync,
+  statSync,
+} from "node:fs";
+import { chmod, chown, mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { delimiter, dirname, join, parse as parsePath } from "node:path";
+import postgres from "postgres";
+import { freePort } from "./free-port.ts";
+
+export interface PostgresServerHandle {
+  /** `postgres://postgres@127.0.0.1:<port>/postgres` (trust auth, superuser). */
+  url: string;
+  port: number;
+  /** The cluster's data directory (inside a temp dir removed by stop()). */
+  dataDir: string;
+  /** Fast shutdown (SIGINT), waits for exit, removes the temp dir. */
+  stop(): Promise<void>;
+}
+
+export interface PostgresBinaries {
+  initdb: string;
+  postgres: string;
+}
+
+const READY_TIMEOUT_MS = 15_000;
+const INITDB_TIMEOUT_MS = 60_000;
+const STOP_GRACE_MS = 10_000;
+const OUTPUT_TAIL_LINES = 40;
+const MAX_START_ATTEMPTS = 3;
+/** Unix socket paths are limited to ~107 bytes; leave room for `/.s.PGSQL.<port>`. */
+const MAX_SOCKET_DIR_LENGTH = 80;
+
+const MISSING_BINARIES_MESSAGE =
+  "PostgreSQL server binaries (initdb, postgres) not found on PATH or in /usr/lib/postgresql/*/bin. " +
+  "Install them with `bash scripts/ensure-system-deps.sh postgres` (as root) or " +
+  "`apt-get install postgresql`, or set LIAISON_TEST_DATABASE_URL to an existing server.";
+
+/** Finds initdb + postgres of one installation: PATH first, then the highest /usr/lib/postgresql/<v>/bin. */
+export function findPostgresBinaries(): PostgresBinaries | undefined {
+  for (const dir of (process.env.PATH ?? "").split(delimiter)) {
+    if (dir === "") continue;
+    const initdb = join(dir, "initdb");
+    if (!isExecutable(initdb)) continue;
+    // Prefer the `postgres` next to initdb's real location (PATH entries are often symlinks).
+    const realDir = dirname(safeRealpath(initdb));
+    for (const candidate of [join(realDir, "postgres"), join(dir, "postgres")]) {
+      if (isExecutable(candidate)) return { initdb, postgres: candidate };
+    }
+  }
+  const root = "/usr/lib/postgresql";
+  let versions: string[] = [];
+  try {
+    versions = readdirSync(root);
+  } catch {
+    return undefined;
+  }
+  versions.sort((a, b) => Number.parseFloat(b) - Number.parseFloat(a));
+  for (const version of versions) {
+    const bin = join(root, version, "bin");
+    const found = { initdb: join(bin, "initdb"), postgres: join(bin, "postgres") };
+    if (isExecutable(found.initdb) && isExecutable(found.postgres)) return found;
+  }
+  return undefined;
+}
+
+export async function startPostgresServer(): Promise<PostgresServerHandle> {
+  const binaries = findPostgresBinaries();
+  if (binaries === undefined) throw new Error(MISSING_BINARIES_MESSAGE);
+
+  const runAs = process.getuid?.() === 0 ? lookupUser("postgres") : undefined;
+  const rootDir = await mkdtemp(join(tempBase(runAs), "liaison-pg-"));
+  // Tracked from here on, so that an exit during initdb also cleans up.
+  const tracked: Tracked = { child: undefined, rootDir };
+  track(tracked);
+  try {
+    if (runAs !== undefined) {
+      // mkdtemp makes the dir 0700 root: hand it over to the postgres user.
+      await chown(rootDir, runAs.uid, runAs.gid);
+      await chmod(rootDir, 0o700);
+    }
+    const dataDir = join(rootDir, "data");
+    await initdb(binaries, dataDir, rootDir, runAs, tracked);
+    const socketDir = rootDir.length <= MAX_SOCKET_DIR_LENGTH ? rootDir : "";
+    for (let attempt = 1; ; attempt++) {
+      const port = await freePort();
+      try {
+        return await launch(binaries, { rootDir, dataDir, socketDir, port, runAs }, tracked);
+      } catch (err) {
+        if (err instanceof PortInUseError && attempt < MAX_START_ATTEMPTS) continue;
+        throw err;
+      }
+    }
+  } catch (err) {
+    untrack(tracked);
+    await rm(rootDir, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+interface RunAs {
+  uid: number;
+  gid: number;
+}
+
+class PortInUseError extends Error {}
+
+interface ExitInfo {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  error?: Error;
+}
+
+function spawnAs(command: string, args: string[], cwd: string, runAs: RunAs | undefined) {
+  const child = spawn(command, args, {
+    cwd,
+    stdio: ["ignore", "pipe", "pipe"],
+    // LC_ALL=C keeps server messages (which we match and show) in English.
+    env: { ...process.env, LC_ALL: "C", LANG: "C" },
+    ...(runAs ?? {}),
+  });
+  const output = captureOutput(child);
+  const exited = new Promise<ExitInfo>((resolve) => {
+    child.once("error", (error) => resolve({ code: null, signal: null, error }));
+    child.once("exit", (code, signal) => resolve({ code, signal }));
+  });
+  return { child, output, exited };
+}
+
+async function initdb(
+  binaries: PostgresBinaries,
+  dataDir: string,
+  cwd: string,
+  runAs: RunAs | undefined,
+  tracked: Tracked,
+): Promise<void> {
+  const args = [
+    "-D",
+    dataDir,
+    "-U",
+    "postgres",
+    "--auth=trust",
+    "-E",
+    "UTF8",
+    "--no-locale",
+    "--no-sync",
+  ];
+  const { child, output, exited } = spawnAs(binaries.initdb, args, cwd, runAs);
+  tracked.child = child;
+  const timer = setTimeout(() => child.kill("SIGKILL"), INITDB_TIMEOUT_MS);
+  const { code, signal, error } = await exited;
+  clearTimeout(timer);
+  if (error !== undefined || code !== 0) {
+    const why = error ? error.message : `exit code ${code}, signal ${signal}`;
+    throw new Error(
+      `initdb failed (${binaries.initdb} ${args.join(" ")}): ${why}\n--- last output ---\n${output.tail()}`,
+    );
+  }
+}
+
+async function launch(
+  binaries: PostgresBinaries,
+  o: {
+    rootDir: string;
+    dataDir: string;
+    socketDir: string;
+    port: number;
+    runAs: RunAs | undefined;
+  },
+  tracked: Tracked,
+): Promise<PostgresServerHandle> {
+  const args = [
+    "-D",
+    o.dataDir,
+    "-p",
+    String(o.port),
+    "-c",
+    "listen_addresses=127.0.0.1",
+    "-c",
+    `unix_socket_directories=${o.socketDir}`,
+    "-c",
+    "fsync=off",
+    "-c",
+    "max_connections=200",
+  ];
+  const { child, output, exited } = spawnAs(binaries.postgres, args, o.rootDir, o.runAs);
+  tracked.child = child;
+
+  let exitInfo: ExitInfo | undefined;
+  void exited.then((info) => {
+    exitInfo = info;
+  });
+
+  let stopping: Promise<void> | undefined;
+  const stop = (): Promise<void> => {
+    stopping ??= (async () => {
+      if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
+        child.kill("SIGINT"); // fast shutdown
+        const quit = setTimeout(() => child.kill("SIGQUIT"), STOP_GRACE_MS); // immediate shutdown
+        const kill = setTimeout(() => child.kill("SIGKILL"), STOP_GRACE_MS + 5_000);
+        await exited;
+        clearTimeout(quit);
+        clearTimeout(kill);
+      } else {
+        await exited;
+      }
+      untrack(tracked);
+      await rm(o.rootDir, { recursive: true, force: true });
+    })();
+    return stopping;
+  };
+
+  const url = `postgres://postgres@127.0.0.1:${o.port}/postgres`;
+  const describe = (why: string): string =>
+    `postgres (${binaries.postgres} ${args.join(" ")}) ${why}\n--- last output ---\n${output.tail()}`;
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  let lastError = "";
+  for (;;) {
+    if (exitInfo !== undefined) {
+      // Still tracked: the caller retries on another port or untracks and removes the dir.
+      const { code, signal, error } = exitInfo;
+      const why = error
+        ? `failed to start: ${error.message}`
+        : `exited during startup (code ${code}, signal ${signal})`;
+      const message = describe(why);
+      if (/address already in use/i.test(output.tail())) throw new PortInUseError(message);
+      throw new Error(message);
+    }
+    const result = await trySelectOne(url);
+    if (result === true) break;
+    lastError = result;
+    if (Date.now() > deadline) {
+      await stop();
+      throw new Error(
+        describe(`did not accept connections within ${READY_TIMEOUT_MS} ms (last: ${lastError})`),
+      );
+    }
+    await sleep(100);
+  }
+
+  return { url, port: o.port, dataDir: o.dataDir, stop };
+}
+
+/** true when `SELECT 1` works, else the error message. */
+async function trySelectOne(url: string): Promise<true | string> {
+  const sql = postgres(url, { max: 1, connect_timeout: 2, idle_timeout: 1, onnotice: () => {} });
+  try {
+    await sql`SELECT 1`;
+    return true;
+  } catch (err) {
+    return err instanceof Error ? err.message : String(err);
+  } finally {
+    await sql.end({ timeout: 0 }).catch(() => {});
+  }
+}
+
+/** uid/gid of a system user, via getent (NSS) or /etc/passwd. */
+function lookupUser(name: string): RunAs {
+  let entry: string | undefined;
+  try {
+    entry = execFileSync("getent", ["passwd", name], { encoding: "utf8" }).trim();
+  } catch {
+    try {
+      entry = readFileSync("/etc/passwd", "utf8")
+        .split("\n")
+        .find((line) => line.startsWith(`${name}:`));
+    } catch {
+      entry = undefined;
+    }
+  }
+  const fields = entry?.split(":") ?? [];
+  const uid = Number(fields[2]);
+  const gid = Number(fields[3]);
+  if (
+    fields[2] === undefined ||
+    fields[3] === undefined ||
+    Number.isNaN(uid) ||
+    Number.isNaN(gid)
+  ) {
+    throw new Error(
+      `Running as root, but there is no '${name}' system user to run initdb/postgres as ` +
+        "(PostgreSQL refuses to run as root). Install the postgresql package, which creates it, " +
+        "or run the tests as a non-root user.",
+    );
+  }
+  return { uid, gid };
+}
+
+/**
+ * os.tmpdir(), unless we must hand the dir to another user and one of its ancestors is not
+ * traversable by others (e.g. TMPDIR=/root/tmp): then /tmp.
+ */
+function tempBase(runAs: RunAs | undefined): string {
+  const base = tmpdir();
+  if (runAs === undefined) return base;
+  let dir = base;
+  const { root } = parsePath(dir);
+  for (;;) {
+    try {
+      const st = statSync(dir);
+      const traversable =
+        (st.mode & 0o001) !== 0 ||
+        (st.uid === runAs.uid && (st.mode & 0o100) !== 0) ||
+        (st.gid === runAs.gid && (st.mode & 0o010) !== 0);
+      if (!traversable) return "/tmp";
+    } catch {
+      return "/tmp";
+    }
+    if (dir === root) return base;
+    dir = dirname(dir);
+  }
+}
+
+function captureOutput(child: ChildProcess): { tail(): string } {
+  const lines: string[] = [];
+  const onData = (chunk: Buffer): void => {
+    for (const line of chunk.toString("utf8").split("\n")) {
+      if (line.trim() === "") continue;
+      lines.push(line);
+      if (lines.length > OUTPUT_TAIL_LINES) lines.shift();
+    }
+  };
+  child.stdout?.on("data", onData);
+  child.stderr?.on("data", onData);
+  return { tail: () => lines.join("\n") };
+}
+
+function isExecutable(path: string): boolean {
+  try {
+    accessSync(path, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function safeRealpath(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch {
+    return path;
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+// --- make sure no server outlives this process -------------------------------------------------
+
+interface Tracked {
+  /** initdb while it runs, then the postmaster. */
+  child: ChildProcess | undefined;
+  rootDir: string;
+}
+
+const live = new Set<Tracked>();
+const SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
+
+function track(t: Tracked): void {
+  if (live.size === 0) {
+    process.on("exit", killAllSync);
+    for (const sig of SIGNALS) process.on(sig, onSignal);
+  }
+  live.add(t);
+}
+
+function untrack(t: Tracked): void {
+  if (!live.delete(t) || live.size > 0) return;
+  process.off("exit", killAllSync);
+  for (const sig of SIGNALS) process.off(sig, onSignal);
+}
+
+/**
+ * Synchronous, for process 'exit': immediate shutdown (SIGQUIT makes the postmaster stop its
+ * backends and exit), a bounded wait for the postmaster to go, then delete the cluster.
+ */
+function killAllSync(): void {
+  const running = [...live].flatMap(({ child }) =>
+    child !== undefined && child.exitCode === null && child.signalCode === null ? [child] : [],
+  );
+  for (const child of running) child.kill("SIGQUIT");
+  const deadline = Date.now() + 3_000;
+  for (const child of running) {
+    while (child.pid !== undefined && !processGone(child.pid) && Date.now() < deadline) {
+      sleepSync(20);
+    }
+    if (child.pid !== undefined && !processGone(child.pid)) child.kill("SIGKILL");
+  }
+  for (const { rootDir } of live) {
+    try {
+      rmSync(rootDir, { recursive: true, force: true, maxRetries: 3 });
+    } catch {
+      // best effort during exit
+    }
+  }
+  live.clear();
+}
+
+function onSignal(signal: NodeJS.Signals): void {
+  killAllSync();
+  process.off("exit", killAllSync);
+  for (const sig of SIGNALS) process.off(sig, onSignal);
+  // We replaced the default action; if nobody else handles the signal, re-raise it.
+  if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
+}
+
+/** True when pid no longer runs (absent, or a zombie waiting to be reaped by us). */
+function processGone(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+    return state === "Z" || state === "X";
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return true;
+    try {
+      process.kill(pid, 0);
+      return false;
+    } catch {
+      return true;
+    }
+  }
+}
+
+function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}

@@ -1,0 +1,297 @@
+/**
+ * Two real gateways — Hekou on PostgreSQL, Lao Cai on PGlite — on a real nats-server: a message
+ * delivered and answered with a verified receipt, and every kind of bad input injected straight
+ * onto the wire, each quarantined with its code and answered with a negative receipt where the
+ * sender can be identified.
+ */
+import { randomUUID } from "node:crypto";
+import { compactVerify, createLocalJWKSet, type JSONWebKeySet } from "jose";
+import { connect, type NatsConnection } from "nats";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { buildEnvelope } from "../../src/protocol/build-envelope.ts";
+import { sha256Hex } from "../../src/protocol/digest.ts";
+import { MESSAGE_TYP, RECEIPT_TYP } from "../../src/protocol/jws-profile.ts";
+import { signCompact } from "../../src/protocol/sign.ts";
+import type { Envelope } from "../../src/protocol/types.ts";
+import { createTestDatabase } from "../helpers/databases.ts";
+import {
+  call,
+  introduce,
+  startNode,
+  type TestNode,
+  uniqueTag,
+  waitFor,
+} from "../helpers/network.ts";
+import { CASE_NOTICE_BODY, makeParty } from "../helpers/protocol-fixtures.ts";
+
+const HEKOU = "CN-MPS-HEKOU";
+const LAOCAI = "VN-BGC-LAOCAI";
+
+let hekou: TestNode;
+let laocai: TestNode;
+let nc: NatsConnection;
+let dropDatabase: () => Promise<void>;
+
+beforeAll(async () => {
+  const natsUrl = inject("natsUrl");
+  const db = await createTestDatabase(inject("databaseUrl"));
+  dropDatabase = db.drop;
+  const tag = uniqueTag();
+  hekou = await startNode(natsUrl, tag, { partyId: HEKOU, databaseUrl: db.url });
+  laocai = await startNode(natsUrl, tag, { partyId: LAOCAI });
+  await introduce([hekou, laocai]);
+  nc = await connect({ servers: natsUrl });
+});
+
+afterAll(async () => {
+  await nc?.drain();
+  await hekou?.gateway.stop();
+  await laocai?.gateway.stop();
+  await dropDatabase?.();
+});
+
+const submit = (node: TestNode, json: unknown) =>
+  call(node, "/v1/messages", { method: "POST", json });
+
+function envelope(overrides: Partial<Envelope> = {}, sentAt = new Date()): Envelope {
+  return {
+    ...buildEnvelope(
+      {
+        type: "case.notice",
+        schemaVersion: 1,
+        to: [LAOCAI],
+        caseRef: "CN-HEKOU-2026-0042",
+        handling: { classification: "restricted", onwardDissemination: "forbidden" },
+        body: CASE_NOTICE_BODY,
+      },
+      { self: HEKOU, clock: () => sentAt, ids: randomUUID, ttlMs: 3_600_000 },
+    ),
+    ...overrides,
+  };
+}
+
+/** Publishes bytes straight onto Lao Cai's inbound subject, as a partner (or an attacker) would. */
+async function publishRaw(jws: string): Promise<string> {
+  await nc
+    .jetstream()
+    .publish(laocai.gateway.config.inboundSubject, new TextEncoder().encode(jws), {
+      msgID: randomUUID(),
+    });
+  return sha256Hex(jws);
+}
+
+async function quarantinedAt(node: TestNode, digest: string) {
+  return waitFor(
+    `quarantine of ${digest.slice(0, 8)} at ${node.gateway.config.partyId}`,
+    async () => {
+      const { body } = await call(node, "/v1/quarantine?limit=200");
+      return (body.items as Array<Record<string, unknown>>).find((q) => q.digest === digest);
+    },
+  );
+}
+
+/** Hekou gets Lao Cai's negative receipt about a message it never sent: it keeps it too. */
+async function negativeReceiptReachedHekou(messageId: string) {
+  return waitFor("negative receipt at Hekou", async () => {
+    const { body } = await call(hekou, "/v1/quarantine?limit=200");
+    return (body.items as Array<Record<string, unknown>>).find(
+      (q) => q.kind === "receipt" && q.messageId === messageId,
+    );
+  });
+}
+
+describe("two gateways over NATS", () => {
+  it("delivers a case notice and records Lao Cai's signed receipt for the exact bytes sent", async () => {
+    const res = await submit(hekou, {
+      type: "case.notice",
+      to: LAOCAI,
+      caseRef: "CN-HEKOU-2026-0042",
+      body: CASE_NOTICE_BODY,
+    });
+    expect(res.status).toBe(202);
+    expect(res.headers.get("location")).toBe(`/v1/messages/${res.body.id}`);
+    const id = res.body.id as string;
+
+    const done = await waitFor("delivered", async () => {
+      const { body } = await call(hekou, `/v1/messages/${id}`);
+      return body.status === "delivered" ? body : undefined;
+    });
+    const receipts = done.receipts as Array<Record<string, unknown>>;
+    expect(receipts).toHaveLength(1);
+    const receipt = receipts[0] as Record<string, unknown>;
+    expect(receipt.status).toBe("accepted");
+    expect(receipt.messageDigest).toBe(sha256Hex(done.jws as string));
+
+    // The receipt verifies with Lao Cai's published key, independently of the gateway's code.
+    const jwks = (await (
+      await fetch(`${laocai.gateway.url}/.well-known/jwks.json`)
+    ).json()) as JSONWebKeySet;
+    const { payload, protectedHeader } = await compactVerify(
+      receipt.jws as string,
+      createLocalJWKSet(jwks),
+    );
+    expect(protectedHeader.typ).toBe(RECEIPT_TYP);
+    const signed = JSON.parse(new TextDecoder().decode(payload));
+    expect(signed).toMatchObject({
+      messageId: id,
+      from: LAOCAI,
+      to: HEKOU,
+      status: "accepted",
+      digest: { alg: "sha-256", value: sha256Hex(done.jws as string) },
+    });
+
+    // Lao Cai logged the same bytes.
+    const inbound = await call(laocai, "/v1/messages?direction=inbound");
+    expect((inbound.body.items as Array<{ id: string }>).map((m) => m.id)).toContain(id);
+    const atLaocai = await call(laocai, `/v1/messages/${id}`);
+    expect(atLaocai.body.jws).toBe(done.jws);
+  });
+
+  it("logs a redelivered message once and sends its receipt again", async () => {
+    const jws = await signCompact(envelope(), hekou.signingKey, MESSAGE_TYP);
+    const id = JSON.parse(Buffer.from(jws.split(".")[1] ?? "", "base64url").toString())
+      .id as string;
+    await publishRaw(jws);
+    await publishRaw(jws);
+    // Our receipt for it was published twice: once for each copy.
+    await waitFor("receipt published twice", async () => {
+      const found = await laocai.gateway.store.getMessage(id);
+      const [receipt] = found?.receipts ?? [];
+      return receipt !== undefined && receipt.publishAttempts === 2 && receipt.publishedAt !== null
+        ? receipt
+        : undefined;
+    });
+    // The second copy is recognised: not logged again, not quarantined.
+    const page = await call(laocai, "/v1/messages?direction=inbound&limit=200");
+    expect((page.body.items as Array<{ id: string }>).filter((m) => m.id === id)).toHaveLength(1);
+    const q = await call(laocai, "/v1/quarantine?limit=200");
+    expect(
+      (q.body.items as Array<{ messageId: string }>).filter((m) => m.messageId === id),
+    ).toHaveLength(0);
+  });
+
+  it("quarantines a message with a broken signature and answers with a negative receipt", async () => {
+    const e = envelope();
+    const jws = await signCompact(e, hekou.signingKey, MESSAGE_TYP);
+    const [h, p, s = ""] = jws.split(".");
+    const i = Math.floor(s.length / 2);
+    const digest = await publishRaw(
+      `${h}.${p}.${s.slice(0, i)}${s[i] === "A" ? "B" : "A"}${s.slice(i + 1)}`,
+    );
+    const q = await quarantinedAt(laocai, digest);
+    expect(q).toMatchObject({
+      code: "signature_invalid",
+      kind: "message",
+      claimedFrom: HEKOU,
+      messageId: e.id,
+    });
+    expect(q.receiptId).toBeTruthy();
+    const atHekou = await negativeReceiptReachedHekou(e.id);
+    expect(atHekou.code).toBe("message_unknown");
+  });
+
+  it("quarantines a message from an unknown sender without a receipt", async () => {
+    const stranger = await makeParty("MM-MPF-MUSE");
+    const digest = await publishRaw(
+      await signCompact(envelope({ from: "MM-MPF-MUSE" }), stranger.signing, MESSAGE_TYP),
+    );
+    const q = await quarantinedAt(laocai, digest);
+    expect(q).toMatchObject({ code: "sender_unknown", claimedFrom: null, receiptId: null });
+  });
+
+  it("quarantines a message signed with a key not registered for the sender, with a negative receipt", async () => {
+    const stranger = await makeParty("MM-MPF-MUSE");
+    const e = envelope();
+    const digest = await publishRaw(await signCompact(e, stranger.signing, MESSAGE_TYP));
+    const q = await quarantinedAt(laocai, digest);
+    expect(q).toMatchObject({ code: "key_unknown", claimedFrom: HEKOU });
+    expect(q.receiptId).toBeTruthy();
+    await negativeReceiptReachedHekou(e.id);
+  });
+
+  it("quarantines an expired message with a negative receipt", async () => {
+    const sentAt = new Date(Date.now() - 2 * 3_600_000);
+    const e = envelope({}, sentAt);
+    const digest = await publishRaw(await signCompact(e, hekou.signingKey, MESSAGE_TYP));
+    const q = await quarantinedAt(laocai, digest);
+    expect(q).toMatchObject({ code: "expired", claimedFrom: HEKOU });
+    await negativeReceiptReachedHekou(e.id);
+  });
+
+  it("quarantines a misaddressed message with a negative receipt", async () => {
+    const e = envelope({ to: ["TH-RTP-ATHD"] });
+    const digest = await publishRaw(await signCompact(e, hekou.signingKey, MESSAGE_TYP));
+    const q = await quarantinedAt(laocai, digest);
+    expect(q).toMatchObject({ code: "misaddressed", claimedFrom: HEKOU });
+    await negativeReceiptReachedHekou(e.id);
+  });
+
+  it("quarantines a schema-invalid body with a negative receipt that names the field, not the value", async () => {
+    const e = envelope({ body: { ...CASE_NOTICE_BODY, victimName: "Pham Thi PRIVATE" } });
+    const digest = await publishRaw(await signCompact(e, hekou.signingKey, MESSAGE_TYP));
+    const q = await quarantinedAt(laocai, digest);
+    expect(q).toMatchObject({ code: "schema_invalid", claimedFrom: HEKOU });
+    expect(JSON.stringify(q)).not.toContain("PRIVATE");
+    await negativeReceiptReachedHekou(e.id);
+    // The quarantine keeps the exact bytes: their digest is the row's digest.
+    expect(q.bytes).toBeGreaterThan(0);
+  });
+
+  it("quarantines bytes that are not a JWS at all, with no one to answer", async () => {
+    const digest = await publishRaw("this is not a JWS");
+    const q = await quarantinedAt(laocai, digest);
+    expect(q).toMatchObject({ code: "malformed", claimedFrom: null, receiptId: null });
+  });
+
+  it("marks a delivery rejected when the partner's signed receipt rejects it", async () => {
+    // Lao Cai records Hekou's key as revoked an hour ago: Hekou's next message is refused.
+    const party = laocai.gateway.registry.party(HEKOU);
+    const [key] = (await laocai.gateway.store.listKeys()).filter((k) => k.partyId === HEKOU);
+    if (party === undefined || key === undefined)
+      throw new Error("Hekou is not registered at Lao Cai");
+    await laocai.gateway.registry.add(party, [
+      { ...key, revokedAt: new Date(Date.now() - 3_600_000) },
+    ]);
+    try {
+      const res = await submit(hekou, {
+        type: "case.notice",
+        to: LAOCAI,
+        caseRef: "CN-HEKOU-2026-0050",
+        body: CASE_NOTICE_BODY,
+      });
+      const id = res.body.id as string;
+      const done = await waitFor("final status", async () => {
+        const { body } = await call(hekou, `/v1/messages/${id}`);
+        return ["delivered", "rejected"].includes(body.status as string) ? body : undefined;
+      });
+      expect(done.status).toBe("rejected");
+      const [receipt] = done.receipts as Array<{ status: string; errors: Array<{ code: string }> }>;
+      expect(receipt?.status).toBe("rejected");
+      expect(receipt?.errors.map((e) => e.code)).toEqual(["key_revoked"]);
+    } finally {
+      await laocai.gateway.registry.add(party, [key]);
+    }
+  });
+
+  it("answers a schema-invalid submit with 422 problem+json and logs nothing", async () => {
+    const before = await call(hekou, "/v1/messages?direction=outbound&limit=200");
+    const res = await hekou.gateway.app.request("/v1/messages", {
+      method: "POST",
+      headers: { authorization: `Bearer ${hekou.token}`, "content-type": "application/json" },
+      body: JSON.stringify({
+        type: "case.notice",
+        to: LAOCAI,
+        caseRef: "CN-HEKOU-2026-0042",
+        body: { incident: "Nguyen PRIVATE" },
+      }),
+    });
+    expect(res.status).toBe(422);
+    expect(res.headers.get("content-type")).toContain("application/problem+json");
+    const problem = (await res.json()) as Record<string, unknown>;
+    expect(problem.code).toBe("schema_invalid");
+    expect(problem.type).toMatch(/errors\.md#schema_invalid$/);
+    expect(JSON.stringify(problem)).not.toContain("PRIVATE");
+    const after = await call(hekou, "/v1/messages?direction=outbound&limit=200");
+    expect((after.body.items as unknown[]).length).toBe((before.body.items as unknown[]).length);
+  });
+});

@@ -1,0 +1,58 @@
+import { randomBytes } from "node:crypto";
+import postgres from "postgres";
+
+export interface TestDatabase {
+  /** URL of the new database (same server, user and options as serverUrl). */
+  url: string;
+  /** Terminates the connections to the database and drops it. Idempotent. */
+  drop(): Promise<void>;
+}
+
+/**
+ * Creates a fresh, empty database with a random name (`t_<hex>`) on the server behind
+ * `serverUrl` (whose user needs CREATEDB), so that test files can run in parallel.
+ */
+export async function createTestDatabase(serverUrl: string): Promise<TestDatabase> {
+  const name = `t_${randomBytes(8).toString("hex")}`;
+  await withAdmin(serverUrl, async (sql) => {
+    // CREATE DATABASE fails with 55006 while another session is connected to the template.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await sql`CREATE DATABASE ${sql(name)}`;
+        return;
+      } catch (err) {
+        if (errorCode(err) !== "55006" || attempt >= 10) throw err;
+        await new Promise((resolve) => setTimeout(resolve, 100 * attempt));
+      }
+    }
+  });
+
+  const url = new URL(serverUrl);
+  url.pathname = `/${name}`;
+
+  let dropping: Promise<void> | undefined;
+  const drop = (): Promise<void> => {
+    dropping ??= withAdmin(serverUrl, async (sql) => {
+      await sql`
+        SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+        WHERE datname = ${name} AND pid <> pg_backend_pid()`;
+      await sql`DROP DATABASE IF EXISTS ${sql(name)} WITH (FORCE)`;
+    });
+    return dropping;
+  };
+
+  return { url: url.toString(), drop };
+}
+
+async function withAdmin<T>(serverUrl: string, fn: (sql: postgres.Sql) => Promise<T>): Promise<T> {
+  const sql = postgres(serverUrl, { max: 1, onnotice: () => {} });
+  try {
+    return await fn(sql);
+  } finally {
+    await sql.end({ timeout: 5 });
+  }
+}
+
+function errorCode(err: unknown): string | undefined {
+  return typeof err === "object" && err !== null && "code" in err ? String(err.code) : undefined;
+}

@@ -1,0 +1,112 @@
+/**
+ * A test network of real gateways on the real nats-server and PostgreSQL of the global setup.
+ * Each network gets its own subjects and stream names, so test files run in parallel on one
+ * nats-server without seeing each other's traffic.
+ */
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { loadConfig } from "../../src/config/config.ts";
+import { type Gateway, startGateway } from "../../src/gateway.ts";
+import { createLogger } from "../../src/observability/logger.ts";
+import type { SigningKey } from "../../src/protocol/types.ts";
+import { currentSigningKey, generateKeyFile, loadKeyFiles } from "../../src/registry/key-files.ts";
+import { parsePartyDocument } from "../../src/registry/party-document.ts";
+
+export interface TestNode {
+  gateway: Gateway;
+  token: string;
+  signingKey: SigningKey;
+}
+
+export interface NodeSpec {
+  partyId: string;
+  /** postgres URL; PGlite in a temporary directory when absent. */
+  databaseUrl?: string;
+  env?: Record<string, string>;
+}
+
+export async function startNode(
+  natsUrl: string,
+  tag: string,
+  spec: NodeSpec,
+): Promise<TestNode & { dataDir: string }> {
+  const dataDir = mkdtempSync(join(tmpdir(), `liaison-test-${spec.partyId}-`));
+  await generateKeyFile(join(dataDir, "keys"), { validFrom: new Date(Date.now() - 86_400_000) });
+  const token = randomBytes(24).toString("base64url");
+  const config = loadConfig({
+    LIAISON_PARTY_ID: spec.partyId,
+    LIAISON_INBOUND_SUBJECT: `test.${tag}.inbox.${spec.partyId}`,
+    LIAISON_STREAM: `T_${tag}_${spec.partyId.replaceAll("-", "_")}`,
+    LIAISON_HTTP_PORT: "0",
+    LIAISON_NATS_URL: natsUrl,
+    LIAISON_DATA_DIR: dataDir,
+    LIAISON_API_TOKEN: token,
+    LIAISON_RETRY_BASE_MS: "300",
+    LIAISON_RETRY_MAX_MS: "2000",
+    ...(spec.databaseUrl === undefined ? {} : { DATABASE_URL: spec.databaseUrl }),
+    ...spec.env,
+  });
+  const gateway = await startGateway(config, { pollMs: 50, logger: createLogger("silent") });
+  const key = currentSigningKey(await loadKeyFiles(config.keysDir), new Date());
+  if (key === undefined) throw new Error("no signing key");
+  const stop = gateway.stop;
+  gateway.stop = async () => {
+    await stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  };
+  return { gateway, token, signingKey: key.signing, dataDir };
+}
+
+/** Registers every node with every other from the JWKS each one publishes over HTTP. */
+export async function introduce(nodes: TestNode[]): Promise<void> {
+  for (const node of nodes) {
+    for (const other of nodes) {
+      if (other === node) continue;
+      const doc = await (await fetch(`${other.gateway.url}/.well-known/jwks.json`)).json();
+      const { party, keys } = await parsePartyDocument(doc);
+      await node.gateway.registry.add(party, keys);
+    }
+  }
+}
+
+export function uniqueTag(): string {
+  return randomBytes(4).toString("hex");
+}
+
+export async function waitFor<T>(
+  what: string,
+  probe: () => Promise<T | undefined>,
+  timeoutMs = 15_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+export async function call(
+  node: TestNode,
+  path: string,
+  init: RequestInit & { json?: unknown } = {},
+): Promise<{ status: number; headers: Headers; body: Record<string, unknown> }> {
+  const { json, ...rest } = init;
+  const res = await node.gateway.app.request(path, {
+    ...rest,
+    ...(json === undefined ? {} : { method: rest.method ?? "POST", body: JSON.stringify(json) }),
+    headers: {
+      authorization: `Bearer ${node.token}`,
+      "content-type": "application/json",
+      ...(rest.headers ?? {}),
+    },
+  });
+  return {
+    status: res.status,
+    headers: res.headers,
+    body: (await res.json()) as Record<string, unknown>,
+  };
+}

@@ -1,0 +1,329 @@
+/** The store's contract, run on both drivers: a real PostgreSQL server and embedded PGlite. */
+import { randomUUID } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import type { Envelope, Receipt } from "../../src/protocol/types.ts";
+import { type Database, openDatabase } from "../../src/store/database.ts";
+import { type IssuedReceipt, MessageStore } from "../../src/store/message-store.ts";
+import { createTestDatabase } from "../helpers/databases.ts";
+
+const SELF = "CN-MPS-HEKOU";
+const PARTNER = "VN-BGC-LAOCAI";
+const T0 = new Date("2026-11-24T12:00:00.000Z");
+
+function envelope(to: string[] = [PARTNER], from = SELF): Envelope {
+  return {
+    id: randomUUID(),
+    type: "case.notice",
+    schemaVersion: 1,
+    from,
+    to,
+    caseRef: "CN-HEKOU-2026-0042",
+    sentAt: T0.toISOString(),
+    expiresAt: new Date(T0.getTime() + 86_400_000).toISOString(),
+    handling: { classification: "restricted", onwardDissemination: "forbidden" },
+    body: {},
+  };
+}
+
+function receiptFor(
+  messageId: string | null,
+  digest: string,
+  from = PARTNER,
+  status: "accepted" | "rejected" = "accepted",
+): Receipt {
+  return {
+    id: randomUUID(),
+    type: "receipt",
+    schemaVersion: 1,
+    from,
+    to: SELF,
+    sentAt: T0.toISOString(),
+    messageId,
+    digest: { alg: "sha-256", value: digest },
+    status,
+    errors: status === "accepted" ? [] : [{ code: "schema_invalid" }],
+  };
+}
+
+function issued(receipt: Receipt, messageDigest: string): IssuedReceipt {
+  return { receipt, messageDigest, jws: `receipt-${receipt.id}`, digest: "f".repeat(64) };
+}
+
+const digestOf = (n: number) => n.toString(16).padStart(64, "0");
+const backoff = () => 1000;
+
+describe.each(["postgres", "pglite"] as const)("MessageStore on %s", (driver) => {
+  let database: Database;
+  let store: MessageStore;
+  let drop: () => Promise<void> = async () => {};
+
+  beforeAll(async () => {
+    if (driver === "postgres") {
+      const db = await createTestDatabase(inject("databaseUrl"));
+      drop = db.drop;
+      database = await openDatabase({ url: db.url });
+    } else {
+      database = await openDatabase({ inMemory: true });
+    }
+    expect(database.driver).toBe(driver);
+    store = new MessageStore(database.db);
+    for (const id of [SELF, PARTNER, "TH-RTP-ATHD"]) {
+      await store.upsertParty({
+        id,
+        name: id,
+        country: id.slice(0, 2),
+        kind: "border-police-liaison-office",
+        inboundSubject: `liaison.inbox.${id}`,
+      });
+    }
+  });
+
+  afterAll(async () => {
+    await database?.close();
+    await drop();
+  });
+
+  it("refuses to move a key to another party", async () => {
+    const key = {
+      kid: `kid-${randomUUID()}`,
+      partyId: PARTNER,
+      alg: "EdDSA",
+      publicJwk: { kty: "OKP" },
+      validFrom: T0,
+      validUntil: null,
+      revokedAt: null,
+    };
+    await store.upsertKey(key);
+    await store.upsertKey({ ...key, revokedAt: T0 });
+    expect((await store.listKeys()).find((k) => k.kid === key.kid)?.revokedAt?.toISOString()).toBe(
+      T0.toISOString(),
+    );
+    await expect(store.upsertKey({ ...key, partyId: "TH-RTP-ATHD" })).rejects.toThrow(
+      /another party/,
+    );
+  });
+
+  it("claims a new delivery once, leases it until its retry, and fails it after the budget", async () => {
+    const e = envelope();
+    await store.insertOutbound({ envelope: e, jws: "jws-1", digest: digestOf(1), kid: "k" });
+    const mine = (r: { due: Array<{ messageId: string }> }) =>
+      r.due.filter((d) => d.messageId === e.id);
+
+    const first = await store.claimDueDeliveries({
+      now: T0,
+      limit: 100,
+      maxAttempts: 2,
+      backoffMs: backoff,
+    });
+    expect(mine(first)).toEqual([
+      {
+        messageId: e.id,
+        recipient: PARTNER,
+        attempts: 1,
+        jws: "jws-1",
+        subject: `liaison.inbox.${PARTNER}`,
+      },
+    ]);
+    expect(
+      mine(
+        await store.claimDueDeliveries({ now: T0, limit: 100, maxAttempts: 2, backoffMs: backoff }),
+      ),
+    ).toEqual([]);
+
+    await store.markDeliverySent(e.id, PARTNER, T0);
+    const later = new Date(T0.getTime() + 1000);
+    expect(
+      mine(
+        await store.claimDueDeliveries({
+          now: later,
+          limit: 100,
+          maxAttempts: 2,
+          backoffMs: backoff,
+        }),
+      ),
+    ).toHaveLength(1);
+    const exhausted = await store.claimDueDeliveries({
+      now: new Date(T0.getTime() + 2000),
+      limit: 100,
+      maxAttempts: 2,
+      backoffMs: backoff,
+    });
+    expect(exhausted.failed).toContainEqual({ messageId: e.id, recipient: PARTNER });
+    const found = await store.getMessage(e.id);
+    expect(found?.deliveries.map((d) => d.status)).toEqual(["failed"]);
+  });
+
+  it("hands each due delivery to exactly one of two concurrent claimers", async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 20; i++) {
+      const e = envelope();
+      ids.push(e.id);
+      await store.insertOutbound({
+        envelope: e,
+        jws: `jws-${i}`,
+        digest: digestOf(100 + i),
+        kid: "k",
+      });
+    }
+    const claim = () =>
+      store.claimDueDeliveries({
+        now: new Date(T0.getTime() + 10_000_000),
+        limit: 15,
+        maxAttempts: 5,
+        backoffMs: () => 60_000_000,
+      });
+    const [a, b] = await Promise.all([claim(), claim()]);
+    const claimed = [...a.due, ...b.due].map((d) => d.messageId).filter((id) => ids.includes(id));
+    expect(new Set(claimed).size).toBe(claimed.length);
+    expect(claimed.length).toBe(20);
+  });
+
+  it("closes a delivery only with a receipt from its recipient for the exact digest", async () => {
+    const e = envelope([PARTNER, "TH-RTP-ATHD"]);
+    await store.insertOutbound({ envelope: e, jws: "jws-r", digest: digestOf(7), kid: "k" });
+    const at = T0;
+    expect(
+      await store.applyReceivedReceipt({
+        receipt: receiptFor(randomUUID(), digestOf(7)),
+        jws: "r",
+        digest: digestOf(70),
+        at,
+      }),
+    ).toMatchObject({ ok: false, code: "message_unknown" });
+    expect(
+      await store.applyReceivedReceipt({
+        receipt: receiptFor(null, digestOf(7)),
+        jws: "r",
+        digest: digestOf(71),
+        at,
+      }),
+    ).toMatchObject({ ok: false, code: "message_unknown" });
+    expect(
+      await store.applyReceivedReceipt({
+        receipt: receiptFor(e.id, digestOf(7), "KH-GDI-PHNOMPENH"),
+        jws: "r",
+        digest: digestOf(72),
+        at,
+      }),
+    ).toMatchObject({ ok: false, code: "message_unknown" });
+    expect(
+      await store.applyReceivedReceipt({
+        receipt: receiptFor(e.id, digestOf(8)),
+        jws: "r",
+        digest: digestOf(73),
+        at,
+      }),
+    ).toMatchObject({ ok: false, code: "digest_mismatch" });
+
+    const good = receiptFor(e.id, digestOf(7));
+    expect(
+      await store.applyReceivedReceipt({ receipt: good, jws: "r", digest: digestOf(74), at }),
+    ).toEqual({ ok: true, duplicate: false, status: "accepted" });
+    expect(
+      await store.applyReceivedReceipt({ receipt: good, jws: "r", digest: digestOf(74), at }),
+    ).toEqual({ ok: true, duplicate: true, status: "accepted" });
+    await store.applyReceivedReceipt({
+      receipt: receiptFor(e.id, digestOf(7), "TH-RTP-ATHD", "rejected"),
+      jws: "r2",
+      digest: digestOf(75),
+      at,
+    });
+    const found = await store.getMessage(e.id);
+    expect(Object.fromEntries(found?.deliveries.map((d) => [d.recipient, d.status]) ?? [])).toEqual(
+      { [PARTNER]: "delivered", "TH-RTP-ATHD": "rejected" },
+    );
+    expect(found?.receipts).toHaveLength(2);
+  });
+
+  it("logs an inbound message once with its receipt, and re-queues the receipt for a redelivery", async () => {
+    const e = envelope([SELF], PARTNER);
+    const r = issued({ ...receiptFor(e.id, digestOf(9)), from: SELF, to: PARTNER }, digestOf(9));
+    expect(
+      await store.recordInbound({ envelope: e, jws: "in-jws", digest: digestOf(9), kid: "k" }, r),
+    ).toBe("stored");
+    expect(
+      await store.recordInbound(
+        { envelope: e, jws: "in-jws", digest: digestOf(9), kid: "k" },
+        issued({ ...r.receipt, id: randomUUID() }, digestOf(9)),
+      ),
+    ).toBe("duplicate");
+    expect(await store.findInbound(e.id)).toEqual({ digest: digestOf(9) });
+
+    const due = await store.claimUnpublishedReceipts({ now: T0, limit: 100, leaseMs: 1000 });
+    expect(due.filter((d) => d.id === r.receipt.id)).toEqual([
+      { id: r.receipt.id, toParty: PARTNER, jws: r.jws, subject: `liaison.inbox.${PARTNER}` },
+    ]);
+    expect(
+      (await store.claimUnpublishedReceipts({ now: T0, limit: 100, leaseMs: 1000 })).filter(
+        (d) => d.id === r.receipt.id,
+      ),
+    ).toEqual([]);
+    await store.markReceiptPublished(r.receipt.id, T0);
+    expect(
+      (
+        await store.claimUnpublishedReceipts({
+          now: new Date(T0.getTime() + 5000),
+          limit: 100,
+          leaseMs: 1000,
+        })
+      ).filter((d) => d.id === r.receipt.id),
+    ).toEqual([]);
+
+    expect(await store.requeueIssuedReceipt(e.id, digestOf(9), T0)).toBe(true);
+    expect(
+      (await store.claimUnpublishedReceipts({ now: T0, limit: 100, leaseMs: 1000 })).map(
+        (d) => d.id,
+      ),
+    ).toContain(r.receipt.id);
+  });
+
+  it("keeps quarantined bytes exactly, with the negative receipt in the same transaction", async () => {
+    const raw = new Uint8Array([0, 255, 1, 254, 0x2e, 10, 13, 0]);
+    const r = issued(
+      { ...receiptFor(null, digestOf(11), SELF, "rejected"), to: PARTNER },
+      digestOf(11),
+    );
+    const seq = await store.quarantine(
+      {
+        subject: "liaison.inbox.x",
+        raw,
+        digest: digestOf(11),
+        code: "malformed",
+        detail: "d",
+        issues: [],
+        kind: "unknown",
+        claimedFrom: PARTNER,
+        messageId: null,
+      },
+      r,
+    );
+    const [row] = await store.listQuarantine({ after: seq - 1, limit: 1 });
+    expect(row?.code).toBe("malformed");
+    expect(Array.from(row?.raw ?? [])).toEqual(Array.from(raw));
+    expect(row?.receiptId).toBe(r.receipt.id);
+    expect(await store.quarantineCount()).toBeGreaterThanOrEqual(1);
+  });
+
+  it("pages the log newest first with a cursor", async () => {
+    for (let i = 0; i < 5; i++) {
+      const e = envelope([SELF], PARTNER);
+      await store.recordInbound(
+        { envelope: e, jws: `p-${i}`, digest: digestOf(200 + i), kid: "k" },
+        issued(
+          { ...receiptFor(e.id, digestOf(200 + i)), from: SELF, to: PARTNER },
+          digestOf(200 + i),
+        ),
+      );
+    }
+    const first = await store.listMessages({ direction: "inbound", limit: 2 });
+    const second = await store.listMessages({
+      direction: "inbound",
+      limit: 2,
+      before: first.at(-1)?.seq,
+    });
+    expect(first).toHaveLength(2);
+    expect(second).toHaveLength(2);
+    expect((first[0]?.seq ?? 0) > (first[1]?.seq ?? 0)).toBe(true);
+    expect((first[1]?.seq ?? 0) > (second[0]?.seq ?? 0)).toBe(true);
+  });
+});
