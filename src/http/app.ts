@@ -10,7 +10,7 @@ import type { Logger } from "../observability/logger.ts";
 import { LiaisonError } from "../protocol/errors.ts";
 import type { Envelope } from "../protocol/types.ts";
 import type { PartnerRegistry } from "../registry/partner-registry.ts";
-import { buildPartyDocument } from "../registry/party-document.ts";
+import { buildPartyDocument, parsePartyDocument } from "../registry/party-document.ts";
 import type { KeyRecord, MessageRow, MessageStore, PartyRecord } from "../store/message-store.ts";
 import { bearerAuth } from "./auth.ts";
 import { problem } from "./problem.ts";
@@ -168,6 +168,26 @@ export function createApp(deps: AppDeps): Hono {
 
   api.get("/partners", (c) => c.json({ items: deps.registry.listParties() }));
 
+  // Registers or updates a partner from its party document (the JWKS it publishes), at run time.
+  api.post("/partners", async (c) => {
+    let json: unknown;
+    try {
+      json = await c.req.json();
+    } catch {
+      throw new LiaisonError("request_invalid", "the request body is not JSON");
+    }
+    const { party, keys } = await parsePartyDocument(json);
+    if (party.id === deps.self.id) {
+      throw new LiaisonError(
+        "request_invalid",
+        "this gateway's own keys come from its key directory",
+      );
+    }
+    await deps.registry.add(party, keys);
+    deps.log.info({ partyId: party.id, keys: keys.length }, "partner registered");
+    return c.json({ party, kids: keys.map((k) => k.kid) }, 201);
+  });
+
   app.route("/v1", api);
   return app;
 }
@@ -212,8 +232,9 @@ function encodeCursor(seq: number): string {
 
 function cursor(raw: string | undefined): number | undefined {
   if (raw === undefined) return undefined;
-  const n = Number(Buffer.from(raw, "base64url").toString());
-  if (!Number.isSafeInteger(n) || n < 0) {
+  const decoded = /^[A-Za-z0-9_-]{1,24}$/.test(raw) ? Buffer.from(raw, "base64url").toString() : "";
+  const n = /^\d{1,15}$/.test(decoded) ? Number(decoded) : Number.NaN;
+  if (!Number.isSafeInteger(n)) {
     throw new LiaisonError("request_invalid", "cursor is not valid", {
       issues: [{ path: "cursor", message: "is not a cursor from a previous page" }],
     });

@@ -1,0 +1,76 @@
+import { describe, expect, it } from "vitest";
+import { loadConfig } from "../../src/config/config.ts";
+import { LiaisonError } from "../../src/protocol/errors.ts";
+
+const BASE = { LIAISON_PARTY_ID: "CN-MPS-HEKOU", LIAISON_API_TOKEN: "x".repeat(32) };
+
+function configError(env: Record<string, string>): LiaisonError {
+  try {
+    loadConfig(env, "/srv");
+  } catch (err) {
+    if (err instanceof LiaisonError) return err;
+    throw err;
+  }
+  throw new Error("loadConfig accepted the environment");
+}
+
+describe("loadConfig", () => {
+  it("fills defaults from the party id and resolves paths against the working directory", () => {
+    const c = loadConfig(BASE, "/srv");
+    expect(c).toMatchObject({
+      partyId: "CN-MPS-HEKOU",
+      country: "CN",
+      inboundSubject: "liaison.inbox.CN-MPS-HEKOU",
+      streamName: "LIAISON_CN_MPS_HEKOU",
+      http: { host: "127.0.0.1", port: 8080 },
+      databaseUrl: undefined,
+      dataDir: "/srv/data",
+      keysDir: "/srv/data/keys",
+      clockSkewMs: 300_000,
+    });
+  });
+
+  it("reads every setting it documents", () => {
+    const c = loadConfig(
+      {
+        ...BASE,
+        LIAISON_HTTP_PORT: "9000",
+        DATABASE_URL: "postgres://u@h/db",
+        LIAISON_CLOCK_SKEW_SECONDS: "60",
+        LIAISON_RETRY_MAX_ATTEMPTS: "3",
+      },
+      "/srv",
+    );
+    expect(c.http.port).toBe(9000);
+    expect(c.databaseUrl).toBe("postgres://u@h/db");
+    expect(c.clockSkewMs).toBe(60_000);
+    expect(c.retry.maxAttempts).toBe(3);
+  });
+
+  it.each([
+    [{ LIAISON_API_TOKEN: "x".repeat(32) }, "LIAISON_PARTY_ID"],
+    [{ ...BASE, LIAISON_PARTY_ID: "hekou" }, "LIAISON_PARTY_ID"],
+    [{ LIAISON_PARTY_ID: "CN-MPS-HEKOU" }, "LIAISON_API_TOKEN"],
+    [{ ...BASE, LIAISON_API_TOKEN: "short" }, "LIAISON_API_TOKEN"],
+    [{ ...BASE, LIAISON_HTTP_PORT: "eighty" }, "LIAISON_HTTP_PORT"],
+    [{ ...BASE, LIAISON_HTTP_PORT: "70000" }, "LIAISON_HTTP_PORT"],
+    [{ ...BASE, DATABASE_URL: "mysql://x" }, "DATABASE_URL"],
+    [{ ...BASE, LIAISON_NATS_URL: "http://x" }, "LIAISON_NATS_URL"],
+    [{ ...BASE, LIAISON_LOG_LEVEL: "loud" }, "LIAISON_LOG_LEVEL"],
+    [{ ...BASE, LIAISON_INBOUND_SUBJECT: "liaison.>" }, "LIAISON_INBOUND_SUBJECT"],
+    [
+      { ...BASE, LIAISON_RETRY_BASE_MS: "5000", LIAISON_RETRY_MAX_MS: "100" },
+      "LIAISON_RETRY_MAX_MS",
+    ],
+    [{ ...BASE, LIAISON_HTTP_PROT: "8080" }, "LIAISON_HTTP_PROT"],
+  ])("stops with config_invalid naming the setting (%#)", (env, setting) => {
+    const err = configError(env as Record<string, string>);
+    expect(err.code).toBe("config_invalid");
+    expect(err.message.startsWith(`${setting}:`)).toBe(true);
+  });
+
+  it("never echoes the token in its error", () => {
+    const err = configError({ ...BASE, LIAISON_API_TOKEN: "secret-but-short" });
+    expect(err.message).not.toContain("secret-but-short");
+  });
+});

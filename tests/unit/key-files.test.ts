@@ -1,0 +1,78 @@
+import {
+  chmodSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { compactVerify, importJWK } from "jose";
+import { afterEach, describe, expect, it } from "vitest";
+import { LiaisonError } from "../../src/protocol/errors.ts";
+import { MESSAGE_TYP } from "../../src/protocol/jws-profile.ts";
+import { signCompact } from "../../src/protocol/sign.ts";
+import { currentSigningKey, generateKeyFile, loadKeyFiles } from "../../src/registry/key-files.ts";
+
+const dirs: string[] = [];
+const tempDir = () => {
+  const d = mkdtempSync(join(tmpdir(), "liaison-keys-"));
+  dirs.push(d);
+  return join(d, "keys");
+};
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+describe("key files", () => {
+  it("writes a 0600 file in a 0700 directory, named by the key's thumbprint, that signs verifiably", async () => {
+    const dir = tempDir();
+    const info = await generateKeyFile(dir);
+    expect(statSync(dir).mode & 0o777).toBe(0o700);
+    const [name] = readdirSync(dir);
+    expect(name).toBe(`${info.kid}.jwk.json`);
+    expect(statSync(join(dir, name ?? "")).mode & 0o777).toBe(0o600);
+    expect(info.publicJwk).not.toHaveProperty("d");
+
+    const [key] = await loadKeyFiles(dir);
+    const jws = await signCompact({ hello: 1 }, key?.signing ?? (undefined as never), MESSAGE_TYP);
+    const { protectedHeader } = await compactVerify(jws, await importJWK(info.publicJwk, "EdDSA"));
+    expect(protectedHeader).toEqual({ alg: "EdDSA", kid: info.kid, typ: MESSAGE_TYP });
+  });
+
+  it("refuses a key file that group or others can read", async () => {
+    const dir = tempDir();
+    const info = await generateKeyFile(dir);
+    chmodSync(join(dir, `${info.kid}.jwk.json`), 0o644);
+    await expect(loadKeyFiles(dir)).rejects.toMatchObject({ code: "key_store_invalid" });
+  });
+
+  it("refuses a key file whose kid is not the thumbprint of its key", async () => {
+    const dir = tempDir();
+    const a = await generateKeyFile(dir);
+    const path = join(dir, `${a.kid}.jwk.json`);
+    const file = JSON.parse(readFileSync(path, "utf8"));
+    const other = await generateKeyFile(tempDir());
+    writeFileSync(path, JSON.stringify({ ...file, kid: other.kid }), { mode: 0o600 });
+    const err = await loadKeyFiles(dir).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(LiaisonError);
+    expect((err as LiaisonError).code).toBe("key_store_invalid");
+  });
+
+  it("signs with the newest key valid now, and never with an expired or future one", async () => {
+    const dir = tempDir();
+    const now = new Date("2026-11-24T12:00:00Z");
+    await generateKeyFile(dir, {
+      validFrom: new Date("2025-01-01T00:00:00Z"),
+      validUntil: new Date("2026-01-01T00:00:00Z"),
+    });
+    const current = await generateKeyFile(dir, { validFrom: new Date("2026-01-01T00:00:00Z") });
+    await generateKeyFile(dir, { validFrom: new Date("2027-01-01T00:00:00Z") });
+    const keys = await loadKeyFiles(dir);
+    expect(keys).toHaveLength(3);
+    expect(currentSigningKey(keys, now)?.kid).toBe(current.kid);
+    expect(currentSigningKey(keys, new Date("2024-06-01T00:00:00Z"))).toBeUndefined();
+  });
+});
