@@ -116,11 +116,12 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
         subject: config.inboundSubject,
         durable: "gateway",
         maxAckPending: 1000,
+        batchSize: 100,
         onError: (err) =>
           log.error({ err: errorSummary(err) }, "inbound processing failed; redelivery scheduled"),
       },
-      async (data, subject) => {
-        await inbox.handle(data, subject);
+      async (batch) => {
+        await inbox.handleBatch(batch);
       },
     );
     dispatcher.start();

@@ -8,7 +8,6 @@ import type { Logger } from "../observability/logger.ts";
 import type { Clock } from "../protocol/types.ts";
 import type { MessageStore } from "../store/message-store.ts";
 import type { Transport } from "../transport/nats-transport.ts";
-import { backoffMs } from "./backoff.ts";
 
 export interface DispatcherOptions {
   batchSize: number;
@@ -87,7 +86,8 @@ export class Dispatcher {
       now: this.clock(),
       limit: this.opts.batchSize,
       maxAttempts: retry.maxAttempts,
-      backoffMs: (n) => backoffMs(n, retry.baseMs, retry.maxMs),
+      retryBaseMs: retry.baseMs,
+      retryMaxMs: retry.maxMs,
     });
     for (const f of failed) {
       this.log.warn(
@@ -95,11 +95,12 @@ export class Dispatcher {
         "no receipt within the retry budget",
       );
     }
+    const published: Array<{ messageId: string; recipient: string }> = [];
     await Promise.all(
       due.map(async (d) => {
         try {
           const ack = await this.transport.publish(d.subject, encoder.encode(d.jws), d.messageId);
-          await this.store.markDeliverySent(d.messageId, d.recipient, this.clock());
+          published.push(d);
           this.log.info(
             {
               messageId: d.messageId,
@@ -128,6 +129,7 @@ export class Dispatcher {
         }
       }),
     );
+    await this.store.markDeliveriesSent(published, this.clock());
     return due.length + failed.length;
   }
 
@@ -137,11 +139,12 @@ export class Dispatcher {
       limit: this.opts.batchSize,
       leaseMs: this.opts.retry.baseMs,
     });
+    const published: string[] = [];
     await Promise.all(
       due.map(async (r) => {
         try {
           await this.transport.publish(r.subject, encoder.encode(r.jws), r.id);
-          await this.store.markReceiptPublished(r.id, this.clock());
+          published.push(r.id);
           this.log.info({ receiptId: r.id, to: r.toParty }, "receipt published");
         } catch (err) {
           this.log.warn(
@@ -151,6 +154,7 @@ export class Dispatcher {
         }
       }),
     );
+    await this.store.markReceiptsPublished(published, this.clock());
     return due.length;
   }
 }

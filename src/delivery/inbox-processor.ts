@@ -1,17 +1,24 @@
 /**
- * One inbound wire message, from bytes to a committed outcome: verified → logged with our signed
- * receipt; a verified receipt → applied to our delivery; anything else → quarantined with its
- * code (and a signed negative receipt when the claimed sender is a registered party and the
- * bytes were not themselves a receipt). The caller acks the broker only after this returns.
+ * Inbound wire messages, from bytes to committed outcomes, a batch at a time: every signature in
+ * the batch is verified concurrently (WebCrypto works off the main thread), then verified
+ * messages are logged with our signed receipts in one transaction, verified receipts close our
+ * deliveries in another, and anything else is quarantined with its code — with a signed negative
+ * receipt when the claimed sender is a registered party and the bytes were not themselves a
+ * receipt. The caller acks the broker only after this returns.
  */
 import type { Logger } from "../observability/logger.ts";
 import { buildReceipt } from "../protocol/build-receipt.ts";
 import { sha256Hex } from "../protocol/digest.ts";
-import type { ErrorIssue, WireErrorCode } from "../protocol/errors.ts";
+import type { WireErrorCode } from "../protocol/errors.ts";
 import { RECEIPT_TYP } from "../protocol/jws-profile.ts";
 import { signCompact } from "../protocol/sign.ts";
 import type { Clock, IdSource, KeyResolver, PartyId, SigningKey } from "../protocol/types.ts";
-import { type InboundVerdict, verifyInbound } from "../protocol/verify-inbound.ts";
+import {
+  type Rejection,
+  type VerifiedMessage,
+  type VerifiedReceipt,
+  verifyInbound,
+} from "../protocol/verify-inbound.ts";
 import type { SchemaRegistry } from "../schemas/schema-registry.ts";
 import type { IssuedReceipt, MessageStore } from "../store/message-store.ts";
 
@@ -26,8 +33,13 @@ export interface InboxDeps {
   clockSkewMs: number;
   maxMessageBytes: number;
   log: Logger;
-  /** Called after a receipt was queued, so the dispatcher sends it now. */
+  /** Called after receipts were queued, so the dispatcher sends them now. */
   onReceiptQueued: () => void;
+}
+
+export interface InboundItem {
+  data: Uint8Array;
+  subject: string;
 }
 
 export type InboxOutcome =
@@ -40,50 +52,118 @@ export class InboxProcessor {
   constructor(private readonly deps: InboxDeps) {}
 
   async handle(data: Uint8Array, subject: string): Promise<InboxOutcome> {
+    const [outcome] = await this.handleBatch([{ data, subject }]);
+    if (outcome === undefined) throw new Error("no outcome for the message");
+    return outcome;
+  }
+
+  async handleBatch(items: InboundItem[]): Promise<InboxOutcome[]> {
     const { deps } = this;
-    const verdict = await verifyInbound(data, {
-      self: deps.self,
-      keys: deps.keys,
-      schemas: deps.schemas,
-      now: deps.clock(),
-      clockSkewMs: deps.clockSkewMs,
-      maxBytes: deps.maxMessageBytes,
+    const now = deps.clock();
+    const verdicts = await Promise.all(
+      items.map((item) =>
+        verifyInbound(item.data, {
+          self: deps.self,
+          keys: deps.keys,
+          schemas: deps.schemas,
+          now,
+          clockSkewMs: deps.clockSkewMs,
+          maxBytes: deps.maxMessageBytes,
+        }),
+      ),
+    );
+    const outcomes: Array<InboxOutcome | undefined> = new Array(items.length);
+    const messages: number[] = [];
+    const receipts: number[] = [];
+    const rejected: number[] = [];
+    verdicts.forEach((v, i) => {
+      if (!v.ok) rejected.push(i);
+      else if (v.kind === "message") messages.push(i);
+      else receipts.push(i);
     });
-    if (!verdict.ok) return this.quarantine(data, subject, verdict);
-    if (verdict.kind === "receipt") return this.applyReceipt(data, subject, verdict);
 
-    const { envelope } = verdict;
-    const seen = await deps.store.findInbound(envelope.id);
-    if (seen !== undefined) return this.duplicate(data, subject, verdict, seen.digest);
-
-    const receipt = await this.issueReceipt(envelope.from, envelope.id, verdict.digest, []);
-    const stored = await deps.store.recordInbound(
-      { envelope, jws: verdict.jws, digest: verdict.digest, kid: verdict.kid },
-      receipt,
-    );
-    if (stored === "duplicate") {
-      const again = await deps.store.findInbound(envelope.id);
-      return this.duplicate(data, subject, verdict, again?.digest ?? "");
+    await this.acceptMessages(items, verdicts as VerifiedMessage[], messages, outcomes);
+    await this.applyReceipts(items, verdicts as VerifiedReceipt[], receipts, outcomes);
+    for (const i of rejected) {
+      outcomes[i] = await this.quarantine(items[i] as InboundItem, verdicts[i] as Rejection);
     }
-    deps.log.info(
-      {
-        messageId: envelope.id,
-        type: envelope.type,
-        caseRef: envelope.caseRef,
-        from: envelope.from,
-      },
-      "message accepted",
+    if (outcomes.some((o) => o?.outcome === "accepted" || o?.outcome === "duplicate")) {
+      deps.onReceiptQueued();
+    }
+    return outcomes.map((o) => {
+      if (o === undefined) throw new Error("an inbound message was left without an outcome");
+      return o;
+    });
+  }
+
+  /** New messages are logged with our receipt; ids already logged are duplicates. */
+  private async acceptMessages(
+    items: InboundItem[],
+    verdicts: VerifiedMessage[],
+    indexes: number[],
+    outcomes: Array<InboxOutcome | undefined>,
+  ): Promise<void> {
+    if (indexes.length === 0) return;
+    const { deps } = this;
+    const logged = await deps.store.findInbound(
+      indexes.map((i) => (verdicts[i] as VerifiedMessage).envelope.id),
     );
-    deps.onReceiptQueued();
-    return { outcome: "accepted", messageId: envelope.id };
+    const firstOfId = new Map<string, number>();
+    const fresh: number[] = [];
+    const later: number[] = [];
+    for (const i of indexes) {
+      const id = (verdicts[i] as VerifiedMessage).envelope.id;
+      if (logged.has(id) || firstOfId.has(id)) later.push(i);
+      else {
+        firstOfId.set(id, i);
+        fresh.push(i);
+      }
+    }
+    const signed = await Promise.all(
+      fresh.map(async (i) => {
+        const v = verdicts[i] as VerifiedMessage;
+        return {
+          message: { envelope: v.envelope, jws: v.jws, digest: v.digest, kid: v.kid },
+          receipt: await this.issueReceipt(v.envelope.from, v.envelope.id, v.digest, []),
+        };
+      }),
+    );
+    const stored = await deps.store.recordInbound(signed);
+    for (const i of fresh) {
+      const { envelope } = verdicts[i] as VerifiedMessage;
+      if (!stored.has(envelope.id)) {
+        later.push(i);
+        continue;
+      }
+      deps.log.info(
+        {
+          messageId: envelope.id,
+          type: envelope.type,
+          caseRef: envelope.caseRef,
+          from: envelope.from,
+        },
+        "message accepted",
+      );
+      outcomes[i] = { outcome: "accepted", messageId: envelope.id };
+    }
+    if (later.length === 0) return;
+    const digests = await deps.store.findInbound(
+      later.map((i) => (verdicts[i] as VerifiedMessage).envelope.id),
+    );
+    for (const i of later) {
+      outcomes[i] = await this.duplicate(
+        items[i] as InboundItem,
+        verdicts[i] as VerifiedMessage,
+        digests.get((verdicts[i] as VerifiedMessage).envelope.id),
+      );
+    }
   }
 
   /** A redelivery of a message we logged: send our receipt again. Same id, other bytes: conflict. */
   private async duplicate(
-    data: Uint8Array,
-    subject: string,
-    verdict: Extract<InboundVerdict, { kind: "message"; ok: true }>,
-    loggedDigest: string,
+    item: InboundItem,
+    verdict: VerifiedMessage,
+    loggedDigest: string | undefined,
   ): Promise<InboxOutcome> {
     const { envelope } = verdict;
     if (loggedDigest === verdict.digest) {
@@ -92,10 +172,9 @@ export class InboxProcessor {
         { messageId: envelope.id, from: envelope.from },
         "duplicate message; receipt sent again",
       );
-      this.deps.onReceiptQueued();
       return { outcome: "duplicate", messageId: envelope.id };
     }
-    return this.quarantine(data, subject, {
+    return this.quarantine(item, {
       ok: false,
       code: "duplicate_conflict",
       detail: "a different message with this id was already received",
@@ -107,52 +186,56 @@ export class InboxProcessor {
     });
   }
 
-  private async applyReceipt(
-    data: Uint8Array,
-    subject: string,
-    verdict: Extract<InboundVerdict, { kind: "receipt"; ok: true }>,
-  ): Promise<InboxOutcome> {
-    const { receipt } = verdict;
-    const outcome = await this.deps.store.applyReceivedReceipt({
-      receipt,
-      jws: verdict.jws,
-      digest: verdict.digest,
-      at: this.deps.clock(),
-    });
-    if (!outcome.ok) {
-      return this.quarantine(data, subject, {
-        ok: false,
-        code: outcome.code,
-        detail: outcome.detail,
-        issues: [],
-        digest: verdict.digest,
-        kind: "receipt",
-        claimedFrom: receipt.from,
-        messageId: receipt.messageId,
-      });
-    }
-    this.deps.log.info(
-      {
-        messageId: receipt.messageId,
-        from: receipt.from,
-        status: receipt.status,
-        codes: receipt.errors.map((e) => e.code),
-      },
-      "receipt received",
+  private async applyReceipts(
+    items: InboundItem[],
+    verdicts: VerifiedReceipt[],
+    indexes: number[],
+    outcomes: Array<InboxOutcome | undefined>,
+  ): Promise<void> {
+    if (indexes.length === 0) return;
+    const applied = await this.deps.store.applyReceivedReceipts(
+      indexes.map((i) => {
+        const v = verdicts[i] as VerifiedReceipt;
+        return { receipt: v.receipt, jws: v.jws, digest: v.digest };
+      }),
+      this.deps.clock(),
     );
-    return {
-      outcome: "receipt",
-      messageId: receipt.messageId ?? "",
-      status: receipt.status,
-      duplicate: outcome.duplicate,
-    };
+    for (const [k, i] of indexes.entries()) {
+      const { receipt, digest } = verdicts[i] as VerifiedReceipt;
+      const result = applied[k];
+      if (result === undefined) throw new Error("no outcome for a receipt");
+      if (!result.ok) {
+        outcomes[i] = await this.quarantine(items[i] as InboundItem, {
+          ok: false,
+          code: result.code,
+          detail: result.detail,
+          issues: [],
+          digest,
+          kind: "receipt",
+          claimedFrom: receipt.from,
+          messageId: receipt.messageId,
+        });
+        continue;
+      }
+      this.deps.log.info(
+        {
+          messageId: receipt.messageId,
+          from: receipt.from,
+          status: receipt.status,
+          codes: receipt.errors.map((e) => e.code),
+        },
+        "receipt received",
+      );
+      outcomes[i] = {
+        outcome: "receipt",
+        messageId: receipt.messageId ?? "",
+        status: receipt.status,
+        duplicate: result.duplicate,
+      };
+    }
   }
 
-  private async quarantine(
-    data: Uint8Array,
-    subject: string,
-    rejection: Extract<InboundVerdict, { ok: false }>,
-  ): Promise<InboxOutcome> {
+  private async quarantine(item: InboundItem, rejection: Rejection): Promise<InboxOutcome> {
     const answer = rejection.claimedFrom !== null && rejection.kind !== "receipt";
     const receipt = answer
       ? await this.issueReceipt(
@@ -164,12 +247,12 @@ export class InboxProcessor {
       : null;
     await this.deps.store.quarantine(
       {
-        subject,
-        raw: data,
+        subject: item.subject,
+        raw: item.data,
         digest: rejection.digest,
         code: rejection.code,
         detail: rejection.detail,
-        issues: rejection.issues as ErrorIssue[],
+        issues: rejection.issues,
         kind: rejection.kind,
         claimedFrom: rejection.claimedFrom,
         messageId: rejection.messageId,

@@ -3,7 +3,7 @@
  * transaction that keeps the log, the outbox and the receipts consistent. The same code runs
  * on postgres.js and PGlite.
  */
-import { and, asc, desc, eq, gt, inArray, isNull, lt, lte, sql } from "drizzle-orm";
+import { and, asc, desc, eq, gt, inArray, isNull, lt, lte, or, sql } from "drizzle-orm";
 import type { Envelope, Receipt, ReceiptStatus } from "../protocol/types.ts";
 import type { Db } from "./database.ts";
 import {
@@ -85,8 +85,6 @@ export type DeliveryRow = typeof deliveries.$inferSelect;
 export type ReceiptRow = typeof receipts.$inferSelect;
 export type QuarantineRow = typeof quarantine.$inferSelect;
 
-class DuplicateInbound extends Error {}
-
 export class MessageStore {
   constructor(private readonly db: Db) {}
 
@@ -164,106 +162,118 @@ export class MessageStore {
 
   /**
    * Claims deliveries that are due: not yet published, or published without a receipt by the
-   * time their retry is due. Each claimed row is leased until its next attempt, so replicas
-   * sharing the database skip it (FOR UPDATE SKIP LOCKED). Rows past the retry budget become
-   * `failed` instead.
+   * time their retry is due. Claimed rows are leased until their next attempt (now + backoff:
+   * base·2^(n−1), capped, ±25 % jitter), so replicas sharing the database skip them
+   * (FOR UPDATE SKIP LOCKED). Rows past the retry budget become `failed` instead. Three
+   * statements per batch, whatever its size.
    */
   async claimDueDeliveries(opts: {
     now: Date;
     limit: number;
     maxAttempts: number;
-    backoffMs: (attempts: number) => number;
+    retryBaseMs: number;
+    retryMaxMs: number;
   }): Promise<{ due: DueDelivery[]; failed: Array<{ messageId: string; recipient: string }> }> {
     return this.db.transaction(async (tx) => {
-      const rows = await tx
-        .select({
+      const now = opts.now.toISOString();
+      const candidates = tx.$with("candidates").as(
+        tx
+          .select({ messageId: deliveries.messageId, recipient: deliveries.recipient })
+          .from(deliveries)
+          .where(
+            and(
+              inArray(deliveries.status, ["queued", "sent"]),
+              lte(deliveries.nextAttemptAt, opts.now),
+            ),
+          )
+          .orderBy(asc(deliveries.nextAttemptAt))
+          .limit(opts.limit)
+          .for("update", { skipLocked: true }),
+      );
+      const exhausted = sql`${deliveries.attempts} >= ${opts.maxAttempts}`;
+      const claimed = await tx
+        .with(candidates)
+        .update(deliveries)
+        .set({
+          status: sql`case when ${exhausted} then 'failed' else ${deliveries.status} end`,
+          lastError: sql`case when ${exhausted} then 'no receipt within the retry budget' else ${deliveries.lastError} end`,
+          attempts: sql`case when ${exhausted} then ${deliveries.attempts} else ${deliveries.attempts} + 1 end`,
+          nextAttemptAt: sql`${now}::timestamptz + least(${opts.retryMaxMs}::float8, ${opts.retryBaseMs}::float8 * power(2, ${deliveries.attempts})) * (0.75 + random() * 0.5) * interval '1 millisecond'`,
+          updatedAt: opts.now,
+        })
+        .from(candidates)
+        .where(
+          and(
+            eq(deliveries.messageId, candidates.messageId),
+            eq(deliveries.recipient, candidates.recipient),
+          ),
+        )
+        .returning({
           messageId: deliveries.messageId,
           recipient: deliveries.recipient,
           attempts: deliveries.attempts,
+          status: deliveries.status,
+        });
+      const failed = claimed
+        .filter((c) => c.status === "failed")
+        .map(({ messageId, recipient }) => ({ messageId, recipient }));
+      const live = claimed.filter((c) => c.status !== "failed");
+      if (live.length === 0) return { due: [], failed };
+      const details = await tx
+        .select({
+          messageId: messages.id,
+          recipient: parties.id,
+          jws: messages.jws,
+          subject: parties.inboundSubject,
         })
-        .from(deliveries)
+        .from(messages)
+        .innerJoin(deliveries, eq(deliveries.messageId, messages.id))
+        .innerJoin(parties, eq(parties.id, deliveries.recipient))
         .where(
           and(
-            inArray(deliveries.status, ["queued", "sent"]),
-            lte(deliveries.nextAttemptAt, opts.now),
-          ),
-        )
-        .orderBy(asc(deliveries.nextAttemptAt))
-        .limit(opts.limit)
-        .for("update", { skipLocked: true });
-      const due: DueDelivery[] = [];
-      const failed: Array<{ messageId: string; recipient: string }> = [];
-      for (const row of rows) {
-        const where = and(
-          eq(deliveries.messageId, row.messageId),
-          eq(deliveries.recipient, row.recipient),
-        );
-        if (row.attempts >= opts.maxAttempts) {
-          await tx
-            .update(deliveries)
-            .set({
-              status: "failed",
-              lastError: "no receipt within the retry budget",
-              updatedAt: opts.now,
-            })
-            .where(where);
-          failed.push({ messageId: row.messageId, recipient: row.recipient });
-          continue;
-        }
-        const attempts = row.attempts + 1;
-        await tx
-          .update(deliveries)
-          .set({
-            attempts,
-            nextAttemptAt: new Date(opts.now.getTime() + opts.backoffMs(attempts)),
-            updatedAt: opts.now,
-          })
-          .where(where);
-        due.push({ ...row, attempts, subject: "", jws: "" });
-      }
-      if (due.length > 0) {
-        const details = await tx
-          .select({ id: messages.id, jws: messages.jws })
-          .from(messages)
-          .where(
-            and(
-              eq(messages.direction, "outbound"),
-              inArray(
-                messages.id,
-                due.map((d) => d.messageId),
-              ),
-            ),
-          );
-        const subjects = await tx
-          .select({ id: parties.id, subject: parties.inboundSubject })
-          .from(parties)
-          .where(
+            eq(messages.direction, "outbound"),
             inArray(
-              parties.id,
-              due.map((d) => d.recipient),
+              messages.id,
+              live.map((d) => d.messageId),
             ),
-          );
-        const jwsById = new Map(details.map((d) => [d.id, d.jws]));
-        const subjectById = new Map(subjects.map((s) => [s.id, s.subject]));
-        for (const d of due) {
-          d.jws = jwsById.get(d.messageId) ?? "";
-          d.subject = subjectById.get(d.recipient) ?? "";
-        }
-      }
+          ),
+        );
+      const byKey = new Map(details.map((d) => [`${d.messageId} ${d.recipient}`, d]));
+      const due = live.flatMap((c) => {
+        const d = byKey.get(`${c.messageId} ${c.recipient}`);
+        return d === undefined
+          ? []
+          : [
+              {
+                messageId: c.messageId,
+                recipient: c.recipient,
+                attempts: c.attempts,
+                jws: d.jws,
+                subject: d.subject,
+              },
+            ];
+      });
       return { due, failed };
     });
   }
 
-  /** The broker acknowledged the publish: `queued` becomes `sent` (a receipt may already be in). */
-  async markDeliverySent(messageId: string, recipient: string, at: Date): Promise<void> {
+  /** The broker acknowledged these publishes: `queued` becomes `sent` (a receipt may already be in). */
+  async markDeliveriesSent(
+    sent: Array<{ messageId: string; recipient: string }>,
+    at: Date,
+  ): Promise<void> {
+    if (sent.length === 0) return;
     await this.db
       .update(deliveries)
       .set({ status: "sent", lastError: null, updatedAt: at })
       .where(
         and(
-          eq(deliveries.messageId, messageId),
-          eq(deliveries.recipient, recipient),
           eq(deliveries.status, "queued"),
+          or(
+            ...sent.map((d) =>
+              and(eq(deliveries.messageId, d.messageId), eq(deliveries.recipient, d.recipient)),
+            ),
+          ),
         ),
       );
   }
@@ -280,37 +290,38 @@ export class MessageStore {
       .where(and(eq(deliveries.messageId, messageId), eq(deliveries.recipient, recipient)));
   }
 
-  async findInbound(id: string): Promise<{ digest: string } | undefined> {
-    const [row] = await this.db
-      .select({ digest: messages.digest })
+  /** The digests of inbound messages already logged under these ids. */
+  async findInbound(ids: string[]): Promise<Map<string, string>> {
+    if (ids.length === 0) return new Map();
+    const rows = await this.db
+      .select({ id: messages.id, digest: messages.digest })
       .from(messages)
-      .where(and(eq(messages.direction, "inbound"), eq(messages.id, id)));
-    return row;
+      .where(and(eq(messages.direction, "inbound"), inArray(messages.id, ids)));
+    return new Map(rows.map((r) => [r.id, r.digest]));
   }
 
   /**
-   * The inbound message and our receipt for it, in one transaction. Returns `duplicate` when the
-   * message id is already logged (another replica, or a redelivery), and then writes nothing.
+   * Inbound messages and our receipts for them, in one transaction, two statements. Returns the
+   * ids stored; a message whose id is already logged (another replica, a redelivery) is not
+   * stored again and its receipt is not written.
    */
   async recordInbound(
-    message: SignedMessage,
-    receipt: IssuedReceipt,
-  ): Promise<"stored" | "duplicate"> {
-    try {
-      await this.db.transaction(async (tx) => {
-        const inserted = await tx
-          .insert(messages)
-          .values(messageValues("inbound", message))
-          .onConflictDoNothing()
-          .returning({ seq: messages.seq });
-        if (inserted.length === 0) throw new DuplicateInbound();
-        await tx.insert(receipts).values(issuedValues(receipt));
-      });
-      return "stored";
-    } catch (err) {
-      if (err instanceof DuplicateInbound) return "duplicate";
-      throw err;
-    }
+    items: Array<{ message: SignedMessage; receipt: IssuedReceipt }>,
+  ): Promise<Set<string>> {
+    if (items.length === 0) return new Set();
+    return this.db.transaction(async (tx) => {
+      const inserted = await tx
+        .insert(messages)
+        .values(items.map((i) => messageValues("inbound", i.message)))
+        .onConflictDoNothing()
+        .returning({ id: messages.id });
+      const stored = new Set(inserted.map((r) => r.id));
+      const receiptRows = items
+        .filter((i) => stored.has(i.message.envelope.id))
+        .map((i) => issuedValues(i.receipt));
+      if (receiptRows.length > 0) await tx.insert(receipts).values(receiptRows);
+      return stored;
+    });
   }
 
   /** Sends the receipt we issued for a message again (the sender retried: it did not get it). */
@@ -343,70 +354,102 @@ export class MessageStore {
   }
 
   /**
-   * A partner's verified receipt for one of our messages: checked against what we sent (the
-   * message id, the recipient, the digest of the exact bytes), logged, and the delivery closed.
+   * Partners' verified receipts for our messages: each checked against what we sent (the message
+   * id, the recipient, the digest of the exact bytes), logged, and its delivery closed. One
+   * transaction for the batch; the outcome of each receipt in input order.
    */
-  async applyReceivedReceipt(input: {
-    receipt: Receipt;
-    jws: string;
-    digest: string;
-    at: Date;
-  }): Promise<ReceivedReceiptOutcome> {
-    const { receipt } = input;
+  async applyReceivedReceipts(
+    inputs: Array<{ receipt: Receipt; jws: string; digest: string }>,
+    at: Date,
+  ): Promise<ReceivedReceiptOutcome[]> {
+    if (inputs.length === 0) return [];
     return this.db.transaction(async (tx) => {
-      if (receipt.messageId === null) {
-        return { ok: false, code: "message_unknown", detail: "receipt names no message" } as const;
-      }
-      const [sent] = await tx
-        .select({ digest: messages.digest })
-        .from(messages)
-        .innerJoin(
-          deliveries,
-          and(eq(deliveries.messageId, messages.id), eq(deliveries.recipient, receipt.from)),
-        )
-        .where(and(eq(messages.direction, "outbound"), eq(messages.id, receipt.messageId)));
-      if (sent === undefined) {
-        return {
-          ok: false,
-          code: "message_unknown",
-          detail: "no message with this id was sent to the receipt's sender",
-        } as const;
-      }
-      if (sent.digest !== receipt.digest.value) {
-        return {
-          ok: false,
-          code: "digest_mismatch",
-          detail: "the receipt's digest is not the digest of the message sent",
-        } as const;
-      }
+      const ids = [
+        ...new Set(
+          inputs.flatMap((i) => (i.receipt.messageId === null ? [] : [i.receipt.messageId])),
+        ),
+      ];
+      const sent =
+        ids.length === 0
+          ? []
+          : await tx
+              .select({ id: messages.id, recipient: deliveries.recipient, digest: messages.digest })
+              .from(messages)
+              .innerJoin(deliveries, eq(deliveries.messageId, messages.id))
+              .where(and(eq(messages.direction, "outbound"), inArray(messages.id, ids)));
+      const digestOf = new Map(sent.map((r) => [`${r.id} ${r.recipient}`, r.digest]));
+      const outcomes: ReceivedReceiptOutcome[] = inputs.map(({ receipt }) => {
+        const digest =
+          receipt.messageId === null
+            ? undefined
+            : digestOf.get(`${receipt.messageId} ${receipt.from}`);
+        if (digest === undefined) {
+          return {
+            ok: false,
+            code: "message_unknown",
+            detail: "no message with this id was sent to the receipt's sender",
+          };
+        }
+        if (digest !== receipt.digest.value) {
+          return {
+            ok: false,
+            code: "digest_mismatch",
+            detail: "the receipt's digest is not the digest of the message sent",
+          };
+        }
+        return { ok: true, duplicate: false, status: receipt.status };
+      });
+      const valid = inputs.filter((_, i) => outcomes[i]?.ok === true);
+      if (valid.length === 0) return outcomes;
       const inserted = await tx
         .insert(receipts)
-        .values({
-          id: receipt.id,
-          direction: "received",
-          messageId: receipt.messageId,
-          messageDigest: receipt.digest.value,
-          fromParty: receipt.from,
-          toParty: receipt.to,
-          status: receipt.status,
-          errors: receipt.errors,
-          jws: input.jws,
-          digest: input.digest,
-        })
+        .values(
+          valid.map(({ receipt, jws, digest }) => ({
+            id: receipt.id,
+            direction: "received" as const,
+            messageId: receipt.messageId,
+            messageDigest: receipt.digest.value,
+            fromParty: receipt.from,
+            toParty: receipt.to,
+            status: receipt.status,
+            errors: receipt.errors,
+            jws,
+            digest,
+          })),
+        )
         .onConflictDoNothing()
-        .returning({ seq: receipts.seq });
-      const status: DeliveryStatus = receipt.status === "accepted" ? "delivered" : "rejected";
-      await tx
-        .update(deliveries)
-        .set({ status, receiptId: receipt.id, lastError: null, updatedAt: input.at })
-        .where(
-          and(
-            eq(deliveries.messageId, receipt.messageId),
-            eq(deliveries.recipient, receipt.from),
-            inArray(deliveries.status, ["queued", "sent", "failed"]),
-          ),
-        );
-      return { ok: true, duplicate: inserted.length === 0, status: receipt.status } as const;
+        .returning({ id: receipts.id });
+      const fresh = new Set(inserted.map((r) => r.id));
+      for (const status of ["accepted", "rejected"] as const) {
+        const closing = valid.filter((v) => v.receipt.status === status && fresh.has(v.receipt.id));
+        if (closing.length === 0) continue;
+        const delivery: DeliveryStatus = status === "accepted" ? "delivered" : "rejected";
+        await tx
+          .update(deliveries)
+          .set({
+            status: delivery,
+            receiptId: sql`(select r.id from receipts r where r.direction = 'received' and r.message_id = ${deliveries.messageId} and r.from_party = ${deliveries.recipient} order by r.seq desc limit 1)`,
+            lastError: null,
+            updatedAt: at,
+          })
+          .where(
+            and(
+              inArray(deliveries.status, ["queued", "sent", "failed"]),
+              or(
+                ...closing.map((c) =>
+                  and(
+                    eq(deliveries.messageId, c.receipt.messageId as string),
+                    eq(deliveries.recipient, c.receipt.from),
+                  ),
+                ),
+              ),
+            ),
+          );
+      }
+      return outcomes.map((o, i) => {
+        const receiptId = inputs[i]?.receipt.id ?? "";
+        return o.ok ? { ...o, duplicate: !fresh.has(receiptId) } : o;
+      });
     });
   }
 
@@ -470,11 +513,12 @@ export class MessageStore {
     });
   }
 
-  async markReceiptPublished(id: string, at: Date): Promise<void> {
+  async markReceiptsPublished(ids: string[], at: Date): Promise<void> {
+    if (ids.length === 0) return;
     await this.db
       .update(receipts)
       .set({ publishedAt: at })
-      .where(and(eq(receipts.direction, "issued"), eq(receipts.id, id)));
+      .where(and(eq(receipts.direction, "issued"), inArray(receipts.id, ids)));
   }
 
   async getMessage(

@@ -12,6 +12,7 @@ import {
   DeliverPolicy,
   type JetStreamClient,
   type JetStreamManager,
+  type JsMsg,
   type NatsConnection,
   RetentionPolicy,
   StorageType,
@@ -27,7 +28,9 @@ export interface Transport {
   publish(subject: string, data: Uint8Array, msgId: string): Promise<PublishResult>;
 }
 
-export type InboundHandler = (data: Uint8Array, subject: string) => Promise<void>;
+export type InboundBatchHandler = (
+  batch: Array<{ data: Uint8Array; subject: string }>,
+) => Promise<void>;
 
 export interface InboxOptions {
   stream: string;
@@ -35,6 +38,8 @@ export interface InboxOptions {
   durable: string;
   /** How many unacknowledged messages the consumer hands out at once. */
   maxAckPending: number;
+  /** The most messages handed to the handler at once. */
+  batchSize: number;
   onError: (err: unknown) => void;
 }
 
@@ -99,26 +104,55 @@ export class NatsTransport implements Transport {
   }
 
   /**
-   * Consumes the inbox with the async iterator form, one message at a time in order: back-pressure
-   * comes from awaiting the handler (FIELD-NOTES: `consume()` callbacks are not awaited).
+   * Consumes the inbox in micro-batches: a reader takes messages from the consumer's iterator
+   * into a queue; a worker hands whatever is queued (up to `batchSize`) to the handler, then acks
+   * each message only after the handler returned (it has committed them to the database). When
+   * a batch throws, each message is retried alone so one bad message cannot hold the others
+   * back; one that still throws is nak'ed with a delay and comes back. Back-pressure: the
+   * consumer hands out at most `maxAckPending` unacknowledged messages.
    */
-  async consumeInbox(opts: InboxOptions, handler: InboundHandler): Promise<void> {
+  async consumeInbox(opts: InboxOptions, handler: InboundBatchHandler): Promise<void> {
     await this.ensureInbox(opts);
     const consumer = await this.js.consumers.get(opts.stream, opts.durable);
-    const messages = await consumer.consume({ max_messages: Math.min(opts.maxAckPending, 256) });
+    const messages = await consumer.consume({ max_messages: Math.min(opts.maxAckPending, 512) });
     this.consumers.push(messages);
-    const loop = (async () => {
+    const queue: JsMsg[] = [];
+    let wake: (() => void) | undefined;
+    let ended = false;
+    const reader = (async () => {
       for await (const msg of messages) {
-        try {
-          await handler(msg.data, msg.subject);
-          await msg.ackAck();
-        } catch (err) {
+        queue.push(msg);
+        wake?.();
+      }
+      ended = true;
+      wake?.();
+    })();
+    const process = async (batch: JsMsg[]) => {
+      try {
+        await handler(batch.map((m) => ({ data: m.data, subject: m.subject })));
+        await Promise.all(batch.map((m) => m.ackAck()));
+      } catch (err) {
+        if (batch.length === 1) {
           opts.onError(err);
-          msg.nak(2000);
+          batch[0]?.nak(2000);
+          return;
         }
+        for (const m of batch) await process([m]);
+      }
+    };
+    const worker = (async () => {
+      while (!ended || queue.length > 0) {
+        if (queue.length === 0) {
+          await new Promise<void>((resolve) => {
+            wake = resolve;
+          });
+          wake = undefined;
+          continue;
+        }
+        await process(queue.splice(0, opts.batchSize));
       }
     })();
-    this.loops.push(loop);
+    this.loops.push(reader, worker);
   }
 
   /** Stops consuming, lets in-flight handlers finish, and drains the connection. */

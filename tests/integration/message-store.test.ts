@@ -50,7 +50,7 @@ function issued(receipt: Receipt, messageDigest: string): IssuedReceipt {
 }
 
 const digestOf = (n: number) => n.toString(16).padStart(64, "0");
-const backoff = () => 1000;
+const retry = { retryBaseMs: 1000, retryMaxMs: 1000 };
 
 describe.each(["postgres", "pglite"] as const)("MessageStore on %s", (driver) => {
   let database: Database;
@@ -103,18 +103,15 @@ describe.each(["postgres", "pglite"] as const)("MessageStore on %s", (driver) =>
     );
   });
 
-  it("claims a new delivery once, leases it until its retry, and fails it after the budget", async () => {
+  it("claims a new delivery once, leases it for the backoff, and fails it after the budget", async () => {
     const e = envelope();
     await store.insertOutbound({ envelope: e, jws: "jws-1", digest: digestOf(1), kid: "k" });
     const mine = (r: { due: Array<{ messageId: string }> }) =>
       r.due.filter((d) => d.messageId === e.id);
+    const claim = (now: Date) =>
+      store.claimDueDeliveries({ now, limit: 100, maxAttempts: 2, ...retry });
 
-    const first = await store.claimDueDeliveries({
-      now: T0,
-      limit: 100,
-      maxAttempts: 2,
-      backoffMs: backoff,
-    });
+    const first = await claim(T0);
     expect(mine(first)).toEqual([
       {
         messageId: e.id,
@@ -124,33 +121,20 @@ describe.each(["postgres", "pglite"] as const)("MessageStore on %s", (driver) =>
         subject: `liaison.inbox.${PARTNER}`,
       },
     ]);
-    expect(
-      mine(
-        await store.claimDueDeliveries({ now: T0, limit: 100, maxAttempts: 2, backoffMs: backoff }),
-      ),
-    ).toEqual([]);
+    const leased = (await store.getMessage(e.id))?.deliveries[0]?.nextAttemptAt.getTime() ?? 0;
+    expect(leased - T0.getTime()).toBeGreaterThanOrEqual(750);
+    expect(leased - T0.getTime()).toBeLessThanOrEqual(1250);
+    expect(mine(await claim(T0))).toEqual([]);
 
-    await store.markDeliverySent(e.id, PARTNER, T0);
-    const later = new Date(T0.getTime() + 1000);
-    expect(
-      mine(
-        await store.claimDueDeliveries({
-          now: later,
-          limit: 100,
-          maxAttempts: 2,
-          backoffMs: backoff,
-        }),
-      ),
-    ).toHaveLength(1);
-    const exhausted = await store.claimDueDeliveries({
-      now: new Date(T0.getTime() + 2000),
-      limit: 100,
-      maxAttempts: 2,
-      backoffMs: backoff,
-    });
+    await store.markDeliveriesSent([{ messageId: e.id, recipient: PARTNER }], T0);
+    expect((await store.getMessage(e.id))?.deliveries[0]?.status).toBe("sent");
+    expect(mine(await claim(new Date(T0.getTime() + 1300)))).toHaveLength(1);
+    const exhausted = await claim(new Date(T0.getTime() + 2600));
+    expect(mine(exhausted)).toEqual([]);
     expect(exhausted.failed).toContainEqual({ messageId: e.id, recipient: PARTNER });
     const found = await store.getMessage(e.id);
     expect(found?.deliveries.map((d) => d.status)).toEqual(["failed"]);
+    expect(found?.deliveries[0]?.attempts).toBe(2);
   });
 
   it("hands each due delivery to exactly one of two concurrent claimers", async () => {
@@ -170,7 +154,8 @@ describe.each(["postgres", "pglite"] as const)("MessageStore on %s", (driver) =>
         now: new Date(T0.getTime() + 10_000_000),
         limit: 15,
         maxAttempts: 5,
-        backoffMs: () => 60_000_000,
+        retryBaseMs: 60_000_000,
+        retryMaxMs: 60_000_000,
       });
     const [a, b] = await Promise.all([claim(), claim()]);
     const claimed = [...a.due, ...b.due].map((d) => d.messageId).filter((id) => ids.includes(id));
@@ -181,73 +166,56 @@ describe.each(["postgres", "pglite"] as const)("MessageStore on %s", (driver) =>
   it("closes a delivery only with a receipt from its recipient for the exact digest", async () => {
     const e = envelope([PARTNER, "TH-RTP-ATHD"]);
     await store.insertOutbound({ envelope: e, jws: "jws-r", digest: digestOf(7), kid: "k" });
-    const at = T0;
-    expect(
-      await store.applyReceivedReceipt({
-        receipt: receiptFor(randomUUID(), digestOf(7)),
-        jws: "r",
-        digest: digestOf(70),
-        at,
-      }),
-    ).toMatchObject({ ok: false, code: "message_unknown" });
-    expect(
-      await store.applyReceivedReceipt({
-        receipt: receiptFor(null, digestOf(7)),
-        jws: "r",
-        digest: digestOf(71),
-        at,
-      }),
-    ).toMatchObject({ ok: false, code: "message_unknown" });
-    expect(
-      await store.applyReceivedReceipt({
-        receipt: receiptFor(e.id, digestOf(7), "KH-GDI-PHNOMPENH"),
-        jws: "r",
-        digest: digestOf(72),
-        at,
-      }),
-    ).toMatchObject({ ok: false, code: "message_unknown" });
-    expect(
-      await store.applyReceivedReceipt({
-        receipt: receiptFor(e.id, digestOf(8)),
-        jws: "r",
-        digest: digestOf(73),
-        at,
-      }),
-    ).toMatchObject({ ok: false, code: "digest_mismatch" });
-
-    const good = receiptFor(e.id, digestOf(7));
-    expect(
-      await store.applyReceivedReceipt({ receipt: good, jws: "r", digest: digestOf(74), at }),
-    ).toEqual({ ok: true, duplicate: false, status: "accepted" });
-    expect(
-      await store.applyReceivedReceipt({ receipt: good, jws: "r", digest: digestOf(74), at }),
-    ).toEqual({ ok: true, duplicate: true, status: "accepted" });
-    await store.applyReceivedReceipt({
-      receipt: receiptFor(e.id, digestOf(7), "TH-RTP-ATHD", "rejected"),
-      jws: "r2",
-      digest: digestOf(75),
-      at,
+    const input = (receipt: Receipt, n: number) => ({
+      receipt,
+      jws: `r-${n}`,
+      digest: digestOf(n),
     });
+    const good = receiptFor(e.id, digestOf(7));
+    const outcomes = await store.applyReceivedReceipts(
+      [
+        input(receiptFor(randomUUID(), digestOf(7)), 70),
+        input(receiptFor(null, digestOf(7)), 71),
+        input(receiptFor(e.id, digestOf(7), "KH-GDI-PHNOMPENH"), 72),
+        input(receiptFor(e.id, digestOf(8)), 73),
+        input(good, 74),
+        input(receiptFor(e.id, digestOf(7), "TH-RTP-ATHD", "rejected"), 75),
+      ],
+      T0,
+    );
+    expect(outcomes.map((o) => (o.ok ? o.status : o.code))).toEqual([
+      "message_unknown",
+      "message_unknown",
+      "message_unknown",
+      "digest_mismatch",
+      "accepted",
+      "rejected",
+    ]);
+    expect(await store.applyReceivedReceipts([input(good, 74)], T0)).toEqual([
+      { ok: true, duplicate: true, status: "accepted" },
+    ]);
     const found = await store.getMessage(e.id);
     expect(Object.fromEntries(found?.deliveries.map((d) => [d.recipient, d.status]) ?? [])).toEqual(
-      { [PARTNER]: "delivered", "TH-RTP-ATHD": "rejected" },
+      {
+        [PARTNER]: "delivered",
+        "TH-RTP-ATHD": "rejected",
+      },
     );
+    const byRecipient = Object.fromEntries(
+      found?.deliveries.map((d) => [d.recipient, d.receiptId]) ?? [],
+    );
+    expect(byRecipient[PARTNER]).toBe(good.id);
     expect(found?.receipts).toHaveLength(2);
   });
 
   it("logs an inbound message once with its receipt, and re-queues the receipt for a redelivery", async () => {
     const e = envelope([SELF], PARTNER);
     const r = issued({ ...receiptFor(e.id, digestOf(9)), from: SELF, to: PARTNER }, digestOf(9));
-    expect(
-      await store.recordInbound({ envelope: e, jws: "in-jws", digest: digestOf(9), kid: "k" }, r),
-    ).toBe("stored");
-    expect(
-      await store.recordInbound(
-        { envelope: e, jws: "in-jws", digest: digestOf(9), kid: "k" },
-        issued({ ...r.receipt, id: randomUUID() }, digestOf(9)),
-      ),
-    ).toBe("duplicate");
-    expect(await store.findInbound(e.id)).toEqual({ digest: digestOf(9) });
+    const message = { envelope: e, jws: "in-jws", digest: digestOf(9), kid: "k" };
+    expect(await store.recordInbound([{ message, receipt: r }])).toEqual(new Set([e.id]));
+    const again = issued({ ...r.receipt, id: randomUUID() }, digestOf(9));
+    expect(await store.recordInbound([{ message, receipt: again }])).toEqual(new Set());
+    expect(await store.findInbound([e.id, randomUUID()])).toEqual(new Map([[e.id, digestOf(9)]]));
 
     const due = await store.claimUnpublishedReceipts({ now: T0, limit: 100, leaseMs: 1000 });
     expect(due.filter((d) => d.id === r.receipt.id)).toEqual([
@@ -258,7 +226,7 @@ describe.each(["postgres", "pglite"] as const)("MessageStore on %s", (driver) =>
         (d) => d.id === r.receipt.id,
       ),
     ).toEqual([]);
-    await store.markReceiptPublished(r.receipt.id, T0);
+    await store.markReceiptsPublished([r.receipt.id], T0);
     expect(
       (
         await store.claimUnpublishedReceipts({
@@ -307,13 +275,15 @@ describe.each(["postgres", "pglite"] as const)("MessageStore on %s", (driver) =>
   it("pages the log newest first with a cursor", async () => {
     for (let i = 0; i < 5; i++) {
       const e = envelope([SELF], PARTNER);
-      await store.recordInbound(
-        { envelope: e, jws: `p-${i}`, digest: digestOf(200 + i), kid: "k" },
-        issued(
-          { ...receiptFor(e.id, digestOf(200 + i)), from: SELF, to: PARTNER },
-          digestOf(200 + i),
-        ),
-      );
+      await store.recordInbound([
+        {
+          message: { envelope: e, jws: `p-${i}`, digest: digestOf(200 + i), kid: "k" },
+          receipt: issued(
+            { ...receiptFor(e.id, digestOf(200 + i)), from: SELF, to: PARTNER },
+            digestOf(200 + i),
+          ),
+        },
+      ]);
     }
     const first = await store.listMessages({ direction: "inbound", limit: 2 });
     const second = await store.listMessages({
