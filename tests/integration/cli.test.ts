@@ -1,0 +1,162 @@
+/**
+ * The `liaison` command as a user runs it: real processes, a real PGlite data directory, and
+ * `serve` against the real nats-server of the global setup.
+ */
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, inject, it } from "vitest";
+import { freePort } from "../../src/devtools/free-port.ts";
+import { generateKeyFile } from "../../src/registry/key-files.ts";
+import { buildPartyDocument } from "../../src/registry/party-document.ts";
+
+const BIN = new URL("../../bin/liaison.js", import.meta.url).pathname;
+const dirs: string[] = [];
+const children: ChildProcess[] = [];
+
+afterAll(() => {
+  for (const c of children) c.kill("SIGKILL");
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+function tempDir(): string {
+  const d = mkdtempSync(join(tmpdir(), "liaison-cli-"));
+  dirs.push(d);
+  return d;
+}
+
+function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env))
+    if (!k.startsWith("LIAISON_") && k !== "DATABASE_URL") env[k] = v;
+  return { ...env, ...extra };
+}
+
+function liaison(args: string[], env: Record<string, string>) {
+  const r = spawnSync(process.execPath, [BIN, ...args], {
+    env: cleanEnv(env),
+    encoding: "utf8",
+    timeout: 60_000,
+  });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+describe("liaison CLI", () => {
+  it("generates a key file, registers a partner from a JWKS file and lists both", async () => {
+    const data = tempDir();
+    const env = { LIAISON_DATA_DIR: data };
+    const gen = liaison(["keys", "generate"], env);
+    expect(gen.code).toBe(0);
+    const { kid } = JSON.parse(gen.stdout) as { kid: string };
+    expect(statSync(join(data, "keys", `${kid}.jwk.json`)).mode & 0o777).toBe(0o600);
+    expect(gen.stdout).not.toContain('"d"');
+
+    const partnerKey = await generateKeyFile(join(tempDir(), "keys"));
+    const { kid: _k, alg: _a, use: _u, ...jwk } = partnerKey.publicJwk;
+    const party = {
+      id: "VN-BGC-LAOCAI",
+      name: "Lao Cai",
+      country: "VN",
+      kind: "border-police-liaison-office",
+      inboundSubject: "liaison.inbox.VN-BGC-LAOCAI",
+    };
+    const docPath = join(tempDir(), "laocai.jwks.json");
+    writeFileSync(
+      docPath,
+      JSON.stringify(
+        buildPartyDocument(party, [
+          {
+            kid: partnerKey.kid,
+            partyId: party.id,
+            alg: "EdDSA",
+            publicJwk: jwk,
+            validFrom: partnerKey.validFrom,
+            validUntil: null,
+            revokedAt: null,
+          },
+        ]),
+      ),
+    );
+
+    const add = liaison(["partners", "add", "--jwks", docPath], env);
+    expect(add.stderr).toBe("");
+    expect(add.code).toBe(0);
+    expect(add.stdout).toContain("registered VN-BGC-LAOCAI");
+    const list = liaison(["partners", "list"], env);
+    expect(list.code).toBe(0);
+    expect(list.stdout).toContain("VN-BGC-LAOCAI");
+    expect(list.stdout).toContain(`key ${partnerKey.kid} EdDSA`);
+  });
+
+  it("refuses a party document whose kid is not the key's thumbprint, with its code", async () => {
+    const data = tempDir();
+    const docPath = join(data, "bad.json");
+    writeFileSync(
+      docPath,
+      JSON.stringify({
+        party: { id: "VN-BGC-LAOCAI", name: "x", country: "VN", kind: "k", inboundSubject: "s" },
+        keys: [
+          {
+            kty: "OKP",
+            crv: "Ed25519",
+            x: "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo",
+            kid: "wrong",
+            alg: "EdDSA",
+            validFrom: "2026-01-01T00:00:00Z",
+          },
+        ],
+      }),
+    );
+    const add = liaison(["partners", "add", "--jwks", docPath], { LIAISON_DATA_DIR: data });
+    expect(add.code).toBe(2);
+    expect(add.stderr).toMatch(/^liaison: request_invalid: /);
+  });
+
+  it("serve stops at start naming a wrong setting", () => {
+    const r = liaison(["serve"], {
+      LIAISON_PARTY_ID: "CN-MPS-HEKOU",
+      LIAISON_API_TOKEN: "x".repeat(32),
+      LIAISON_HTTP_PROT: "1",
+    });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("config_invalid: LIAISON_HTTP_PROT: unknown setting");
+  });
+
+  it("serve runs a gateway that answers /readyz and stops cleanly on SIGTERM", async () => {
+    const data = tempDir();
+    expect(liaison(["keys", "generate"], { LIAISON_DATA_DIR: data }).code).toBe(0);
+    const port = await freePort();
+    const child = spawn(process.execPath, [BIN, "serve"], {
+      env: cleanEnv({
+        LIAISON_PARTY_ID: "CN-MPS-HEKOU",
+        LIAISON_API_TOKEN: "x".repeat(32),
+        LIAISON_DATA_DIR: data,
+        LIAISON_HTTP_PORT: String(port),
+        LIAISON_NATS_URL: inject("natsUrl"),
+        LIAISON_INBOUND_SUBJECT: `test.cli${port}.inbox.CN-MPS-HEKOU`,
+        LIAISON_STREAM: `T_cli${port}`,
+      }),
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    children.push(child);
+    let ready = false;
+    for (let i = 0; i < 200 && !ready; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      ready = await fetch(`http://127.0.0.1:${port}/readyz`).then(
+        (r) => r.ok,
+        () => false,
+      );
+    }
+    expect(ready).toBe(true);
+    const jwks = (await (await fetch(`http://127.0.0.1:${port}/.well-known/jwks.json`)).json()) as {
+      keys: Array<{ kid: string }>;
+    };
+    expect(jwks.keys.map((k) => `${k.kid}.jwk.json`)).toEqual(readdirSync(join(data, "keys")));
+    const exited = new Promise<number | null>((resolve) =>
+      child.once("exit", (code) => resolve(code)),
+    );
+    child.kill("SIGTERM");
+    expect(await exited).toBe(0);
+  });
+});
