@@ -12,7 +12,14 @@ import { sha256Hex } from "../protocol/digest.ts";
 import type { WireErrorCode } from "../protocol/errors.ts";
 import { RECEIPT_TYP } from "../protocol/jws-profile.ts";
 import { signCompact } from "../protocol/sign.ts";
-import type { Clock, IdSource, KeyResolver, PartyId, SigningKey } from "../protocol/types.ts";
+import type {
+  Clock,
+  IdSource,
+  KeyResolver,
+  PartyId,
+  ReceiptError,
+  SigningKey,
+} from "../protocol/types.ts";
 import {
   type Rejection,
   type VerifiedMessage,
@@ -84,9 +91,7 @@ export class InboxProcessor {
 
     await this.acceptMessages(items, verdicts as VerifiedMessage[], messages, outcomes);
     await this.applyReceipts(items, verdicts as VerifiedReceipt[], receipts, outcomes);
-    for (const i of rejected) {
-      outcomes[i] = await this.quarantine(items[i] as InboundItem, verdicts[i] as Rejection);
-    }
+    await this.rejectOrRecognise(items, verdicts as Rejection[], rejected, outcomes);
     if (outcomes.some((o) => o?.outcome === "accepted" || o?.outcome === "duplicate")) {
       deps.onReceiptQueued();
     }
@@ -156,6 +161,44 @@ export class InboxProcessor {
         verdicts[i] as VerifiedMessage,
         digests.get((verdicts[i] as VerifiedMessage).envelope.id),
       );
+    }
+  }
+
+  /**
+   * Bytes that fail verification now but are exactly a message we logged earlier — a sender's
+   * retry arriving after the message expired or after its key was revoked — get our earlier
+   * receipt again rather than a contradicting negative one. Everything else is quarantined.
+   */
+  private async rejectOrRecognise(
+    items: InboundItem[],
+    verdicts: Rejection[],
+    indexes: number[],
+    outcomes: Array<InboxOutcome | undefined>,
+  ): Promise<void> {
+    if (indexes.length === 0) return;
+    const ids = indexes.flatMap((i) =>
+      verdicts[i]?.kind === "message" && verdicts[i]?.messageId
+        ? [verdicts[i]?.messageId as string]
+        : [],
+    );
+    const logged = await this.deps.store.findInbound(ids);
+    for (const i of indexes) {
+      const rejection = verdicts[i] as Rejection;
+      const digest = rejection.messageId === null ? undefined : logged.get(rejection.messageId);
+      if (
+        rejection.kind === "message" &&
+        digest === rejection.digest &&
+        rejection.messageId !== null
+      ) {
+        await this.deps.store.requeueIssuedReceipt(rejection.messageId, digest, this.deps.clock());
+        this.deps.log.info(
+          { messageId: rejection.messageId, from: rejection.claimedFrom, code: rejection.code },
+          "retry of a logged message; receipt sent again",
+        );
+        outcomes[i] = { outcome: "duplicate", messageId: rejection.messageId };
+        continue;
+      }
+      outcomes[i] = await this.quarantine(items[i] as InboundItem, rejection);
     }
   }
 
@@ -242,7 +285,7 @@ export class InboxProcessor {
           rejection.claimedFrom as string,
           rejection.messageId,
           rejection.digest,
-          [{ code: rejection.code, detail: rejection.detail }],
+          receiptErrors(rejection),
         )
       : null;
     await this.deps.store.quarantine(
@@ -277,7 +320,7 @@ export class InboxProcessor {
     to: PartyId,
     messageId: string | null,
     messageDigest: string,
-    errors: Array<{ code: WireErrorCode; detail?: string }>,
+    errors: ReceiptError[],
   ): Promise<IssuedReceipt> {
     const receipt = buildReceipt(
       { to, messageId, digest: messageDigest, errors },
@@ -286,4 +329,15 @@ export class InboxProcessor {
     const jws = await signCompact(receipt, this.deps.signingKey(), RECEIPT_TYP);
     return { receipt, messageDigest, jws, digest: sha256Hex(jws) };
   }
+}
+
+/** One error per invalid field (with its JSON pointer) when the rejection has issues, else one. */
+export function receiptErrors(rejection: Rejection): ReceiptError[] {
+  if (rejection.issues.length === 0)
+    return [{ code: rejection.code, detail: rejection.detail.slice(0, 500) }];
+  return rejection.issues.slice(0, 32).map((issue) => ({
+    code: rejection.code,
+    detail: issue.message.slice(0, 500),
+    path: issue.path.slice(0, 300),
+  }));
 }

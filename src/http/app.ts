@@ -3,6 +3,7 @@
  * Routes are thin: they parse, call the delivery layer, and shape the answer. Every error goes
  * through `onError` and leaves as problem+json.
  */
+import { readFileSync } from "node:fs";
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import type { SubmitRequest } from "../delivery/submit-message.ts";
@@ -13,7 +14,7 @@ import type { PartnerRegistry } from "../registry/partner-registry.ts";
 import { buildPartyDocument, parsePartyDocument } from "../registry/party-document.ts";
 import type { KeyRecord, MessageRow, MessageStore, PartyRecord } from "../store/message-store.ts";
 import { bearerAuth } from "./auth.ts";
-import { problem } from "./problem.ts";
+import { ERRORS_DOC, problem } from "./problem.ts";
 import { parseSubmitRequest } from "./submit-request.ts";
 
 export interface AppDeps {
@@ -30,6 +31,8 @@ export interface AppDeps {
 
 const MAX_PAGE = 200;
 
+const errorsDoc = readFileSync(new URL("../../docs/errors.md", import.meta.url), "utf8");
+
 export function createApp(deps: AppDeps): Hono {
   const app = new Hono();
 
@@ -45,6 +48,9 @@ export function createApp(deps: AppDeps): Hono {
     (await deps.ready())
       ? c.json({ status: "ready" })
       : problem(c, "not_ready", "database or NATS not reachable"),
+  );
+  app.get(ERRORS_DOC, (c) =>
+    c.body(errorsDoc, 200, { "content-type": "text/markdown; charset=utf-8" }),
   );
   app.get("/.well-known/jwks.json", (c) => c.json(buildPartyDocument(deps.self, deps.ownKeys())));
 

@@ -7,7 +7,8 @@ import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type { ErrorCode, ErrorIssue } from "../protocol/errors.ts";
 
-export const ERRORS_DOC = "https://liaison-gateway.example/docs/errors.md";
+/** Served by the gateway itself (GET /docs/errors.md), so the link resolves against any gateway. */
+export const ERRORS_DOC = "/docs/errors.md";
 
 const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   unauthorized: 401,

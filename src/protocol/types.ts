@@ -33,6 +33,8 @@ export type ReceiptStatus = "accepted" | "rejected";
 export interface ReceiptError {
   code: WireErrorCode;
   detail?: string;
+  /** JSON pointer into the rejected payload, for field-level errors. */
+  path?: string;
 }
 
 /** The JWS payload of a receipt (schemas/receipt.v1.json). */

@@ -47,6 +47,13 @@ export interface Rejection {
 export type InboundVerdict = VerifiedMessage | VerifiedReceipt | Rejection;
 
 const decoder = new TextDecoder("utf-8", { fatal: true });
+const HEADER_MEMBERS = new Set(["alg", "kid", "typ"]);
+
+/** RFC 7515 §4.1.9: typ is compared case-insensitively, with an optional "application/" prefix. */
+function normaliseTyp(typ: string): string {
+  const lower = typ.toLowerCase();
+  return lower.startsWith("application/") ? lower.slice("application/".length) : lower;
+}
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 function decodeSegment(segment: string): unknown {
@@ -103,8 +110,9 @@ export async function verifyInbound(
   if (!isRecord(header)) return reject("malformed", "protected header is not a JSON object");
   if (!isRecord(payload)) return reject("malformed", "payload is not a JSON object");
 
-  if (header.typ === MESSAGE_TYP) kind = "message";
-  else if (header.typ === RECEIPT_TYP) kind = "receipt";
+  const typ = typeof header.typ === "string" ? normaliseTyp(header.typ) : undefined;
+  if (typ === MESSAGE_TYP) kind = "message";
+  else if (typ === RECEIPT_TYP) kind = "receipt";
   if (typeof payload.id === "string" && UUID.test(payload.id)) messageId = payload.id.toLowerCase();
   const from = typeof payload.from === "string" ? payload.from : undefined;
   if (from !== undefined && ctx.keys.hasParty(from)) claimedFrom = from;
@@ -118,8 +126,9 @@ export async function verifyInbound(
   if (typeof header.kid !== "string" || header.kid.length === 0) {
     return reject("jws_header_invalid", "kid is missing");
   }
-  if ("crit" in header || "b64" in header) {
-    return reject("jws_header_invalid", "crit and b64 are not supported");
+  const extra = Object.keys(header).filter((k) => !HEADER_MEMBERS.has(k));
+  if (extra.length > 0) {
+    return reject("jws_header_invalid", "the protected header must hold exactly alg, kid and typ");
   }
   if (from === undefined) return reject("envelope_invalid", "from is missing");
   if (claimedFrom === null) return reject("sender_unknown", "the claimed sender is not registered");
@@ -144,7 +153,18 @@ export async function verifyInbound(
     return reject("envelope_invalid", "payload does not match its schema", shape.issues);
   }
 
+  // RFC 3339 admits a leap second (:60) that Date cannot represent; every time check below
+  // would then compare NaN and pass, so an unrepresentable time is refused here.
   const sentAt = new Date(payload.sentAt as string);
+  const expiresAtMs = kind === "message" ? Date.parse(payload.expiresAt as string) : 0;
+  if (Number.isNaN(sentAt.getTime()) || Number.isNaN(expiresAtMs)) {
+    return reject("envelope_invalid", "a time is not representable (leap second?)", [
+      {
+        path: Number.isNaN(sentAt.getTime()) ? "/sentAt" : "/expiresAt",
+        message: "must be a representable date-time",
+      },
+    ]);
+  }
   const keyProblem = keyValidityAt(key, sentAt);
   if (keyProblem !== null) return reject(keyProblem.code, keyProblem.detail);
   if (sentAt.getTime() > ctx.now.getTime() + ctx.clockSkewMs) {

@@ -3,6 +3,7 @@
  * memory with every key imported once, so verifying a message never imports a key.
  */
 import { type CryptoKey, importJWK, type JWK } from "jose";
+import { LiaisonError } from "../protocol/errors.ts";
 import type { SigningAlg } from "../protocol/jws-profile.ts";
 import type { KeyResolver, RegisteredKey } from "../protocol/types.ts";
 import type { KeyRecord, MessageStore, PartyRecord } from "../store/message-store.ts";
@@ -29,9 +30,11 @@ export class PartnerRegistry implements KeyResolver {
 
   /** Registers or updates a party and its keys (validity and revocation), then refreshes the cache. */
   async add(party: PartyRecord, keys: KeyRecord[]): Promise<void> {
+    // Import first: a key that cannot be imported must never reach the store, where it would
+    // stop the next start.
+    const imported = await Promise.all(keys.map(importKey));
     await this.store.upsertParty(party);
     for (const key of keys) await this.store.upsertKey(key);
-    const imported = await Promise.all(keys.map(importKey));
     this.parties.set(party.id, party);
     for (const key of imported) this.keys.set(key.kid, key);
   }
@@ -54,7 +57,15 @@ export class PartnerRegistry implements KeyResolver {
 }
 
 async function importKey(record: KeyRecord): Promise<RegisteredKey> {
-  const key = (await importJWK(record.publicJwk as JWK, record.alg)) as CryptoKey;
+  let key: CryptoKey;
+  try {
+    key = (await importJWK(record.publicJwk as JWK, record.alg)) as CryptoKey;
+  } catch {
+    throw new LiaisonError(
+      "request_invalid",
+      `key ${record.kid} cannot be imported as ${record.alg}`,
+    );
+  }
   return {
     kid: record.kid,
     partyId: record.partyId,

@@ -4,7 +4,7 @@
  * as extra members (`validFrom`, `validUntil`, `revokedAt`, RFC 3339), which JOSE libraries
  * ignore. `partners add` reads this document from a file or a URL.
  */
-import { calculateJwkThumbprint, type JWK } from "jose";
+import { calculateJwkThumbprint, importJWK, type JWK } from "jose";
 import { LiaisonError } from "../protocol/errors.ts";
 import { ALLOWED_ALGS, type SigningAlg } from "../protocol/jws-profile.ts";
 import type { KeyRecord, PartyRecord } from "../store/message-store.ts";
@@ -49,10 +49,13 @@ function invalid(why: string): never {
   throw new LiaisonError("request_invalid", `party document: ${why}`);
 }
 
+const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})$/;
+
 function date(value: unknown, field: string): Date | null {
   if (value === undefined) return null;
-  if (typeof value !== "string" || Number.isNaN(Date.parse(value)))
-    invalid(`${field} must be an RFC 3339 time`);
+  if (typeof value !== "string" || !RFC3339.test(value) || Number.isNaN(Date.parse(value))) {
+    invalid(`${field} must be an RFC 3339 time with a zone`);
+  }
   return new Date(value);
 }
 
@@ -69,9 +72,12 @@ export async function parsePartyDocument(
   }
   if (!PARTY_ID.test(party.id as string)) invalid("party.id is not a party id");
   if (!Array.isArray(keys) || keys.length === 0) invalid("keys must be a non-empty array");
+  if (keys.length > 64) invalid("keys holds more than 64 keys");
   const records: KeyRecord[] = [];
   for (const [i, raw] of keys.entries()) {
     const jwk = raw as Record<string, unknown>;
+    // Encryption keys (use "enc") are for JWE and not part of the signature registry.
+    if (jwk.use === "enc") continue;
     if (typeof jwk.alg !== "string" || !(ALLOWED_ALGS as readonly string[]).includes(jwk.alg)) {
       invalid(`keys[${i}].alg must be one of ${ALLOWED_ALGS.join(", ")}`);
     }
@@ -101,6 +107,12 @@ export async function parsePartyDocument(
       validUntil: date(validUntil, `keys[${i}].validUntil`),
       revokedAt: date(revokedAt, `keys[${i}].revokedAt`),
     });
+  }
+  if (records.length === 0) invalid("keys holds no signing key");
+  for (const record of records) {
+    await importJWK(record.publicJwk as JWK, record.alg).catch(() =>
+      invalid(`key ${record.kid} cannot be imported as ${record.alg}`),
+    );
   }
   return {
     party: {

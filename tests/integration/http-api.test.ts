@@ -137,7 +137,7 @@ function expectProblem(
   expect(res.status).toBe(status);
   expect(res.type).toContain("application/problem+json");
   expect(res.body.code).toBe(code);
-  expect(res.body.type).toBe(`https://liaison-gateway.example/docs/errors.md#${code}`);
+  expect(res.body.type).toBe(`/docs/errors.md#${code}`);
   expect(res.body.status).toBe(status);
 }
 
@@ -191,6 +191,20 @@ describe("happy path", () => {
     expect(keys.map((k) => k.kid)).toEqual([own.kid]);
     expect(keys[0]).toMatchObject({ kty: "OKP", crv: "Ed25519", alg: "EdDSA", use: "sig" });
     expect(keys[0]).not.toHaveProperty("d");
+  });
+
+  it("serves the error documentation its problem types link to, with a section per code", async () => {
+    const res = await app.request("/docs/errors.md");
+    expect(res.status).toBe(200);
+    const text = await res.text();
+    for (const code of [
+      "schema_invalid",
+      "unauthorized",
+      "recipient_unknown",
+      "payload_too_large",
+    ]) {
+      expect(text).toContain(`## ${code}\n`);
+    }
   });
 
   it("answers health and readiness without a token", async () => {

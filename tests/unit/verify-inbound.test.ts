@@ -120,9 +120,37 @@ describe("verifyInbound", () => {
       { ...header, alg: "HS256" },
       { alg: "EdDSA", typ: MESSAGE_TYP },
       { ...header, crit: ["exp"] },
+      { ...header, b64: true },
+      { ...header, jku: "https://attacker.example/jwks.json" },
+      { ...header, jwk: { kty: "OKP" } },
     ]) {
       expectRejected(await verify(`${b64(bad)}.${payload}.c2ln`), "jws_header_invalid");
     }
+  });
+
+  it("compares typ case-insensitively and with an optional application/ prefix (RFC 7515 §4.1.9)", async () => {
+    const [, payload, sig] = (await signed(fresh())).split(".");
+    for (const typ of ["application/liaison-message+jws", "Liaison-Message+JWS"]) {
+      const header = b64({ alg: "EdDSA", kid: hekou.signing.kid, typ });
+      const verdict = await verify(`${header}.${payload}.${sig}`);
+      // The header is part of the signing input, so the signature no longer verifies: but the typ
+      // was understood (a message), not refused as jws_header_invalid.
+      expectRejected(verdict, "signature_invalid");
+    }
+  });
+
+  it("rejects a leap-second sentAt that would slip past every time check", async () => {
+    const revoked = await makeParty("CN-MPS-HEKOU", {
+      revokedAt: new Date(NOW.getTime() - 3_600_000),
+    });
+    const leap = fresh({ sentAt: "2030-12-31T23:59:60Z" });
+    const verdict = expectRejected(
+      await verify(await signed(leap, revoked), { keys: resolverOf(revoked, laocai) }),
+      "envelope_invalid",
+    );
+    expect(verdict.issues).toEqual([
+      { path: "/sentAt", message: "must be a representable date-time" },
+    ]);
   });
 
   it("rejects a header alg that differs from the registered key's alg", async () => {

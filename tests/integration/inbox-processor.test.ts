@@ -1,0 +1,167 @@
+/**
+ * The inbox over a real embedded PostgreSQL (PGlite) store, real keys and a clock the test moves:
+ * batches, duplicates inside a batch, retries after expiry, and negative receipts that point at
+ * the failing fields.
+ */
+import { randomUUID } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { InboxProcessor } from "../../src/delivery/inbox-processor.ts";
+import { createLogger } from "../../src/observability/logger.ts";
+import { MESSAGE_TYP } from "../../src/protocol/jws-profile.ts";
+import { signCompact } from "../../src/protocol/sign.ts";
+import { loadSchemaRegistry } from "../../src/schemas/schema-registry.ts";
+import { type Database, openDatabase } from "../../src/store/database.ts";
+import { MessageStore } from "../../src/store/message-store.ts";
+import {
+  CASE_NOTICE_BODY,
+  envelopeAt,
+  makeParty,
+  resolverOf,
+  type TestParty,
+} from "../helpers/protocol-fixtures.ts";
+
+const SUBJECT = "liaison.inbox.VN-BGC-LAOCAI";
+let database: Database;
+let store: MessageStore;
+let hekou: TestParty;
+let laocai: TestParty;
+let now = new Date("2026-11-24T12:00:00.000Z");
+let inbox: InboxProcessor;
+const enc = new TextEncoder();
+
+beforeAll(async () => {
+  database = await openDatabase({ inMemory: true });
+  store = new MessageStore(database.db);
+  hekou = await makeParty("CN-MPS-HEKOU");
+  laocai = await makeParty("VN-BGC-LAOCAI");
+  for (const p of [hekou, laocai]) {
+    await store.upsertParty({
+      id: p.id,
+      name: p.id,
+      country: p.id.slice(0, 2),
+      kind: "k",
+      inboundSubject: `liaison.inbox.${p.id}`,
+    });
+  }
+  inbox = new InboxProcessor({
+    self: laocai.id,
+    store,
+    keys: resolverOf(hekou, laocai),
+    schemas: loadSchemaRegistry(),
+    signingKey: () => laocai.signing,
+    clock: () => now,
+    ids: randomUUID,
+    clockSkewMs: 300_000,
+    maxMessageBytes: 262_144,
+    log: createLogger("silent"),
+    onReceiptQueued: () => {},
+  });
+});
+
+afterAll(async () => {
+  await database?.close();
+});
+
+async function message(body: Record<string, unknown> = CASE_NOTICE_BODY) {
+  const envelope = envelopeAt(hekou.id, [laocai.id], new Date(now.getTime() - 1000), { body });
+  return {
+    id: envelope.id,
+    bytes: enc.encode(await signCompact(envelope, hekou.signing, MESSAGE_TYP)),
+  };
+}
+
+const item = (data: Uint8Array) => ({ data, subject: SUBJECT });
+
+describe("InboxProcessor", () => {
+  it("handles a mixed batch in one pass: accepted, duplicate inside the batch, quarantined", async () => {
+    const a = await message();
+    const b = await message();
+    const outcomes = await inbox.handleBatch([
+      item(a.bytes),
+      item(b.bytes),
+      item(a.bytes),
+      item(enc.encode("garbage")),
+    ]);
+    expect(outcomes).toEqual([
+      { outcome: "accepted", messageId: a.id },
+      { outcome: "accepted", messageId: b.id },
+      { outcome: "duplicate", messageId: a.id },
+      { outcome: "quarantined", code: "malformed", receiptSent: false },
+    ]);
+    expect((await store.findInbound([a.id, b.id])).size).toBe(2);
+  });
+
+  it("answers a retry that arrives after the message expired with the earlier receipt, not a rejection", async () => {
+    const m = await message();
+    expect(await inbox.handle(m.bytes, SUBJECT)).toEqual({ outcome: "accepted", messageId: m.id });
+    const saved = now;
+    now = new Date(now.getTime() + 3 * 86_400_000);
+    try {
+      expect(await inbox.handle(m.bytes, SUBJECT)).toEqual({
+        outcome: "duplicate",
+        messageId: m.id,
+      });
+      const found = await store.getMessage(m.id);
+      expect(found?.receipts.map((r) => r.status)).toEqual(["accepted"]);
+      // A message never seen before, equally late, is refused.
+      const late = envelopeAt(hekou.id, [laocai.id], new Date(saved.getTime() - 1000));
+      const outcome = await inbox.handle(
+        enc.encode(await signCompact(late, hekou.signing, MESSAGE_TYP)),
+        SUBJECT,
+      );
+      expect(outcome).toEqual({ outcome: "quarantined", code: "expired", receiptSent: true });
+    } finally {
+      now = saved;
+    }
+  });
+
+  it("quarantines the same id with other bytes as duplicate_conflict", async () => {
+    const first = envelopeAt(hekou.id, [laocai.id], new Date(now.getTime() - 1000));
+    const second = { ...first, caseRef: "CN-HEKOU-2026-0077" };
+    expect(
+      (
+        await inbox.handle(
+          enc.encode(await signCompact(first, hekou.signing, MESSAGE_TYP)),
+          SUBJECT,
+        )
+      ).outcome,
+    ).toBe("accepted");
+    const outcome = await inbox.handle(
+      enc.encode(await signCompact(second, hekou.signing, MESSAGE_TYP)),
+      SUBJECT,
+    );
+    expect(outcome).toEqual({
+      outcome: "quarantined",
+      code: "duplicate_conflict",
+      receiptSent: true,
+    });
+  });
+
+  it("sends a negative receipt with one error per invalid field, each with its JSON pointer", async () => {
+    const m = await message({ ...CASE_NOTICE_BODY, victimName: "Lo PRIVATE", extraField: 1 });
+    expect(await inbox.handle(m.bytes, SUBJECT)).toEqual({
+      outcome: "quarantined",
+      code: "schema_invalid",
+      receiptSent: true,
+    });
+    const [row] = (await store.listQuarantine({ limit: 200 })).filter((q) => q.messageId === m.id);
+    const due = await store.claimUnpublishedReceipts({
+      now: new Date(now.getTime() + 86_400_000),
+      limit: 500,
+      leaseMs: 1000,
+    });
+    const receipt = due.find((r) => r.id === row?.receiptId);
+    if (receipt === undefined) throw new Error("no negative receipt queued");
+    const payload = JSON.parse(
+      Buffer.from(receipt.jws.split(".")[1] ?? "", "base64url").toString(),
+    );
+    expect(payload.status).toBe("rejected");
+    expect(payload.errors.length).toBeGreaterThanOrEqual(1);
+    for (const e of payload.errors) {
+      expect(e.code).toBe("schema_invalid");
+      expect(typeof e.path).toBe("string");
+    }
+    expect(receipt.jws).not.toContain(Buffer.from("PRIVATE").toString("base64url").slice(0, 6));
+    expect(JSON.stringify(payload)).not.toContain("PRIVATE");
+  });
+});

@@ -1,0 +1,79 @@
+import { calculateJwkThumbprint, exportJWK, generateKeyPair } from "jose";
+import { describe, expect, it } from "vitest";
+import { parsePartyDocument } from "../../src/registry/party-document.ts";
+
+const PARTY = {
+  id: "VN-BGC-LAOCAI",
+  name: "Lao Cai",
+  country: "VN",
+  kind: "border-police-liaison-office",
+  inboundSubject: "liaison.inbox.VN-BGC-LAOCAI",
+};
+
+async function publicKey(alg: "EdDSA" | "ES256" | "ECDH-ES") {
+  const { publicKey } = await generateKeyPair(
+    alg,
+    alg === "EdDSA" ? { crv: "Ed25519" } : alg === "ECDH-ES" ? { crv: "X25519" } : {},
+  );
+  const jwk = await exportJWK(publicKey);
+  return { ...jwk, kid: await calculateJwkThumbprint(jwk, "sha256") };
+}
+
+async function code(doc: unknown): Promise<string> {
+  return parsePartyDocument(doc).then(
+    () => "accepted",
+    (err: { code: string }) => err.code,
+  );
+}
+
+describe("parsePartyDocument", () => {
+  it("reads the party and its signing keys, and leaves encryption keys aside", async () => {
+    const sig = await publicKey("EdDSA");
+    const encKey = await publicKey("ECDH-ES");
+    const { party, keys } = await parsePartyDocument({
+      party: PARTY,
+      keys: [
+        {
+          ...sig,
+          alg: "EdDSA",
+          use: "sig",
+          validFrom: "2026-01-01T00:00:00Z",
+          revokedAt: "2026-06-01T00:00:00.000+07:00",
+        },
+        { ...encKey, alg: "ECDH-ES", use: "enc", validFrom: "2026-01-01T00:00:00Z" },
+      ],
+    });
+    expect(party).toEqual(PARTY);
+    expect(keys.map((k) => k.kid)).toEqual([sig.kid]);
+    expect(keys[0]?.revokedAt?.toISOString()).toBe("2026-05-31T17:00:00.000Z");
+  });
+
+  it("refuses a key whose alg does not fit its key type, before anything is stored", async () => {
+    expect(
+      await code({
+        party: PARTY,
+        keys: [{ ...(await publicKey("EdDSA")), alg: "ES256", validFrom: "2026-01-01T00:00:00Z" }],
+      }),
+    ).toBe("request_invalid");
+  });
+
+  it("refuses a kid that is not the key's thumbprint, a private key, a zoneless time and a document with no signing key", async () => {
+    const k = await publicKey("EdDSA");
+    const base = { ...k, alg: "EdDSA", validFrom: "2026-01-01T00:00:00Z" };
+    expect(await code({ party: PARTY, keys: [{ ...base, kid: "other" }] })).toBe("request_invalid");
+    expect(await code({ party: PARTY, keys: [{ ...base, d: "secret" }] })).toBe("request_invalid");
+    expect(
+      await code({ party: PARTY, keys: [{ ...base, validFrom: "2026-01-01 00:00:00" }] }),
+    ).toBe("request_invalid");
+    expect(
+      await code({
+        party: PARTY,
+        keys: [{ ...(await publicKey("ECDH-ES")), alg: "ECDH-ES", use: "enc" }],
+      }),
+    ).toBe("request_invalid");
+    expect(await code({ party: { ...PARTY, id: "lao cai" }, keys: [base] })).toBe(
+      "request_invalid",
+    );
+    expect(await code({ party: PARTY, keys: [base] })).toBe("accepted");
+  });
+});
