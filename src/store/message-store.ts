@@ -86,6 +86,13 @@ export type ReceiptRow = typeof receipts.$inferSelect;
 export type QuarantineRow = typeof quarantine.$inferSelect;
 
 export class MessageStore {
+  private outboundQueue: Array<{
+    message: SignedMessage;
+    resolve: () => void;
+    reject: (err: unknown) => void;
+  }> = [];
+  private outboundFlushing = false;
+
   constructor(private readonly db: Db) {}
 
   async upsertParty(party: PartyRecord): Promise<void> {
@@ -146,16 +153,53 @@ export class MessageStore {
       .orderBy(asc(partyKeys.partyId), asc(partyKeys.validFrom));
   }
 
-  /** The message log row and one outbox row per recipient, in one transaction. */
-  async insertOutbound(message: SignedMessage): Promise<void> {
+  /**
+   * The message log row and one outbox row per recipient, in one transaction. Concurrent calls
+   * are group-committed: while one transaction runs, the next calls queue and go together in
+   * the following one (two multi-row statements). Should a group fail, each message is retried
+   * in a transaction of its own, so one bad row fails only its own caller.
+   */
+  insertOutbound(message: SignedMessage): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.outboundQueue.push({ message, resolve, reject });
+      if (!this.outboundFlushing) void this.flushOutbound();
+    });
+  }
+
+  private async flushOutbound(): Promise<void> {
+    this.outboundFlushing = true;
+    try {
+      while (this.outboundQueue.length > 0) {
+        const group = this.outboundQueue.splice(0, 500);
+        try {
+          await this.insertOutboundGroup(group.map((g) => g.message));
+          for (const g of group) g.resolve();
+        } catch (err) {
+          if (group.length === 1) {
+            group[0]?.reject(err);
+            continue;
+          }
+          for (const g of group) {
+            await this.insertOutboundGroup([g.message]).then(g.resolve, g.reject);
+          }
+        }
+      }
+    } finally {
+      this.outboundFlushing = false;
+    }
+  }
+
+  private async insertOutboundGroup(group: SignedMessage[]): Promise<void> {
     await this.db.transaction(async (tx) => {
-      await tx.insert(messages).values(messageValues("outbound", message));
+      await tx.insert(messages).values(group.map((m) => messageValues("outbound", m)));
       await tx.insert(deliveries).values(
-        message.envelope.to.map((recipient) => ({
-          messageId: message.envelope.id,
-          recipient,
-          nextAttemptAt: new Date(message.envelope.sentAt),
-        })),
+        group.flatMap((m) =>
+          m.envelope.to.map((recipient) => ({
+            messageId: m.envelope.id,
+            recipient,
+            nextAttemptAt: new Date(m.envelope.sentAt),
+          })),
+        ),
       );
     });
   }

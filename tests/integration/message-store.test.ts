@@ -137,6 +137,28 @@ describe.each(["postgres", "pglite"] as const)("MessageStore on %s", (driver) =>
     expect(found?.deliveries[0]?.attempts).toBe(2);
   });
 
+  it("group-commits concurrent outbound inserts, and fails only the bad one of a group", async () => {
+    const existing = envelope();
+    await store.insertOutbound({
+      envelope: existing,
+      jws: "first",
+      digest: digestOf(300),
+      kid: "k",
+    });
+    const fresh = Array.from({ length: 30 }, () => envelope());
+    const results = await Promise.allSettled([
+      ...fresh.map((e, i) =>
+        store.insertOutbound({ envelope: e, jws: `g-${i}`, digest: digestOf(301 + i), kid: "k" }),
+      ),
+      store.insertOutbound({ envelope: existing, jws: "again", digest: digestOf(399), kid: "k" }),
+    ]);
+    expect(results.slice(0, 30).every((r) => r.status === "fulfilled")).toBe(true);
+    expect(results[30]?.status).toBe("rejected");
+    for (const e of fresh)
+      expect((await store.getMessage(e.id))?.deliveries.map((d) => d.status)).toEqual(["queued"]);
+    expect((await store.getMessage(existing.id))?.message.jws).toBe("first");
+  });
+
   it("hands each due delivery to exactly one of two concurrent claimers", async () => {
     const ids: string[] = [];
     for (let i = 0; i < 20; i++) {
@@ -152,7 +174,7 @@ describe.each(["postgres", "pglite"] as const)("MessageStore on %s", (driver) =>
     const claim = () =>
       store.claimDueDeliveries({
         now: new Date(T0.getTime() + 10_000_000),
-        limit: 15,
+        limit: 100,
         maxAttempts: 5,
         retryBaseMs: 60_000_000,
         retryMaxMs: 60_000_000,
