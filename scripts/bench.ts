@@ -1,11 +1,11 @@
 /**
  * `npm run bench`: throughput and latency of the whole path between two gateways on this
  * machine — HTTP submit, sign, log + outbox, publish, verify, log + receipt, receipt back,
- * verified and applied. Starts its own nats-server; stores are PGlite unless
- * BENCH_DATABASE_URL_A / BENCH_DATABASE_URL_B name PostgreSQL databases. Prints figures; it
- * asserts nothing.
+ * verified and applied. Starts its own nats-server, and with `--store postgres` its own
+ * PostgreSQL server (one database per gateway); the default is PGlite. Both gateways run in
+ * this one Node process, as in the demo. Prints figures; it asserts nothing.
  *
- *   npm run bench -- [--messages 2000] [--concurrency 64]
+ *   npm run bench -- [--messages 2000] [--concurrency 64] [--store pglite|postgres]
  */
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -14,17 +14,22 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { loadConfig } from "../src/config/config.ts";
 import { startNatsServer } from "../src/devtools/nats-server.ts";
+import { startPostgresServer } from "../src/devtools/postgres-server.ts";
 import { type Gateway, startGateway } from "../src/gateway.ts";
 import { generateKeyFile } from "../src/registry/key-files.ts";
 import { parsePartyDocument } from "../src/registry/party-document.ts";
+import { createTestDatabase } from "../tests/helpers/databases.ts";
 import { CASE_NOTICE_BODY } from "../tests/helpers/protocol-fixtures.ts";
 
 const { values } = parseArgs({
   options: {
     messages: { type: "string", default: "2000" },
     concurrency: { type: "string", default: "64" },
+    store: { type: "string", default: "pglite" },
   },
 });
+if (values.store !== "pglite" && values.store !== "postgres")
+  throw new Error("--store must be pglite or postgres");
 const N = Number(values.messages);
 const CONCURRENCY = Number(values.concurrency);
 
@@ -35,12 +40,12 @@ function percentile(sorted: number[], p: number): number {
 async function main(): Promise<void> {
   const work = mkdtempSync(join(tmpdir(), "liaison-bench-"));
   const nats = await startNatsServer();
+  const postgres = values.store === "postgres" ? await startPostgresServer() : undefined;
   const gateways: Array<{ gateway: Gateway; token: string }> = [];
   try {
-    for (const [id, dbUrl] of [
-      ["CN-MPS-HEKOU", process.env.BENCH_DATABASE_URL_A],
-      ["VN-BGC-LAOCAI", process.env.BENCH_DATABASE_URL_B],
-    ] as const) {
+    for (const id of ["CN-MPS-HEKOU", "VN-BGC-LAOCAI"]) {
+      const dbUrl =
+        postgres === undefined ? undefined : (await createTestDatabase(postgres.url)).url;
       const dataDir = join(work, id);
       await generateKeyFile(join(dataDir, "keys"));
       const token = randomBytes(24).toString("base64url");
@@ -130,6 +135,7 @@ async function main(): Promise<void> {
   } finally {
     for (const g of gateways) await g.gateway.stop();
     await nats.stop();
+    await postgres?.stop();
     rmSync(work, { recursive: true, force: true });
   }
 }
