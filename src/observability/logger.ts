@@ -3,7 +3,7 @@
  * (message id, case reference, party, code); bodies, JWS text and raw bytes are never logged,
  * and the redaction list is a second line of defence should one slip into a log call.
  */
-import { type Logger, pino } from "pino";
+import { type DestinationStream, type Logger, pino } from "pino";
 
 export type { Logger };
 
@@ -22,6 +22,15 @@ export const REDACTED_PATHS = [
   "*.authorization",
 ];
 
-export function createLogger(level: string, bindings: Record<string, string> = {}): Logger {
-  return pino({ level, base: bindings, redact: { paths: REDACTED_PATHS, censor: "[redacted]" } });
+export function createLogger(
+  level: string,
+  bindings: Record<string, string> = {},
+  destination?: DestinationStream,
+): Logger {
+  const options = {
+    level,
+    base: bindings,
+    redact: { paths: REDACTED_PATHS, censor: "[redacted]" },
+  };
+  return destination === undefined ? pino(options) : pino(options, destination);
 }

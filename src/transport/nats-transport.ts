@@ -43,11 +43,15 @@ export interface InboxOptions {
   onError: (err: unknown) => void;
 }
 
-const DAY_NS = 24 * 60 * 60 * 1_000_000_000;
+const SECOND_NS = 1_000_000_000;
+const DAY_NS = 24 * 60 * 60 * SECOND_NS;
 
 export class NatsTransport implements Transport {
-  private consumers: ConsumerMessages[] = [];
-  private loops: Promise<void>[] = [];
+  /** One per inbox being consumed: stops reading, then lets the queued messages finish. */
+  private stops: Array<() => Promise<void>> = [];
+  private watchers: Promise<void>[] = [];
+  /** The connection's status iterators (a QueuedIterator: `stop()` ends it). */
+  private statusFeeds: Array<{ stop(): void }> = [];
 
   private constructor(
     readonly connection: NatsConnection,
@@ -71,15 +75,18 @@ export class NatsTransport implements Transport {
     return { seq: ack.seq, duplicate: ack.duplicate };
   }
 
-  /** Creates or updates this party's inbound stream and its durable consumer. */
-  async ensureInbox(opts: Pick<InboxOptions, "stream" | "subject" | "durable">): Promise<void> {
+  /**
+   * Creates or updates this party's inbound stream and its durable consumer. Returns true when
+   * the consumer had to be created (first start, or a broker that lost its state).
+   */
+  async ensureInbox(opts: Pick<InboxOptions, "stream" | "subject" | "durable">): Promise<boolean> {
     const config = {
       name: opts.stream,
       subjects: [opts.subject],
       retention: RetentionPolicy.Limits,
       storage: StorageType.File,
       max_age: 30 * DAY_NS,
-      duplicate_window: 10 * 60 * 1_000_000_000,
+      duplicate_window: 10 * 60 * SECOND_NS,
     };
     try {
       await this.jsm.streams.info(opts.stream);
@@ -90,16 +97,18 @@ export class NatsTransport implements Transport {
     }
     try {
       await this.jsm.consumers.info(opts.stream, opts.durable);
+      return false;
     } catch (err) {
       if (!isNotFound(err)) throw err;
       await this.jsm.consumers.add(opts.stream, {
         durable_name: opts.durable,
         ack_policy: AckPolicy.Explicit,
         deliver_policy: DeliverPolicy.All,
-        ack_wait: 60 * 1_000_000_000,
+        ack_wait: 60 * SECOND_NS,
         max_ack_pending: 1000,
         filter_subject: opts.subject,
       });
+      return true;
     }
   }
 
@@ -110,24 +119,31 @@ export class NatsTransport implements Transport {
    * a batch throws, each message is retried alone so one bad message cannot hold the others
    * back; one that still throws is nak'ed with a delay and comes back. Back-pressure: the
    * consumer hands out at most `maxAckPending` unacknowledged messages.
+   *
+   * After every reconnect the stream and the durable consumer are ensured again: a broker that
+   * came back without its state (a new server, a lost disk) gets them back, and reading starts
+   * over on the new consumer. Messages published while the inbox did not exist were refused to
+   * their senders ("no responders"), who retry.
    */
   async consumeInbox(opts: InboxOptions, handler: InboundBatchHandler): Promise<void> {
     await this.ensureInbox(opts);
-    const consumer = await this.js.consumers.get(opts.stream, opts.durable);
-    const messages = await consumer.consume({ max_messages: Math.min(opts.maxAckPending, 512) });
-    this.consumers.push(messages);
     const queue: JsMsg[] = [];
     let wake: (() => void) | undefined;
-    let ended = false;
-    const reader = (async () => {
+    let stopped = false;
+    let current: ConsumerMessages | undefined;
+
+    const read = async (): Promise<void> => {
+      const consumer = await this.js.consumers.get(opts.stream, opts.durable);
+      const messages = await consumer.consume({ max_messages: Math.min(opts.maxAckPending, 512) });
+      current = messages;
       for await (const msg of messages) {
         queue.push(msg);
         wake?.();
       }
-      ended = true;
-      wake?.();
-    })();
-    const process = async (batch: JsMsg[]) => {
+    };
+    const readers: Promise<void>[] = [read()];
+
+    const process = async (batch: JsMsg[]): Promise<void> => {
       try {
         await handler(batch.map((m) => ({ data: m.data, subject: m.subject })));
         await Promise.all(batch.map((m) => m.ackAck()));
@@ -141,7 +157,7 @@ export class NatsTransport implements Transport {
       }
     };
     const worker = (async () => {
-      while (!ended || queue.length > 0) {
+      while (!stopped || queue.length > 0) {
         if (queue.length === 0) {
           await new Promise<void>((resolve) => {
             wake = resolve;
@@ -152,14 +168,40 @@ export class NatsTransport implements Transport {
         await process(queue.splice(0, opts.batchSize));
       }
     })();
-    this.loops.push(reader, worker);
+
+    const statuses = this.connection.status();
+    this.statusFeeds.push(statuses as unknown as { stop(): void });
+    this.watchers.push(
+      (async () => {
+        for await (const status of statuses) {
+          if (status.type !== "reconnect" || stopped) continue;
+          try {
+            if (await this.ensureInbox(opts)) {
+              current?.stop();
+              readers.push(read());
+            }
+          } catch (err) {
+            opts.onError(err);
+          }
+        }
+      })(),
+    );
+
+    this.stops.push(async () => {
+      stopped = true;
+      current?.stop();
+      await Promise.allSettled(readers);
+      wake?.();
+      await worker;
+    });
   }
 
-  /** Stops consuming, lets in-flight handlers finish, and drains the connection. */
+  /** Stops consuming, lets the handler finish what it holds, and drains the connection. */
   async close(): Promise<void> {
-    for (const c of this.consumers) await c.close();
-    await Promise.allSettled(this.loops);
+    for (const stop of this.stops) await stop();
     if (!this.connection.isClosed()) await this.connection.drain();
+    for (const feed of this.statusFeeds) feed.stop();
+    await Promise.allSettled(this.watchers);
   }
 }
 

@@ -25,6 +25,8 @@ export interface NodeSpec {
   /** postgres URL; PGlite in a temporary directory when absent. */
   databaseUrl?: string;
   env?: Record<string, string>;
+  /** Where the gateway's log lines go (info level); silent when absent. */
+  logLines?: string[];
 }
 
 export async function startNode(
@@ -48,7 +50,16 @@ export async function startNode(
     ...(spec.databaseUrl === undefined ? {} : { DATABASE_URL: spec.databaseUrl }),
     ...spec.env,
   });
-  const gateway = await startGateway(config, { pollMs: 50, logger: createLogger("silent") });
+  const lines = spec.logLines;
+  const logger =
+    lines === undefined
+      ? createLogger("silent")
+      : createLogger(
+          "info",
+          { party: spec.partyId },
+          { write: (line: string) => void lines.push(line) },
+        );
+  const gateway = await startGateway(config, { pollMs: 50, logger });
   const key = currentSigningKey(await loadKeyFiles(config.keysDir), new Date());
   if (key === undefined) throw new Error("no signing key");
   const stop = gateway.stop;
