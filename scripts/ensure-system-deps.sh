@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Makes sure the system programs the tests and the demo need are installed.
 #
-#   bash scripts/ensure-system-deps.sh [nats|postgres|all]     (default: all)
+#   bash scripts/ensure-system-deps.sh [nats|postgres|python|all]     (default: all)
 #
 #   nats      nats-server (JetStream broker), Debian package `nats-server`.
 #   postgres  PostgreSQL server binaries (initdb, postgres), Debian package `postgresql`.
 #             Skipped when LIAISON_TEST_DATABASE_URL is set (tests then use that server).
+#   python    jwcrypto for Debian's /usr/bin/python3 (the Python partner of the interop test),
+#             Debian package `python3-jwcrypto`.
 #
 # Idempotent: when everything is present it only looks, and returns in well under a second.
 # When something is missing: as root it is installed with apt-get; otherwise the script says
@@ -13,12 +15,12 @@
 set -euo pipefail
 
 usage() {
-  sed -n '2,12s/^# \{0,1\}//p' "$0"
+  sed -n '2,14s/^# \{0,1\}//p' "$0"
 }
 
 what="${1:-all}"
 case "$what" in
-  nats | postgres | all) ;;
+  nats | postgres | python | all) ;;
   -h | --help)
     usage
     exit 0
@@ -142,12 +144,42 @@ ensure_postgres() {
   fi
 }
 
+# The interop test runs Debian's interpreter, not whichever python3 is first on PATH (a pyenv or
+# venv build would not see Debian's python3-* packages).
+SYSTEM_PYTHON=/usr/bin/python3
+
+jwcrypto_version() {
+  dpkg-query -W -f='${Version}' python3-jwcrypto 2>/dev/null || echo "version unknown"
+}
+
+ensure_python() {
+  if [ -x "$SYSTEM_PYTHON" ] && "$SYSTEM_PYTHON" -c 'import jwcrypto' >/dev/null 2>&1; then
+    echo "python3-jwcrypto: found for $SYSTEM_PYTHON ($(jwcrypto_version))"
+    return 0
+  fi
+  if ! is_root; then
+    echo "python3-jwcrypto: MISSING for $SYSTEM_PYTHON — install it as root:" \
+      "apt-get install python3-jwcrypto (or run this script as root)" >&2
+    failed=1
+    return 0
+  fi
+  echo "python3-jwcrypto: not found for $SYSTEM_PYTHON, installing with apt-get (python3-jwcrypto)..."
+  if apt_install python3-jwcrypto && "$SYSTEM_PYTHON" -c 'import jwcrypto' >/dev/null 2>&1; then
+    echo "python3-jwcrypto: installed for $SYSTEM_PYTHON ($(jwcrypto_version))"
+  else
+    echo "python3-jwcrypto: installation FAILED (apt-get install python3-jwcrypto)" >&2
+    failed=1
+  fi
+}
+
 case "$what" in
   nats) ensure_nats ;;
   postgres) ensure_postgres ;;
+  python) ensure_python ;;
   all)
     ensure_nats
     ensure_postgres
+    ensure_python
     ;;
 esac
 

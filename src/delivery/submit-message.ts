@@ -17,7 +17,7 @@ import type {
   SigningKey,
 } from "../protocol/types.ts";
 import type { PartnerRegistry } from "../registry/partner-registry.ts";
-import type { SchemaRegistry } from "../schemas/schema-registry.ts";
+import { type SchemaRegistry, underBody } from "../schemas/schema-registry.ts";
 import type { MessageStore } from "../store/message-store.ts";
 
 export interface SubmitRequest {
@@ -58,7 +58,7 @@ export async function submitMessage(request: SubmitRequest, deps: SubmitDeps): P
       "schema_invalid",
       `body does not match ${request.type} v${schemaVersion}`,
       {
-        issues: body?.ok === false ? body.issues : [],
+        issues: body?.ok === false ? underBody(body.issues) : [],
       },
     );
   }

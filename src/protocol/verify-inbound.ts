@@ -5,7 +5,7 @@
  * failing check decides the code.
  */
 import { compactVerify } from "jose";
-import type { SchemaRegistry } from "../schemas/schema-registry.ts";
+import { type SchemaRegistry, underBody } from "../schemas/schema-registry.ts";
 import { sha256Hex } from "./digest.ts";
 import type { ErrorIssue, WireErrorCode } from "./errors.ts";
 import { ALLOWED_ALGS, COMPACT_JWS, MESSAGE_TYP, RECEIPT_TYP } from "./jws-profile.ts";
@@ -206,7 +206,7 @@ export async function verifyInbound(
     return reject(
       "schema_invalid",
       `body does not match ${envelope.type} v${envelope.schemaVersion}`,
-      body.issues,
+      underBody(body.issues),
     );
   return { ok: true, kind: "message", envelope, jws, digest, kid: key.kid };
 }

@@ -33,8 +33,7 @@ export class PartnerRegistry implements KeyResolver {
     // Import first: a key that cannot be imported must never reach the store, where it would
     // stop the next start.
     const imported = await Promise.all(keys.map(importKey));
-    await this.store.upsertParty(party);
-    for (const key of keys) await this.store.upsertKey(key);
+    await this.store.registerParty(party, keys);
     this.parties.set(party.id, party);
     for (const key of imported) this.keys.set(key.kid, key);
   }

@@ -51,9 +51,17 @@ function invalid(why: string): never {
 
 const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})$/;
 
+/** Refuses dates that Date.parse would roll over (2026-02-30 becomes 2 March) and leap seconds. */
+function calendarDate(value: string): boolean {
+  const [y, m, d] = value.slice(0, 10).split("-").map(Number) as [number, number, number];
+  const day = new Date(Date.UTC(y, m - 1, d));
+  const [hh, mm, ss] = value.slice(11, 19).split(":").map(Number) as [number, number, number];
+  return day.getUTCMonth() === m - 1 && day.getUTCDate() === d && hh < 24 && mm < 60 && ss < 60;
+}
+
 function date(value: unknown, field: string): Date | null {
   if (value === undefined) return null;
-  if (typeof value !== "string" || !RFC3339.test(value) || Number.isNaN(Date.parse(value))) {
+  if (typeof value !== "string" || !RFC3339.test(value) || !calendarDate(value)) {
     invalid(`${field} must be an RFC 3339 time with a zone`);
   }
   return new Date(value);
@@ -76,6 +84,7 @@ export async function parsePartyDocument(
   const records: KeyRecord[] = [];
   for (const [i, raw] of keys.entries()) {
     const jwk = raw as Record<string, unknown>;
+    if ("d" in jwk) invalid(`keys[${i}] contains a private key`);
     // Encryption keys (use "enc") are for JWE and not part of the signature registry.
     if (jwk.use === "enc") continue;
     if (typeof jwk.alg !== "string" || !(ALLOWED_ALGS as readonly string[]).includes(jwk.alg)) {

@@ -22,6 +22,11 @@ export interface ValidationIssue {
 
 export type ValidationResult = { ok: true } | { ok: false; issues: ValidationIssue[] };
 
+/** Body issues are relative to the body; this makes them pointers into the envelope or request. */
+export function underBody(issues: ValidationIssue[]): ValidationIssue[] {
+  return issues.map((issue) => ({ path: `/body${issue.path}`, message: issue.message }));
+}
+
 export interface SchemaRegistry {
   validateEnvelope(value: unknown): ValidationResult;
   validateReceipt(value: unknown): ValidationResult;

@@ -4,6 +4,7 @@
  * on postgres.js and PGlite.
  */
 import { and, asc, desc, eq, gt, inArray, isNull, lt, lte, or, sql } from "drizzle-orm";
+import { LiaisonError } from "../protocol/errors.ts";
 import type { Envelope, Receipt, ReceiptStatus } from "../protocol/types.ts";
 import type { Db } from "./database.ts";
 import {
@@ -95,34 +96,44 @@ export class MessageStore {
 
   constructor(private readonly db: Db) {}
 
-  async upsertParty(party: PartyRecord): Promise<void> {
-    await this.db
-      .insert(parties)
-      .values(party)
-      .onConflictDoUpdate({
-        target: parties.id,
-        set: {
-          name: party.name,
-          country: party.country,
-          kind: party.kind,
-          inboundSubject: party.inboundSubject,
-          updatedAt: sql`now()`,
-        },
-      });
-  }
-
-  /** Inserts a key, or updates its validity and revocation; a kid never moves to another party. */
-  async upsertKey(key: KeyRecord): Promise<void> {
-    const [row] = await this.db
-      .insert(partyKeys)
-      .values(key)
-      .onConflictDoUpdate({
-        target: partyKeys.kid,
-        set: { validUntil: key.validUntil, revokedAt: key.revokedAt },
-        setWhere: eq(partyKeys.partyId, key.partyId),
-      })
-      .returning({ kid: partyKeys.kid });
-    if (row === undefined) throw new Error(`key ${key.kid} is registered for another party`);
+  /**
+   * Registers or updates a party and its keys in one transaction: keys are inserted, or their
+   * validity and revocation updated; a kid never moves to another party (request_invalid, and
+   * nothing of the call is written).
+   */
+  async registerParty(party: PartyRecord, keys: KeyRecord[]): Promise<void> {
+    await this.db.transaction(async (tx) => {
+      await tx
+        .insert(parties)
+        .values(party)
+        .onConflictDoUpdate({
+          target: parties.id,
+          set: {
+            name: party.name,
+            country: party.country,
+            kind: party.kind,
+            inboundSubject: party.inboundSubject,
+            updatedAt: sql`now()`,
+          },
+        });
+      for (const key of keys) {
+        const [row] = await tx
+          .insert(partyKeys)
+          .values(key)
+          .onConflictDoUpdate({
+            target: partyKeys.kid,
+            set: { validUntil: key.validUntil, revokedAt: key.revokedAt },
+            setWhere: eq(partyKeys.partyId, key.partyId),
+          })
+          .returning({ kid: partyKeys.kid });
+        if (row === undefined) {
+          throw new LiaisonError(
+            "request_invalid",
+            `key ${key.kid} is registered for another party`,
+          );
+        }
+      }
+    });
   }
 
   listParties(): Promise<PartyRecord[]> {
@@ -378,6 +389,7 @@ export class MessageStore {
           eq(receipts.direction, "issued"),
           eq(receipts.messageId, messageId),
           eq(receipts.messageDigest, digest),
+          eq(receipts.status, "accepted"),
         ),
       )
       .returning({ id: receipts.id });

@@ -35,13 +35,16 @@ beforeAll(async () => {
   hekou = await makeParty("CN-MPS-HEKOU");
   laocai = await makeParty("VN-BGC-LAOCAI");
   for (const p of [hekou, laocai]) {
-    await store.upsertParty({
-      id: p.id,
-      name: p.id,
-      country: p.id.slice(0, 2),
-      kind: "k",
-      inboundSubject: `liaison.inbox.${p.id}`,
-    });
+    await store.registerParty(
+      {
+        id: p.id,
+        name: p.id,
+        country: p.id.slice(0, 2),
+        kind: "k",
+        inboundSubject: `liaison.inbox.${p.id}`,
+      },
+      [],
+    );
   }
   inbox = new InboxProcessor({
     self: laocai.id,

@@ -68,13 +68,16 @@ describe.each(["postgres", "pglite"] as const)("MessageStore on %s", (driver) =>
     expect(database.driver).toBe(driver);
     store = new MessageStore(database.db);
     for (const id of [SELF, PARTNER, "TH-RTP-ATHD"]) {
-      await store.upsertParty({
-        id,
-        name: id,
-        country: id.slice(0, 2),
-        kind: "border-police-liaison-office",
-        inboundSubject: `liaison.inbox.${id}`,
-      });
+      await store.registerParty(
+        {
+          id,
+          name: id,
+          country: id.slice(0, 2),
+          kind: "border-police-liaison-office",
+          inboundSubject: `liaison.inbox.${id}`,
+        },
+        [],
+      );
     }
   });
 
@@ -83,7 +86,7 @@ describe.each(["postgres", "pglite"] as const)("MessageStore on %s", (driver) =>
     await drop();
   });
 
-  it("refuses to move a key to another party", async () => {
+  it("registers keys, updates their revocation, and refuses to move a kid to another party", async () => {
     const key = {
       kid: `kid-${randomUUID()}`,
       partyId: PARTNER,
@@ -93,14 +96,20 @@ describe.each(["postgres", "pglite"] as const)("MessageStore on %s", (driver) =>
       validUntil: null,
       revokedAt: null,
     };
-    await store.upsertKey(key);
-    await store.upsertKey({ ...key, revokedAt: T0 });
+    const partner = (await store.listParties()).find((p) => p.id === PARTNER);
+    const thai = (await store.listParties()).find((p) => p.id === "TH-RTP-ATHD");
+    if (partner === undefined || thai === undefined) throw new Error("parties missing");
+    await store.registerParty(partner, [key]);
+    await store.registerParty(partner, [{ ...key, revokedAt: T0 }]);
     expect((await store.listKeys()).find((k) => k.kid === key.kid)?.revokedAt?.toISOString()).toBe(
       T0.toISOString(),
     );
-    await expect(store.upsertKey({ ...key, partyId: "TH-RTP-ATHD" })).rejects.toThrow(
-      /another party/,
-    );
+    const renamed = { ...thai, name: "renamed in the refused call" };
+    await expect(
+      store.registerParty(renamed, [{ ...key, partyId: thai.id }]),
+    ).rejects.toMatchObject({ code: "request_invalid" });
+    // Nothing of the refused call was written.
+    expect((await store.listParties()).find((p) => p.id === thai.id)?.name).toBe(thai.name);
   });
 
   it("claims a new delivery once, leases it for the backoff, and fails it after the budget", async () => {

@@ -65,6 +65,18 @@ describe("parsePartyDocument", () => {
     expect(
       await code({ party: PARTY, keys: [{ ...base, validFrom: "2026-01-01 00:00:00" }] }),
     ).toBe("request_invalid");
+    for (const bad of ["2026-02-30T00:00:00Z", "2026-01-01T24:00:00Z", "2026-12-31T23:59:60Z"]) {
+      expect(await code({ party: PARTY, keys: [{ ...base, validFrom: bad }] })).toBe(
+        "request_invalid",
+      );
+    }
+    const encWithPrivate = {
+      ...(await publicKey("ECDH-ES")),
+      alg: "ECDH-ES",
+      use: "enc",
+      d: "secret",
+    };
+    expect(await code({ party: PARTY, keys: [base, encWithPrivate] })).toBe("request_invalid");
     expect(
       await code({
         party: PARTY,

@@ -1,0 +1,334 @@
+/**
+ * Interoperability: a partner written in Python with jwcrypto (tests/interop/python_partner.py),
+ * from docs/ and schemas/ alone, exchanges messages and receipts with a real gateway over a real
+ * nats-server. The partner (TH-RTP-ATPD) owns a JetStream stream on its inbound subject, as
+ * protocol.md asks of a partner; the test only moves bytes between NATS and the Python CLI.
+ *
+ * Needs Debian's /usr/bin/python3 with python3-jwcrypto (scripts/ensure-system-deps.sh python).
+ */
+import { spawn, spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import {
+  AckPolicy,
+  type Consumer,
+  connect,
+  type JetStreamClient,
+  type JetStreamManager,
+  type NatsConnection,
+  nanos,
+} from "nats";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { call, startNode, type TestNode, uniqueTag, waitFor } from "../helpers/network.ts";
+
+const PYTHON = "/usr/bin/python3";
+const PARTNER_SCRIPT = fileURLToPath(new URL("../interop/python_partner.py", import.meta.url));
+const SEED_01 = fileURLToPath(
+  new URL("../../seeds/messages/01-case-notice-hekou.json", import.meta.url),
+);
+const HEKOU = "CN-MPS-HEKOU";
+const PARTNER = "TH-RTP-ATPD";
+const MESSAGE_TYP = "liaison-message+jws";
+const RECEIPT_TYP = "liaison-receipt+jws";
+
+interface PyResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  json: Record<string, unknown>;
+}
+
+/** Runs the Python partner; `stdin` is written as is (the exact bytes of a JWS). */
+function py(args: string[], stdin?: Uint8Array): Promise<PyResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(PYTHON, [PARTNER_SCRIPT, ...args], { stdio: ["pipe", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.setEncoding("utf8").on("data", (d: string) => {
+      stdout += d;
+    });
+    child.stderr.setEncoding("utf8").on("data", (d: string) => {
+      stderr += d;
+    });
+    child.on("error", reject);
+    child.on("close", (code) => {
+      let json: Record<string, unknown> = {};
+      try {
+        json = JSON.parse(stdout) as Record<string, unknown>;
+      } catch {
+        // left empty: the assertions show stdout and stderr
+      }
+      resolve({ code, stdout, stderr, json });
+    });
+    child.stdin.end(stdin === undefined ? undefined : Buffer.from(stdin));
+  });
+}
+
+/** Like py(), but the command must succeed. */
+async function pyOk(args: string[], stdin?: Uint8Array): Promise<Record<string, unknown>> {
+  const r = await py(args, stdin);
+  if (r.code !== 0) {
+    throw new Error(
+      `python_partner ${args[0]} exited ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`,
+    );
+  }
+  return r.json;
+}
+
+interface WireMessage {
+  data: Uint8Array;
+  typ: unknown;
+  payload: Record<string, unknown>;
+}
+
+/** Routing only (which JWS is which); the Python partner does the verifying. */
+function peek(data: Uint8Array): WireMessage {
+  const [h = "", p = ""] = new TextDecoder().decode(data).split(".");
+  const header = JSON.parse(Buffer.from(h, "base64url").toString("utf8")) as { typ?: unknown };
+  const payload = JSON.parse(Buffer.from(p, "base64url").toString("utf8")) as Record<
+    string,
+    unknown
+  >;
+  return { data, typ: header.typ, payload };
+}
+
+let node: TestNode;
+let nc: NatsConnection;
+let js: JetStreamClient;
+let jsm: JetStreamManager;
+let partnerInbox: Consumer;
+let partnerStream: string | undefined;
+let work: string;
+let keyFile: string;
+let partnerDoc: string;
+let gatewayDoc: string;
+const inbox: WireMessage[] = [];
+
+/** The first message on the partner's stream that `match`es (acknowledged as it is read). */
+async function takeFromPartnerInbox(
+  what: string,
+  match: (m: WireMessage) => boolean,
+  timeoutMs = 15_000,
+): Promise<WireMessage> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const i = inbox.findIndex(match);
+    if (i >= 0) return inbox.splice(i, 1)[0] as WireMessage;
+    if (Date.now() > deadline)
+      throw new Error(`timed out waiting for ${what} on the partner inbox`);
+    const m = await partnerInbox.next({ expires: 1000 });
+    if (m === null) continue;
+    inbox.push(peek(m.data));
+    m.ack();
+  }
+}
+
+beforeAll(async () => {
+  const check = spawnSync(PYTHON, ["-c", "import jwcrypto"], { encoding: "utf8" });
+  if (check.status !== 0) {
+    throw new Error(
+      `${PYTHON} cannot import jwcrypto (${check.error?.message ?? check.stderr.trim()}): ` +
+        "install Debian's package as root: apt-get install python3-jwcrypto " +
+        "(or run: bash scripts/ensure-system-deps.sh python)",
+    );
+  }
+
+  const natsUrl = inject("natsUrl");
+  const tag = uniqueTag();
+  work = mkdtempSync(join(tmpdir(), "liaison-interop-python-"));
+  node = await startNode(natsUrl, tag, { partyId: HEKOU });
+  nc = await connect({ servers: natsUrl });
+  js = nc.jetstream();
+  jsm = await nc.jetstreamManager();
+
+  // The partner's key and party document, made by the Python side.
+  const subject = `test.${tag}.inbox.${PARTNER}`;
+  const doc = await pyOk([
+    "keygen",
+    "--party-id",
+    PARTNER,
+    "--subject",
+    subject,
+    "--out",
+    join(work, "partner"),
+  ]);
+  keyFile = join(work, "partner", "key.json");
+  partnerDoc = join(work, "partner.jwks.json");
+  writeFileSync(partnerDoc, JSON.stringify(doc));
+
+  // The partner's inbound stream (protocol.md, "Sending a message the gateway accepts", step 3).
+  partnerStream = `T_${tag}_${PARTNER.replaceAll("-", "_")}`;
+  await jsm.streams.add({
+    name: partnerStream,
+    subjects: [subject],
+    duplicate_window: nanos(10 * 60_000),
+  });
+  await jsm.consumers.add(partnerStream, {
+    durable_name: "partner",
+    ack_policy: AckPolicy.Explicit,
+  });
+  partnerInbox = await js.consumers.get(partnerStream, "partner");
+
+  // Registration both ways: the gateway registers the partner's document, the partner keeps
+  // the gateway's published one.
+  const registered = await call(node, "/v1/partners", { method: "POST", json: doc });
+  expect(registered.status, JSON.stringify(registered.body)).toBe(201);
+  const res = await fetch(`${node.gateway.url}/.well-known/jwks.json`);
+  expect(res.status).toBe(200);
+  gatewayDoc = join(work, "gateway.jwks.json");
+  writeFileSync(gatewayDoc, await res.text());
+});
+
+afterAll(async () => {
+  if (partnerStream !== undefined) await jsm?.streams.delete(partnerStream).catch(() => {});
+  await nc?.drain();
+  await node?.gateway.stop();
+  if (work !== undefined) rmSync(work, { recursive: true, force: true });
+});
+
+const verify = (data: Uint8Array, ...extra: string[]) =>
+  py(["verify", "--jwks", gatewayDoc, "--self", PARTNER, ...extra], data);
+
+let gatewayMessage: { id: string; wire: WireMessage } | undefined;
+
+/** A case notice the gateway signed and published to the partner (once per file). */
+async function messageFromGateway(): Promise<{ id: string; wire: WireMessage }> {
+  if (gatewayMessage !== undefined) return gatewayMessage;
+  const seed = JSON.parse(readFileSync(SEED_01, "utf8")) as { body: unknown };
+  const res = await call(node, "/v1/messages", {
+    method: "POST",
+    json: { type: "case.notice", to: PARTNER, caseRef: "CN-HEKOU-2026-0042", body: seed.body },
+  });
+  expect(res.status, JSON.stringify(res.body)).toBe(202);
+  const id = res.body.id as string;
+  const wire = await takeFromPartnerInbox(
+    `message ${id}`,
+    (m) => m.typ === MESSAGE_TYP && m.payload.id === id,
+  );
+  gatewayMessage = { id, wire };
+  return gatewayMessage;
+}
+
+describe("a Python (jwcrypto) partner and a gateway", () => {
+  it("Python → gateway: the gateway logs the message and its receipt verifies in Python", async () => {
+    const seed = JSON.parse(readFileSync(SEED_01, "utf8")) as { body: unknown };
+    const bodyFile = join(work, "body-01.json");
+    writeFileSync(bodyFile, JSON.stringify(seed.body));
+    const signed = await pyOk([
+      "sign-message",
+      "--key",
+      keyFile,
+      "--party-id",
+      PARTNER,
+      "--to",
+      HEKOU,
+      "--case-ref",
+      "CN-HEKOU-2026-0042",
+      "--type",
+      "case.notice",
+      "--body-file",
+      bodyFile,
+    ]);
+    const jws = signed.jws as string;
+    const id = signed.id as string;
+    const digest = signed.digest as string;
+    expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+    const sentFile = join(work, `sent-${id}.jws`);
+    writeFileSync(sentFile, jws);
+
+    const ack = await js.publish(
+      node.gateway.config.inboundSubject,
+      new TextEncoder().encode(jws),
+      {
+        msgID: id,
+      },
+    );
+    expect(ack.duplicate).toBe(false);
+
+    const logged = await waitFor(`message ${id} logged at the gateway`, async () => {
+      const r = await call(node, `/v1/messages/${id}`);
+      return r.status === 200 ? r.body : undefined;
+    });
+    expect(logged).toMatchObject({ id, direction: "inbound", from: PARTNER, status: "accepted" });
+    expect(logged.jws).toBe(jws);
+    expect(logged.digest).toBe(digest);
+
+    const receipt = await takeFromPartnerInbox(
+      `receipt for ${id}`,
+      (m) => m.typ === RECEIPT_TYP && m.payload.messageId === id,
+    );
+    const verified = await verify(receipt.data, "--sent", sentFile);
+    expect(verified.code, verified.stdout + verified.stderr).toBe(0);
+    expect(verified.json.typ).toBe(RECEIPT_TYP);
+    expect(verified.json.payload).toMatchObject({
+      type: "receipt",
+      from: HEKOU,
+      to: PARTNER,
+      messageId: id,
+      status: "accepted",
+      errors: [],
+      digest: { alg: "sha-256", value: digest },
+    });
+  });
+
+  it("gateway → Python: Python verifies the message and its signed receipt closes the delivery", async () => {
+    const { id, wire } = await messageFromGateway();
+    const verified = await verify(wire.data);
+    expect(verified.code, verified.stdout + verified.stderr).toBe(0);
+    expect(verified.json.typ).toBe(MESSAGE_TYP);
+    expect(verified.json.payload).toMatchObject({
+      id,
+      type: "case.notice",
+      from: HEKOU,
+      to: [PARTNER],
+    });
+
+    const receivedFile = join(work, `received-${id}.jws`);
+    writeFileSync(receivedFile, wire.data);
+    const receipt = await pyOk([
+      "sign-receipt",
+      "--key",
+      keyFile,
+      "--party-id",
+      PARTNER,
+      "--jws-file",
+      receivedFile,
+    ]);
+    const receiptJws = receipt.jws as string;
+    await js.publish(node.gateway.config.inboundSubject, new TextEncoder().encode(receiptJws), {
+      msgID: receipt.id as string,
+    });
+
+    const done = await waitFor(`message ${id} delivered`, async () => {
+      const r = await call(node, `/v1/messages/${id}`);
+      return r.body.status === "delivered" ? r.body : undefined;
+    });
+    const receipts = done.receipts as Array<Record<string, unknown>>;
+    expect(receipts).toHaveLength(1);
+    expect(receipts[0]).toMatchObject({ status: "accepted", jws: receiptJws });
+  });
+
+  it("Python refuses a gateway message whose signature was changed, or that is not for it", async () => {
+    const { wire } = await messageFromGateway();
+    const text = new TextDecoder().decode(wire.data);
+    const [h, p, s = ""] = text.split(".");
+    // A character in the middle: the last one may only carry padding bits.
+    const i = Math.floor(s.length / 2);
+    const tampered = `${h}.${p}.${s.slice(0, i)}${s[i] === "A" ? "B" : "A"}${s.slice(i + 1)}`;
+    const refused = await verify(new TextEncoder().encode(tampered));
+    expect(refused.code).toBe(1);
+    expect(refused.json).toMatchObject({ error: { code: "signature_invalid" } });
+    expect(refused.stderr).toContain("signature_invalid");
+
+    // The same intact bytes, for a party they are not addressed to, or with a trailing newline.
+    const misaddressed = await py(
+      ["verify", "--jwks", gatewayDoc, "--self", "VN-BGC-LAOCAI"],
+      wire.data,
+    );
+    expect(misaddressed.json).toMatchObject({ error: { code: "misaddressed" } });
+    const newline = await verify(new TextEncoder().encode(`${text}\n`));
+    expect(newline.json).toMatchObject({ error: { code: "malformed" } });
+  });
+});
