@@ -5,6 +5,7 @@
  */
 import { resolve } from "node:path";
 import { LiaisonError } from "../protocol/errors.ts";
+import { COUNTRY, LITERAL_SUBJECT, PARTY_ID } from "../protocol/identifiers.ts";
 
 export interface Config {
   partyId: string;
@@ -30,7 +31,6 @@ export interface Config {
 
 type Env = Record<string, string | undefined>;
 
-const PARTY_ID = /^(?:[A-Z]{2}|INT)-[A-Z0-9]{2,12}-[A-Z0-9]{2,16}$/;
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 
 /** Every setting the gateway understands; anything else under LIAISON_ is a typo and stops the start. */
@@ -99,10 +99,11 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     fail("LIAISON_LOG_LEVEL", `must be one of ${LOG_LEVELS.join(", ")}`);
   }
   const country = env.LIAISON_COUNTRY ?? partyId.split("-")[0] ?? "";
-  if (!/^(?:[A-Z]{2}|INT)$/.test(country))
-    fail("LIAISON_COUNTRY", "must be an ISO 3166-1 alpha-2 code or INT");
+  if (!COUNTRY.test(country) || !partyId.startsWith(`${country}-`)) {
+    fail("LIAISON_COUNTRY", "must be the party id's country prefix (ISO 3166-1 alpha-2 or INT)");
+  }
   const inboundSubject = env.LIAISON_INBOUND_SUBJECT ?? `liaison.inbox.${partyId}`;
-  if (!/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(inboundSubject)) {
+  if (!LITERAL_SUBJECT.test(inboundSubject)) {
     fail("LIAISON_INBOUND_SUBJECT", "must be a literal NATS subject (no wildcards)");
   }
   const streamName = env.LIAISON_STREAM ?? `LIAISON_${partyId.replaceAll("-", "_")}`;

@@ -5,8 +5,7 @@
 import { Ajv2020 } from "ajv/dist/2020.js";
 import type { SubmitRequest } from "../delivery/submit-message.ts";
 import { LiaisonError } from "../protocol/errors.ts";
-
-const PARTY_ID = "^(?:[A-Z]{2}|INT)-[A-Z0-9]{2,12}-[A-Z0-9]{2,16}$";
+import { PARTY_ID_PATTERN } from "../protocol/identifiers.ts";
 
 export const SUBMIT_REQUEST_SCHEMA = {
   $schema: "https://json-schema.org/draft/2020-12/schema",
@@ -18,10 +17,10 @@ export const SUBMIT_REQUEST_SCHEMA = {
     schemaVersion: { type: "integer", minimum: 1 },
     to: {
       oneOf: [
-        { type: "string", pattern: PARTY_ID },
+        { type: "string", pattern: PARTY_ID_PATTERN },
         {
           type: "array",
-          items: { type: "string", pattern: PARTY_ID },
+          items: { type: "string", pattern: PARTY_ID_PATTERN },
           minItems: 1,
           maxItems: 64,
           uniqueItems: true,

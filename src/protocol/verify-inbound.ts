@@ -60,6 +60,10 @@ function decodeSegment(segment: string): unknown {
   return JSON.parse(decoder.decode(Buffer.from(segment, "base64url")));
 }
 
+function isCanonicalBase64url(segment: string): boolean {
+  return Buffer.from(segment, "base64url").toString("base64url") === segment;
+}
+
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
@@ -93,6 +97,11 @@ export async function verifyInbound(
     return reject("malformed", "bytes are not UTF-8");
   }
   if (!COMPACT_JWS.test(jws)) return reject("malformed", "not a compact JWS");
+  // Lenient decoders ignore the unused low bits of the last base64url character, so two byte
+  // strings with other digests would carry one signature: only the canonical form is accepted.
+  if (!jws.split(".").every(isCanonicalBase64url)) {
+    return reject("malformed", "a segment is not canonical base64url");
+  }
   const [headerPart = "", payloadPart = ""] = jws.split(".");
 
   let header: unknown;

@@ -6,6 +6,7 @@
  */
 import { calculateJwkThumbprint, importJWK, type JWK } from "jose";
 import { LiaisonError } from "../protocol/errors.ts";
+import { COUNTRY, LITERAL_SUBJECT, PARTY_ID } from "../protocol/identifiers.ts";
 import { ALLOWED_ALGS, type SigningAlg } from "../protocol/jws-profile.ts";
 import type { KeyRecord, PartyRecord } from "../store/message-store.ts";
 
@@ -22,8 +23,6 @@ export interface PartyDocument {
     }
   >;
 }
-
-const PARTY_ID = /^(?:[A-Z]{2}|INT)-[A-Z0-9]{2,12}-[A-Z0-9]{2,16}$/;
 
 export function buildPartyDocument(party: PartyRecord, keys: KeyRecord[]): PartyDocument {
   return {
@@ -78,7 +77,14 @@ export async function parsePartyDocument(
     if (typeof party[field] !== "string" || party[field] === "")
       invalid(`party.${field} is missing`);
   }
-  if (!PARTY_ID.test(party.id as string)) invalid("party.id is not a party id");
+  const id = party.id as string;
+  if (!PARTY_ID.test(id)) invalid("party.id is not a party id");
+  if (!COUNTRY.test(party.country as string) || !id.startsWith(`${party.country}-`)) {
+    invalid("party.country must be the party id's country prefix (ISO 3166-1 alpha-2 or INT)");
+  }
+  if (!LITERAL_SUBJECT.test(party.inboundSubject as string)) {
+    invalid("party.inboundSubject must be a literal NATS subject (no wildcards or spaces)");
+  }
   if (!Array.isArray(keys) || keys.length === 0) invalid("keys must be a non-empty array");
   if (keys.length > 64) invalid("keys holds more than 64 keys");
   const records: KeyRecord[] = [];
@@ -90,7 +96,6 @@ export async function parsePartyDocument(
     if (typeof jwk.alg !== "string" || !(ALLOWED_ALGS as readonly string[]).includes(jwk.alg)) {
       invalid(`keys[${i}].alg must be one of ${ALLOWED_ALGS.join(", ")}`);
     }
-    if ("d" in jwk) invalid(`keys[${i}] contains a private key`);
     const {
       kid,
       alg,
@@ -106,6 +111,7 @@ export async function parsePartyDocument(
     );
     if (kid !== thumbprint)
       invalid(`keys[${i}].kid must be the RFC 7638 SHA-256 thumbprint of the key`);
+    if (records.some((r) => r.kid === thumbprint)) invalid(`keys[${i}] repeats kid ${thumbprint}`);
     records.push({
       kid: thumbprint,
       partyId: party.id as string,
@@ -118,6 +124,11 @@ export async function parsePartyDocument(
     });
   }
   if (records.length === 0) invalid("keys holds no signing key");
+  for (const record of records) {
+    if (record.validUntil !== null && record.validUntil.getTime() <= record.validFrom.getTime()) {
+      invalid(`key ${record.kid}: validUntil must be after validFrom`);
+    }
+  }
   for (const record of records) {
     await importJWK(record.publicJwk as JWK, record.alg).catch(() =>
       invalid(`key ${record.kid} cannot be imported as ${record.alg}`),

@@ -63,6 +63,7 @@ describe("loadConfig", () => {
       "LIAISON_RETRY_MAX_MS",
     ],
     [{ ...BASE, LIAISON_HTTP_PROT: "8080" }, "LIAISON_HTTP_PROT"],
+    [{ ...BASE, LIAISON_COUNTRY: "VN" }, "LIAISON_COUNTRY"],
   ])("stops with config_invalid naming the setting (%#)", (env, setting) => {
     const err = configError(env as Record<string, string>);
     expect(err.code).toBe("config_invalid");

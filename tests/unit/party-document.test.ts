@@ -88,4 +88,21 @@ describe("parsePartyDocument", () => {
     );
     expect(await code({ party: PARTY, keys: [base] })).toBe("accepted");
   });
+
+  it("refuses a country that is not the id's prefix, a wildcard subject, a repeated kid and a validity that ends before it starts", async () => {
+    const k = await publicKey("EdDSA");
+    const key = { ...k, alg: "EdDSA", validFrom: "2026-01-01T00:00:00Z" };
+    expect(await code({ party: { ...PARTY, country: "TH" }, keys: [key] })).toBe("request_invalid");
+    expect(await code({ party: { ...PARTY, country: "vn" }, keys: [key] })).toBe("request_invalid");
+    expect(
+      await code({ party: { ...PARTY, inboundSubject: "liaison.inbox.*" }, keys: [key] }),
+    ).toBe("request_invalid");
+    expect(await code({ party: { ...PARTY, inboundSubject: "liaison inbox" }, keys: [key] })).toBe(
+      "request_invalid",
+    );
+    expect(await code({ party: PARTY, keys: [key, key] })).toBe("request_invalid");
+    expect(
+      await code({ party: PARTY, keys: [{ ...key, validUntil: "2025-12-31T00:00:00Z" }] }),
+    ).toBe("request_invalid");
+  });
 });

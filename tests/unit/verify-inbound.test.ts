@@ -111,6 +111,22 @@ describe("verifyInbound", () => {
     expectRejected(await verify(`${b64("[1]")}.${b64({ a: 1 })}.c2ln`), "malformed");
   });
 
+  it("rejects non-canonical base64url, whose lenient decoding would give one signature two digests", async () => {
+    const jws = await signed(fresh());
+    const [h, p, s = ""] = jws.split(".");
+    // Ed25519 signatures are 64 bytes: 86 base64url characters, the last one carrying 4 unused bits.
+    const last = s.at(-1) ?? "A";
+    const sibling = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"[
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".indexOf(last) ^ 1
+    ];
+    const variant = `${h}.${p}.${s.slice(0, -1)}${sibling}`;
+    expect(
+      Buffer.from(variant.split(".")[2] ?? "", "base64url").equals(Buffer.from(s, "base64url")),
+    ).toBe(true);
+    expectRejected(await verify(variant), "malformed");
+    expect((await verify(jws)).ok).toBe(true);
+  });
+
   it("rejects an unknown typ, a forbidden alg, a missing kid and crit as jws_header_invalid", async () => {
     const payload = b64(fresh());
     const header = { alg: "EdDSA", kid: hekou.signing.kid, typ: MESSAGE_TYP };
