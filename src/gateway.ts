@@ -22,6 +22,8 @@ import { type Database, openDatabase } from "./store/database.ts";
 import { type KeyRecord, MessageStore, type PartyRecord } from "./store/message-store.ts";
 import { NatsTransport } from "./transport/nats-transport.ts";
 
+const REGISTRY_RELOAD_MS = 30_000;
+
 export interface GatewayOptions {
   clock?: Clock;
   ids?: IdSource;
@@ -127,6 +129,15 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
     dispatcher.start();
     cleanups.push(() => dispatcher.stop());
 
+    // Replicas sharing one PostgreSQL database see partners registered through another replica.
+    const reload = setInterval(() => {
+      registry
+        .reload()
+        .catch((err: unknown) => log.error({ err: errorSummary(err) }, "registry reload failed"));
+    }, REGISTRY_RELOAD_MS);
+    reload.unref();
+    cleanups.push(async () => clearInterval(reload));
+
     const app = createApp({
       apiToken: config.apiToken,
       self,
@@ -199,7 +210,7 @@ function ownKeyRecord(partyId: string, key: OwnKey): KeyRecord {
     publicJwk,
     validFrom: key.validFrom,
     validUntil: key.validUntil,
-    revokedAt: null,
+    revokedAt: key.revokedAt,
   };
 }
 

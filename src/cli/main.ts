@@ -8,7 +8,7 @@ import { parseArgs } from "node:util";
 import { databaseTarget, loadStorageConfig } from "../config/config.ts";
 import { LiaisonError } from "../protocol/errors.ts";
 import { ALLOWED_ALGS, type SigningAlg } from "../protocol/jws-profile.ts";
-import { generateKeyFile } from "../registry/key-files.ts";
+import { generateKeyFile, loadKeyFiles, revokeKeyFile } from "../registry/key-files.ts";
 import { PartnerRegistry } from "../registry/partner-registry.ts";
 import { parsePartyDocument } from "../registry/party-document.ts";
 import { openDatabase } from "../store/database.ts";
@@ -16,7 +16,11 @@ import { MessageStore } from "../store/message-store.ts";
 
 const USAGE = `usage: liaison <command>
 
-  keys generate [--alg EdDSA|ES256]     write a new signing key file (mode 0600) to the keys directory
+  keys generate [--alg EdDSA|ES256] [--valid-from <RFC 3339 time>]
+                                        write a new signing key file (mode 0600) to the keys directory;
+                                        a future --valid-from publishes the key before it signs
+  keys list                             list our keys and their validity
+  keys revoke --kid <kid> [--at <time>] revoke one of our keys (published; it no longer signs)
   partners add --jwks <file|url>        register a partner from its published party document (JWKS)
   partners list                         list registered parties and their keys
   db migrate                            apply the SQL migrations in drizzle/ to the store
@@ -31,27 +35,46 @@ export async function runCli(argv: string[]): Promise<void> {
     case "keys generate": {
       const { values } = parseArgs({
         args: rest,
-        options: { alg: { type: "string", default: "EdDSA" } },
+        options: { alg: { type: "string", default: "EdDSA" }, "valid-from": { type: "string" } },
       });
       const alg = values.alg as string;
-      if (!(ALLOWED_ALGS as readonly string[]).includes(alg))
+      if (!(ALLOWED_ALGS as readonly string[]).includes(alg)) {
         throw new LiaisonError(
           "request_invalid",
           `--alg must be one of ${ALLOWED_ALGS.join(", ")}`,
         );
-      const storage = loadStorageConfig();
-      const key = await generateKeyFile(storage.keysDir, { alg: alg as SigningAlg });
+      }
+      const validFrom = timeOption(values["valid-from"], "--valid-from");
+      const key = await generateKeyFile(loadStorageConfig().keysDir, {
+        alg: alg as SigningAlg,
+        ...(validFrom === undefined ? {} : { validFrom }),
+      });
+      const { kid, validFrom: from, publicJwk } = key;
       console.log(
-        JSON.stringify(
-          {
-            kid: key.kid,
-            alg: key.alg,
-            validFrom: key.validFrom.toISOString(),
-            publicJwk: key.publicJwk,
-          },
-          null,
-          2,
-        ),
+        JSON.stringify({ kid, alg: key.alg, validFrom: from.toISOString(), publicJwk }, null, 2),
+      );
+      return;
+    }
+    case "keys list": {
+      for (const k of await loadKeyFiles(loadStorageConfig().keysDir)) {
+        const until = k.validUntil === null ? "" : ` until ${k.validUntil.toISOString()}`;
+        const revoked = k.revokedAt === null ? "" : ` revoked ${k.revokedAt.toISOString()}`;
+        console.log(`${k.kid} ${k.alg} valid from ${k.validFrom.toISOString()}${until}${revoked}`);
+      }
+      return;
+    }
+    case "keys revoke": {
+      const { values } = parseArgs({
+        args: rest,
+        options: { kid: { type: "string" }, at: { type: "string" } },
+      });
+      if (values.kid === undefined) throw new LiaisonError("request_invalid", "--kid is required");
+      const at = timeOption(values.at, "--at") ?? new Date();
+      if (!revokeKeyFile(loadStorageConfig().keysDir, values.kid, at)) {
+        throw new LiaisonError("not_found", `no key file for kid ${values.kid}`);
+      }
+      console.log(
+        `revoked ${values.kid} from ${at.toISOString()}; restart the gateway to publish it`,
       );
       return;
     }
@@ -137,4 +160,15 @@ export async function main(argv: string[]): Promise<void> {
     }
     throw err;
   }
+}
+
+function timeOption(value: string | undefined, name: string): Date | undefined {
+  if (value === undefined) return undefined;
+  if (
+    !/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})$/.test(value) ||
+    Number.isNaN(Date.parse(value))
+  ) {
+    throw new LiaisonError("request_invalid", `${name} must be an RFC 3339 time with a zone`);
+  }
+  return new Date(value);
 }

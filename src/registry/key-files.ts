@@ -27,6 +27,7 @@ export interface PublicKeyInfo {
 }
 
 export interface OwnKey extends PublicKeyInfo {
+  revokedAt: Date | null;
   signing: SigningKey;
 }
 
@@ -35,6 +36,8 @@ interface KeyFile {
   alg: SigningAlg;
   validFrom: string;
   validUntil?: string;
+  /** Set by `liaison keys revoke`: published to partners, and the key no longer signs. */
+  revokedAt?: string;
   privateJwk: JWK;
 }
 
@@ -106,6 +109,7 @@ export async function loadKeyFiles(dir: string): Promise<OwnKey[]> {
       publicJwk: { ...publicJwk, kid, alg: file.alg, use: "sig" },
       validFrom: new Date(file.validFrom),
       validUntil: file.validUntil === undefined ? null : new Date(file.validUntil),
+      revokedAt: file.revokedAt === undefined ? null : new Date(file.revokedAt),
       signing: { kid, alg: file.alg, key },
     });
   }
@@ -118,7 +122,26 @@ export function currentSigningKey(keys: OwnKey[], now: Date): OwnKey | undefined
     .filter(
       (k) =>
         k.validFrom.getTime() <= now.getTime() &&
-        (k.validUntil === null || k.validUntil.getTime() > now.getTime()),
+        (k.validUntil === null || k.validUntil.getTime() > now.getTime()) &&
+        (k.revokedAt === null || k.revokedAt.getTime() > now.getTime()),
     )
     .sort((a, b) => b.validFrom.getTime() - a.validFrom.getTime())[0];
+}
+
+/**
+ * Marks one of our keys revoked from `at` (default now): the gateway stops signing with it and
+ * publishes `revokedAt`, and partners stop accepting messages claimed to be sent from then on.
+ * The file stays: messages signed before stay verifiable. Returns false when no such key.
+ */
+export function revokeKeyFile(dir: string, kid: string, at: Date): boolean {
+  const path = join(dir, `${kid}${SUFFIX}`);
+  let file: KeyFile;
+  try {
+    file = JSON.parse(readFileSync(path, "utf8")) as KeyFile;
+  } catch {
+    return false;
+  }
+  file.revokedAt = at.toISOString();
+  writeFileSync(path, `${JSON.stringify(file, null, 2)}\n`, { mode: 0o600 });
+  return true;
 }

@@ -89,6 +89,27 @@ describe("liaison CLI", () => {
     expect(list.stdout).toContain(`key ${partnerKey.kid} EdDSA`);
   });
 
+  it("pre-publishes a key with a future validity, lists and revokes keys", () => {
+    const data = tempDir();
+    const env = { LIAISON_DATA_DIR: data };
+    const future = liaison(["keys", "generate", "--valid-from", "2030-01-01T00:00:00Z"], env);
+    expect(future.code).toBe(0);
+    const { kid } = JSON.parse(future.stdout) as { kid: string };
+    expect(liaison(["keys", "generate", "--valid-from", "next tuesday"], env)).toMatchObject({
+      code: 2,
+    });
+    expect(
+      liaison(["keys", "revoke", "--kid", kid, "--at", "2030-06-01T00:00:00Z"], env).code,
+    ).toBe(0);
+    const list = liaison(["keys", "list"], env);
+    expect(list.stdout).toContain(
+      `${kid} EdDSA valid from 2030-01-01T00:00:00.000Z revoked 2030-06-01T00:00:00.000Z`,
+    );
+    const missing = liaison(["keys", "revoke", "--kid", "nope"], env);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain("not_found");
+  });
+
   it("refuses a party document whose kid is not the key's thumbprint, with its code", async () => {
     const data = tempDir();
     const docPath = join(data, "bad.json");

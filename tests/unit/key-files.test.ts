@@ -14,7 +14,12 @@ import { afterEach, describe, expect, it } from "vitest";
 import { LiaisonError } from "../../src/protocol/errors.ts";
 import { MESSAGE_TYP } from "../../src/protocol/jws-profile.ts";
 import { signCompact } from "../../src/protocol/sign.ts";
-import { currentSigningKey, generateKeyFile, loadKeyFiles } from "../../src/registry/key-files.ts";
+import {
+  currentSigningKey,
+  generateKeyFile,
+  loadKeyFiles,
+  revokeKeyFile,
+} from "../../src/registry/key-files.ts";
 
 const dirs: string[] = [];
 const tempDir = () => {
@@ -74,5 +79,22 @@ describe("key files", () => {
     expect(keys).toHaveLength(3);
     expect(currentSigningKey(keys, now)?.kid).toBe(current.kid);
     expect(currentSigningKey(keys, new Date("2024-06-01T00:00:00Z"))).toBeUndefined();
+  });
+
+  it("stops signing with a revoked key and keeps its file, with the revocation, for publishing", async () => {
+    const dir = tempDir();
+    const now = new Date("2026-11-24T12:00:00Z");
+    const old = await generateKeyFile(dir, { validFrom: new Date("2026-01-01T00:00:00Z") });
+    const newer = await generateKeyFile(dir, { validFrom: new Date("2026-06-01T00:00:00Z") });
+    expect(currentSigningKey(await loadKeyFiles(dir), now)?.kid).toBe(newer.kid);
+    expect(revokeKeyFile(dir, newer.kid, new Date("2026-11-01T00:00:00Z"))).toBe(true);
+    const keys = await loadKeyFiles(dir);
+    expect(keys.find((k) => k.kid === newer.kid)?.revokedAt?.toISOString()).toBe(
+      "2026-11-01T00:00:00.000Z",
+    );
+    expect(currentSigningKey(keys, now)?.kid).toBe(old.kid);
+    expect(currentSigningKey(keys, new Date("2026-10-01T00:00:00Z"))?.kid).toBe(newer.kid);
+    expect(statSync(join(dir, `${newer.kid}.jwk.json`)).mode & 0o777).toBe(0o600);
+    expect(revokeKeyFile(dir, "no-such-kid", now)).toBe(false);
   });
 });
