@@ -11,6 +11,8 @@ import type { KeyRecord, MessageStore, PartyRecord } from "../store/message-stor
 export class PartnerRegistry implements KeyResolver {
   private parties = new Map<string, PartyRecord>();
   private keys = new Map<string, RegisteredKey>();
+  /** Counts add() calls, so a reload that overlapped one does not drop what it added. */
+  private version = 0;
 
   private constructor(private readonly store: MessageStore) {}
 
@@ -22,8 +24,11 @@ export class PartnerRegistry implements KeyResolver {
 
   /** Re-reads the store; call after another process (the CLI) changed the registry. */
   async reload(): Promise<void> {
+    const version = this.version;
     const [parties, keys] = await Promise.all([this.store.listParties(), this.store.listKeys()]);
     const imported = await Promise.all(keys.map(importKey));
+    // An add() while we read may be missing from what we read: keep the cache, reload next time.
+    if (version !== this.version) return;
     this.parties = new Map(parties.map((p) => [p.id, p]));
     this.keys = new Map(imported.map((k) => [k.kid, k]));
   }
@@ -34,6 +39,7 @@ export class PartnerRegistry implements KeyResolver {
     // stop the next start.
     const imported = await Promise.all(keys.map(importKey));
     await this.store.registerParty(party, keys);
+    this.version += 1;
     this.parties.set(party.id, party);
     for (const key of imported) this.keys.set(key.kid, key);
   }
