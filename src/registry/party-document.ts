@@ -48,7 +48,8 @@ function invalid(why: string): never {
   throw new LiaisonError("request_invalid", `party document: ${why}`);
 }
 
-const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})$/;
+const RFC3339 =
+  /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)$/;
 
 /** Refuses dates that Date.parse would roll over (2026-02-30 becomes 2 March) and leap seconds. */
 function calendarDate(value: string): boolean {
@@ -89,6 +90,8 @@ export async function parsePartyDocument(
   if (keys.length > 64) invalid("keys holds more than 64 keys");
   const records: KeyRecord[] = [];
   for (const [i, raw] of keys.entries()) {
+    if (typeof raw !== "object" || raw === null || Array.isArray(raw))
+      invalid(`keys[${i}] is not a JSON object`);
     const jwk = raw as Record<string, unknown>;
     if ("d" in jwk) invalid(`keys[${i}] contains a private key`);
     // Encryption keys (use "enc") are for JWE and not part of the signature registry.

@@ -122,7 +122,7 @@ export class MessageStore {
           .values(key)
           .onConflictDoUpdate({
             target: partyKeys.kid,
-            set: { validUntil: key.validUntil, revokedAt: key.revokedAt },
+            set: { validFrom: key.validFrom, validUntil: key.validUntil, revokedAt: key.revokedAt },
             setWhere: eq(partyKeys.partyId, key.partyId),
           })
           .returning({ kid: partyKeys.kid });

@@ -37,7 +37,7 @@ from pathlib import Path
 
 try:
     from jwcrypto import jwk, jws
-    from jwcrypto.common import base64url_decode
+    from jwcrypto.common import base64url_decode, base64url_encode
 except ImportError:  # pragma: no cover - reported to the caller
     sys.stderr.write(
         "python_partner: jwcrypto is missing: apt-get install python3-jwcrypto "
@@ -223,8 +223,11 @@ class Schemas:
                 found.append((at, "too short"))
             if "maxLength" in s and len(v) > s["maxLength"]:
                 found.append((at, "too long"))
-            if "pattern" in s and re.search(s["pattern"], v) is None:
-                found.append((at, "does not match the pattern"))
+            if "pattern" in s:
+                # ECMA-262 `$` never matches before a final newline; Python's does, so use \Z.
+                pattern = s["pattern"][:-1] + r"\Z" if s["pattern"].endswith("$") else s["pattern"]
+                if re.search(pattern, v) is None:
+                    found.append((at, "does not match the pattern"))
             if "format" in s and not format_ok(s["format"], v):
                 found.append((at, f"not a valid {s['format']}"))
         if is_number(v):
@@ -550,6 +553,14 @@ def verify(data, registry, self_id, sent, schemas, skew_ms, now):
     # 3. compact serialisation
     if COMPACT.fullmatch(text) is None:
         raise Refused("malformed", "not a compact JWS (three base64url segments)")
+    # 4. canonical base64url: re-encoding each decoded segment gives the same text
+    for segment in text.split("."):
+        try:
+            canonical = base64url_encode(base64url_decode(segment))
+        except Exception:
+            canonical = None
+        if canonical != segment:
+            raise Refused("malformed", "a segment is not canonical base64url")
     h_seg, p_seg, _ = text.split(".")
     # 4-7. header and payload are base64url UTF-8 JSON objects
     header = b64url_json(h_seg, "protected header")

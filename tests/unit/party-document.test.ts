@@ -65,7 +65,15 @@ describe("parsePartyDocument", () => {
     expect(
       await code({ party: PARTY, keys: [{ ...base, validFrom: "2026-01-01 00:00:00" }] }),
     ).toBe("request_invalid");
-    for (const bad of ["2026-02-30T00:00:00Z", "2026-01-01T24:00:00Z", "2026-12-31T23:59:60Z"]) {
+    expect(await code({ party: PARTY, keys: [null] })).toBe("request_invalid");
+    expect(await code({ party: PARTY, keys: ["key"] })).toBe("request_invalid");
+    for (const bad of [
+      "2026-02-30T00:00:00Z",
+      "2026-01-01T24:00:00Z",
+      "2026-12-31T23:59:60Z",
+      "2026-01-01T00:00:00+24:00",
+      "2026-01-01T00:00:00+05:99",
+    ]) {
       expect(await code({ party: PARTY, keys: [{ ...base, validFrom: bad }] })).toBe(
         "request_invalid",
       );
