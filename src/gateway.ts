@@ -154,6 +154,7 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
           clock,
           ids,
           ttlMs: config.messageTtlMs,
+          maxMessageBytes: config.maxMessageBytes,
           onQueued: () => dispatcher.wake(),
         }),
       ready: async () => {

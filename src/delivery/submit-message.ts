@@ -39,6 +39,8 @@ export interface SubmitDeps {
   clock: Clock;
   ids: IdSource;
   ttlMs: number;
+  /** The largest signed message a recipient accepts (LIAISON_MAX_MESSAGE_BYTES). */
+  maxMessageBytes: number;
   onQueued: () => void;
 }
 
@@ -99,6 +101,14 @@ export async function submitMessage(request: SubmitRequest, deps: SubmitDeps): P
   }
   const key = deps.signingKey();
   const jws = await signCompact(envelope, key, MESSAGE_TYP);
+  // The limit partners apply is on the signed bytes, which base64url makes a third larger than
+  // the request: refuse here what no recipient would accept.
+  if (Buffer.byteLength(jws) > deps.maxMessageBytes) {
+    throw new LiaisonError(
+      "payload_too_large",
+      `the signed message would exceed ${deps.maxMessageBytes} bytes, the largest partners accept`,
+    );
+  }
   await deps.store.insertOutbound({ envelope, jws, digest: sha256Hex(jws), kid: key.kid });
   deps.onQueued();
   return envelope;

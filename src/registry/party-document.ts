@@ -73,7 +73,9 @@ export async function parsePartyDocument(
 ): Promise<{ party: PartyRecord; keys: KeyRecord[] }> {
   if (typeof doc !== "object" || doc === null) invalid("not a JSON object");
   const { party, keys } = doc as { party?: Record<string, unknown>; keys?: unknown };
-  if (party === undefined || typeof party !== "object") invalid("the party member is missing");
+  if (party === undefined || party === null || typeof party !== "object" || Array.isArray(party)) {
+    invalid("the party member is missing");
+  }
   for (const field of ["id", "name", "country", "kind", "inboundSubject"] as const) {
     if (typeof party[field] !== "string" || party[field] === "")
       invalid(`party.${field} is missing`);

@@ -41,6 +41,8 @@ let store: MessageStore;
 let own: OwnKey;
 let partnerKeysDir: string;
 let queued = 0;
+/** Lower than the request limit, as base64url makes the signed message a third larger. */
+let signedLimit = 4096 * 4;
 const dirs: string[] = [];
 
 beforeAll(async () => {
@@ -92,6 +94,7 @@ beforeAll(async () => {
         clock: () => new Date(),
         ids: randomUUID,
         ttlMs: 3_600_000,
+        maxMessageBytes: signedLimit,
         onQueued: () => {
           queued += 1;
         },
@@ -286,6 +289,22 @@ describe("errors", () => {
       400,
       "request_invalid",
     );
+  });
+
+  it("413 payload_too_large when the request fits but the signed message would not", async () => {
+    const before = (await request("/v1/messages?direction=outbound&limit=200")).body
+      .items as unknown[];
+    signedLimit = 4000;
+    try {
+      const res = await request("/v1/messages", { json: notice() });
+      expectProblem(res, 413, "payload_too_large");
+      expect(String(res.body.detail)).toContain("signed message");
+    } finally {
+      signedLimit = 4096 * 4;
+    }
+    const after = (await request("/v1/messages?direction=outbound&limit=200")).body
+      .items as unknown[];
+    expect(after.length).toBe(before.length);
   });
 
   it("413 payload_too_large above the size limit", async () => {
