@@ -60,6 +60,22 @@ function decodeSegment(segment: string): unknown {
   return JSON.parse(decoder.decode(Buffer.from(segment, "base64url")));
 }
 
+/** A message may live at most this long: bounds what a stolen key's backdated message can claim. */
+export const MAX_LIFETIME_MS = 366 * 86_400_000;
+
+/**
+ * JSON admits U+0000 and unpaired surrogates (as escapes) in strings; PostgreSQL's text and jsonb
+ * refuse them, so such a message could never be logged and would come back forever.
+ */
+function storable(value: unknown): boolean {
+  if (typeof value === "string") return value.isWellFormed() && !value.includes("\u0000");
+  if (Array.isArray(value)) return value.every(storable);
+  if (typeof value === "object" && value !== null) {
+    return Object.entries(value).every(([k, v]) => storable(k) && storable(v));
+  }
+  return true;
+}
+
 function isCanonicalBase64url(segment: string): boolean {
   return Buffer.from(segment, "base64url").toString("base64url") === segment;
 }
@@ -118,6 +134,9 @@ export async function verifyInbound(
   }
   if (!isRecord(header)) return reject("malformed", "protected header is not a JSON object");
   if (!isRecord(payload)) return reject("malformed", "payload is not a JSON object");
+  if (!storable(header) || !storable(payload)) {
+    return reject("malformed", "a string holds U+0000 or a lone surrogate");
+  }
 
   const typ = typeof header.typ === "string" ? normaliseTyp(header.typ) : undefined;
   if (typ === MESSAGE_TYP) kind = "message";
@@ -174,7 +193,7 @@ export async function verifyInbound(
       },
     ]);
   }
-  const keyProblem = keyValidityAt(key, sentAt);
+  const keyProblem = keyValidityAt(key, sentAt, ctx.now);
   if (keyProblem !== null) return reject(keyProblem.code, keyProblem.detail);
   if (sentAt.getTime() > ctx.now.getTime() + ctx.clockSkewMs) {
     return reject(
@@ -201,6 +220,11 @@ export async function verifyInbound(
       { path: "/expiresAt", message: "must be after sentAt" },
     ]);
   }
+  if (expiresAt.getTime() - sentAt.getTime() > MAX_LIFETIME_MS) {
+    return reject("envelope_invalid", "expiresAt is more than 366 days after sentAt", [
+      { path: "/expiresAt", message: "must be at most 366 days after sentAt" },
+    ]);
+  }
   if (expiresAt.getTime() + ctx.clockSkewMs < ctx.now.getTime()) {
     return reject("expired", "the message expired before it was received");
   }
@@ -220,14 +244,23 @@ export async function verifyInbound(
   return { ok: true, kind: "message", envelope, jws, digest, kid: key.kid };
 }
 
-/** A key verifies messages claimed to be sent inside [validFrom, validUntil) and before revokedAt. */
+/**
+ * A key verifies messages claimed to be sent inside [validFrom, validUntil), so messages signed
+ * before a rotation still verify. A revoked key verifies nothing new once its revocation time
+ * has passed, whatever sentAt claims: whoever stole it could backdate sentAt. (Messages logged
+ * before the revocation stay logged, and their retries are still recognised.)
+ */
 export function keyValidityAt(
   key: RegisteredKey,
   at: Date,
+  now: Date,
 ): { code: "key_not_valid" | "key_revoked"; detail: string } | null {
   const t = at.getTime();
-  if (key.revokedAt !== null && t >= key.revokedAt.getTime()) {
-    return { code: "key_revoked", detail: "the key was revoked before the claimed sentAt" };
+  if (
+    key.revokedAt !== null &&
+    (t >= key.revokedAt.getTime() || now.getTime() >= key.revokedAt.getTime())
+  ) {
+    return { code: "key_revoked", detail: "the key is revoked" };
   }
   if (t < key.validFrom.getTime() || (key.validUntil !== null && t >= key.validUntil.getTime())) {
     return { code: "key_not_valid", detail: "the key is not valid at the claimed sentAt" };

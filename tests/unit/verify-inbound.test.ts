@@ -127,6 +127,23 @@ describe("verifyInbound", () => {
     expect((await verify(jws)).ok).toBe(true);
   });
 
+  it("rejects U+0000 and lone surrogates, which the store could never keep, as malformed", async () => {
+    const header = { alg: "EdDSA", kid: hekou.signing.kid, typ: MESSAGE_TYP };
+    const withNul = `{"id":"x","from":"CN-MPS-HEKOU","caseRef":"A\\u0000B"}`;
+    const withSurrogate = `{"id":"x","from":"CN-MPS-HEKOU","caseRef":"A\\ud800B"}`;
+    for (const payload of [withNul, withSurrogate]) {
+      expectRejected(await verify(`${b64(header)}.${b64(payload)}.c2ln`), "malformed");
+    }
+  });
+
+  it("rejects a message meant to live longer than 366 days as envelope_invalid", async () => {
+    const long = fresh({ expiresAt: new Date(NOW.getTime() + 367 * 86_400_000).toISOString() });
+    const verdict = expectRejected(await verify(await signed(long)), "envelope_invalid");
+    expect(verdict.issues).toEqual([
+      { path: "/expiresAt", message: "must be at most 366 days after sentAt" },
+    ]);
+  });
+
   it("rejects an unknown typ, a forbidden alg, a missing kid and crit as jws_header_invalid", async () => {
     const payload = b64(fresh());
     const header = { alg: "EdDSA", kid: hekou.signing.kid, typ: MESSAGE_TYP };
@@ -234,7 +251,7 @@ describe("verifyInbound", () => {
     expect((await verify(await signed(inside, rotated), { keys: k })).ok).toBe(true);
   });
 
-  it("rejects a message claimed to be sent after the key's revocation as key_revoked, and keeps older ones", async () => {
+  it("rejects anything new signed with a revoked key, even backdated before the revocation", async () => {
     const revoked = await makeParty("CN-MPS-HEKOU", {
       revokedAt: new Date(NOW.getTime() - 3_600_000),
     });
@@ -245,8 +262,25 @@ describe("verifyInbound", () => {
       }),
       "key_revoked",
     );
-    const older = envelopeAt(revoked.id, ["VN-BGC-LAOCAI"], new Date(NOW.getTime() - 7_200_000));
-    expect((await verify(await signed(older, revoked), { keys: k })).ok).toBe(true);
+    const backdated = envelopeAt(
+      revoked.id,
+      ["VN-BGC-LAOCAI"],
+      new Date(NOW.getTime() - 7_200_000),
+    );
+    expectRejected(await verify(await signed(backdated, revoked), { keys: k }), "key_revoked");
+    // Before the revocation time came, the same message verified.
+    const before = new Date(NOW.getTime() - 5_400_000);
+    expect((await verify(await signed(backdated, revoked), { keys: k, now: before })).ok).toBe(
+      true,
+    );
+    // A revocation announced for the future takes effect then.
+    const later = await makeParty("CN-MPS-HEKOU", {
+      revokedAt: new Date(NOW.getTime() + 3_600_000),
+    });
+    const fresh = envelopeAt(later.id, ["VN-BGC-LAOCAI"], NOW);
+    expect((await verify(await signed(fresh, later), { keys: resolverOf(later, laocai) })).ok).toBe(
+      true,
+    );
   });
 
   it("rejects sentAt ahead of our clock beyond the skew as clock_skew, and tolerates it within", async () => {
