@@ -24,7 +24,11 @@ export class PartnerRegistry implements KeyResolver {
 
   /** Re-reads the store; call after another process (the CLI) changed the registry. */
   async reload(): Promise<void> {
-    const version = this.version;
+    await this.refresh(this.version);
+  }
+
+  /** Replaces the cache with the store's content, unless an add() happened since `version`. */
+  private async refresh(version = this.version): Promise<void> {
     const [parties, keys] = await Promise.all([this.store.listParties(), this.store.listKeys()]);
     const imported = await Promise.all(keys.map(importKey));
     // An add() while we read may be missing from what we read: keep the cache, reload next time.
@@ -37,11 +41,11 @@ export class PartnerRegistry implements KeyResolver {
   async add(party: PartyRecord, keys: KeyRecord[]): Promise<void> {
     // Import first: a key that cannot be imported must never reach the store, where it would
     // stop the next start.
-    const imported = await Promise.all(keys.map(importKey));
+    await Promise.all(keys.map(importKey));
     await this.store.registerParty(party, keys);
     this.version += 1;
-    this.parties.set(party.id, party);
-    for (const key of imported) this.keys.set(key.kid, key);
+    // The store decides what holds (a revocation is never lifted): cache what it now says.
+    await this.refresh();
   }
 
   hasParty(partyId: string): boolean {

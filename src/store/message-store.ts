@@ -98,8 +98,8 @@ export class MessageStore {
 
   /**
    * Registers or updates a party and its keys in one transaction: keys are inserted, or their
-   * validity and revocation updated; a kid never moves to another party (request_invalid, and
-   * nothing of the call is written).
+   * revocation and end of validity brought forward (never back); a kid never moves to another
+   * party (request_invalid, and nothing of the call is written).
    */
   async registerParty(party: PartyRecord, keys: KeyRecord[]): Promise<void> {
     await this.db.transaction(async (tx) => {
@@ -122,7 +122,13 @@ export class MessageStore {
           .values(key)
           .onConflictDoUpdate({
             target: partyKeys.kid,
-            set: { validFrom: key.validFrom, validUntil: key.validUntil, revokedAt: key.revokedAt },
+            // One way only: a revocation is never lifted and moves only earlier, a validity only
+            // ends earlier, and validFrom never moves (an old or forged document cannot undo
+            // a revocation). least() ignores nulls.
+            set: {
+              validUntil: sql`least(${partyKeys.validUntil}, excluded.valid_until)`,
+              revokedAt: sql`least(${partyKeys.revokedAt}, excluded.revoked_at)`,
+            },
             setWhere: eq(partyKeys.partyId, key.partyId),
           })
           .returning({ kid: partyKeys.kid });

@@ -246,7 +246,8 @@ describe("two gateways over NATS", () => {
   });
 
   it("marks a delivery rejected when the partner's signed receipt rejects it", async () => {
-    // Lao Cai records Hekou's key as revoked an hour ago: Hekou's next message is refused.
+    // Lao Cai records Hekou's key as revoked an hour ago: Hekou's next message is refused. A
+    // revocation is never lifted, so this runs after every test that needs Hekou trusted.
     const party = laocai.gateway.registry.party(HEKOU);
     const [key] = (await laocai.gateway.store.listKeys()).filter((k) => k.partyId === HEKOU);
     if (party === undefined || key === undefined)
@@ -254,7 +255,7 @@ describe("two gateways over NATS", () => {
     await laocai.gateway.registry.add(party, [
       { ...key, revokedAt: new Date(Date.now() - 3_600_000) },
     ]);
-    try {
+    {
       const res = await submit(hekou, {
         type: "case.notice",
         to: LAOCAI,
@@ -270,8 +271,8 @@ describe("two gateways over NATS", () => {
       const [receipt] = done.receipts as Array<{ status: string; errors: Array<{ code: string }> }>;
       expect(receipt?.status).toBe("rejected");
       expect(receipt?.errors.map((e) => e.code)).toEqual(["key_revoked"]);
-    } finally {
-      await laocai.gateway.registry.add(party, [key]);
+      await laocai.gateway.registry.add(party, [{ ...key, revokedAt: null }]);
+      expect(laocai.gateway.registry.keyById(key.kid)?.revokedAt).not.toBeNull();
     }
   });
 

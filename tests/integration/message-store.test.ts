@@ -86,7 +86,7 @@ describe.each(["postgres", "pglite"] as const)("MessageStore on %s", (driver) =>
     await drop();
   });
 
-  it("registers keys, updates their revocation, and refuses to move a kid to another party", async () => {
+  it("registers keys, only ever brings revocation and validity end forward, and never moves a kid", async () => {
     const key = {
       kid: `kid-${randomUUID()}`,
       partyId: PARTNER,
@@ -101,9 +101,17 @@ describe.each(["postgres", "pglite"] as const)("MessageStore on %s", (driver) =>
     if (partner === undefined || thai === undefined) throw new Error("parties missing");
     await store.registerParty(partner, [key]);
     await store.registerParty(partner, [{ ...key, revokedAt: T0 }]);
-    expect((await store.listKeys()).find((k) => k.kid === key.kid)?.revokedAt?.toISOString()).toBe(
-      T0.toISOString(),
-    );
+    const stored = async () => (await store.listKeys()).find((k) => k.kid === key.kid);
+    expect((await stored())?.revokedAt?.toISOString()).toBe(T0.toISOString());
+    // An older document (no revocation, other validity) cannot undo or postpone it.
+    const later = new Date(T0.getTime() + 86_400_000);
+    await store.registerParty(partner, [{ ...key, revokedAt: null, validFrom: new Date(0) }]);
+    await store.registerParty(partner, [{ ...key, revokedAt: later }]);
+    expect((await stored())?.revokedAt?.toISOString()).toBe(T0.toISOString());
+    expect((await stored())?.validFrom.toISOString()).toBe(T0.toISOString());
+    await store.registerParty(partner, [{ ...key, validUntil: later }]);
+    await store.registerParty(partner, [{ ...key, validUntil: null }]);
+    expect((await stored())?.validUntil?.toISOString()).toBe(later.toISOString());
     const renamed = { ...thai, name: "renamed in the refused call" };
     await expect(
       store.registerParty(renamed, [{ ...key, partyId: thai.id }]),
