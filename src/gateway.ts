@@ -30,6 +30,8 @@ export interface GatewayOptions {
   logger?: Logger;
   /** Dispatcher poll interval when idle; the dispatcher is also woken on every new row. */
   pollMs?: number;
+  /** How often own key files and the partner registry are re-read (default 30 s). */
+  reloadMs?: number;
 }
 
 export interface Gateway {
@@ -54,7 +56,7 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
   const log = opts.logger ?? createLogger(config.logLevel, { party: config.partyId });
   const schemas = loadSchemaRegistry();
 
-  const ownKeys = await loadKeyFiles(config.keysDir);
+  let ownKeys = await loadKeyFiles(config.keysDir);
   if (currentSigningKey(ownKeys, clock()) === undefined) {
     throw new LiaisonError(
       "key_store_invalid",
@@ -129,12 +131,25 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
     dispatcher.start();
     cleanups.push(() => dispatcher.stop());
 
-    // Replicas sharing one PostgreSQL database see partners registered through another replica.
+    // Replicas sharing one PostgreSQL database see partners registered through another replica;
+    // a key generated or revoked with the CLI is picked up (and published) without a restart.
+    const reloadOwnKeys = async () => {
+      const fresh = await loadKeyFiles(config.keysDir);
+      const fingerprint = (keys: OwnKey[]) =>
+        keys.map((k) => `${k.kid}:${k.validUntil?.getTime()}:${k.revokedAt?.getTime()}`).join();
+      if (fingerprint(fresh) === fingerprint(ownKeys)) return;
+      ownKeys = fresh;
+      await registry.add(
+        self,
+        ownKeys.map((k) => ownKeyRecord(config.partyId, k)),
+      );
+      log.info({ kids: ownKeys.map((k) => k.kid) }, "own keys reloaded");
+    };
     const reload = setInterval(() => {
-      registry
-        .reload()
+      reloadOwnKeys()
+        .then(() => registry.reload())
         .catch((err: unknown) => log.error({ err: errorSummary(err) }, "registry reload failed"));
-    }, REGISTRY_RELOAD_MS);
+    }, opts.reloadMs ?? REGISTRY_RELOAD_MS);
     reload.unref();
     cleanups.push(async () => clearInterval(reload));
 
@@ -159,6 +174,7 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
         }),
       ready: async () => {
         if (transport.connection.isClosed()) return false;
+        if (currentSigningKey(ownKeys, clock()) === undefined) return false;
         try {
           await store.ping();
           return true;

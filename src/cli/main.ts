@@ -74,7 +74,7 @@ export async function runCli(argv: string[]): Promise<void> {
         throw new LiaisonError("not_found", `no key file for kid ${values.kid}`);
       }
       console.log(
-        `revoked ${values.kid} from ${at.toISOString()}; restart the gateway to publish it`,
+        `revoked ${values.kid} from ${at.toISOString()}; a running gateway publishes it within 30 s`,
       );
       return;
     }

@@ -47,7 +47,7 @@ export function createApp(deps: AppDeps): Hono {
   app.get("/readyz", async (c) =>
     (await deps.ready())
       ? c.json({ status: "ready" })
-      : problem(c, "not_ready", "database or NATS not reachable"),
+      : problem(c, "not_ready", "database or NATS not reachable, or no signing key valid now"),
   );
   app.get(ERRORS_DOC, (c) =>
     c.body(errorsDoc, 200, { "content-type": "text/markdown; charset=utf-8" }),

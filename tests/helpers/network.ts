@@ -59,7 +59,7 @@ export async function startNode(
           { party: spec.partyId },
           { write: (line: string) => void lines.push(line) },
         );
-  const gateway = await startGateway(config, { pollMs: 50, logger });
+  const gateway = await startGateway(config, { pollMs: 50, logger, reloadMs: 200 });
   const key = currentSigningKey(await loadKeyFiles(config.keysDir), new Date());
   if (key === undefined) throw new Error("no signing key");
   const stop = gateway.stop;
