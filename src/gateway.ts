@@ -155,6 +155,7 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
 
     const app = createApp({
       apiToken: config.apiToken,
+      adminToken: config.adminToken,
       self,
       ownKeys: () => ownKeys.map((k) => ownKeyRecord(config.partyId, k)),
       store,

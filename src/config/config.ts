@@ -22,6 +22,8 @@ export interface Config {
   dataDir: string;
   keysDir: string;
   apiToken: string;
+  /** Operator token for POST /v1/partners; undefined switches that route off. */
+  adminToken: string | undefined;
   clockSkewMs: number;
   messageTtlMs: number;
   maxMessageBytes: number;
@@ -48,6 +50,7 @@ export const SETTINGS = {
   LIAISON_DATA_DIR: "directory for the embedded database and keys (default: ./data)",
   LIAISON_KEYS_DIR: "directory of private key files, mode 0700 (default: LIAISON_DATA_DIR/keys)",
   LIAISON_API_TOKEN: "bearer token local users present (required, at least 24 characters)",
+  LIAISON_ADMIN_TOKEN: "operator bearer token for POST /v1/partners (unset: that route is off)",
   LIAISON_CLOCK_SKEW_SECONDS: "tolerated clock difference with partners (default: 300)",
   LIAISON_MESSAGE_TTL_SECONDS: "expiresAt = sentAt + this (default: 604800, 7 days)",
   LIAISON_MAX_MESSAGE_BYTES: "largest inbound message accepted (default: 262144)",
@@ -87,6 +90,10 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     fail("LIAISON_PARTY_ID", "must look like CN-MPS-HEKOU (country-agency-office)");
   const apiToken = env.LIAISON_API_TOKEN ?? fail("LIAISON_API_TOKEN", "is required");
   if (apiToken.length < 24) fail("LIAISON_API_TOKEN", "must be at least 24 characters");
+  const adminToken = env.LIAISON_ADMIN_TOKEN === "" ? undefined : env.LIAISON_ADMIN_TOKEN;
+  if (adminToken !== undefined && adminToken.length < 24)
+    fail("LIAISON_ADMIN_TOKEN", "must be at least 24 characters");
+  if (adminToken === apiToken) fail("LIAISON_ADMIN_TOKEN", "must differ from LIAISON_API_TOKEN");
   const databaseUrl = env.DATABASE_URL === "" ? undefined : env.DATABASE_URL;
   if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
     fail("DATABASE_URL", "must be a postgres:// or postgresql:// URL");
@@ -130,6 +137,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     dataDir,
     keysDir: resolve(cwd, env.LIAISON_KEYS_DIR ?? resolve(dataDir, "keys")),
     apiToken,
+    adminToken,
     clockSkewMs: integer(env, "LIAISON_CLOCK_SKEW_SECONDS", 300, 0, 3600) * 1000,
     messageTtlMs: integer(env, "LIAISON_MESSAGE_TTL_SECONDS", 604_800, 60, 31_536_000) * 1000,
     maxMessageBytes: integer(env, "LIAISON_MAX_MESSAGE_BYTES", 262_144, 1024, 8_388_608),

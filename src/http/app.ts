@@ -19,6 +19,8 @@ import { parseSubmitRequest } from "./submit-request.ts";
 
 export interface AppDeps {
   apiToken: string;
+  /** Operator token for partner registration; undefined switches POST /v1/partners off. */
+  adminToken: string | undefined;
   self: PartyRecord;
   ownKeys: () => KeyRecord[];
   store: MessageStore;
@@ -55,10 +57,19 @@ export function createApp(deps: AppDeps): Hono {
   app.get("/.well-known/jwks.json", (c) => c.json(buildPartyDocument(deps.self, deps.ownKeys())));
 
   const api = new Hono();
-  api.use(bearerAuth(deps.apiToken));
+  // Local users hold the API token; registering partners (whose keys we then trust and whose
+  // subjects receive our messages) needs the operator's admin token.
+  const user = bearerAuth(deps.apiToken);
+  const admin = bearerAuth(
+    deps.adminToken,
+    deps.adminToken === undefined
+      ? "partner registration over HTTP is off: set LIAISON_ADMIN_TOKEN, or use liaison partners add"
+      : "the admin bearer token is required",
+  );
 
   api.post(
     "/messages",
+    user,
     bodyLimit({
       maxSize: deps.maxRequestBytes,
       onError: () => {
@@ -94,7 +105,7 @@ export function createApp(deps: AppDeps): Hono {
     },
   );
 
-  api.get("/messages/:id", async (c) => {
+  api.get("/messages/:id", user, async (c) => {
     const id = c.req.param("id").toLowerCase();
     if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(id)) {
       throw new LiaisonError("not_found", "no message with this id");
@@ -131,7 +142,7 @@ export function createApp(deps: AppDeps): Hono {
     });
   });
 
-  api.get("/messages", async (c) => {
+  api.get("/messages", user, async (c) => {
     const direction = c.req.query("direction") ?? "inbound";
     if (direction !== "inbound" && direction !== "outbound") {
       throw new LiaisonError("request_invalid", "direction must be inbound or outbound", {
@@ -148,7 +159,7 @@ export function createApp(deps: AppDeps): Hono {
     });
   });
 
-  api.get("/quarantine", async (c) => {
+  api.get("/quarantine", user, async (c) => {
     const limit = pageLimit(c.req.query("limit"));
     const after = cursor(c.req.query("cursor"));
     const rows = await deps.store.listQuarantine({ after, limit });
@@ -172,27 +183,37 @@ export function createApp(deps: AppDeps): Hono {
     });
   });
 
-  api.get("/partners", (c) => c.json({ items: deps.registry.listParties() }));
+  api.get("/partners", user, (c) => c.json({ items: deps.registry.listParties() }));
 
   // Registers or updates a partner from its party document (the JWKS it publishes), at run time.
-  api.post("/partners", async (c) => {
-    let json: unknown;
-    try {
-      json = await c.req.json();
-    } catch {
-      throw new LiaisonError("request_invalid", "the request body is not JSON");
-    }
-    const { party, keys } = await parsePartyDocument(json);
-    if (party.id === deps.self.id) {
-      throw new LiaisonError(
-        "request_invalid",
-        "this gateway's own keys come from its key directory",
-      );
-    }
-    await deps.registry.add(party, keys);
-    deps.log.info({ partyId: party.id, keys: keys.length }, "partner registered");
-    return c.json({ party, kids: keys.map((k) => k.kid) }, 201);
-  });
+  api.post(
+    "/partners",
+    admin,
+    bodyLimit({
+      maxSize: 64 * 1024,
+      onError: () => {
+        throw new LiaisonError("payload_too_large", "a party document is at most 64 KiB");
+      },
+    }),
+    async (c) => {
+      let json: unknown;
+      try {
+        json = await c.req.json();
+      } catch {
+        throw new LiaisonError("request_invalid", "the request body is not JSON");
+      }
+      const { party, keys } = await parsePartyDocument(json);
+      if (party.id === deps.self.id) {
+        throw new LiaisonError(
+          "request_invalid",
+          "this gateway's own keys come from its key directory",
+        );
+      }
+      await deps.registry.add(party, keys);
+      deps.log.info({ partyId: party.id, keys: keys.length }, "partner registered");
+      return c.json({ party, kids: keys.map((k) => k.kid) }, 201);
+    },
+  );
 
   app.route("/v1", api);
   return app;

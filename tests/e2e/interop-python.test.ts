@@ -173,7 +173,7 @@ beforeAll(async () => {
 
   // Registration both ways: the gateway registers the partner's document, the partner keeps
   // the gateway's published one.
-  const registered = await call(node, "/v1/partners", { method: "POST", json: doc });
+  const registered = await call(node, "/v1/partners", { method: "POST", json: doc, asAdmin: true });
   expect(registered.status, JSON.stringify(registered.body)).toBe(201);
   const res = await fetch(`${node.gateway.url}/.well-known/jwks.json`);
   expect(res.status).toBe(200);

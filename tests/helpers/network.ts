@@ -17,6 +17,8 @@ import { parsePartyDocument } from "../../src/registry/party-document.ts";
 export interface TestNode {
   gateway: Gateway;
   token: string;
+  /** The operator's token, for POST /v1/partners. */
+  adminToken: string;
   signingKey: SigningKey;
 }
 
@@ -37,6 +39,7 @@ export async function startNode(
   const dataDir = mkdtempSync(join(tmpdir(), `liaison-test-${spec.partyId}-`));
   await generateKeyFile(join(dataDir, "keys"), { validFrom: new Date(Date.now() - 86_400_000) });
   const token = randomBytes(24).toString("base64url");
+  const adminToken = randomBytes(24).toString("base64url");
   const config = loadConfig({
     LIAISON_PARTY_ID: spec.partyId,
     LIAISON_INBOUND_SUBJECT: `test.${tag}.inbox.${spec.partyId}`,
@@ -45,6 +48,7 @@ export async function startNode(
     LIAISON_NATS_URL: natsUrl,
     LIAISON_DATA_DIR: dataDir,
     LIAISON_API_TOKEN: token,
+    LIAISON_ADMIN_TOKEN: adminToken,
     LIAISON_RETRY_BASE_MS: "300",
     LIAISON_RETRY_MAX_MS: "2000",
     ...(spec.databaseUrl === undefined ? {} : { DATABASE_URL: spec.databaseUrl }),
@@ -67,7 +71,7 @@ export async function startNode(
     await stop();
     rmSync(dataDir, { recursive: true, force: true });
   };
-  return { gateway, token, signingKey: key.signing, dataDir };
+  return { gateway, token, adminToken, signingKey: key.signing, dataDir };
 }
 
 /** Registers every node with every other from the JWKS each one publishes over HTTP. */
@@ -103,14 +107,14 @@ export async function waitFor<T>(
 export async function call(
   node: TestNode,
   path: string,
-  init: RequestInit & { json?: unknown } = {},
+  init: RequestInit & { json?: unknown; asAdmin?: boolean } = {},
 ): Promise<{ status: number; headers: Headers; body: Record<string, unknown> }> {
-  const { json, ...rest } = init;
+  const { json, asAdmin, ...rest } = init;
   const res = await node.gateway.app.request(path, {
     ...rest,
     ...(json === undefined ? {} : { method: rest.method ?? "POST", body: JSON.stringify(json) }),
     headers: {
-      authorization: `Bearer ${node.token}`,
+      authorization: `Bearer ${asAdmin === true ? node.adminToken : node.token}`,
       "content-type": "application/json",
       ...(rest.headers ?? {}),
     },

@@ -20,6 +20,7 @@ import { MessageStore, type PartyRecord } from "../../src/store/message-store.ts
 import { CASE_NOTICE_BODY } from "../helpers/protocol-fixtures.ts";
 
 const TOKEN = "t".repeat(32);
+const ADMIN = "a".repeat(32);
 const SELF: PartyRecord = {
   id: "CN-MPS-HEKOU",
   name: "Hekou",
@@ -80,6 +81,7 @@ beforeAll(async () => {
   const schemas = loadSchemaRegistry();
   app = createApp({
     apiToken: TOKEN,
+    adminToken: ADMIN,
     self: SELF,
     ownKeys: () => [ownRecord],
     store,
@@ -238,7 +240,7 @@ describe("happy path", () => {
         revokedAt: null,
       },
     ]);
-    const res = await request("/v1/partners", { json: doc });
+    const res = await request("/v1/partners", { json: doc, token: ADMIN });
     expect(res.status).toBe(201);
     const list = await request("/v1/partners");
     expect((list.body.items as Array<{ id: string }>).map((p) => p.id)).toContain("TH-RTP-ATPD");
@@ -337,7 +339,11 @@ describe("errors", () => {
       party: { ...PARTNER, id: "LA-MPS-BOTEN" },
       keys: doc.keys.map((k) => ({ ...k, kid: "not-the-thumbprint" })),
     };
-    expectProblem(await request("/v1/partners", { json: forged }), 400, "request_invalid");
+    expectProblem(
+      await request("/v1/partners", { json: forged, token: ADMIN }),
+      400,
+      "request_invalid",
+    );
   });
 });
 
@@ -354,8 +360,23 @@ describe("security", () => {
     }
   });
 
+  it("registers partners only with the admin token, and reads nothing with it", async () => {
+    const doc = { party: PARTNER, keys: [] };
+    expectProblem(await request("/v1/partners", { json: doc }), 401, "unauthorized");
+    expectProblem(await request("/v1/partners", { json: doc, token: null }), 401, "unauthorized");
+    expectProblem(
+      await request("/v1/messages?direction=inbound", { token: ADMIN }),
+      401,
+      "unauthorized",
+    );
+  });
+
   it("does not accept our own party document over the API", async () => {
     const doc = (await request("/.well-known/jwks.json", { token: null })).body;
-    expectProblem(await request("/v1/partners", { json: doc }), 400, "request_invalid");
+    expectProblem(
+      await request("/v1/partners", { json: doc, token: ADMIN }),
+      400,
+      "request_invalid",
+    );
   });
 });

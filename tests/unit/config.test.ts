@@ -64,6 +64,8 @@ describe("loadConfig", () => {
     ],
     [{ ...BASE, LIAISON_HTTP_PROT: "8080" }, "LIAISON_HTTP_PROT"],
     [{ ...BASE, LIAISON_COUNTRY: "VN" }, "LIAISON_COUNTRY"],
+    [{ ...BASE, LIAISON_ADMIN_TOKEN: "short" }, "LIAISON_ADMIN_TOKEN"],
+    [{ ...BASE, LIAISON_ADMIN_TOKEN: "x".repeat(32) }, "LIAISON_ADMIN_TOKEN"],
   ])("stops with config_invalid naming the setting (%#)", (env, setting) => {
     const err = configError(env as Record<string, string>);
     expect(err.code).toBe("config_invalid");
