@@ -83,7 +83,10 @@ export class NatsTransport implements Transport {
     const config = {
       name: opts.stream,
       subjects: [opts.subject],
-      retention: RetentionPolicy.Limits,
+      // Work-queue: a message leaves the stream once acked (after our database commit), so the
+      // broker does not keep a second copy of message bodies; unconsumed ones age out after 30
+      // days.
+      retention: RetentionPolicy.Workqueue,
       storage: StorageType.File,
       max_age: 30 * DAY_NS,
       duplicate_window: 10 * 60 * SECOND_NS,

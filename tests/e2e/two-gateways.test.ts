@@ -145,6 +145,14 @@ describe("two gateways over NATS", () => {
     expect((inbound.body.items as Array<{ id: string }>).map((m) => m.id)).toContain(id);
     const atLaocai = await call(laocai, `/v1/messages/${id}`);
     expect(atLaocai.body.jws).toBe(done.jws);
+
+    // Once logged and acked, the message leaves the broker (work-queue retention): the database
+    // holds the only copy of its body.
+    const jsm = await nc.jetstreamManager();
+    await waitFor("Lao Cai's stream emptied", async () => {
+      const info = await jsm.streams.info(laocai.gateway.config.streamName);
+      return info.state.messages === 0 ? true : undefined;
+    });
   });
 
   it("logs a redelivered message once and sends its receipt again", async () => {
