@@ -239,8 +239,16 @@ export class MessageStore {
       const now = opts.now.toISOString();
       const candidates = tx.$with("candidates").as(
         tx
-          .select({ messageId: deliveries.messageId, recipient: deliveries.recipient })
+          .select({
+            messageId: deliveries.messageId,
+            recipient: deliveries.recipient,
+            expiresAt: sql<Date>`${messages.expiresAt}`.as("expires_at"),
+          })
           .from(deliveries)
+          .innerJoin(
+            messages,
+            and(eq(messages.id, deliveries.messageId), eq(messages.direction, "outbound")),
+          )
           .where(
             and(
               inArray(deliveries.status, ["queued", "sent"]),
@@ -249,15 +257,19 @@ export class MessageStore {
           )
           .orderBy(asc(deliveries.nextAttemptAt))
           .limit(opts.limit)
-          .for("update", { skipLocked: true }),
+          .for("update", { of: deliveries, skipLocked: true }),
       );
-      const exhausted = sql`${deliveries.attempts} >= ${opts.maxAttempts}`;
+      // The budget counts publishes the broker accepted: a delivery the broker never took (link
+      // down, partner's inbox missing) stays queued and keeps trying until the message expires.
+      const overBudget = sql`(${deliveries.status} = 'sent' and ${deliveries.attempts} >= ${opts.maxAttempts})`;
+      const expired = sql`(${candidates.expiresAt} <= ${now}::timestamptz)`;
+      const exhausted = sql`(${overBudget} or ${expired})`;
       const claimed = await tx
         .with(candidates)
         .update(deliveries)
         .set({
           status: sql`case when ${exhausted} then 'failed' else ${deliveries.status} end`,
-          lastError: sql`case when ${exhausted} then 'no receipt within the retry budget' else ${deliveries.lastError} end`,
+          lastError: sql`case when ${overBudget} then 'no receipt within the retry budget' when ${expired} then 'expired before it was delivered' else ${deliveries.lastError} end`,
           attempts: sql`case when ${exhausted} then ${deliveries.attempts} else ${deliveries.attempts} + 1 end`,
           nextAttemptAt: sql`${now}::timestamptz + least(${opts.retryMaxMs}::float8, ${opts.retryBaseMs}::float8 * power(2, ${deliveries.attempts})) * (0.75 + random() * 0.5) * interval '1 millisecond'`,
           updatedAt: opts.now,
@@ -326,7 +338,8 @@ export class MessageStore {
     if (sent.length === 0) return;
     await this.db
       .update(deliveries)
-      .set({ status: "sent", lastError: null, updatedAt: at })
+      // The first publish the broker accepted: the retry budget counts from here.
+      .set({ status: "sent", attempts: 1, lastError: null, updatedAt: at })
       .where(
         and(
           eq(deliveries.status, "queued"),

@@ -176,6 +176,46 @@ describe.each(["postgres", "pglite"] as const)("MessageStore on %s", (driver) =>
     expect((await store.getMessage(existing.id))?.message.jws).toBe("first");
   });
 
+  it("keeps retrying a delivery the broker never accepted, until its message expires", async () => {
+    const e = envelope();
+    await store.insertOutbound({
+      envelope: e,
+      jws: "never-acked",
+      digest: digestOf(400),
+      kid: "k",
+    });
+    const mine = (r: { due: Array<{ messageId: string }> }) =>
+      r.due.filter((d) => d.messageId === e.id);
+    let at = T0.getTime();
+    for (let i = 0; i < 5; i++) {
+      // maxAttempts 2, but no publish was ever acknowledged: still due, never failed.
+      const r = await store.claimDueDeliveries({
+        now: new Date(at),
+        limit: 500,
+        maxAttempts: 2,
+        ...retry,
+      });
+      expect(mine(r)).toHaveLength(1);
+      at += 1300;
+    }
+    expect((await store.getMessage(e.id))?.deliveries[0]).toMatchObject({
+      status: "queued",
+      attempts: 5,
+    });
+    const afterExpiry = new Date(new Date(e.expiresAt).getTime() + 1);
+    const r = await store.claimDueDeliveries({
+      now: afterExpiry,
+      limit: 500,
+      maxAttempts: 2,
+      ...retry,
+    });
+    expect(r.failed).toContainEqual({ messageId: e.id, recipient: PARTNER });
+    expect((await store.getMessage(e.id))?.deliveries[0]).toMatchObject({
+      status: "failed",
+      lastError: "expired before it was delivered",
+    });
+  });
+
   it("hands each due delivery to exactly one of two concurrent claimers", async () => {
     const ids: string[] = [];
     for (let i = 0; i < 20; i++) {
