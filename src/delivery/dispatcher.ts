@@ -99,7 +99,7 @@ export class Dispatcher {
     await Promise.all(
       due.map(async (d) => {
         try {
-          const ack = await this.transport.publish(d.subject, encoder.encode(d.jws), d.messageId);
+          const ack = await this.transport.publish(d.subject, encoder.encode(d.jws), d.digest);
           published.push(d);
           this.log.info(
             {
@@ -143,7 +143,7 @@ export class Dispatcher {
     await Promise.all(
       due.map(async (r) => {
         try {
-          await this.transport.publish(r.subject, encoder.encode(r.jws), r.id);
+          await this.transport.publish(r.subject, encoder.encode(r.jws), r.digest);
           published.push(r.id);
           this.log.info({ receiptId: r.id, to: r.toParty }, "receipt published");
         } catch (err) {

@@ -27,7 +27,7 @@ import {
   verifyInbound,
 } from "../protocol/verify-inbound.ts";
 import type { SchemaRegistry } from "../schemas/schema-registry.ts";
-import type { IssuedReceipt, MessageStore } from "../store/message-store.ts";
+import { type IssuedReceipt, inboundKey, type MessageStore } from "../store/message-store.ts";
 
 export interface InboxDeps {
   self: PartyId;
@@ -101,7 +101,7 @@ export class InboxProcessor {
     });
   }
 
-  /** New messages are logged with our receipt; ids already logged are duplicates. */
+  /** New messages are logged with our receipt; (sender, id) pairs already logged are duplicates. */
   private async acceptMessages(
     items: InboundItem[],
     verdicts: VerifiedMessage[],
@@ -110,17 +110,20 @@ export class InboxProcessor {
   ): Promise<void> {
     if (indexes.length === 0) return;
     const { deps } = this;
-    const logged = await deps.store.findInbound(
-      indexes.map((i) => (verdicts[i] as VerifiedMessage).envelope.id),
-    );
-    const firstOfId = new Map<string, number>();
+    const keyOf = (i: number) => {
+      const { envelope } = verdicts[i] as VerifiedMessage;
+      return { from: envelope.from, id: envelope.id };
+    };
+    const logged = await deps.store.findInbound(indexes.map(keyOf));
+    const seen = new Set<string>();
     const fresh: number[] = [];
     const later: number[] = [];
     for (const i of indexes) {
-      const id = (verdicts[i] as VerifiedMessage).envelope.id;
-      if (logged.has(id) || firstOfId.has(id)) later.push(i);
+      const { from, id } = keyOf(i);
+      const key = inboundKey(from, id);
+      if (logged.has(key) || seen.has(key)) later.push(i);
       else {
-        firstOfId.set(id, i);
+        seen.add(key);
         fresh.push(i);
       }
     }
@@ -136,7 +139,7 @@ export class InboxProcessor {
     const stored = await deps.store.recordInbound(signed);
     for (const i of fresh) {
       const { envelope } = verdicts[i] as VerifiedMessage;
-      if (!stored.has(envelope.id)) {
+      if (!stored.has(inboundKey(envelope.from, envelope.id))) {
         later.push(i);
         continue;
       }
@@ -152,14 +155,13 @@ export class InboxProcessor {
       outcomes[i] = { outcome: "accepted", messageId: envelope.id };
     }
     if (later.length === 0) return;
-    const digests = await deps.store.findInbound(
-      later.map((i) => (verdicts[i] as VerifiedMessage).envelope.id),
-    );
+    const known = await deps.store.findInbound(later.map(keyOf));
     for (const i of later) {
+      const { from, id } = keyOf(i);
       outcomes[i] = await this.duplicate(
         items[i] as InboundItem,
         verdicts[i] as VerifiedMessage,
-        digests.get((verdicts[i] as VerifiedMessage).envelope.id),
+        known.get(inboundKey(from, id)),
       );
     }
   }
@@ -176,40 +178,51 @@ export class InboxProcessor {
     outcomes: Array<InboxOutcome | undefined>,
   ): Promise<void> {
     if (indexes.length === 0) return;
-    const ids = indexes.flatMap((i) =>
-      verdicts[i]?.kind === "message" && verdicts[i]?.messageId
-        ? [verdicts[i]?.messageId as string]
-        : [],
-    );
-    const logged = await this.deps.store.findInbound(ids);
+    const keys = indexes.flatMap((i) => {
+      const v = verdicts[i] as Rejection;
+      return v.kind === "message" && v.messageId !== null && v.claimedFrom !== null
+        ? [{ from: v.claimedFrom, id: v.messageId }]
+        : [];
+    });
+    const logged = await this.deps.store.findInbound(keys);
     for (const i of indexes) {
       const rejection = verdicts[i] as Rejection;
-      const digest = rejection.messageId === null ? undefined : logged.get(rejection.messageId);
+      const { claimedFrom, messageId } = rejection;
+      const earlier =
+        claimedFrom === null || messageId === null
+          ? undefined
+          : logged.get(inboundKey(claimedFrom, messageId));
       if (
         rejection.kind === "message" &&
-        digest === rejection.digest &&
-        rejection.messageId !== null
+        messageId !== null &&
+        earlier?.digest === rejection.digest
       ) {
-        await this.deps.store.requeueIssuedReceipt(rejection.messageId, digest, this.deps.clock());
+        await this.deps.store.requeueIssuedReceipt(messageId, rejection.digest, this.deps.clock());
         this.deps.log.info(
-          { messageId: rejection.messageId, from: rejection.claimedFrom, code: rejection.code },
+          { messageId, from: claimedFrom, code: rejection.code },
           "retry of a logged message; receipt sent again",
         );
-        outcomes[i] = { outcome: "duplicate", messageId: rejection.messageId };
+        outcomes[i] = { outcome: "duplicate", messageId };
         continue;
       }
       outcomes[i] = await this.quarantine(items[i] as InboundItem, rejection);
     }
   }
 
-  /** A redelivery of a message we logged: send our receipt again. Same id, other bytes: conflict. */
+  /**
+   * A redelivery of a message we logged: our receipt goes out again. The same signed content
+   * with another encoding of its signature (ECDSA signatures are malleable: s and n−s both
+   * verify) is the same message: it gets a receipt of its own, naming its own digest, so the
+   * sender, which knows only its own bytes, can close its delivery. The same id with other
+   * content is a conflict.
+   */
   private async duplicate(
     item: InboundItem,
     verdict: VerifiedMessage,
-    loggedDigest: string | undefined,
+    logged: { digest: string; jws: string } | undefined,
   ): Promise<InboxOutcome> {
     const { envelope } = verdict;
-    if (loggedDigest === verdict.digest) {
+    if (logged?.digest === verdict.digest) {
       await this.deps.store.requeueIssuedReceipt(envelope.id, verdict.digest, this.deps.clock());
       this.deps.log.info(
         { messageId: envelope.id, from: envelope.from },
@@ -217,10 +230,20 @@ export class InboxProcessor {
       );
       return { outcome: "duplicate", messageId: envelope.id };
     }
+    if (logged !== undefined && signingInput(logged.jws) === signingInput(verdict.jws)) {
+      await this.deps.store.insertIssuedReceipt(
+        await this.issueReceipt(envelope.from, envelope.id, verdict.digest, []),
+      );
+      this.deps.log.info(
+        { messageId: envelope.id, from: envelope.from },
+        "duplicate message, other signature encoding; receipt for its bytes",
+      );
+      return { outcome: "duplicate", messageId: envelope.id };
+    }
     return this.quarantine(item, {
       ok: false,
       code: "duplicate_conflict",
-      detail: "a different message with this id was already received",
+      detail: "a different message with this id was already received from this sender",
       issues: [],
       digest: verdict.digest,
       kind: "message",
@@ -288,7 +311,7 @@ export class InboxProcessor {
           receiptErrors(rejection),
         )
       : null;
-    await this.deps.store.quarantine(
+    const seq = await this.deps.store.quarantine(
       {
         subject: item.subject,
         raw: item.data,
@@ -302,18 +325,21 @@ export class InboxProcessor {
       },
       receipt,
     );
+    // null: these exact bytes were kept (and answered) before; a redelivery adds nothing.
+    const receiptSent = answer && seq !== null;
     this.deps.log.warn(
       {
         code: rejection.code,
         kind: rejection.kind,
         from: rejection.claimedFrom,
         messageId: rejection.messageId,
-        receiptSent: answer,
+        receiptSent,
+        again: seq === null,
       },
       "inbound quarantined",
     );
-    if (answer) this.deps.onReceiptQueued();
-    return { outcome: "quarantined", code: rejection.code, receiptSent: answer };
+    if (receiptSent) this.deps.onReceiptQueued();
+    return { outcome: "quarantined", code: rejection.code, receiptSent };
   }
 
   private async issueReceipt(
@@ -340,4 +366,9 @@ export function receiptErrors(rejection: Rejection): ReceiptError[] {
     detail: issue.message.slice(0, 500),
     path: issue.path.slice(0, 300),
   }));
+}
+
+/** `header.payload`: what the signature covers. */
+function signingInput(jws: string): string {
+  return jws.slice(0, jws.lastIndexOf("."));
 }

@@ -67,6 +67,8 @@ export interface DueDelivery {
   recipient: string;
   subject: string;
   jws: string;
+  /** SHA-256 of the JWS bytes: the broker de-duplication id (Nats-Msg-Id). */
+  digest: string;
   attempts: number;
 }
 
@@ -75,6 +77,7 @@ export interface DueReceipt {
   toParty: string;
   subject: string;
   jws: string;
+  digest: string;
 }
 
 export type ReceivedReceiptOutcome =
@@ -297,6 +300,7 @@ export class MessageStore {
           messageId: messages.id,
           recipient: parties.id,
           jws: messages.jws,
+          digest: messages.digest,
           subject: parties.inboundSubject,
         })
         .from(messages)
@@ -322,6 +326,7 @@ export class MessageStore {
                 recipient: c.recipient,
                 attempts: c.attempts,
                 jws: d.jws,
+                digest: d.digest,
                 subject: d.subject,
               },
             ];
@@ -364,14 +369,29 @@ export class MessageStore {
       .where(and(eq(deliveries.messageId, messageId), eq(deliveries.recipient, recipient)));
   }
 
-  /** The digests of inbound messages already logged under these ids. */
-  async findInbound(ids: string[]): Promise<Map<string, string>> {
-    if (ids.length === 0) return new Map();
+  /** Inbound messages already logged under these (sender, id) pairs, keyed `${from} ${id}`. */
+  async findInbound(
+    keys: Array<{ from: string; id: string }>,
+  ): Promise<Map<string, { digest: string; jws: string }>> {
+    if (keys.length === 0) return new Map();
     const rows = await this.db
-      .select({ id: messages.id, digest: messages.digest })
+      .select({
+        id: messages.id,
+        from: messages.fromParty,
+        digest: messages.digest,
+        jws: messages.jws,
+      })
       .from(messages)
-      .where(and(eq(messages.direction, "inbound"), inArray(messages.id, ids)));
-    return new Map(rows.map((r) => [r.id, r.digest]));
+      .where(
+        and(
+          eq(messages.direction, "inbound"),
+          inArray(
+            messages.id,
+            keys.map((k) => k.id),
+          ),
+        ),
+      );
+    return new Map(rows.map((r) => [inboundKey(r.from, r.id), { digest: r.digest, jws: r.jws }]));
   }
 
   /**
@@ -388,10 +408,10 @@ export class MessageStore {
         .insert(messages)
         .values(items.map((i) => messageValues("inbound", i.message)))
         .onConflictDoNothing()
-        .returning({ id: messages.id });
-      const stored = new Set(inserted.map((r) => r.id));
+        .returning({ id: messages.id, from: messages.fromParty });
+      const stored = new Set(inserted.map((r) => inboundKey(r.from, r.id)));
       const receiptRows = items
-        .filter((i) => stored.has(i.message.envelope.id))
+        .filter((i) => stored.has(inboundKey(i.message.envelope.from, i.message.envelope.id)))
         .map((i) => issuedValues(i.receipt));
       if (receiptRows.length > 0) await tx.insert(receipts).values(receiptRows);
       return stored;
@@ -415,17 +435,27 @@ export class MessageStore {
     return rows.length > 0;
   }
 
-  /** The bytes, the reason and, when the sender is known, the negative receipt: one transaction. */
-  async quarantine(input: QuarantineInput, receipt: IssuedReceipt | null): Promise<number> {
+  /**
+   * The bytes, the reason and, when the sender is known, the negative receipt: one transaction.
+   * Returns null, writing nothing, when these exact bytes are already in quarantine.
+   */
+  async quarantine(input: QuarantineInput, receipt: IssuedReceipt | null): Promise<number | null> {
     return this.db.transaction(async (tx) => {
       const [row] = await tx
         .insert(quarantine)
         .values({ ...input, receiptId: receipt?.receipt.id ?? null })
+        .onConflictDoNothing({ target: quarantine.digest })
         .returning({ seq: quarantine.seq });
+      // These exact bytes are already kept (and were answered): nothing more to write.
+      if (row === undefined) return null;
       if (receipt !== null) await tx.insert(receipts).values(issuedValues(receipt));
-      if (row === undefined) throw new Error("quarantine insert returned no row");
       return row.seq;
     });
+  }
+
+  /** A receipt of ours that answers bytes we did not log again (see InboxProcessor.duplicate). */
+  async insertIssuedReceipt(receipt: IssuedReceipt): Promise<void> {
+    await this.db.insert(receipts).values(issuedValues(receipt));
   }
 
   /**
@@ -540,6 +570,7 @@ export class MessageStore {
           id: receipts.id,
           toParty: receipts.toParty,
           jws: receipts.jws,
+          digest: receipts.digest,
           attempts: receipts.publishAttempts,
         })
         .from(receipts)
@@ -583,6 +614,7 @@ export class MessageStore {
         id: r.id,
         toParty: r.toParty,
         jws: r.jws,
+        digest: r.digest,
         subject: subjectById.get(r.toParty) ?? "",
       }));
     });
@@ -719,4 +751,9 @@ function issuedValues(r: IssuedReceipt) {
     digest: r.digest,
     nextPublishAt: new Date(r.receipt.sentAt),
   };
+}
+
+/** The key of an inbound message: ids are unique per sender. */
+export function inboundKey(from: string, id: string): string {
+  return `${from} ${id}`;
 }

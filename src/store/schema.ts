@@ -76,7 +76,9 @@ export const messages = pgTable(
     loggedAt: tstz("logged_at").notNull().defaultNow(),
   },
   (t) => [
-    uniqueIndex("messages_direction_id_uq").on(t.direction, t.id),
+    // Ids are unique per sender: one partner cannot block another's message by reusing its id.
+    uniqueIndex("messages_direction_from_id_uq").on(t.direction, t.fromParty, t.id),
+    index("messages_id_idx").on(t.id),
     index("messages_case_idx").on(t.caseRef),
   ],
 );
@@ -155,5 +157,9 @@ export const quarantine = pgTable(
     messageId: text("message_id"),
     receiptId: uuid("receipt_id"),
   },
-  (t) => [index("quarantine_code_idx").on(t.code)],
+  // The same bytes are quarantined (and answered) once, however often they are redelivered.
+  (t) => [
+    index("quarantine_code_idx").on(t.code),
+    uniqueIndex("quarantine_digest_uq").on(t.digest),
+  ],
 );

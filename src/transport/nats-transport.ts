@@ -1,7 +1,8 @@
 /**
  * The NATS JetStream adapter. Outbound: `publish` to a partner's inbound subject with the
- * message id as `Nats-Msg-Id`, so the broker de-duplicates retries inside its duplicate window
- * (the receiver de-duplicates for good). Inbound: this party's stream and a durable pull
+ * SHA-256 of the exact bytes as `Nats-Msg-Id`, so the broker de-duplicates retries (which are
+ * byte-identical) inside its duplicate window, and nobody without those bytes can occupy the id
+ * to have them dropped; the receiver de-duplicates for good. Inbound: this party's stream and a durable pull
  * consumer with explicit acks; a message is acked only after the handler (which commits to the
  * database) returned, and nak'ed with a delay when it threw, so nothing is lost.
  */

@@ -7,6 +7,7 @@ import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { InboxProcessor } from "../../src/delivery/inbox-processor.ts";
 import { createLogger } from "../../src/observability/logger.ts";
+import { sha256Hex } from "../../src/protocol/digest.ts";
 import { MESSAGE_TYP } from "../../src/protocol/jws-profile.ts";
 import { signCompact } from "../../src/protocol/sign.ts";
 import { loadSchemaRegistry } from "../../src/schemas/schema-registry.ts";
@@ -25,6 +26,7 @@ let database: Database;
 let store: MessageStore;
 let hekou: TestParty;
 let laocai: TestParty;
+let thai: TestParty;
 let now = new Date("2026-11-24T12:00:00.000Z");
 let inbox: InboxProcessor;
 const enc = new TextEncoder();
@@ -34,7 +36,8 @@ beforeAll(async () => {
   store = new MessageStore(database.db);
   hekou = await makeParty("CN-MPS-HEKOU");
   laocai = await makeParty("VN-BGC-LAOCAI");
-  for (const p of [hekou, laocai]) {
+  thai = await makeParty("TH-RTP-ATHD", { alg: "ES256" });
+  for (const p of [hekou, laocai, thai]) {
     await store.registerParty(
       {
         id: p.id,
@@ -49,7 +52,7 @@ beforeAll(async () => {
   inbox = new InboxProcessor({
     self: laocai.id,
     store,
-    keys: resolverOf(hekou, laocai),
+    keys: resolverOf(hekou, laocai, thai),
     schemas: loadSchemaRegistry(),
     signingKey: () => laocai.signing,
     clock: () => now,
@@ -91,7 +94,14 @@ describe("InboxProcessor", () => {
       { outcome: "duplicate", messageId: a.id },
       { outcome: "quarantined", code: "malformed", receiptSent: false },
     ]);
-    expect((await store.findInbound([a.id, b.id])).size).toBe(2);
+    expect(
+      (
+        await store.findInbound([
+          { from: hekou.id, id: a.id },
+          { from: hekou.id, id: b.id },
+        ])
+      ).size,
+    ).toBe(2);
   });
 
   it("answers a retry that arrives after the message expired with the earlier receipt, not a rejection", async () => {
@@ -166,5 +176,54 @@ describe("InboxProcessor", () => {
     }
     expect(receipt.jws).not.toContain(Buffer.from("PRIVATE").toString("base64url").slice(0, 6));
     expect(JSON.stringify(payload)).not.toContain("PRIVATE");
+  });
+
+  it("takes the same id from two senders as two messages", async () => {
+    const fromHekou = envelopeAt(hekou.id, [laocai.id], new Date(now.getTime() - 1000));
+    const fromThai = {
+      ...envelopeAt(thai.id, [laocai.id], new Date(now.getTime() - 1000)),
+      id: fromHekou.id,
+    };
+    const outcomes = await inbox.handleBatch([
+      item(enc.encode(await signCompact(fromThai, thai.signing, MESSAGE_TYP))),
+      item(enc.encode(await signCompact(fromHekou, hekou.signing, MESSAGE_TYP))),
+    ]);
+    expect(outcomes.map((o) => o.outcome)).toEqual(["accepted", "accepted"]);
+  });
+
+  it("answers the same content under another ECDSA signature encoding with a receipt naming those bytes", async () => {
+    const envelope = envelopeAt(thai.id, [laocai.id], new Date(now.getTime() - 1000));
+    const jws = await signCompact(envelope, thai.signing, MESSAGE_TYP);
+    const [h, p, sig = ""] = jws.split(".");
+    // ES256 signatures are r || s; (r, n − s) verifies too.
+    const raw = Buffer.from(sig, "base64url");
+    const n = BigInt("0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551");
+    const s = BigInt(`0x${raw.subarray(32).toString("hex")}`);
+    const flipped = Buffer.concat([
+      raw.subarray(0, 32),
+      Buffer.from((n - s).toString(16).padStart(64, "0"), "hex"),
+    ]);
+    const variant = `${h}.${p}.${flipped.toString("base64url")}`;
+
+    expect(await inbox.handle(enc.encode(variant), SUBJECT)).toEqual({
+      outcome: "accepted",
+      messageId: envelope.id,
+    });
+    // The sender's own bytes arrive later: not a conflict, and answered with their own digest.
+    expect(await inbox.handle(enc.encode(jws), SUBJECT)).toEqual({
+      outcome: "duplicate",
+      messageId: envelope.id,
+    });
+    const due = await store.claimUnpublishedReceipts({
+      now: new Date(now.getTime() + 86_400_000),
+      limit: 1000,
+      leaseMs: 1,
+    });
+    const digests = due
+      .filter((r) => r.toParty === thai.id)
+      .map((r) => JSON.parse(Buffer.from(r.jws.split(".")[1] ?? "", "base64url").toString()))
+      .filter((r) => r.messageId === envelope.id)
+      .map((r) => r.digest.value);
+    expect(digests.sort()).toEqual([sha256Hex(jws), sha256Hex(variant)].sort());
   });
 });

@@ -3,7 +3,7 @@ import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import type { Envelope, Receipt } from "../../src/protocol/types.ts";
 import { type Database, openDatabase } from "../../src/store/database.ts";
-import { type IssuedReceipt, MessageStore } from "../../src/store/message-store.ts";
+import { type IssuedReceipt, inboundKey, MessageStore } from "../../src/store/message-store.ts";
 import { createTestDatabase } from "../helpers/databases.ts";
 
 const SELF = "CN-MPS-HEKOU";
@@ -135,6 +135,7 @@ describe.each(["postgres", "pglite"] as const)("MessageStore on %s", (driver) =>
         recipient: PARTNER,
         attempts: 1,
         jws: "jws-1",
+        digest: digestOf(1),
         subject: `liaison.inbox.${PARTNER}`,
       },
     ]);
@@ -291,14 +292,33 @@ describe.each(["postgres", "pglite"] as const)("MessageStore on %s", (driver) =>
     const e = envelope([SELF], PARTNER);
     const r = issued({ ...receiptFor(e.id, digestOf(9)), from: SELF, to: PARTNER }, digestOf(9));
     const message = { envelope: e, jws: "in-jws", digest: digestOf(9), kid: "k" };
-    expect(await store.recordInbound([{ message, receipt: r }])).toEqual(new Set([e.id]));
+    expect(await store.recordInbound([{ message, receipt: r }])).toEqual(
+      new Set([inboundKey(PARTNER, e.id)]),
+    );
     const again = issued({ ...r.receipt, id: randomUUID() }, digestOf(9));
     expect(await store.recordInbound([{ message, receipt: again }])).toEqual(new Set());
-    expect(await store.findInbound([e.id, randomUUID()])).toEqual(new Map([[e.id, digestOf(9)]]));
+    expect(
+      await store.findInbound([
+        { from: PARTNER, id: e.id },
+        { from: PARTNER, id: randomUUID() },
+      ]),
+    ).toEqual(new Map([[inboundKey(PARTNER, e.id), { digest: digestOf(9), jws: "in-jws" }]]));
+    // The same id from another sender is another message: ids are unique per sender.
+    const fromThai = { ...message, envelope: { ...e, from: "TH-RTP-ATHD" }, digest: digestOf(10) };
+    const thaiReceipt = issued({ ...r.receipt, id: randomUUID(), to: "TH-RTP-ATHD" }, digestOf(10));
+    expect(await store.recordInbound([{ message: fromThai, receipt: thaiReceipt }])).toEqual(
+      new Set([inboundKey("TH-RTP-ATHD", e.id)]),
+    );
 
     const due = await store.claimUnpublishedReceipts({ now: T0, limit: 100, leaseMs: 1000 });
     expect(due.filter((d) => d.id === r.receipt.id)).toEqual([
-      { id: r.receipt.id, toParty: PARTNER, jws: r.jws, subject: `liaison.inbox.${PARTNER}` },
+      {
+        id: r.receipt.id,
+        toParty: PARTNER,
+        jws: r.jws,
+        digest: r.digest,
+        subject: `liaison.inbox.${PARTNER}`,
+      },
     ]);
     expect(
       (await store.claimUnpublishedReceipts({ now: T0, limit: 100, leaseMs: 1000 })).filter(
@@ -344,10 +364,35 @@ describe.each(["postgres", "pglite"] as const)("MessageStore on %s", (driver) =>
       },
       r,
     );
+    if (seq === null) throw new Error("not quarantined");
     const [row] = await store.listQuarantine({ after: seq - 1, limit: 1 });
     expect(row?.code).toBe("malformed");
     expect(Array.from(row?.raw ?? [])).toEqual(Array.from(raw));
     expect(row?.receiptId).toBe(r.receipt.id);
+    // The same bytes again (a redelivery): kept once, answered once.
+    const again = issued({ ...r.receipt, id: randomUUID() }, digestOf(11));
+    expect(
+      await store.quarantine(
+        {
+          subject: "liaison.inbox.x",
+          raw,
+          digest: digestOf(11),
+          code: "malformed",
+          detail: "d",
+          issues: [],
+          kind: "unknown",
+          claimedFrom: PARTNER,
+          messageId: null,
+        },
+        again,
+      ),
+    ).toBeNull();
+    const queued = await store.claimUnpublishedReceipts({
+      now: new Date(T0.getTime() + 86_400_000),
+      limit: 1000,
+      leaseMs: 1,
+    });
+    expect(queued.map((q) => q.id)).not.toContain(again.receipt.id);
     expect(await store.quarantineCount()).toBeGreaterThanOrEqual(1);
   });
 
