@@ -45,6 +45,13 @@ export interface InboxOptions {
 }
 
 const SECOND_NS = 1_000_000_000;
+/** Consumer statuses that mean our inbox is gone on a broker we are still connected to. */
+const MISSING = new Set<string>([
+  "consumer_not_found",
+  "consumer_deleted",
+  "stream_not_found",
+  "no_responders",
+]);
 const DAY_NS = 24 * 60 * 60 * SECOND_NS;
 
 export class NatsTransport implements Transport {
@@ -136,13 +143,49 @@ export class NatsTransport implements Transport {
     let stopped = false;
     let current: ConsumerMessages | undefined;
 
+    // Brings the inbox back when it went missing: ensures stream and consumer, and when the
+    // consumer had to be created, starts reading from it. One recovery at a time.
+    let recovering = false;
+    const recover = async (): Promise<void> => {
+      if (recovering || stopped) return;
+      recovering = true;
+      try {
+        if (await this.ensureInbox(opts)) {
+          current?.stop();
+          readers.push(read());
+        }
+      } catch (err) {
+        opts.onError(err);
+      } finally {
+        recovering = false;
+      }
+    };
     const read = async (): Promise<void> => {
-      const consumer = await this.js.consumers.get(opts.stream, opts.durable);
-      const messages = await consumer.consume({ max_messages: Math.min(opts.maxAckPending, 512) });
-      current = messages;
-      for await (const msg of messages) {
-        queue.push(msg);
-        wake?.();
+      try {
+        const consumer = await this.js.consumers.get(opts.stream, opts.durable);
+        const messages = await consumer.consume({
+          max_messages: Math.min(opts.maxAckPending, 512),
+        });
+        current = messages;
+        // The consumer deleted (or its stream gone) while we stay connected: nats.js would
+        // keep asking for it forever; recreate it instead.
+        void (async () => {
+          for await (const status of await messages.status()) {
+            if (MISSING.has(status.type)) await recover();
+          }
+        })().catch(opts.onError);
+        for await (const msg of messages) {
+          queue.push(msg);
+          wake?.();
+        }
+      } catch (err) {
+        // Could not start (or keep) reading: try again shortly, recreating what is missing.
+        opts.onError(err);
+        if (stopped) return;
+        await new Promise((resolve) => setTimeout(resolve, 2000));
+        if (stopped) return;
+        await this.ensureInbox(opts).catch(opts.onError);
+        readers.push(read());
       }
     };
     const readers: Promise<void>[] = [read()];
@@ -178,15 +221,7 @@ export class NatsTransport implements Transport {
     this.watchers.push(
       (async () => {
         for await (const status of statuses) {
-          if (status.type !== "reconnect" || stopped) continue;
-          try {
-            if (await this.ensureInbox(opts)) {
-              current?.stop();
-              readers.push(read());
-            }
-          } catch (err) {
-            opts.onError(err);
-          }
+          if (status.type === "reconnect") await recover();
         }
       })(),
     );
