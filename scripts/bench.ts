@@ -5,7 +5,7 @@
  * PostgreSQL server (one database per gateway); the default is PGlite. Both gateways run in
  * this one Node process, as in the demo. Prints figures; it asserts nothing.
  *
- *   npm run bench -- [--messages 2000] [--concurrency 64] [--store pglite|postgres]
+ *   npm run bench -- [--messages 2000] [--concurrency 64] [--store pglite|postgres] [--rate 100]
  */
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -26,12 +26,14 @@ const { values } = parseArgs({
     messages: { type: "string", default: "2000" },
     concurrency: { type: "string", default: "64" },
     store: { type: "string", default: "pglite" },
+    rate: { type: "string" },
   },
 });
 if (values.store !== "pglite" && values.store !== "postgres")
   throw new Error("--store must be pglite or postgres");
 const N = Number(values.messages);
 const CONCURRENCY = Number(values.concurrency);
+const RATE = values.rate === undefined ? undefined : Number(values.rate);
 
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
@@ -72,7 +74,7 @@ async function main(): Promise<void> {
       await x.gateway.registry.add(party, keys);
     }
     console.log(
-      `bench: ${N} case notices CN-MPS-HEKOU -> VN-BGC-LAOCAI, ${CONCURRENCY} submits in flight, stores: ${a.gateway.database.driver}/${b.gateway.database.driver}`,
+      `bench: ${N} case notices CN-MPS-HEKOU -> VN-BGC-LAOCAI, ${CONCURRENCY} submits in flight${RATE === undefined ? "" : `, offered ${RATE}/s`}, stores: ${a.gateway.database.driver}/${b.gateway.database.driver}`,
     );
 
     const request = JSON.stringify({
@@ -87,7 +89,13 @@ async function main(): Promise<void> {
     await Promise.all(
       Array.from({ length: CONCURRENCY }, async () => {
         while (next < N) {
+          const i = next;
           next += 1;
+          // --rate: an offered load of that many submits per second, not as fast as possible.
+          if (RATE !== undefined) {
+            const wait = t0 + (i * 1000) / RATE - performance.now();
+            if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+          }
           const res = await a.gateway.app.request("/v1/messages", {
             method: "POST",
             headers: { authorization: `Bearer ${a.token}`, "content-type": "application/json" },
