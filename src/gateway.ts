@@ -146,8 +146,12 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
       log.info({ kids: ownKeys.map((k) => k.kid) }, "own keys reloaded");
     };
     const reload = setInterval(() => {
-      reloadOwnKeys()
-        .then(() => registry.reload())
+      // Independent: a bad key file must not stop partners' changes from arriving, nor the reverse.
+      reloadOwnKeys().catch((err: unknown) =>
+        log.error({ err: errorSummary(err) }, "own key reload failed"),
+      );
+      registry
+        .reload()
         .catch((err: unknown) => log.error({ err: errorSummary(err) }, "registry reload failed"));
     }, opts.reloadMs ?? REGISTRY_RELOAD_MS);
     reload.unref();

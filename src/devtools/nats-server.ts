@@ -6,12 +6,13 @@
  * Node process exits (or receives SIGINT/SIGTERM/SIGHUP) are killed so they never outlive it.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { accessSync, constants, rmSync } from "node:fs";
+import { rmSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { get as httpGet } from "node:http";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
 import { freePort } from "./free-port.ts";
+import { captureOutput, exitGuard, isExecutable, sleep } from "./process-guard.ts";
 
 export interface NatsServerHandle {
   /** Client URL, e.g. `nats://127.0.0.1:4222`. */
@@ -32,7 +33,6 @@ export interface StartNatsServerOptions {
 
 const READY_TIMEOUT_MS = 10_000;
 const STOP_GRACE_MS = 5_000;
-const OUTPUT_TAIL_LINES = 40;
 const MAX_START_ATTEMPTS = 3;
 
 const MISSING_BINARY_MESSAGE =
@@ -180,33 +180,6 @@ function healthy(monitorPort: number): Promise<boolean> {
   });
 }
 
-function captureOutput(child: ChildProcess): { tail(): string } {
-  const lines: string[] = [];
-  const onData = (chunk: Buffer): void => {
-    for (const line of chunk.toString("utf8").split("\n")) {
-      if (line.trim() === "") continue;
-      lines.push(line);
-      if (lines.length > OUTPUT_TAIL_LINES) lines.shift();
-    }
-  };
-  child.stdout?.on("data", onData);
-  child.stderr?.on("data", onData);
-  return { tail: () => lines.join("\n") };
-}
-
-function isExecutable(path: string): boolean {
-  try {
-    accessSync(path, constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
 // --- make sure no server outlives this process -------------------------------------------------
 
 interface Tracked {
@@ -215,43 +188,9 @@ interface Tracked {
   storeDir: string | undefined;
 }
 
-const live = new Set<Tracked>();
-const SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
-
-function track(t: Tracked): void {
-  if (live.size === 0) {
-    process.on("exit", killAllSync);
-    for (const sig of SIGNALS) process.on(sig, onSignal);
-  }
-  live.add(t);
-}
-
-function untrack(t: Tracked): void {
-  if (!live.delete(t) || live.size > 0) return;
-  process.off("exit", killAllSync);
-  for (const sig of SIGNALS) process.off(sig, onSignal);
-}
-
-function killAllSync(): void {
-  for (const { child, storeDir } of live) {
-    if (child.exitCode !== null || child.signalCode !== null) continue;
-    // A store dir we own is deleted anyway: no need for a graceful shutdown.
-    child.kill(storeDir === undefined ? "SIGTERM" : "SIGKILL");
-    if (storeDir !== undefined) {
-      try {
-        rmSync(storeDir, { recursive: true, force: true, maxRetries: 3 });
-      } catch {
-        // best effort during exit
-      }
-    }
-  }
-  live.clear();
-}
-
-function onSignal(signal: NodeJS.Signals): void {
-  killAllSync();
-  process.off("exit", killAllSync);
-  for (const sig of SIGNALS) process.off(sig, onSignal);
-  // We replaced the default action; if nobody else handles the signal, re-raise it.
-  if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
-}
+const { track, untrack } = exitGuard<Tracked>(({ child, storeDir }) => {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  // A store dir we own is deleted anyway: no need for a graceful shutdown.
+  child.kill(storeDir === undefined ? "SIGTERM" : "SIGKILL");
+  if (storeDir !== undefined) rmSync(storeDir, { recursive: true, force: true, maxRetries: 3 });
+});

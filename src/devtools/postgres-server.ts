@@ -10,20 +10,13 @@
  * SIGTERM into SIGTERM + SIGKILL after 2 s, so stop() could not control the server.
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import {
-  accessSync,
-  constants,
-  readdirSync,
-  readFileSync,
-  realpathSync,
-  rmSync,
-  statSync,
-} from "node:fs";
+import { readdirSync, readFileSync, realpathSync, rmSync, statSync } from "node:fs";
 import { chmod, chown, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { delimiter, dirname, join, parse as parsePath } from "node:path";
 import postgres from "postgres";
 import { freePort } from "./free-port.ts";
+import { captureOutput, exitGuard, isExecutable, sleep } from "./process-guard.ts";
 
 export interface PostgresServerHandle {
   /** `postgres://postgres@127.0.0.1:<port>/postgres` (trust auth, superuser). */
@@ -43,7 +36,6 @@ export interface PostgresBinaries {
 const READY_TIMEOUT_MS = 15_000;
 const INITDB_TIMEOUT_MS = 60_000;
 const STOP_GRACE_MS = 10_000;
-const OUTPUT_TAIL_LINES = 40;
 const MAX_START_ATTEMPTS = 3;
 /** Unix socket paths are limited to ~107 bytes; leave room for `/.s.PGSQL.<port>`. */
 const MAX_SOCKET_DIR_LENGTH = 80;
@@ -328,39 +320,12 @@ function tempBase(runAs: RunAs | undefined): string {
   }
 }
 
-function captureOutput(child: ChildProcess): { tail(): string } {
-  const lines: string[] = [];
-  const onData = (chunk: Buffer): void => {
-    for (const line of chunk.toString("utf8").split("\n")) {
-      if (line.trim() === "") continue;
-      lines.push(line);
-      if (lines.length > OUTPUT_TAIL_LINES) lines.shift();
-    }
-  };
-  child.stdout?.on("data", onData);
-  child.stderr?.on("data", onData);
-  return { tail: () => lines.join("\n") };
-}
-
-function isExecutable(path: string): boolean {
-  try {
-    accessSync(path, constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 function safeRealpath(path: string): string {
   try {
     return realpathSync(path);
   } catch {
     return path;
   }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 // --- make sure no server outlives this process -------------------------------------------------
@@ -371,56 +336,20 @@ interface Tracked {
   rootDir: string;
 }
 
-const live = new Set<Tracked>();
-const SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
-
-function track(t: Tracked): void {
-  if (live.size === 0) {
-    process.on("exit", killAllSync);
-    for (const sig of SIGNALS) process.on(sig, onSignal);
-  }
-  live.add(t);
-}
-
-function untrack(t: Tracked): void {
-  if (!live.delete(t) || live.size > 0) return;
-  process.off("exit", killAllSync);
-  for (const sig of SIGNALS) process.off(sig, onSignal);
-}
-
 /**
  * Synchronous, for process 'exit': immediate shutdown (SIGQUIT makes the postmaster stop its
  * backends and exit), a bounded wait for the postmaster to go, then delete the cluster.
  */
-function killAllSync(): void {
-  const running = [...live].flatMap(({ child }) =>
-    child !== undefined && child.exitCode === null && child.signalCode === null ? [child] : [],
-  );
-  for (const child of running) child.kill("SIGQUIT");
-  const deadline = Date.now() + 3_000;
-  for (const child of running) {
-    while (child.pid !== undefined && !processGone(child.pid) && Date.now() < deadline) {
+const { track, untrack } = exitGuard<Tracked>(({ child, rootDir }) => {
+  if (child !== undefined && child.exitCode === null && child.signalCode === null) {
+    child.kill("SIGQUIT");
+    const deadline = Date.now() + 3_000;
+    while (child.pid !== undefined && !processGone(child.pid) && Date.now() < deadline)
       sleepSync(20);
-    }
     if (child.pid !== undefined && !processGone(child.pid)) child.kill("SIGKILL");
   }
-  for (const { rootDir } of live) {
-    try {
-      rmSync(rootDir, { recursive: true, force: true, maxRetries: 3 });
-    } catch {
-      // best effort during exit
-    }
-  }
-  live.clear();
-}
-
-function onSignal(signal: NodeJS.Signals): void {
-  killAllSync();
-  process.off("exit", killAllSync);
-  for (const sig of SIGNALS) process.off(sig, onSignal);
-  // We replaced the default action; if nobody else handles the signal, re-raise it.
-  if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
-}
+  rmSync(rootDir, { recursive: true, force: true, maxRetries: 3 });
+});
 
 /** True when pid no longer runs (absent, or a zombie waiting to be reaped by us). */
 function processGone(pid: number): boolean {

@@ -141,7 +141,9 @@ export function revokeKeyFile(dir: string, kid: string, at: Date): boolean {
   } catch {
     return false;
   }
-  file.revokedAt = at.toISOString();
+  // A revocation only ever moves earlier, as in the partner registry.
+  if (file.revokedAt === undefined || at.getTime() < Date.parse(file.revokedAt))
+    file.revokedAt = at.toISOString();
   writeFileSync(path, `${JSON.stringify(file, null, 2)}\n`, { mode: 0o600 });
   return true;
 }

@@ -96,5 +96,10 @@ describe("key files", () => {
     expect(currentSigningKey(keys, new Date("2026-10-01T00:00:00Z"))?.kid).toBe(newer.kid);
     expect(statSync(join(dir, `${newer.kid}.jwk.json`)).mode & 0o777).toBe(0o600);
     expect(revokeKeyFile(dir, "no-such-kid", now)).toBe(false);
+    // A later time does not postpone a revocation.
+    revokeKeyFile(dir, newer.kid, new Date("2026-12-01T00:00:00Z"));
+    expect(
+      (await loadKeyFiles(dir)).find((k) => k.kid === newer.kid)?.revokedAt?.toISOString(),
+    ).toBe("2026-11-01T00:00:00.000Z");
   });
 });
