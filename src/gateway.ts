@@ -138,11 +138,12 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
       const fingerprint = (keys: OwnKey[]) =>
         keys.map((k) => `${k.kid}:${k.validUntil?.getTime()}:${k.revokedAt?.getTime()}`).join();
       if (fingerprint(fresh) === fingerprint(ownKeys)) return;
-      ownKeys = fresh;
+      // Registered first: should that fail, the next round tries again with the same change.
       await registry.add(
         self,
-        ownKeys.map((k) => ownKeyRecord(config.partyId, k)),
+        fresh.map((k) => ownKeyRecord(config.partyId, k)),
       );
+      ownKeys = fresh;
       log.info({ kids: ownKeys.map((k) => k.kid) }, "own keys reloaded");
     };
     const reload = setInterval(() => {

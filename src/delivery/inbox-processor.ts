@@ -231,6 +231,12 @@ export class InboxProcessor {
       return { outcome: "duplicate", messageId: envelope.id };
     }
     if (logged !== undefined && signingInput(logged.jws) === signingInput(verdict.jws)) {
+      // Answered once per encoding: a replay of the variant re-sends that receipt.
+      if (
+        await this.deps.store.requeueIssuedReceipt(envelope.id, verdict.digest, this.deps.clock())
+      ) {
+        return { outcome: "duplicate", messageId: envelope.id };
+      }
       await this.deps.store.insertIssuedReceipt(
         await this.issueReceipt(envelope.from, envelope.id, verdict.digest, []),
       );

@@ -274,7 +274,7 @@ export class MessageStore {
           status: sql`case when ${exhausted} then 'failed' else ${deliveries.status} end`,
           lastError: sql`case when ${overBudget} then 'no receipt within the retry budget' when ${expired} then 'expired before it was delivered' else ${deliveries.lastError} end`,
           attempts: sql`case when ${exhausted} then ${deliveries.attempts} else ${deliveries.attempts} + 1 end`,
-          nextAttemptAt: sql`${now}::timestamptz + least(${opts.retryMaxMs}::float8, ${opts.retryBaseMs}::float8 * power(2, ${deliveries.attempts})) * (0.75 + random() * 0.5) * interval '1 millisecond'`,
+          nextAttemptAt: sql`${now}::timestamptz + least(${opts.retryMaxMs}::float8, ${opts.retryBaseMs}::float8 * power(2, least(${deliveries.attempts}, 30))) * (0.75 + random() * 0.5) * interval '1 millisecond'`,
           updatedAt: opts.now,
         })
         .from(candidates)
@@ -446,8 +446,20 @@ export class MessageStore {
         .values({ ...input, receiptId: receipt?.receipt.id ?? null })
         .onConflictDoNothing({ target: quarantine.digest })
         .returning({ seq: quarantine.seq });
-      // These exact bytes are already kept (and were answered): nothing more to write.
-      if (row === undefined) return null;
+      if (row === undefined) {
+        // These exact bytes are already kept: send the answer we gave them again (the sender
+        // retried, so it may not have it), and write nothing new.
+        await tx
+          .update(receipts)
+          .set({ publishedAt: null, nextPublishAt: sql`now()` })
+          .where(
+            and(
+              eq(receipts.direction, "issued"),
+              sql`${receipts.id} = (select ${quarantine.receiptId} from ${quarantine} where ${quarantine.digest} = ${input.digest})`,
+            ),
+          );
+        return null;
+      }
       if (receipt !== null) await tx.insert(receipts).values(issuedValues(receipt));
       return row.seq;
     });
@@ -654,6 +666,7 @@ export class MessageStore {
         .where(
           and(
             eq(receipts.messageId, id),
+            eq(receipts.messageDigest, message.digest),
             eq(receipts.direction, message.direction === "outbound" ? "received" : "issued"),
           ),
         )

@@ -101,7 +101,11 @@ export class NatsTransport implements Transport {
     };
     try {
       await this.jsm.streams.info(opts.stream);
-      await this.jsm.streams.update(opts.stream, config);
+      // NATS cannot change a stream's retention in place (a stream made by an earlier version
+      // with limits retention): the update leaves it as it is rather than refuse to start;
+      // docs/operations.md says how to move such a stream to work-queue retention.
+      const { retention: _retention, ...updatable } = config;
+      await this.jsm.streams.update(opts.stream, updatable);
     } catch (err) {
       if (!isNotFound(err)) throw err;
       await this.jsm.streams.add(config);
