@@ -20,7 +20,8 @@ const USAGE = `usage: liaison <command>
                                         write a new signing key file (mode 0600) to the keys directory;
                                         a future --valid-from publishes the key before it signs
   keys list                             list our keys and their validity
-  keys revoke --kid <kid> [--at <time>] revoke one of our keys (published; it no longer signs)
+  keys revoke --kid=<kid> [--at=<time>] revoke one of our keys (published; it no longer signs);
+                                        write --kid=<kid>: a kid may begin with "-"
   partners add --jwks <file|url>        register a partner from its published party document (JWKS)
   partners list                         list registered parties and their keys
   db migrate                            apply the SQL migrations in drizzle/ to the store
@@ -156,6 +157,12 @@ export async function main(argv: string[]): Promise<void> {
   } catch (err) {
     if (err instanceof LiaisonError) {
       console.error(`liaison: ${err.code}: ${err.message}`);
+      process.exit(2);
+    }
+    // node:util parseArgs: an unknown option, a missing or ambiguous value.
+    const code = (err as { code?: unknown }).code;
+    if (typeof code === "string" && code.startsWith("ERR_PARSE_ARGS")) {
+      console.error(`liaison: request_invalid: ${(err as Error).message.split("\n")[0]}`);
       process.exit(2);
     }
     throw err;

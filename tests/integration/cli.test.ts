@@ -98,13 +98,16 @@ describe("liaison CLI", () => {
     expect(liaison(["keys", "generate", "--valid-from", "next tuesday"], env)).toMatchObject({
       code: 2,
     });
-    expect(
-      liaison(["keys", "revoke", "--kid", kid, "--at", "2030-06-01T00:00:00Z"], env).code,
-    ).toBe(0);
+    expect(liaison(["keys", "revoke", `--kid=${kid}`, "--at=2030-06-01T00:00:00Z"], env).code).toBe(
+      0,
+    );
     const list = liaison(["keys", "list"], env);
     expect(list.stdout).toContain(
       `${kid} EdDSA valid from 2030-01-01T00:00:00.000Z revoked 2030-06-01T00:00:00.000Z`,
     );
+    const ambiguous = liaison(["keys", "revoke", "--kid", "-starts-with-a-dash"], env);
+    expect(ambiguous.code).toBe(2);
+    expect(ambiguous.stderr).toMatch(/^liaison: request_invalid: /);
     const missing = liaison(["keys", "revoke", "--kid", "nope"], env);
     expect(missing.code).toBe(2);
     expect(missing.stderr).toContain("not_found");
