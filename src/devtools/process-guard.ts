@@ -13,7 +13,7 @@ function runAll(): void {
     try {
       cleanup();
     } catch (err) {
-      console.error("cleanup failed", err);
+      process.stderr.write(`liaison devtools: cleanup at exit failed: ${String(err)}\n`);
     }
   }
   cleanups.clear();
