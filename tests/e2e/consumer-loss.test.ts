@@ -4,32 +4,23 @@
  */
 import { connect, type NatsConnection } from "nats";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import {
-  call,
-  introduce,
-  startNode,
-  type TestNode,
-  uniqueTag,
-  waitFor,
-} from "../helpers/network.ts";
+import { call, type Pair, startPair, type TestNode, waitFor } from "../helpers/network.ts";
 import { CASE_NOTICE_BODY } from "../helpers/protocol-fixtures.ts";
 
 let hekou: TestNode;
 let laocai: TestNode;
+let pair: Pair | undefined;
 let nc: NatsConnection;
 
 beforeAll(async () => {
-  const tag = uniqueTag();
-  hekou = await startNode(inject("natsUrl"), tag, { partyId: "CN-MPS-HEKOU" });
-  laocai = await startNode(inject("natsUrl"), tag, { partyId: "VN-BGC-LAOCAI" });
-  await introduce([hekou, laocai]);
+  pair = await startPair(inject("natsUrl"));
+  ({ hekou, laocai } = pair);
   nc = await connect({ servers: inject("natsUrl") });
 });
 
 afterAll(async () => {
   await nc?.drain();
-  await hekou?.gateway.stop();
-  await laocai?.gateway.stop();
+  await pair?.stop();
 });
 
 async function deliver(caseRef: string): Promise<void> {

@@ -5,29 +5,20 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { generateKeyFile, revokeKeyFile } from "../../src/registry/key-files.ts";
 import { parsePartyDocument } from "../../src/registry/party-document.ts";
-import {
-  call,
-  introduce,
-  startNode,
-  type TestNode,
-  uniqueTag,
-  waitFor,
-} from "../helpers/network.ts";
+import { call, type Pair, startPair, type TestNode, waitFor } from "../helpers/network.ts";
 import { CASE_NOTICE_BODY } from "../helpers/protocol-fixtures.ts";
 
 let hekou: TestNode;
 let laocai: TestNode;
+let pair: Pair | undefined;
 
 beforeAll(async () => {
-  const tag = uniqueTag();
-  hekou = await startNode(inject("natsUrl"), tag, { partyId: "CN-MPS-HEKOU" });
-  laocai = await startNode(inject("natsUrl"), tag, { partyId: "VN-BGC-LAOCAI" });
-  await introduce([hekou, laocai]);
+  pair = await startPair(inject("natsUrl"));
+  ({ hekou, laocai } = pair);
 });
 
 afterAll(async () => {
-  await hekou?.gateway.stop();
-  await laocai?.gateway.stop();
+  await pair?.stop();
 });
 
 describe("own key rotation on a running gateway", () => {

@@ -7,31 +7,25 @@ import { connect } from "nats";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { MESSAGE_TYP } from "../../src/protocol/jws-profile.ts";
 import { signCompact } from "../../src/protocol/sign.ts";
-import {
-  call,
-  introduce,
-  startNode,
-  type TestNode,
-  uniqueTag,
-  waitFor,
-} from "../helpers/network.ts";
+import { call, type Pair, startPair, type TestNode, waitFor } from "../helpers/network.ts";
 import { CASE_NOTICE_BODY, envelopeAt } from "../helpers/protocol-fixtures.ts";
 
 const MARKER = "Nguyen Thi Marker-7f3a";
 const lines: string[] = [];
 let hekou: TestNode;
 let laocai: TestNode;
+let pair: Pair | undefined;
 
 beforeAll(async () => {
-  const tag = uniqueTag();
-  hekou = await startNode(inject("natsUrl"), tag, { partyId: "CN-MPS-HEKOU", logLines: lines });
-  laocai = await startNode(inject("natsUrl"), tag, { partyId: "VN-BGC-LAOCAI", logLines: lines });
-  await introduce([hekou, laocai]);
+  pair = await startPair(inject("natsUrl"), {
+    hekou: { logLines: lines },
+    laocai: { logLines: lines },
+  });
+  ({ hekou, laocai } = pair);
 });
 
 afterAll(async () => {
-  await hekou?.gateway.stop();
-  await laocai?.gateway.stop();
+  await pair?.stop();
 });
 
 describe("logs", () => {

@@ -125,3 +125,33 @@ export async function call(
     body: (await res.json()) as Record<string, unknown>,
   };
 }
+
+export interface Pair {
+  hekou: TestNode;
+  laocai: TestNode;
+  stop(): Promise<void>;
+}
+
+/** China's Hekou and Vietnam's Lao Cai on one nats-server, each registered with the other. */
+export async function startPair(
+  natsUrl: string,
+  specs: { hekou?: Omit<NodeSpec, "partyId">; laocai?: Omit<NodeSpec, "partyId"> } = {},
+): Promise<Pair> {
+  const tag = uniqueTag();
+  const hekou = await startNode(natsUrl, tag, { partyId: "CN-MPS-HEKOU", ...specs.hekou });
+  try {
+    const laocai = await startNode(natsUrl, tag, { partyId: "VN-BGC-LAOCAI", ...specs.laocai });
+    await introduce([hekou, laocai]);
+    return {
+      hekou,
+      laocai,
+      stop: async () => {
+        await hekou.gateway.stop();
+        await laocai.gateway.stop();
+      },
+    };
+  } catch (err) {
+    await hekou.gateway.stop();
+    throw err;
+  }
+}
