@@ -12,7 +12,15 @@ import { get as httpGet } from "node:http";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
 import { freePort } from "./free-port.ts";
-import { captureOutput, exitGuard, isExecutable, sleep } from "./process-guard.ts";
+import {
+  captureOutput,
+  type ExitInfo,
+  exitGuard,
+  isExecutable,
+  PortInUseError,
+  sleep,
+  startupFailure,
+} from "./process-guard.ts";
 
 export interface NatsServerHandle {
   /** Client URL, e.g. `nats://127.0.0.1:4222`. */
@@ -76,14 +84,6 @@ export async function startNatsServer(
   }
 }
 
-class PortInUseError extends Error {}
-
-interface ExitInfo {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  error?: Error;
-}
-
 async function launch(
   binary: string,
   storeDir: string,
@@ -139,13 +139,7 @@ async function launch(
   for (;;) {
     if (exitInfo !== undefined) {
       untrack(tracked);
-      const { code, signal, error } = exitInfo;
-      const why = error
-        ? `failed to start: ${error.message}`
-        : `exited during startup (code ${code}, signal ${signal})`;
-      const message = describe(why);
-      if (/address already in use/i.test(output.tail())) throw new PortInUseError(message);
-      throw new Error(message);
+      throw startupFailure(exitInfo, describe, output.tail());
     }
     if (await healthy(monitorPort)) break;
     if (Date.now() > deadline) {

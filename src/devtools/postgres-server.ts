@@ -16,7 +16,15 @@ import { tmpdir } from "node:os";
 import { delimiter, dirname, join, parse as parsePath } from "node:path";
 import postgres from "postgres";
 import { freePort } from "./free-port.ts";
-import { captureOutput, exitGuard, isExecutable, sleep } from "./process-guard.ts";
+import {
+  captureOutput,
+  type ExitInfo,
+  exitGuard,
+  isExecutable,
+  PortInUseError,
+  sleep,
+  startupFailure,
+} from "./process-guard.ts";
 
 export interface PostgresServerHandle {
   /** `postgres://postgres@127.0.0.1:<port>/postgres` (trust auth, superuser). */
@@ -110,14 +118,6 @@ export async function startPostgresServer(): Promise<PostgresServerHandle> {
 interface RunAs {
   uid: number;
   gid: number;
-}
-
-class PortInUseError extends Error {}
-
-interface ExitInfo {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  error?: Error;
 }
 
 function spawnAs(command: string, args: string[], cwd: string, runAs: RunAs | undefined) {
@@ -227,13 +227,7 @@ async function launch(
   for (;;) {
     if (exitInfo !== undefined) {
       // Still tracked: the caller retries on another port or untracks and removes the dir.
-      const { code, signal, error } = exitInfo;
-      const why = error
-        ? `failed to start: ${error.message}`
-        : `exited during startup (code ${code}, signal ${signal})`;
-      const message = describe(why);
-      if (/address already in use/i.test(output.tail())) throw new PortInUseError(message);
-      throw new Error(message);
+      throw startupFailure(exitInfo, describe, output.tail());
     }
     const result = await trySelectOne(url);
     if (result === true) break;

@@ -87,3 +87,24 @@ export function isExecutable(path: string): boolean {
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
+
+export interface ExitInfo {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  error?: Error;
+}
+
+/** A server that exits during startup: the port was taken (retry elsewhere) or it failed. */
+export class PortInUseError extends Error {}
+
+export function startupFailure(
+  exit: ExitInfo,
+  describe: (why: string) => string,
+  output: string,
+): Error {
+  const why = exit.error
+    ? `failed to start: ${exit.error.message}`
+    : `exited during startup (code ${exit.code}, signal ${exit.signal})`;
+  const message = describe(why);
+  return /address already in use/i.test(output) ? new PortInUseError(message) : new Error(message);
+}

@@ -8,20 +8,14 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { type NatsServerHandle, startNatsServer } from "../../src/devtools/nats-server.ts";
 import { createTestDatabase } from "../helpers/databases.ts";
-import {
-  call,
-  introduce,
-  startNode,
-  type TestNode,
-  uniqueTag,
-  waitFor,
-} from "../helpers/network.ts";
+import { call, type Pair, startPair, type TestNode, waitFor } from "../helpers/network.ts";
 import { CASE_NOTICE_BODY } from "../helpers/protocol-fixtures.ts";
 
 let nats: NatsServerHandle;
 let storeDir: string;
 let hekou: TestNode;
 let laocai: TestNode;
+let pair: Pair | undefined;
 let dropDatabase: () => Promise<void> = async () => {};
 
 beforeAll(async () => {
@@ -30,15 +24,12 @@ beforeAll(async () => {
   nats = await startNatsServer({ storeDir });
   const db = await createTestDatabase(inject("databaseUrl"));
   dropDatabase = db.drop;
-  const tag = uniqueTag();
-  hekou = await startNode(nats.url, tag, { partyId: "CN-MPS-HEKOU", databaseUrl: db.url });
-  laocai = await startNode(nats.url, tag, { partyId: "VN-BGC-LAOCAI" });
-  await introduce([hekou, laocai]);
+  pair = await startPair(nats.url, { hekou: { databaseUrl: db.url } });
+  ({ hekou, laocai } = pair);
 });
 
 afterAll(async () => {
-  await hekou?.gateway.stop();
-  await laocai?.gateway.stop();
+  await pair?.stop();
   await nats?.stop();
   await dropDatabase();
   rmSync(storeDir, { recursive: true, force: true });

@@ -14,14 +14,7 @@ import { MESSAGE_TYP, RECEIPT_TYP } from "../../src/protocol/jws-profile.ts";
 import { signCompact } from "../../src/protocol/sign.ts";
 import type { Envelope } from "../../src/protocol/types.ts";
 import { createTestDatabase } from "../helpers/databases.ts";
-import {
-  call,
-  introduce,
-  startNode,
-  type TestNode,
-  uniqueTag,
-  waitFor,
-} from "../helpers/network.ts";
+import { call, type Pair, startPair, type TestNode, waitFor } from "../helpers/network.ts";
 import { CASE_NOTICE_BODY, makeParty } from "../helpers/protocol-fixtures.ts";
 
 const HEKOU = "CN-MPS-HEKOU";
@@ -29,6 +22,7 @@ const LAOCAI = "VN-BGC-LAOCAI";
 
 let hekou: TestNode;
 let laocai: TestNode;
+let pair: Pair | undefined;
 let nc: NatsConnection;
 let dropDatabase: () => Promise<void>;
 
@@ -36,17 +30,14 @@ beforeAll(async () => {
   const natsUrl = inject("natsUrl");
   const db = await createTestDatabase(inject("databaseUrl"));
   dropDatabase = db.drop;
-  const tag = uniqueTag();
-  hekou = await startNode(natsUrl, tag, { partyId: HEKOU, databaseUrl: db.url });
-  laocai = await startNode(natsUrl, tag, { partyId: LAOCAI });
-  await introduce([hekou, laocai]);
+  pair = await startPair(natsUrl, { hekou: { databaseUrl: db.url } });
+  ({ hekou, laocai } = pair);
   nc = await connect({ servers: natsUrl });
 });
 
 afterAll(async () => {
   await nc?.drain();
-  await hekou?.gateway.stop();
-  await laocai?.gateway.stop();
+  await pair?.stop();
   await dropDatabase?.();
 });
 
