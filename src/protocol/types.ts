@@ -77,3 +77,23 @@ export interface KeyResolver {
 
 export type Clock = () => Date;
 export type IdSource = () => string;
+
+/** A party as the registry holds it: one agency office with a gateway. */
+export interface PartyRecord {
+  id: PartyId;
+  name: string;
+  country: string;
+  kind: string;
+  inboundSubject: string;
+}
+
+/** A public key as the registry stores it: the JWK without kid/alg/use, and its validity. */
+export interface KeyRecord {
+  kid: string;
+  partyId: PartyId;
+  alg: string;
+  publicJwk: Record<string, unknown>;
+  validFrom: Date;
+  validUntil: Date | null;
+  revokedAt: Date | null;
+}

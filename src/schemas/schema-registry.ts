@@ -36,6 +36,11 @@ export interface SchemaRegistry {
   types(): Array<{ type: string; schemaVersion: number }>;
   /** raw schema documents by $id, for publishing */
   documents(): Record<string, unknown>;
+  /**
+   * Compiles a further schema (an HTTP route's request shape) with the same ajv instance, so it
+   * may `$ref` the shared schemas by their `$id`. Compile once, at start, and keep the function.
+   */
+  compile(schema: Record<string, unknown>): (value: unknown) => ValidationResult;
 }
 
 /** Every `$id` is `${SCHEMA_ID_BASE}<name>/v<major>.json`, for file `<name>.v<major>.json`. */
@@ -205,5 +210,9 @@ export function loadSchemaRegistry(dir: string = DEFAULT_DIR): SchemaRegistry {
     hasType: (type, schemaVersion) => bodies.has(bodyKey(type, schemaVersion)),
     types: () => typeList.map((t) => ({ ...t })),
     documents: () => structuredClone(documents),
+    compile(schema) {
+      const validate = ajv.compile(schema);
+      return (value) => run(validate, value);
+    },
   };
 }

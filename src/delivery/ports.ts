@@ -1,0 +1,186 @@
+/**
+ * What the delivery core needs from the world, declared by the core and implemented by the
+ * adapters: the wire (`Transport`, in transport/), the signing key (`Signer`, in registry/), and
+ * the store, one interface per aggregate (in store/). `Store.transaction` runs several writes
+ * atomically with every aggregate bound to one database transaction: the message log, its
+ * outbox rows and (later) the case update are committed together or not at all.
+ */
+import type { WireErrorCode } from "../protocol/errors.ts";
+import type { JwsTyp } from "../protocol/jws-profile.ts";
+import type { Envelope, PartyId, Receipt, ReceiptError, ReceiptStatus } from "../protocol/types.ts";
+
+export type { Clock, IdSource } from "../protocol/types.ts";
+
+// ─── the wire ────────────────────────────────────────────────────────────────────────────────
+
+export interface PublishResult {
+  seq: number;
+  /** The broker had these bytes already (same Nats-Msg-Id inside its duplicate window). */
+  duplicate: boolean;
+}
+
+export interface Transport {
+  /** Publishes and waits for the broker's ack; `msgId` is the de-duplication id. */
+  publish(subject: string, data: Uint8Array, msgId: string): Promise<PublishResult>;
+}
+
+/** Inbound bytes as the transport hands them over. */
+export interface InboundItem {
+  data: Uint8Array;
+  subject: string;
+}
+
+// ─── the signing key ─────────────────────────────────────────────────────────────────────────
+
+export interface Signer {
+  /** Signs with the key valid now; `key_store_invalid` when there is none. */
+  sign(payload: unknown, typ: JwsTyp): Promise<{ jws: string; kid: string }>;
+}
+
+// ─── records ─────────────────────────────────────────────────────────────────────────────────
+
+export interface SignedMessage {
+  envelope: Envelope;
+  jws: string;
+  /** SHA-256 of the JWS bytes: what a receipt names, and the broker de-duplication id. */
+  digest: string;
+  kid: string;
+}
+
+export interface IssuedReceipt {
+  receipt: Receipt;
+  /** Digest of the message bytes the receipt answers. */
+  messageDigest: string;
+  jws: string;
+  digest: string;
+}
+
+export interface ReceivedReceipt {
+  receipt: Receipt;
+  jws: string;
+  digest: string;
+}
+
+export interface QuarantineEntry {
+  subject: string;
+  raw: Uint8Array;
+  digest: string;
+  code: WireErrorCode;
+  detail: string;
+  issues: Array<{ path: string; message: string }>;
+  kind: "message" | "receipt" | "unknown";
+  claimedFrom: PartyId | null;
+  messageId: string | null;
+  /** The negative receipt answering these bytes, if any. */
+  receiptId: string | null;
+}
+
+/** A delivery the outbox offers for claiming, with what the retry schedule decides on. */
+export interface DeliveryCandidate {
+  messageId: string;
+  recipient: PartyId;
+  status: "queued" | "sent";
+  /** Publishes so far (counted from the broker's first ack; see markSent). */
+  attempts: number;
+  expiresAt: Date;
+}
+
+/** What the retry schedule decided for one claimed delivery. */
+export type DeliveryPlan =
+  | { action: "publish"; attempts: number; nextAttemptAt: Date }
+  | { action: "fail"; reason: string };
+
+export interface DueDelivery {
+  messageId: string;
+  recipient: PartyId;
+  subject: string;
+  jws: string;
+  digest: string;
+  attempts: number;
+}
+
+export interface DueReceipt {
+  id: string;
+  toParty: PartyId;
+  subject: string;
+  jws: string;
+  digest: string;
+}
+
+export interface DeliveryRef {
+  messageId: string;
+  recipient: PartyId;
+}
+
+/** `${from} ${id}`: inbound ids are unique per sender. */
+export type InboundKey = string;
+
+export function inboundKey(from: PartyId, id: string): InboundKey {
+  return `${from} ${id}`;
+}
+
+// ─── the store, one interface per aggregate ──────────────────────────────────────────────────
+
+export interface OutboundLog {
+  /** The messages and one delivery (outbox row) per recipient. */
+  insert(messages: SignedMessage[]): Promise<void>;
+  /** Digests of what we sent, keyed `${messageId} ${recipient}`. */
+  sentDigests(messageIds: string[]): Promise<Map<string, string>>;
+}
+
+export interface DeliveryOutbox {
+  /**
+   * Locks due deliveries (skipping rows another replica holds), asks `plan` what to do with
+   * each, records the decision (a lease until `nextAttemptAt`, or `failed`) and returns them.
+   */
+  claimDue(opts: {
+    now: Date;
+    limit: number;
+    plan: (candidate: DeliveryCandidate) => DeliveryPlan;
+  }): Promise<{ due: DueDelivery[]; failed: Array<DeliveryRef & { reason: string }> }>;
+  /** The broker acknowledged these publishes: `queued` becomes `sent`. */
+  markSent(sent: DeliveryRef[], at: Date): Promise<void>;
+  markError(delivery: DeliveryRef, error: string, at: Date): Promise<void>;
+  /** A partner's receipt ends the delivery: `delivered` or `rejected`. */
+  close(closing: Array<DeliveryRef & { status: ReceiptStatus }>, at: Date): Promise<void>;
+}
+
+export interface InboundLog {
+  /** Messages already logged under these (sender, id) pairs. */
+  find(
+    keys: Array<{ from: PartyId; id: string }>,
+  ): Promise<Map<InboundKey, { digest: string; jws: string }>>;
+  /** Logs what is not logged yet; returns the keys it stored. */
+  insert(messages: SignedMessage[]): Promise<Set<InboundKey>>;
+}
+
+export interface ReceiptLog {
+  /** Our receipts; they wait in the receipt outbox until published. */
+  insertIssued(receipts: IssuedReceipt[]): Promise<void>;
+  /** Our accepted receipt for these exact bytes goes out again; false when there is none. */
+  requeueIssued(messageId: string, messageDigest: string, at: Date): Promise<boolean>;
+  /** The receipt answering quarantined bytes with this digest goes out again. */
+  requeueForQuarantined(digest: string, at: Date): Promise<void>;
+  /** Partners' receipts; returns the ids that were new. */
+  insertReceived(receipts: ReceivedReceipt[]): Promise<Set<string>>;
+  claimUnpublished(opts: { now: Date; limit: number; leaseMs: number }): Promise<DueReceipt[]>;
+  markPublished(ids: string[], at: Date): Promise<void>;
+}
+
+export interface QuarantineLog {
+  /** Keeps the bytes once per digest: null, writing nothing, when they are already kept. */
+  insert(entry: QuarantineEntry): Promise<number | null>;
+}
+
+export interface Stores {
+  outbound: OutboundLog;
+  outbox: DeliveryOutbox;
+  inbound: InboundLog;
+  receipts: ReceiptLog;
+  quarantine: QuarantineLog;
+}
+
+export interface Store extends Stores {
+  /** Runs `work` in one database transaction, every aggregate bound to it. */
+  transaction<T>(work: (tx: Stores) => Promise<T>): Promise<T>;
+}

@@ -1,0 +1,116 @@
+/**
+ * The read side the HTTP API serves: one message with its deliveries and receipts, pages of the
+ * log and of the quarantine, counts. Nothing here writes.
+ */
+import { and, asc, desc, eq, gt, lt, sql } from "drizzle-orm";
+import type { Db } from "./database.ts";
+import { type DeliveryStatus, deliveries, messages, quarantine, receipts } from "./schema.ts";
+
+export type MessageRow = typeof messages.$inferSelect;
+export type DeliveryRow = typeof deliveries.$inferSelect;
+export type ReceiptRow = typeof receipts.$inferSelect;
+export type QuarantineRow = typeof quarantine.$inferSelect;
+
+export interface MessageDetail {
+  message: MessageRow;
+  deliveries: DeliveryRow[];
+  receipts: ReceiptRow[];
+}
+
+export class ReadQueries {
+  constructor(private readonly db: Db) {}
+
+  /**
+   * Our outbound message with this id if there is one, else the inbound message logged first.
+   * Outbound: its deliveries and the partners' receipts. Inbound: every receipt we issued that
+   * names this id (negative receipts for rejected copies and receipts for other signature
+   * encodings included), oldest first.
+   */
+  async getMessage(id: string): Promise<MessageDetail | undefined> {
+    const rows = await this.db
+      .select()
+      .from(messages)
+      .where(eq(messages.id, id))
+      .orderBy(asc(messages.seq));
+    const message = rows.find((r) => r.direction === "outbound") ?? rows[0];
+    if (message === undefined) return undefined;
+    const outbound = message.direction === "outbound";
+    const [d, r] = await Promise.all([
+      outbound
+        ? this.db
+            .select()
+            .from(deliveries)
+            .where(eq(deliveries.messageId, id))
+            .orderBy(asc(deliveries.recipient))
+        : Promise.resolve([]),
+      this.db
+        .select()
+        .from(receipts)
+        .where(
+          and(
+            eq(receipts.messageId, id),
+            outbound
+              ? and(eq(receipts.direction, "received"), eq(receipts.messageDigest, message.digest))
+              : eq(receipts.direction, "issued"),
+          ),
+        )
+        .orderBy(asc(receipts.seq)),
+    ]);
+    return { message, deliveries: d, receipts: r };
+  }
+
+  /** Keyset pagination on the log's sequence number, newest first. */
+  listMessages(opts: {
+    direction: "inbound" | "outbound";
+    before?: number | undefined;
+    limit: number;
+  }): Promise<MessageRow[]> {
+    return this.db
+      .select()
+      .from(messages)
+      .where(
+        and(
+          eq(messages.direction, opts.direction),
+          opts.before === undefined ? undefined : lt(messages.seq, opts.before),
+        ),
+      )
+      .orderBy(desc(messages.seq))
+      .limit(opts.limit);
+  }
+
+  /** Oldest first, after a sequence number. */
+  listQuarantine(opts: { after?: number | undefined; limit: number }): Promise<QuarantineRow[]> {
+    return this.db
+      .select()
+      .from(quarantine)
+      .where(opts.after === undefined ? undefined : gt(quarantine.seq, opts.after))
+      .orderBy(asc(quarantine.seq))
+      .limit(opts.limit);
+  }
+
+  async deliveryCounts(): Promise<Record<DeliveryStatus, number>> {
+    const rows = await this.db
+      .select({ status: deliveries.status, n: sql<number>`count(*)::int` })
+      .from(deliveries)
+      .groupBy(deliveries.status);
+    const counts: Record<DeliveryStatus, number> = {
+      queued: 0,
+      sent: 0,
+      delivered: 0,
+      rejected: 0,
+      failed: 0,
+    };
+    for (const row of rows) counts[row.status] = Number(row.n);
+    return counts;
+  }
+
+  async quarantineCount(): Promise<number> {
+    const [row] = await this.db.select({ n: sql<number>`count(*)::int` }).from(quarantine);
+    return Number(row?.n ?? 0);
+  }
+
+  /** Cheap round trip for readiness. */
+  async ping(): Promise<void> {
+    await this.db.execute(sql`select 1`);
+  }
+}
