@@ -22,6 +22,8 @@ const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   config_invalid: 500,
   key_store_invalid: 500,
   internal: 500,
+  // Only ever in the gateway's log (a delivery that ended without a receipt); never served.
+  delivery_failed: 502,
   malformed: 400,
   jws_header_invalid: 400,
   sender_unknown: 422,

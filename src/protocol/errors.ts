@@ -1,7 +1,9 @@
 /**
  * The closed set of error codes. Wire codes travel in negative receipts and are stored in
- * quarantine rows; local codes only ever appear in HTTP problem+json answers and CLI output.
- * Every code has an entry in docs/errors.md (the problem `type` links to it).
+ * quarantine rows; local codes never cross a border: they appear in HTTP problem+json answers,
+ * CLI output and the gateway's log (`delivery_failed` only ever in the log).
+ * Every code has an entry in docs/errors.md (the problem `type` links to it);
+ * tests/unit/error-codes.test.ts keeps this list, schemas/common.v1.json and the doc in step.
  */
 export const WIRE_ERROR_CODES = [
   "malformed",
@@ -33,6 +35,12 @@ export const LOCAL_ERROR_CODES = [
   "key_store_invalid",
   "not_ready",
   "internal",
+  /**
+   * A delivery ended without the partner's receipt (no receipt within the retry budget, or the
+   * message expired before it was delivered). Logged as `code`; never an HTTP answer, never on
+   * the wire.
+   */
+  "delivery_failed",
 ] as const;
 export type LocalErrorCode = (typeof LOCAL_ERROR_CODES)[number];
 
