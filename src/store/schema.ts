@@ -19,6 +19,8 @@ import {
   uniqueIndex,
   uuid,
 } from "drizzle-orm/pg-core";
+import type { WireErrorCode } from "../protocol/errors.ts";
+import type { ReceiptError } from "../protocol/types.ts";
 
 const bytea = customType<{ data: Uint8Array; driverData: Uint8Array }>({
   dataType: () => "bytea",
@@ -123,7 +125,7 @@ export const receipts = pgTable(
     fromParty: text("from_party").notNull(),
     toParty: text("to_party").notNull(),
     status: text("status", { enum: ["accepted", "rejected"] }).notNull(),
-    errors: jsonb("errors").$type<Array<{ code: string; detail?: string }>>().notNull(),
+    errors: jsonb("errors").$type<ReceiptError[]>().notNull(),
     jws: text("jws").notNull(),
     digest: text("digest").notNull(),
     createdAt: tstz("created_at").notNull().defaultNow(),
@@ -149,7 +151,7 @@ export const quarantine = pgTable(
     subject: text("subject").notNull(),
     raw: bytea("raw").notNull(),
     digest: text("digest").notNull(),
-    code: text("code").notNull(),
+    code: text("code").$type<WireErrorCode>().notNull(),
     detail: text("detail").notNull(),
     issues: jsonb("issues").$type<Array<{ path: string; message: string }>>().notNull(),
     kind: text("kind").notNull(),
