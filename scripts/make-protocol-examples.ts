@@ -21,6 +21,7 @@ import {
   generateKeyPair,
   importJWK,
 } from "jose";
+import { loadSchemaRegistry } from "../src/config/schema-files.ts";
 import { buildEnvelope } from "../src/protocol/build-envelope.ts";
 import { buildReceipt } from "../src/protocol/build-receipt.ts";
 import { sha256Hex } from "../src/protocol/digest.ts";
@@ -35,7 +36,6 @@ import type {
 } from "../src/protocol/types.ts";
 import { verifyInbound } from "../src/protocol/verify-inbound.ts";
 import { buildPartyDocument, parsePartyDocument } from "../src/registry/party-document.ts";
-import { loadSchemaRegistry } from "../src/schemas/schema-registry.ts";
 import type { PartyRecord } from "../src/store/message-store.ts";
 
 const REPO = fileURLToPath(new URL("../", import.meta.url));

@@ -1,15 +1,15 @@
 /**
- * Compiles the partner-facing JSON Schemas of the top-level `schemas/` folder once, at start,
- * and exposes typed validators for envelopes, receipts and message bodies.
+ * Compiles the partner-facing JSON Schemas once, at start, and exposes typed validators for
+ * envelopes, receipts and message bodies.
  *
- * Owns: discovering schema files, checking their `$id` follows the published convention,
- * and turning ajv errors into {@link ValidationIssue}s that never carry the offending value —
- * a body may hold victims' personal data, and issues end up in logs, quarantine rows,
- * problem+json answers and negative receipts.
+ * Owns: the schema file rules (`<name>.v<major>.json`, an `$id` that follows the published
+ * convention), and turning ajv errors into {@link ValidationIssue}s that never carry the
+ * offending value — a body may hold victims' personal data, and issues end up in logs,
+ * quarantine rows, problem+json answers and negative receipts.
+ *
+ * Pure: it computes from the file names and parsed documents it is given. Reading the
+ * top-level `schemas/` folder is the edge's job (src/config/schema-files.ts).
  */
-import { readdirSync, readFileSync } from "node:fs";
-import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import Ajv2020Module, { type ErrorObject, type ValidateFunction } from "ajv/dist/2020.js";
 import addFormatsModule from "ajv-formats";
 
@@ -51,8 +51,6 @@ const FILE_NAME = /^([a-z]+(?:[.-][a-z]+)*)\.v([1-9][0-9]{0,2})\.json$/;
 const BODY_TYPE = /^[a-z]+(?:\.[a-z-]+)+$/;
 const NON_BODY = new Set(["common", "envelope", "receipt"]);
 
-const DEFAULT_DIR = fileURLToPath(new URL("../../schemas/", import.meta.url));
-
 // ajv and ajv-formats are CommonJS modules whose `module.exports` is the class/plugin itself
 // with a `.default` alias. TypeScript (NodeNext) types the default import as the module object,
 // so the value is on `.default`; other loaders may hand over the class directly.
@@ -64,6 +62,12 @@ const Ajv2020: Ajv2020Class =
 const addFormats: AddFormats =
   (addFormatsModule as unknown as { default?: AddFormats }).default ??
   (addFormatsModule as unknown as AddFormats);
+
+/** One schema file as read: its file name (no directory) and its parsed JSON. */
+export interface SchemaFileInput {
+  file: string;
+  document: unknown;
+}
 
 interface SchemaFile {
   file: string;
@@ -81,26 +85,22 @@ function bodyKey(type: string, schemaVersion: number): string {
   return `${type}@${schemaVersion}`;
 }
 
-function readSchemaFiles(dir: string): SchemaFile[] {
-  let entries: string[];
-  try {
-    entries = readdirSync(dir).filter((f) => f.endsWith(".json"));
-  } catch (cause) {
-    throw new Error(`schema registry: cannot read schema directory ${dir}`, { cause });
-  }
-  return entries.sort().map((file) => {
+/**
+ * Checks each file's name, shape and `$id`, in file-name order (a directory's order, whatever
+ * order the files are given in). Documents are copied: the caller keeps its own objects.
+ */
+function checkSchemaFiles(inputs: readonly SchemaFileInput[]): SchemaFile[] {
+  const sorted = [...inputs].sort((a, b) => (a.file < b.file ? -1 : a.file > b.file ? 1 : 0));
+  return sorted.map(({ file, document }, index) => {
+    if (index > 0 && sorted[index - 1]?.file === file) {
+      throw new Error(`schema registry: ${file}: given more than once`);
+    }
     const match = FILE_NAME.exec(file);
     if (match === null || match[1] === undefined || match[2] === undefined) {
       throw new Error(`schema registry: ${file}: file name must be <name>.v<major>.json`);
     }
     const name = match[1];
     const major = Number(match[2]);
-    let document: unknown;
-    try {
-      document = JSON.parse(readFileSync(join(dir, file), "utf8"));
-    } catch (cause) {
-      throw new Error(`schema registry: ${file}: not valid JSON`, { cause });
-    }
     if (typeof document !== "object" || document === null || Array.isArray(document)) {
       throw new Error(`schema registry: ${file}: a schema must be a JSON object`);
     }
@@ -109,7 +109,13 @@ function readSchemaFiles(dir: string): SchemaFile[] {
     if (declared !== id) {
       throw new Error(`schema registry: ${file}: $id must be ${id}`);
     }
-    return { file, name, major, id, document: document as Record<string, unknown> };
+    return {
+      file,
+      name,
+      major,
+      id,
+      document: structuredClone(document) as Record<string, unknown>,
+    };
   });
 }
 
@@ -153,13 +159,21 @@ function compile(ajv: InstanceType<Ajv2020Class>, schema: SchemaFile): ValidateF
   }
 }
 
-/** Reads and compiles every `*.json` of `dir` (default: the repository's `schemas/`). */
-export function loadSchemaRegistry(dir: string = DEFAULT_DIR): SchemaRegistry {
-  const files = readSchemaFiles(dir);
+/**
+ * Compiles the given schema files: `common`, `envelope` and `receipt` (v1) must be among them,
+ * every other file is the body schema of the message type it is named after. `source` names
+ * where the files came from in error messages (the directory they were read from).
+ */
+export function createSchemaRegistry(
+  files: readonly SchemaFileInput[],
+  options: { source?: string } = {},
+): SchemaRegistry {
+  const source = options.source ?? "the schema files given";
+  const schemas = checkSchemaFiles(files);
   const ajv = new Ajv2020({ strict: true, allErrors: true });
   addFormats(ajv);
 
-  for (const schema of files) {
+  for (const schema of schemas) {
     try {
       ajv.addSchema(schema.document);
     } catch (cause) {
@@ -171,8 +185,10 @@ export function loadSchemaRegistry(dir: string = DEFAULT_DIR): SchemaRegistry {
   }
 
   const byName = (name: string): SchemaFile => {
-    const found = files.find((f) => f.name === name && f.major === 1);
-    if (found === undefined) throw new Error(`schema registry: ${name}.v1.json missing in ${dir}`);
+    const found = schemas.find((f) => f.name === name && f.major === 1);
+    if (found === undefined) {
+      throw new Error(`schema registry: ${name}.v1.json missing in ${source}`);
+    }
     return found;
   };
   // common has nothing to validate but is compiled too, so that a broken shared definition
@@ -183,7 +199,7 @@ export function loadSchemaRegistry(dir: string = DEFAULT_DIR): SchemaRegistry {
 
   const bodies = new Map<string, ValidateFunction>();
   const typeList: Array<{ type: string; schemaVersion: number }> = [];
-  for (const schema of files) {
+  for (const schema of schemas) {
     if (NON_BODY.has(schema.name)) continue;
     if (!BODY_TYPE.test(schema.name)) {
       throw new Error(
@@ -198,7 +214,7 @@ export function loadSchemaRegistry(dir: string = DEFAULT_DIR): SchemaRegistry {
   );
 
   const documents: Record<string, unknown> = {};
-  for (const schema of files) documents[schema.id] = schema.document;
+  for (const schema of schemas) documents[schema.id] = schema.document;
 
   return {
     validateEnvelope: (value) => run(envelope, value),

@@ -5,12 +5,12 @@
  */
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadSchemaRegistry } from "../../src/config/schema-files.ts";
 import { InboxProcessor } from "../../src/delivery/inbox-processor.ts";
 import { createLogger } from "../../src/observability/logger.ts";
 import { sha256Hex } from "../../src/protocol/digest.ts";
 import { MESSAGE_TYP } from "../../src/protocol/jws-profile.ts";
 import { signCompact } from "../../src/protocol/sign.ts";
-import { loadSchemaRegistry } from "../../src/schemas/schema-registry.ts";
 import { type Database, openDatabase } from "../../src/store/database.ts";
 import { MessageStore } from "../../src/store/message-store.ts";
 import {

@@ -17,6 +17,7 @@ import {
   type JWK,
 } from "jose";
 import { describe, expect, it } from "vitest";
+import { loadSchemaRegistry } from "../../src/config/schema-files.ts";
 import {
   COMPACT_JWS,
   MESSAGE_TYP,
@@ -26,7 +27,6 @@ import {
 import type { Envelope, KeyResolver, Receipt, RegisteredKey } from "../../src/protocol/types.ts";
 import { type VerifyContext, verifyInbound } from "../../src/protocol/verify-inbound.ts";
 import { parsePartyDocument } from "../../src/registry/party-document.ts";
-import { loadSchemaRegistry } from "../../src/schemas/schema-registry.ts";
 
 const dir = new URL("../../docs/examples/", import.meta.url);
 const bytesOf = (name: string): Buffer => readFileSync(new URL(name, dir));

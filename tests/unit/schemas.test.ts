@@ -3,11 +3,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
-import {
-  loadSchemaRegistry,
-  type ValidationIssue,
-  type ValidationResult,
-} from "../../src/schemas/schema-registry.ts";
+import { loadSchemaRegistry } from "../../src/config/schema-files.ts";
+import type { ValidationIssue, ValidationResult } from "../../src/schemas/schema-registry.ts";
 
 const repo = fileURLToPath(new URL("../../", import.meta.url));
 const seedsDir = join(repo, "seeds");

@@ -1,4 +1,5 @@
 import { beforeAll, describe, expect, it } from "vitest";
+import { loadSchemaRegistry } from "../../src/config/schema-files.ts";
 import { buildReceipt } from "../../src/protocol/build-receipt.ts";
 import { sha256Hex } from "../../src/protocol/digest.ts";
 import { type JwsTyp, MESSAGE_TYP, RECEIPT_TYP } from "../../src/protocol/jws-profile.ts";
@@ -9,7 +10,6 @@ import {
   type VerifyContext,
   verifyInbound,
 } from "../../src/protocol/verify-inbound.ts";
-import { loadSchemaRegistry } from "../../src/schemas/schema-registry.ts";
 import { envelopeAt, makeParty, resolverOf, type TestParty } from "../helpers/protocol-fixtures.ts";
 
 const NOW = new Date("2026-11-24T12:00:00.000Z");
