@@ -109,10 +109,10 @@ async function main(): Promise<void> {
     );
     const submitSeconds = (performance.now() - t0) / 1000;
 
-    let counts = await a.gateway.store.deliveryCounts();
+    let counts = await a.gateway.queries.deliveryCounts();
     while (counts.delivered + counts.rejected + counts.failed < N) {
       await new Promise((r) => setTimeout(r, 50));
-      counts = await a.gateway.store.deliveryCounts();
+      counts = await a.gateway.queries.deliveryCounts();
       if ((performance.now() - t0) / 1000 > 600) break;
     }
     const totalSeconds = (performance.now() - t0) / 1000;
@@ -121,7 +121,7 @@ async function main(): Promise<void> {
     const latencies: number[] = [];
     const wallOffset = Date.now() - performance.now();
     for (const [id, at] of submittedAt) {
-      const found = await a.gateway.store.getMessage(id);
+      const found = await a.gateway.queries.getMessage(id);
       const d = found?.deliveries[0];
       if (d?.status === "delivered") latencies.push(d.updatedAt.getTime() - (at + wallOffset));
     }

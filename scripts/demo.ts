@@ -22,7 +22,7 @@ import { MESSAGE_TYP } from "../src/protocol/jws-profile.ts";
 import { signCompact } from "../src/protocol/sign.ts";
 import { currentSigningKey, generateKeyFile, loadKeyFiles } from "../src/registry/key-files.ts";
 import { parsePartyDocument } from "../src/registry/party-document.ts";
-import type { PartyRecord } from "../src/store/message-store.ts";
+import type { PartyRecord } from "../src/protocol/types.ts";
 
 const keep = process.argv.includes("--keep");
 const ROOT = new URL("..", import.meta.url);
@@ -191,8 +191,8 @@ async function main(): Promise<number> {
         if (["delivered", "rejected", "failed"].includes(body.status as string))
           final.set(s.id, body);
       }
-      const hekouQuarantine = await hekou.gateway.store.quarantineCount();
-      const laocaiQuarantine = await laocai.gateway.store.quarantineCount();
+      const hekouQuarantine = await hekou.gateway.queries.quarantineCount();
+      const laocaiQuarantine = await laocai.gateway.queries.quarantineCount();
       if (final.size === sent.length && hekouQuarantine >= 1 && laocaiQuarantine >= 1) break;
       await new Promise((r) => setTimeout(r, 100));
     }

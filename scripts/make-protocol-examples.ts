@@ -36,7 +36,7 @@ import type {
 } from "../src/protocol/types.ts";
 import { verifyInbound } from "../src/protocol/verify-inbound.ts";
 import { buildPartyDocument, parsePartyDocument } from "../src/registry/party-document.ts";
-import type { PartyRecord } from "../src/store/message-store.ts";
+import type { PartyRecord } from "../src/protocol/types.ts";
 
 const REPO = fileURLToPath(new URL("../", import.meta.url));
 const OUT = join(REPO, "docs", "examples");

@@ -1,7 +1,8 @@
 /**
  * The composition root: the only module that knows which adapters the core runs on. It opens the
- * store, loads our keys and the partner registry, connects NATS, starts the inbox consumer and
- * the dispatcher, and serves HTTP. `stop()` undoes all of it in reverse order.
+ * store, loads the partner registry and our keys, connects NATS, and wires the moving parts —
+ * the submitter, the inbox, the dispatcher and the wake signal between them — then serves HTTP.
+ * `stop()` undoes all of it in reverse order.
  */
 import { randomUUID } from "node:crypto";
 import type { AddressInfo } from "node:net";
@@ -9,27 +10,33 @@ import { type ServerType, serve } from "@hono/node-server";
 import type { Hono } from "hono";
 import { type Config, databaseTarget } from "./config/config.ts";
 import { loadSchemaRegistry } from "./config/schema-files.ts";
-import { Dispatcher, errorSummary } from "./delivery/dispatcher.ts";
-import { InboxProcessor } from "./delivery/inbox-processor.ts";
-import { submitMessage } from "./delivery/submit-message.ts";
+import { Dispatcher } from "./delivery/dispatcher.ts";
+import { Inbox } from "./delivery/inbox.ts";
+import type { Clock, IdSource, Store } from "./delivery/ports.ts";
+import { ReceiptIssuer } from "./delivery/receipt-issuer.ts";
+import { Submitter } from "./delivery/submitter.ts";
+import { WakeSignal } from "./delivery/wake-signal.ts";
 import { createApp } from "./http/app.ts";
+import { errorSummary } from "./observability/error-summary.ts";
 import { createLogger, type Logger } from "./observability/logger.ts";
-import { LiaisonError } from "./protocol/errors.ts";
-import type { Clock, IdSource, SigningKey } from "./protocol/types.ts";
-import { currentSigningKey, loadKeyFiles, type OwnKey } from "./registry/key-files.ts";
+import { Readiness } from "./observability/readiness.ts";
+import type { PartyRecord } from "./protocol/types.ts";
+import { OwnKeyring } from "./registry/own-keyring.ts";
 import { PartnerRegistry } from "./registry/partner-registry.ts";
 import type { SchemaRegistry } from "./schemas/schema-registry.ts";
 import { type Database, openDatabase } from "./store/database.ts";
-import { type KeyRecord, MessageStore, type PartyRecord } from "./store/message-store.ts";
+import { SqlPartyStore } from "./store/party-store.ts";
+import { ReadQueries } from "./store/read-queries.ts";
+import { createStore } from "./store/store.ts";
 import { NatsTransport } from "./transport/nats-transport.ts";
 
-const REGISTRY_RELOAD_MS = 30_000;
+const RELOAD_MS = 30_000;
 
 export interface GatewayOptions {
   clock?: Clock;
   ids?: IdSource;
   logger?: Logger;
-  /** Dispatcher poll interval when idle; the dispatcher is also woken on every new row. */
+  /** Dispatcher poll interval when idle; the wake signal brings it sooner. */
   pollMs?: number;
   /** How often own key files and the partner registry are re-read (default 30 s). */
   reloadMs?: number;
@@ -40,12 +47,16 @@ export interface Gateway {
   url: string;
   app: Hono;
   self: PartyRecord;
-  store: MessageStore;
-  registry: PartnerRegistry;
-  schemas: SchemaRegistry;
   database: Database;
+  store: Store;
+  queries: ReadQueries;
+  parties: SqlPartyStore;
+  registry: PartnerRegistry;
+  keyring: OwnKeyring;
+  schemas: SchemaRegistry;
+  submitter: Submitter;
+  inbox: Inbox;
   dispatcher: Dispatcher;
-  inbox: InboxProcessor;
   transport: NatsTransport;
   log: Logger;
   stop(): Promise<void>;
@@ -56,19 +67,12 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
   const ids = opts.ids ?? randomUUID;
   const log = opts.logger ?? createLogger(config.logLevel, { party: config.partyId });
   const schemas = loadSchemaRegistry();
-
-  let ownKeys = await loadKeyFiles(config.keysDir);
-  if (currentSigningKey(ownKeys, clock()) === undefined) {
-    throw new LiaisonError(
-      "key_store_invalid",
-      `no signing key valid now in ${config.keysDir}; run: liaison keys generate`,
-    );
-  }
-  const signingKey = (): SigningKey => {
-    const key = currentSigningKey(ownKeys, clock());
-    if (key === undefined)
-      throw new LiaisonError("key_store_invalid", "no signing key is valid now");
-    return key.signing;
+  const self: PartyRecord = {
+    id: config.partyId,
+    name: config.partyName,
+    country: config.country,
+    kind: config.partyKind,
+    inboundSubject: config.inboundSubject,
   };
 
   const database = await openDatabase(databaseTarget(config));
@@ -77,19 +81,11 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
     for (const fn of cleanups.reverse()) await fn().catch(() => {});
   };
   try {
-    const store = new MessageStore(database.db);
-    const self: PartyRecord = {
-      id: config.partyId,
-      name: config.partyName,
-      country: config.country,
-      kind: config.partyKind,
-      inboundSubject: config.inboundSubject,
-    };
-    const registry = await PartnerRegistry.load(store);
-    await registry.add(
-      self,
-      ownKeys.map((k) => ownKeyRecord(config.partyId, k)),
-    );
+    const store = createStore(database.db);
+    const queries = new ReadQueries(database.db);
+    const parties = new SqlPartyStore(database.db);
+    const registry = await PartnerRegistry.load(parties);
+    const keyring = await OwnKeyring.load({ dir: config.keysDir, self, registry, clock });
 
     const transport = await NatsTransport.connect(
       config.natsUrl,
@@ -97,23 +93,40 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
     );
     cleanups.push(() => transport.close());
 
-    const dispatcher = new Dispatcher(store, transport, clock, log, {
+    const wake = new WakeSignal();
+    const dispatcher = new Dispatcher({
+      store,
+      transport,
+      clock,
+      wake,
+      log,
       batchSize: 100,
       pollMs: opts.pollMs ?? 500,
       retry: config.retry,
     });
-    const inbox = new InboxProcessor({
+    const inbox = new Inbox({
       self: config.partyId,
       store,
       keys: registry,
       schemas,
-      signingKey,
+      receipts: new ReceiptIssuer(config.partyId, keyring, clock, ids),
       clock,
-      ids,
       clockSkewMs: config.clockSkewMs,
       maxMessageBytes: config.maxMessageBytes,
       log,
-      onReceiptQueued: () => dispatcher.wake(),
+      wake,
+    });
+    const submitter = new Submitter({
+      self: config.partyId,
+      store,
+      recipients: registry,
+      schemas,
+      signer: keyring,
+      clock,
+      ids,
+      ttlMs: config.messageTtlMs,
+      maxMessageBytes: config.maxMessageBytes,
+      wake,
     });
     await transport.consumeInbox(
       {
@@ -125,37 +138,23 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
         onError: (err) =>
           log.error({ err: errorSummary(err) }, "inbound processing failed; redelivery scheduled"),
       },
-      async (batch) => {
-        await inbox.handleBatch(batch);
-      },
+      inbox,
     );
     dispatcher.start();
     cleanups.push(() => dispatcher.stop());
 
     // Replicas sharing one PostgreSQL database see partners registered through another replica;
     // a key generated or revoked with the CLI is picked up (and published) without a restart.
-    const reloadOwnKeys = async () => {
-      const fresh = await loadKeyFiles(config.keysDir);
-      const fingerprint = (keys: OwnKey[]) =>
-        keys.map((k) => `${k.kid}:${k.validUntil?.getTime()}:${k.revokedAt?.getTime()}`).join();
-      if (fingerprint(fresh) === fingerprint(ownKeys)) return;
-      // Registered first: should that fail, the next round tries again with the same change.
-      await registry.add(
-        self,
-        fresh.map((k) => ownKeyRecord(config.partyId, k)),
-      );
-      ownKeys = fresh;
-      log.info({ kids: ownKeys.map((k) => k.kid) }, "own keys reloaded");
-    };
+    // Independent: a bad key file must not stop partners' changes from arriving, nor the reverse.
     const reload = setInterval(() => {
-      // Independent: a bad key file must not stop partners' changes from arriving, nor the reverse.
-      reloadOwnKeys().catch((err: unknown) =>
-        log.error({ err: errorSummary(err) }, "own key reload failed"),
-      );
+      keyring
+        .reload()
+        .then((kids) => kids && log.info({ kids }, "own keys reloaded"))
+        .catch((err: unknown) => log.error({ err: errorSummary(err) }, "own key reload failed"));
       registry
         .reload()
         .catch((err: unknown) => log.error({ err: errorSummary(err) }, "registry reload failed"));
-    }, opts.reloadMs ?? REGISTRY_RELOAD_MS);
+    }, opts.reloadMs ?? RELOAD_MS);
     reload.unref();
     cleanups.push(async () => clearInterval(reload));
 
@@ -163,32 +162,12 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
       apiToken: config.apiToken,
       adminToken: config.adminToken,
       self,
-      ownKeys: () => ownKeys.map((k) => ownKeyRecord(config.partyId, k)),
-      store,
+      keyring,
+      queries,
       registry,
-      submit: (request) =>
-        submitMessage(request, {
-          self: config.partyId,
-          store,
-          registry,
-          schemas,
-          signingKey,
-          clock,
-          ids,
-          ttlMs: config.messageTtlMs,
-          maxMessageBytes: config.maxMessageBytes,
-          onQueued: () => dispatcher.wake(),
-        }),
-      ready: async () => {
-        if (transport.connection.isClosed()) return false;
-        if (currentSigningKey(ownKeys, clock()) === undefined) return false;
-        try {
-          await store.ping();
-          return true;
-        } catch {
-          return false;
-        }
-      },
+      submitter,
+      readiness: new Readiness({ database: queries, broker: transport, keys: keyring }),
+      schemas,
       maxRequestBytes: config.maxMessageBytes,
       log,
     });
@@ -206,12 +185,16 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
       url,
       app,
       self,
-      store,
-      registry,
-      schemas,
       database,
-      dispatcher,
+      store,
+      queries,
+      parties,
+      registry,
+      keyring,
+      schemas,
+      submitter,
       inbox,
+      dispatcher,
       transport,
       log,
       stop: async () => {
@@ -223,19 +206,6 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
     await cleanup();
     throw err;
   }
-}
-
-function ownKeyRecord(partyId: string, key: OwnKey): KeyRecord {
-  const { kid: _kid, alg: _alg, use: _use, ...publicJwk } = key.publicJwk;
-  return {
-    kid: key.kid,
-    partyId,
-    alg: key.alg,
-    publicJwk,
-    validFrom: key.validFrom,
-    validUntil: key.validUntil,
-    revokedAt: key.revokedAt,
-  };
 }
 
 function listen(app: Hono, hostname: string, port: number): Promise<ServerType> {

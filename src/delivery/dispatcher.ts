@@ -1,18 +1,26 @@
 /**
- * The outbox dispatcher: publishes due deliveries and unpublished receipts, in batches, with the
- * publishes of a batch in flight together. A delivery stays due (leased, with backoff) until the
- * partner's signed receipt arrives or the retry budget is spent; a receipt is done once the
- * broker acknowledged it (the sender's retry brings a re-send if it was lost after that).
+ * The dispatcher drains both outboxes: due deliveries of our messages and our unpublished
+ * receipts, a batch at a time, with the publishes of a batch in flight together. A delivery stays
+ * due (leased by the retry schedule) until the partner's signed receipt arrives or the budget is
+ * spent; a receipt is done once the broker acknowledged it (a sender's retry brings a re-send if
+ * it was lost after that). Between passes it waits on the wake signal, or polls.
  */
 import type { Logger } from "../observability/logger.ts";
-import type { Clock } from "../protocol/types.ts";
-import type { MessageStore } from "../store/message-store.ts";
-import type { Transport } from "../transport/nats-transport.ts";
+import { errorSummary } from "../observability/error-summary.ts";
+import type { Clock, DeliveryRef, Store, Transport } from "./ports.ts";
+import { planDelivery, type RetryPolicy } from "./retry-schedule.ts";
+import type { WakeSignal } from "./wake-signal.ts";
 
-export interface DispatcherOptions {
+export interface DispatcherDeps {
+  store: Store;
+  transport: Transport;
+  clock: Clock;
+  wake: WakeSignal;
+  log: Logger;
   batchSize: number;
+  /** How long to wait for the wake signal before looking again anyway. */
   pollMs: number;
-  retry: { baseMs: number; maxMs: number; maxAttempts: number };
+  retry: RetryPolicy;
 }
 
 const encoder = new TextEncoder();
@@ -20,16 +28,8 @@ const encoder = new TextEncoder();
 export class Dispatcher {
   private running = false;
   private loop: Promise<void> | undefined;
-  private wakeUp: (() => void) | undefined;
-  private pending = false;
 
-  constructor(
-    private readonly store: MessageStore,
-    private readonly transport: Transport,
-    private readonly clock: Clock,
-    private readonly log: Logger,
-    private readonly opts: DispatcherOptions,
-  ) {}
+  constructor(private readonly deps: DispatcherDeps) {}
 
   start(): void {
     if (this.running) return;
@@ -37,15 +37,9 @@ export class Dispatcher {
     this.loop = this.run();
   }
 
-  /** Work is waiting (a submit, an inbound message that needs a receipt): don't wait for the poll. */
-  wake(): void {
-    this.pending = true;
-    this.wakeUp?.();
-  }
-
   async stop(): Promise<void> {
     this.running = false;
-    this.wakeUp?.();
+    this.deps.wake.raise();
     await this.loop;
   }
 
@@ -59,118 +53,72 @@ export class Dispatcher {
   }
 
   private async run(): Promise<void> {
+    const { wake, log, pollMs } = this.deps;
     while (this.running) {
-      this.pending = false;
+      wake.take();
       let handled = 0;
       try {
         handled = await this.tick();
       } catch (err) {
-        this.log.error({ err: errorSummary(err) }, "dispatcher pass failed");
+        log.error({ err: errorSummary(err) }, "dispatcher pass failed");
       }
       if (!this.running) break;
-      if (handled > 0 || this.pending) continue;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, this.opts.pollMs);
-        this.wakeUp = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      this.wakeUp = undefined;
+      if (handled === 0) await wake.wait(pollMs);
     }
   }
 
   private async dispatchMessages(): Promise<number> {
-    const { retry } = this.opts;
-    const { due, failed } = await this.store.claimDueDeliveries({
-      now: this.clock(),
-      limit: this.opts.batchSize,
-      maxAttempts: retry.maxAttempts,
-      retryBaseMs: retry.baseMs,
-      retryMaxMs: retry.maxMs,
+    const { store, transport, clock, log, retry } = this.deps;
+    const now = clock();
+    const { due, failed } = await store.outbox.claimDue({
+      now,
+      limit: this.deps.batchSize,
+      plan: (candidate) => planDelivery(candidate, now, retry),
     });
     for (const f of failed) {
-      this.log.warn(
-        { messageId: f.messageId, to: f.recipient, code: "delivery_failed" },
-        "no receipt within the retry budget",
-      );
+      log.warn({ messageId: f.messageId, to: f.recipient, code: "delivery_failed" }, f.reason);
     }
-    const published: Array<{ messageId: string; recipient: string }> = [];
+    const published: DeliveryRef[] = [];
     await Promise.all(
       due.map(async (d) => {
+        const delivery = { messageId: d.messageId, to: d.recipient, attempt: d.attempts };
         try {
-          const ack = await this.transport.publish(d.subject, encoder.encode(d.jws), d.digest);
+          const ack = await transport.publish(d.subject, encoder.encode(d.jws), d.digest);
           published.push(d);
-          this.log.info(
-            {
-              messageId: d.messageId,
-              to: d.recipient,
-              attempt: d.attempts,
-              duplicate: ack.duplicate,
-            },
-            "message published",
-          );
+          log.info({ ...delivery, duplicate: ack.duplicate }, "message published");
         } catch (err) {
-          await this.store.markDeliveryError(
-            d.messageId,
-            d.recipient,
-            errorSummary(err),
-            this.clock(),
-          );
-          this.log.warn(
-            {
-              messageId: d.messageId,
-              to: d.recipient,
-              attempt: d.attempts,
-              err: errorSummary(err),
-            },
-            "publish failed; will retry",
-          );
+          await store.outbox.markError(d, errorSummary(err), clock());
+          log.warn({ ...delivery, err: errorSummary(err) }, "publish failed; will retry");
         }
       }),
     );
-    await this.store.markDeliveriesSent(published, this.clock());
+    await store.outbox.markSent(published, clock());
     return due.length + failed.length;
   }
 
   private async dispatchReceipts(): Promise<number> {
-    const due = await this.store.claimUnpublishedReceipts({
-      now: this.clock(),
-      limit: this.opts.batchSize,
-      leaseMs: this.opts.retry.baseMs,
+    const { store, transport, clock, log } = this.deps;
+    const due = await store.receipts.claimUnpublished({
+      now: clock(),
+      limit: this.deps.batchSize,
+      leaseMs: this.deps.retry.baseMs,
     });
     const published: string[] = [];
     await Promise.all(
       due.map(async (r) => {
         try {
-          await this.transport.publish(r.subject, encoder.encode(r.jws), r.digest);
+          await transport.publish(r.subject, encoder.encode(r.jws), r.digest);
           published.push(r.id);
-          this.log.info({ receiptId: r.id, to: r.toParty }, "receipt published");
+          log.info({ receiptId: r.id, to: r.toParty }, "receipt published");
         } catch (err) {
-          this.log.warn(
+          log.warn(
             { receiptId: r.id, to: r.toParty, err: errorSummary(err) },
             "receipt publish failed; will retry",
           );
         }
       }),
     );
-    await this.store.markReceiptsPublished(published, this.clock());
+    await store.receipts.markPublished(published, clock());
     return due.length;
   }
-}
-
-/** Error text for logs and last_error: the error's class and message, which never carry bodies. */
-export function errorSummary(err: unknown): string {
-  // A failed query's own message quotes its SQL and parameters (signed messages, raw bytes):
-  // only the innermost cause, the driver's error, is summarised.
-  let inner = err;
-  while (inner instanceof Error && inner.cause instanceof Error) inner = inner.cause;
-  if (inner instanceof Error) {
-    const code = (inner as { code?: unknown }).code;
-    return `${inner.name}${typeof code === "string" ? ` ${code}` : ""}: ${inner.message}`.slice(
-      0,
-      300,
-    );
-  }
-  return String(inner).slice(0, 300);
 }

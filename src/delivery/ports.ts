@@ -7,7 +7,7 @@
  */
 import type { WireErrorCode } from "../protocol/errors.ts";
 import type { JwsTyp } from "../protocol/jws-profile.ts";
-import type { Envelope, PartyId, Receipt, ReceiptError, ReceiptStatus } from "../protocol/types.ts";
+import type { Envelope, PartyId, Receipt, ReceiptStatus } from "../protocol/types.ts";
 
 export type { Clock, IdSource } from "../protocol/types.ts";
 
@@ -159,8 +159,8 @@ export interface ReceiptLog {
   insertIssued(receipts: IssuedReceipt[]): Promise<void>;
   /** Our accepted receipt for these exact bytes goes out again; false when there is none. */
   requeueIssued(messageId: string, messageDigest: string, at: Date): Promise<boolean>;
-  /** The receipt answering quarantined bytes with this digest goes out again. */
-  requeueForQuarantined(digest: string, at: Date): Promise<void>;
+  /** Sends one of our receipts again (the bytes it answers came again). */
+  requeueById(receiptId: string, at: Date): Promise<void>;
   /** Partners' receipts; returns the ids that were new. */
   insertReceived(receipts: ReceivedReceipt[]): Promise<Set<string>>;
   claimUnpublished(opts: { now: Date; limit: number; leaseMs: number }): Promise<DueReceipt[]>;
@@ -170,6 +170,8 @@ export interface ReceiptLog {
 export interface QuarantineLog {
   /** Keeps the bytes once per digest: null, writing nothing, when they are already kept. */
   insert(entry: QuarantineEntry): Promise<number | null>;
+  /** The negative receipt that answered the quarantined bytes with this digest, if any. */
+  answerFor(digest: string): Promise<string | null>;
 }
 
 export interface Stores {

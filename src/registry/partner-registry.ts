@@ -5,8 +5,15 @@
 import { type CryptoKey, importJWK, type JWK } from "jose";
 import { LiaisonError } from "../protocol/errors.ts";
 import type { SigningAlg } from "../protocol/jws-profile.ts";
-import type { KeyResolver, RegisteredKey } from "../protocol/types.ts";
-import type { KeyRecord, MessageStore, PartyRecord } from "../store/message-store.ts";
+import type { KeyRecord, KeyResolver, PartyRecord, RegisteredKey } from "../protocol/types.ts";
+
+/** Where the registry keeps parties and keys (store/party-store.ts). */
+export interface PartyStorage {
+  /** Party and keys in one transaction; revocation and validity only ever move earlier. */
+  register(party: PartyRecord, keys: KeyRecord[]): Promise<void>;
+  listParties(): Promise<PartyRecord[]>;
+  listKeys(): Promise<KeyRecord[]>;
+}
 
 export class PartnerRegistry implements KeyResolver {
   private parties = new Map<string, PartyRecord>();
@@ -14,9 +21,9 @@ export class PartnerRegistry implements KeyResolver {
   /** Counts add() calls, so a reload that overlapped one does not drop what it added. */
   private version = 0;
 
-  private constructor(private readonly store: MessageStore) {}
+  private constructor(private readonly store: PartyStorage) {}
 
-  static async load(store: MessageStore): Promise<PartnerRegistry> {
+  static async load(store: PartyStorage): Promise<PartnerRegistry> {
     const registry = new PartnerRegistry(store);
     await registry.reload();
     return registry;
@@ -42,7 +49,7 @@ export class PartnerRegistry implements KeyResolver {
     // Import first: a key that cannot be imported must never reach the store, where it would
     // stop the next start.
     await Promise.all(keys.map(importKey));
-    await this.store.registerParty(party, keys);
+    await this.store.register(party, keys);
     this.version += 1;
     // The store decides what holds (a revocation is never lifted): cache what it now says.
     await this.refresh();

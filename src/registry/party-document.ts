@@ -8,7 +8,7 @@ import { calculateJwkThumbprint, importJWK, type JWK } from "jose";
 import { LiaisonError } from "../protocol/errors.ts";
 import { COUNTRY, LITERAL_SUBJECT, PARTY_ID } from "../protocol/identifiers.ts";
 import { ALLOWED_ALGS, type SigningAlg } from "../protocol/jws-profile.ts";
-import type { KeyRecord, PartyRecord } from "../store/message-store.ts";
+import type { KeyRecord, PartyRecord } from "../protocol/types.ts";
 
 export interface PartyDocument {
   party: PartyRecord;

@@ -18,20 +18,12 @@ import {
   RetentionPolicy,
   StorageType,
 } from "nats";
+import type { InboundItem, PublishResult, Transport } from "../delivery/ports.ts";
 
-export interface PublishResult {
-  seq: number;
-  duplicate: boolean;
+/** Takes a batch of inbound bytes and has committed every outcome when it returns (the inbox). */
+export interface InboundHandler {
+  handleBatch(batch: InboundItem[]): Promise<unknown>;
 }
-
-/** What the delivery layer needs from the wire. */
-export interface Transport {
-  publish(subject: string, data: Uint8Array, msgId: string): Promise<PublishResult>;
-}
-
-export type InboundBatchHandler = (
-  batch: Array<{ data: Uint8Array; subject: string }>,
-) => Promise<void>;
 
 export interface InboxOptions {
   stream: string;
@@ -76,6 +68,10 @@ export class NatsTransport implements Transport {
     });
     const jsm = await nc.jetstreamManager();
     return new NatsTransport(nc, nc.jetstream(), jsm);
+  }
+
+  isClosed(): boolean {
+    return this.connection.isClosed();
   }
 
   async publish(subject: string, data: Uint8Array, msgId: string): Promise<PublishResult> {
@@ -140,7 +136,7 @@ export class NatsTransport implements Transport {
    * over on the new consumer. Messages published while the inbox did not exist were refused to
    * their senders ("no responders"), who retry.
    */
-  async consumeInbox(opts: InboxOptions, handler: InboundBatchHandler): Promise<void> {
+  async consumeInbox(opts: InboxOptions, handler: InboundHandler): Promise<void> {
     await this.ensureInbox(opts);
     const queue: JsMsg[] = [];
     let wake: (() => void) | undefined;
@@ -196,7 +192,7 @@ export class NatsTransport implements Transport {
 
     const process = async (batch: JsMsg[]): Promise<void> => {
       try {
-        await handler(batch.map((m) => ({ data: m.data, subject: m.subject })));
+        await handler.handleBatch(batch.map((m) => ({ data: m.data, subject: m.subject })));
         await Promise.all(batch.map((m) => m.ackAck()));
       } catch (err) {
         if (batch.length === 1) {

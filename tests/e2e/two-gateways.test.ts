@@ -150,7 +150,7 @@ describe("two gateways over NATS", () => {
     const jws = await signCompact(envelope(), hekou.signingKey, MESSAGE_TYP);
     const id = JSON.parse(Buffer.from(jws.split(".")[1] ?? "", "base64url").toString())
       .id as string;
-    const receiptState = async () => (await laocai.gateway.store.getMessage(id))?.receipts[0];
+    const receiptState = async () => (await laocai.gateway.queries.getMessage(id))?.receipts[0];
     await publishRaw(jws);
     await waitFor("receipt published", async () => {
       const receipt = await receiptState();
@@ -248,7 +248,7 @@ describe("two gateways over NATS", () => {
     // Lao Cai records Hekou's key as revoked an hour ago: Hekou's next message is refused. A
     // revocation is never lifted, so this runs after every test that needs Hekou trusted.
     const party = laocai.gateway.registry.party(HEKOU);
-    const [key] = (await laocai.gateway.store.listKeys()).filter((k) => k.partyId === HEKOU);
+    const [key] = (await laocai.gateway.parties.listKeys()).filter((k) => k.partyId === HEKOU);
     if (party === undefined || key === undefined)
       throw new Error("Hekou is not registered at Lao Cai");
     await laocai.gateway.registry.add(party, [

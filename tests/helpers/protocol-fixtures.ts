@@ -2,8 +2,10 @@
 import { randomUUID } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
 import { calculateJwkThumbprint, exportJWK, generateKeyPair } from "jose";
+import type { Signer } from "../../src/delivery/ports.ts";
 import { buildEnvelope } from "../../src/protocol/build-envelope.ts";
 import type { SigningAlg } from "../../src/protocol/jws-profile.ts";
+import { signCompact } from "../../src/protocol/sign.ts";
 import type { Envelope, KeyResolver, RegisteredKey, SigningKey } from "../../src/protocol/types.ts";
 
 export interface TestParty {
@@ -81,5 +83,15 @@ export function envelopeAt(
       { self: from, clock: () => sentAt, ids: randomUUID, ttlMs: 86_400_000 },
     ),
     ...overrides,
+  };
+}
+
+/** The party's key as the delivery core's Signer port. */
+export function signerOf(party: TestParty): Signer {
+  return {
+    sign: async (payload, typ) => ({
+      jws: await signCompact(payload, party.signing, typ),
+      kid: party.signing.kid,
+    }),
   };
 }

@@ -12,7 +12,9 @@ import { generateKeyFile, loadKeyFiles, revokeKeyFile } from "../registry/key-fi
 import { PartnerRegistry } from "../registry/partner-registry.ts";
 import { parsePartyDocument } from "../registry/party-document.ts";
 import { openDatabase } from "../store/database.ts";
-import { MessageStore } from "../store/message-store.ts";
+import { SqlPartyStore } from "../store/party-store.ts";
+import { serveFromEnvironment } from "../serve.ts";
+import { reportFailure } from "./report-failure.ts";
 
 const USAGE = `usage: liaison <command>
 
@@ -116,7 +118,6 @@ export async function runCli(argv: string[]): Promise<void> {
       return;
     }
     case "serve": {
-      const { serveFromEnvironment } = await import("../main.ts");
       await serveFromEnvironment();
       return;
     }
@@ -126,10 +127,10 @@ export async function runCli(argv: string[]): Promise<void> {
   }
 }
 
-async function withStore(fn: (store: MessageStore) => Promise<void>): Promise<void> {
+async function withStore(fn: (store: SqlPartyStore) => Promise<void>): Promise<void> {
   const database = await openDatabase(databaseTarget(loadStorageConfig()));
   try {
-    await fn(new MessageStore(database.db));
+    await fn(new SqlPartyStore(database.db));
   } finally {
     await database.close();
   }
@@ -155,17 +156,7 @@ export async function main(argv: string[]): Promise<void> {
   try {
     await runCli(argv);
   } catch (err) {
-    if (err instanceof LiaisonError) {
-      console.error(`liaison: ${err.code}: ${err.message}`);
-      process.exit(2);
-    }
-    // node:util parseArgs: an unknown option, a missing or ambiguous value.
-    const code = (err as { code?: unknown }).code;
-    if (typeof code === "string" && code.startsWith("ERR_PARSE_ARGS")) {
-      console.error(`liaison: request_invalid: ${(err as Error).message.split("\n")[0]}`);
-      process.exit(2);
-    }
-    throw err;
+    reportFailure(err);
   }
 }
 

@@ -6,39 +6,50 @@
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadSchemaRegistry } from "../../src/config/schema-files.ts";
-import { InboxProcessor } from "../../src/delivery/inbox-processor.ts";
+import { Inbox } from "../../src/delivery/inbox.ts";
+import type { Store } from "../../src/delivery/ports.ts";
+import { ReceiptIssuer } from "../../src/delivery/receipt-issuer.ts";
+import { WakeSignal } from "../../src/delivery/wake-signal.ts";
 import { createLogger } from "../../src/observability/logger.ts";
 import { sha256Hex } from "../../src/protocol/digest.ts";
-import { MESSAGE_TYP } from "../../src/protocol/jws-profile.ts";
+import { buildReceipt } from "../../src/protocol/build-receipt.ts";
+import { MESSAGE_TYP, RECEIPT_TYP } from "../../src/protocol/jws-profile.ts";
 import { signCompact } from "../../src/protocol/sign.ts";
 import { type Database, openDatabase } from "../../src/store/database.ts";
-import { MessageStore } from "../../src/store/message-store.ts";
+import { SqlPartyStore } from "../../src/store/party-store.ts";
+import { ReadQueries } from "../../src/store/read-queries.ts";
+import { createStore } from "../../src/store/store.ts";
 import {
   CASE_NOTICE_BODY,
   envelopeAt,
   makeParty,
   resolverOf,
+  signerOf,
   type TestParty,
 } from "../helpers/protocol-fixtures.ts";
 
 const SUBJECT = "liaison.inbox.VN-BGC-LAOCAI";
 let database: Database;
-let store: MessageStore;
+let store: Store;
+let queries: ReadQueries;
 let hekou: TestParty;
 let laocai: TestParty;
 let thai: TestParty;
 let now = new Date("2026-11-24T12:00:00.000Z");
-let inbox: InboxProcessor;
+let inbox: Inbox;
+const wake = new WakeSignal();
 const enc = new TextEncoder();
 
 beforeAll(async () => {
   database = await openDatabase({ inMemory: true });
-  store = new MessageStore(database.db);
+  store = createStore(database.db);
+  queries = new ReadQueries(database.db);
+  const parties = new SqlPartyStore(database.db);
   hekou = await makeParty("CN-MPS-HEKOU");
   laocai = await makeParty("VN-BGC-LAOCAI");
   thai = await makeParty("TH-RTP-ATHD", { alg: "ES256" });
   for (const p of [hekou, laocai, thai]) {
-    await store.registerParty(
+    await parties.register(
       {
         id: p.id,
         name: p.id,
@@ -49,18 +60,18 @@ beforeAll(async () => {
       [],
     );
   }
-  inbox = new InboxProcessor({
+  const clock = () => now;
+  inbox = new Inbox({
     self: laocai.id,
     store,
     keys: resolverOf(hekou, laocai, thai),
     schemas: loadSchemaRegistry(),
-    signingKey: () => laocai.signing,
-    clock: () => now,
-    ids: randomUUID,
+    receipts: new ReceiptIssuer(laocai.id, signerOf(laocai), clock, randomUUID),
+    clock,
     clockSkewMs: 300_000,
     maxMessageBytes: 262_144,
     log: createLogger("silent"),
-    onReceiptQueued: () => {},
+    wake,
   });
 });
 
@@ -78,7 +89,7 @@ async function message(body: Record<string, unknown> = CASE_NOTICE_BODY) {
 
 const item = (data: Uint8Array) => ({ data, subject: SUBJECT });
 
-describe("InboxProcessor", () => {
+describe("Inbox", () => {
   it("handles a mixed batch in one pass: accepted, duplicate inside the batch, quarantined", async () => {
     const a = await message();
     const b = await message();
@@ -96,7 +107,7 @@ describe("InboxProcessor", () => {
     ]);
     expect(
       (
-        await store.findInbound([
+        await store.inbound.find([
           { from: hekou.id, id: a.id },
           { from: hekou.id, id: b.id },
         ])
@@ -114,7 +125,7 @@ describe("InboxProcessor", () => {
         outcome: "duplicate",
         messageId: m.id,
       });
-      const found = await store.getMessage(m.id);
+      const found = await queries.getMessage(m.id);
       expect(found?.receipts.map((r) => r.status)).toEqual(["accepted"]);
       // A message never seen before, equally late, is refused.
       const late = envelopeAt(hekou.id, [laocai.id], new Date(saved.getTime() - 1000));
@@ -157,8 +168,10 @@ describe("InboxProcessor", () => {
       code: "schema_invalid",
       receiptSent: true,
     });
-    const [row] = (await store.listQuarantine({ limit: 200 })).filter((q) => q.messageId === m.id);
-    const due = await store.claimUnpublishedReceipts({
+    const [row] = (await queries.listQuarantine({ limit: 200 })).filter(
+      (q) => q.messageId === m.id,
+    );
+    const due = await store.receipts.claimUnpublished({
       now: new Date(now.getTime() + 86_400_000),
       limit: 500,
       leaseMs: 1000,
@@ -214,7 +227,7 @@ describe("InboxProcessor", () => {
       outcome: "duplicate",
       messageId: envelope.id,
     });
-    const due = await store.claimUnpublishedReceipts({
+    const due = await store.receipts.claimUnpublished({
       now: new Date(now.getTime() + 86_400_000),
       limit: 1000,
       leaseMs: 1,
@@ -225,5 +238,41 @@ describe("InboxProcessor", () => {
       .filter((r) => r.messageId === envelope.id)
       .map((r) => r.digest.value);
     expect(digests.sort()).toEqual([sha256Hex(jws), sha256Hex(variant)].sort());
+  });
+
+  it("closes our delivery with a partner's receipt for the exact bytes, and quarantines receipts that match nothing we sent", async () => {
+    const sent = envelopeAt(laocai.id, [hekou.id], new Date(now.getTime() - 2000));
+    const jws = await signCompact(sent, laocai.signing, MESSAGE_TYP);
+    await store.outbound.insert([{ envelope: sent, jws, digest: sha256Hex(jws), kid: "k" }]);
+    const receiptFrom = async (messageId: string, digest: string) => {
+      const receipt = buildReceipt(
+        { to: laocai.id, messageId, digest, errors: [] },
+        { self: hekou.id, clock: () => now, ids: randomUUID },
+      );
+      return enc.encode(await signCompact(receipt, hekou.signing, RECEIPT_TYP));
+    };
+    wake.take();
+    const outcomes = await inbox.handleBatch([
+      item(await receiptFrom(randomUUID(), sha256Hex(jws))),
+      item(await receiptFrom(sent.id, "0".repeat(64))),
+      item(await receiptFrom(sent.id, sha256Hex(jws))),
+    ]);
+    expect(outcomes).toEqual([
+      { outcome: "quarantined", code: "message_unknown", receiptSent: false },
+      { outcome: "quarantined", code: "digest_mismatch", receiptSent: false },
+      { outcome: "receipt", messageId: sent.id, status: "accepted", duplicate: false },
+    ]);
+    // No answer to a receipt, so nothing for the dispatcher to send.
+    expect(wake.take()).toBe(false);
+    const found = await queries.getMessage(sent.id);
+    expect(found?.deliveries.map((d) => d.status)).toEqual(["delivered"]);
+    expect(found?.receipts).toHaveLength(1);
+  });
+
+  it("raises the wake signal when a receipt of ours waits to be sent", async () => {
+    wake.take();
+    const m = await message();
+    await inbox.handle(m.bytes, SUBJECT);
+    expect(wake.take()).toBe(true);
   });
 });

@@ -1,4 +1,8 @@
-/** `liaison serve` / `npm start`: read the configuration once, start the gateway, stop on a signal. */
+/**
+ * Serving a gateway: `npm start` runs this file, `liaison serve` calls `serveFromEnvironment`.
+ * The configuration is read once, the gateway started, and stopped on SIGINT or SIGTERM.
+ */
+import { reportFailure } from "./cli/report-failure.ts";
 import { loadConfig } from "./config/config.ts";
 import { startGateway } from "./gateway.ts";
 
@@ -18,6 +22,5 @@ export async function serveFromEnvironment(): Promise<void> {
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const { main } = await import("./cli/main.ts");
-  await main(["serve"]);
+  await serveFromEnvironment().catch(reportFailure);
 }

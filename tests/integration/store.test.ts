@@ -1,9 +1,22 @@
-/** The store's contract, run on both drivers: a real PostgreSQL server and embedded PGlite. */
+/**
+ * The store's aggregates (party store, outbound log and outbox, inbound log, receipts,
+ * quarantine, read queries), run on both drivers: a real PostgreSQL server and embedded PGlite.
+ */
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { GroupCommit } from "../../src/delivery/group-commit.ts";
+import {
+  type IssuedReceipt,
+  inboundKey,
+  type SignedMessage,
+  type Store,
+} from "../../src/delivery/ports.ts";
+import { planDelivery } from "../../src/delivery/retry-schedule.ts";
 import type { Envelope, Receipt } from "../../src/protocol/types.ts";
 import { type Database, openDatabase } from "../../src/store/database.ts";
-import { type IssuedReceipt, inboundKey, MessageStore } from "../../src/store/message-store.ts";
+import { SqlPartyStore } from "../../src/store/party-store.ts";
+import { ReadQueries } from "../../src/store/read-queries.ts";
+import { createStore } from "../../src/store/store.ts";
 import { createTestDatabase } from "../helpers/databases.ts";
 
 const SELF = "CN-MPS-HEKOU";
@@ -50,11 +63,13 @@ function issued(receipt: Receipt, messageDigest: string): IssuedReceipt {
 }
 
 const digestOf = (n: number) => n.toString(16).padStart(64, "0");
-const retry = { retryBaseMs: 1000, retryMaxMs: 1000 };
+const retry = { baseMs: 1000, maxMs: 1000 };
 
-describe.each(["postgres", "pglite"] as const)("MessageStore on %s", (driver) => {
+describe.each(["postgres", "pglite"] as const)("the store on %s", (driver) => {
   let database: Database;
-  let store: MessageStore;
+  let store: Store;
+  let parties: SqlPartyStore;
+  let queries: ReadQueries;
   let drop: () => Promise<void> = async () => {};
 
   beforeAll(async () => {
@@ -66,9 +81,11 @@ describe.each(["postgres", "pglite"] as const)("MessageStore on %s", (driver) =>
       database = await openDatabase({ inMemory: true });
     }
     expect(database.driver).toBe(driver);
-    store = new MessageStore(database.db);
+    store = createStore(database.db);
+    parties = new SqlPartyStore(database.db);
+    queries = new ReadQueries(database.db);
     for (const id of [SELF, PARTNER, "TH-RTP-ATHD"]) {
-      await store.registerParty(
+      await parties.register(
         {
           id,
           name: id,
@@ -86,6 +103,49 @@ describe.each(["postgres", "pglite"] as const)("MessageStore on %s", (driver) =>
     await drop();
   });
 
+  // The submitter's way in: group-committed outbound inserts.
+  let commits: GroupCommit<SignedMessage> | undefined;
+  const insertOutbound = (m: SignedMessage) => {
+    commits ??= new GroupCommit((group) => store.outbound.insert(group));
+    return commits.add(m);
+  };
+  const claimDue = (opts: {
+    now: Date;
+    limit: number;
+    maxAttempts: number;
+    baseMs: number;
+    maxMs: number;
+  }) =>
+    store.outbox.claimDue({
+      now: opts.now,
+      limit: opts.limit,
+      plan: (c) => planDelivery(c, opts.now, opts),
+    });
+  // The inbox's transactions, as it composes them.
+  const recordInbound = (items: Array<{ message: SignedMessage; receipt: IssuedReceipt }>) =>
+    store.transaction(async (tx) => {
+      const stored = await tx.inbound.insert(items.map((i) => i.message));
+      await tx.receipts.insertIssued(
+        items
+          .filter((i) => stored.has(inboundKey(i.message.envelope.from, i.message.envelope.id)))
+          .map((i) => i.receipt),
+      );
+      return stored;
+    });
+  const quarantine = (
+    entry: Omit<Parameters<Store["quarantine"]["insert"]>[0], "receiptId">,
+    receipt: IssuedReceipt,
+  ) =>
+    store.transaction(async (tx) => {
+      const seq = await tx.quarantine.insert({ ...entry, receiptId: receipt.receipt.id });
+      if (seq !== null) await tx.receipts.insertIssued([receipt]);
+      else {
+        const earlier = await tx.quarantine.answerFor(entry.digest);
+        if (earlier !== null) await tx.receipts.requeueById(earlier, T0);
+      }
+      return seq;
+    });
+
   it("registers keys, only ever brings revocation and validity end forward, and never moves a kid", async () => {
     const key = {
       kid: `kid-${randomUUID()}`,
@@ -96,37 +156,36 @@ describe.each(["postgres", "pglite"] as const)("MessageStore on %s", (driver) =>
       validUntil: null,
       revokedAt: null,
     };
-    const partner = (await store.listParties()).find((p) => p.id === PARTNER);
-    const thai = (await store.listParties()).find((p) => p.id === "TH-RTP-ATHD");
+    const partner = (await parties.listParties()).find((p) => p.id === PARTNER);
+    const thai = (await parties.listParties()).find((p) => p.id === "TH-RTP-ATHD");
     if (partner === undefined || thai === undefined) throw new Error("parties missing");
-    await store.registerParty(partner, [key]);
-    await store.registerParty(partner, [{ ...key, revokedAt: T0 }]);
-    const stored = async () => (await store.listKeys()).find((k) => k.kid === key.kid);
+    await parties.register(partner, [key]);
+    await parties.register(partner, [{ ...key, revokedAt: T0 }]);
+    const stored = async () => (await parties.listKeys()).find((k) => k.kid === key.kid);
     expect((await stored())?.revokedAt?.toISOString()).toBe(T0.toISOString());
     // An older document (no revocation, other validity) cannot undo or postpone it.
     const later = new Date(T0.getTime() + 86_400_000);
-    await store.registerParty(partner, [{ ...key, revokedAt: null, validFrom: new Date(0) }]);
-    await store.registerParty(partner, [{ ...key, revokedAt: later }]);
+    await parties.register(partner, [{ ...key, revokedAt: null, validFrom: new Date(0) }]);
+    await parties.register(partner, [{ ...key, revokedAt: later }]);
     expect((await stored())?.revokedAt?.toISOString()).toBe(T0.toISOString());
     expect((await stored())?.validFrom.toISOString()).toBe(T0.toISOString());
-    await store.registerParty(partner, [{ ...key, validUntil: later }]);
-    await store.registerParty(partner, [{ ...key, validUntil: null }]);
+    await parties.register(partner, [{ ...key, validUntil: later }]);
+    await parties.register(partner, [{ ...key, validUntil: null }]);
     expect((await stored())?.validUntil?.toISOString()).toBe(later.toISOString());
     const renamed = { ...thai, name: "renamed in the refused call" };
-    await expect(
-      store.registerParty(renamed, [{ ...key, partyId: thai.id }]),
-    ).rejects.toMatchObject({ code: "request_invalid" });
+    await expect(parties.register(renamed, [{ ...key, partyId: thai.id }])).rejects.toMatchObject({
+      code: "request_invalid",
+    });
     // Nothing of the refused call was written.
-    expect((await store.listParties()).find((p) => p.id === thai.id)?.name).toBe(thai.name);
+    expect((await parties.listParties()).find((p) => p.id === thai.id)?.name).toBe(thai.name);
   });
 
   it("claims a new delivery once, leases it for the backoff, and fails it after the budget", async () => {
     const e = envelope();
-    await store.insertOutbound({ envelope: e, jws: "jws-1", digest: digestOf(1), kid: "k" });
+    await insertOutbound({ envelope: e, jws: "jws-1", digest: digestOf(1), kid: "k" });
     const mine = (r: { due: Array<{ messageId: string }> }) =>
       r.due.filter((d) => d.messageId === e.id);
-    const claim = (now: Date) =>
-      store.claimDueDeliveries({ now, limit: 100, maxAttempts: 2, ...retry });
+    const claim = (now: Date) => claimDue({ now, limit: 100, maxAttempts: 2, ...retry });
 
     const first = await claim(T0);
     expect(mine(first)).toEqual([
@@ -139,25 +198,29 @@ describe.each(["postgres", "pglite"] as const)("MessageStore on %s", (driver) =>
         subject: `liaison.inbox.${PARTNER}`,
       },
     ]);
-    const leased = (await store.getMessage(e.id))?.deliveries[0]?.nextAttemptAt.getTime() ?? 0;
+    const leased = (await queries.getMessage(e.id))?.deliveries[0]?.nextAttemptAt.getTime() ?? 0;
     expect(leased - T0.getTime()).toBeGreaterThanOrEqual(750);
     expect(leased - T0.getTime()).toBeLessThanOrEqual(1250);
     expect(mine(await claim(T0))).toEqual([]);
 
-    await store.markDeliveriesSent([{ messageId: e.id, recipient: PARTNER }], T0);
-    expect((await store.getMessage(e.id))?.deliveries[0]?.status).toBe("sent");
+    await store.outbox.markSent([{ messageId: e.id, recipient: PARTNER }], T0);
+    expect((await queries.getMessage(e.id))?.deliveries[0]?.status).toBe("sent");
     expect(mine(await claim(new Date(T0.getTime() + 1300)))).toHaveLength(1);
     const exhausted = await claim(new Date(T0.getTime() + 2600));
     expect(mine(exhausted)).toEqual([]);
-    expect(exhausted.failed).toContainEqual({ messageId: e.id, recipient: PARTNER });
-    const found = await store.getMessage(e.id);
+    expect(exhausted.failed).toContainEqual({
+      messageId: e.id,
+      recipient: PARTNER,
+      reason: "no receipt within the retry budget",
+    });
+    const found = await queries.getMessage(e.id);
     expect(found?.deliveries.map((d) => d.status)).toEqual(["failed"]);
     expect(found?.deliveries[0]?.attempts).toBe(2);
   });
 
   it("group-commits concurrent outbound inserts, and fails only the bad one of a group", async () => {
     const existing = envelope();
-    await store.insertOutbound({
+    await insertOutbound({
       envelope: existing,
       jws: "first",
       digest: digestOf(300),
@@ -166,20 +229,20 @@ describe.each(["postgres", "pglite"] as const)("MessageStore on %s", (driver) =>
     const fresh = Array.from({ length: 30 }, () => envelope());
     const results = await Promise.allSettled([
       ...fresh.map((e, i) =>
-        store.insertOutbound({ envelope: e, jws: `g-${i}`, digest: digestOf(301 + i), kid: "k" }),
+        insertOutbound({ envelope: e, jws: `g-${i}`, digest: digestOf(301 + i), kid: "k" }),
       ),
-      store.insertOutbound({ envelope: existing, jws: "again", digest: digestOf(399), kid: "k" }),
+      insertOutbound({ envelope: existing, jws: "again", digest: digestOf(399), kid: "k" }),
     ]);
     expect(results.slice(0, 30).every((r) => r.status === "fulfilled")).toBe(true);
     expect(results[30]?.status).toBe("rejected");
     for (const e of fresh)
-      expect((await store.getMessage(e.id))?.deliveries.map((d) => d.status)).toEqual(["queued"]);
-    expect((await store.getMessage(existing.id))?.message.jws).toBe("first");
+      expect((await queries.getMessage(e.id))?.deliveries.map((d) => d.status)).toEqual(["queued"]);
+    expect((await queries.getMessage(existing.id))?.message.jws).toBe("first");
   });
 
   it("keeps retrying a delivery the broker never accepted, until its message expires", async () => {
     const e = envelope();
-    await store.insertOutbound({
+    await insertOutbound({
       envelope: e,
       jws: "never-acked",
       digest: digestOf(400),
@@ -190,7 +253,7 @@ describe.each(["postgres", "pglite"] as const)("MessageStore on %s", (driver) =>
     let at = T0.getTime();
     for (let i = 0; i < 5; i++) {
       // maxAttempts 2, but no publish was ever acknowledged: still due, never failed.
-      const r = await store.claimDueDeliveries({
+      const r = await claimDue({
         now: new Date(at),
         limit: 500,
         maxAttempts: 2,
@@ -199,19 +262,23 @@ describe.each(["postgres", "pglite"] as const)("MessageStore on %s", (driver) =>
       expect(mine(r)).toHaveLength(1);
       at += 1300;
     }
-    expect((await store.getMessage(e.id))?.deliveries[0]).toMatchObject({
+    expect((await queries.getMessage(e.id))?.deliveries[0]).toMatchObject({
       status: "queued",
       attempts: 5,
     });
     const afterExpiry = new Date(new Date(e.expiresAt).getTime() + 1);
-    const r = await store.claimDueDeliveries({
+    const r = await claimDue({
       now: afterExpiry,
       limit: 500,
       maxAttempts: 2,
       ...retry,
     });
-    expect(r.failed).toContainEqual({ messageId: e.id, recipient: PARTNER });
-    expect((await store.getMessage(e.id))?.deliveries[0]).toMatchObject({
+    expect(r.failed).toContainEqual({
+      messageId: e.id,
+      recipient: PARTNER,
+      reason: "expired before it was delivered",
+    });
+    expect((await queries.getMessage(e.id))?.deliveries[0]).toMatchObject({
       status: "failed",
       lastError: "expired before it was delivered",
     });
@@ -222,7 +289,7 @@ describe.each(["postgres", "pglite"] as const)("MessageStore on %s", (driver) =>
     for (let i = 0; i < 20; i++) {
       const e = envelope();
       ids.push(e.id);
-      await store.insertOutbound({
+      await insertOutbound({
         envelope: e,
         jws: `jws-${i}`,
         digest: digestOf(100 + i),
@@ -230,12 +297,12 @@ describe.each(["postgres", "pglite"] as const)("MessageStore on %s", (driver) =>
       });
     }
     const claim = () =>
-      store.claimDueDeliveries({
+      claimDue({
         now: new Date(T0.getTime() + 10_000_000),
         limit: 100,
         maxAttempts: 5,
-        retryBaseMs: 60_000_000,
-        retryMaxMs: 60_000_000,
+        baseMs: 60_000_000,
+        maxMs: 60_000_000,
       });
     const [a, b] = await Promise.all([claim(), claim()]);
     const claimed = [...a.due, ...b.due].map((d) => d.messageId).filter((id) => ids.includes(id));
@@ -243,62 +310,68 @@ describe.each(["postgres", "pglite"] as const)("MessageStore on %s", (driver) =>
     expect(claimed.length).toBe(20);
   });
 
-  it("closes a delivery only with a receipt from its recipient for the exact digest", async () => {
+  it("knows what it sent to whom, logs received receipts once, and closes only the deliveries named", async () => {
     const e = envelope([PARTNER, "TH-RTP-ATHD"]);
-    await store.insertOutbound({ envelope: e, jws: "jws-r", digest: digestOf(7), kid: "k" });
-    const input = (receipt: Receipt, n: number) => ({
-      receipt,
-      jws: `r-${n}`,
-      digest: digestOf(n),
+    await insertOutbound({ envelope: e, jws: "jws-r", digest: digestOf(7), kid: "k" });
+    expect(await store.outbound.sentDigests([e.id, randomUUID()])).toEqual(
+      new Map([
+        [`${e.id} ${PARTNER}`, digestOf(7)],
+        [`${e.id} TH-RTP-ATHD`, digestOf(7)],
+      ]),
+    );
+    const good = { receipt: receiptFor(e.id, digestOf(7)), jws: "r-74", digest: digestOf(74) };
+    const thai = {
+      receipt: receiptFor(e.id, digestOf(7), "TH-RTP-ATHD", "rejected"),
+      jws: "r-75",
+      digest: digestOf(75),
+    };
+    const fresh = await store.transaction(async (tx) => {
+      const fresh = await tx.receipts.insertReceived([good, thai]);
+      await tx.outbox.close(
+        [
+          { messageId: e.id, recipient: PARTNER, status: "accepted" },
+          { messageId: e.id, recipient: "TH-RTP-ATHD", status: "rejected" },
+        ],
+        T0,
+      );
+      return fresh;
     });
-    const good = receiptFor(e.id, digestOf(7));
-    const outcomes = await store.applyReceivedReceipts(
-      [
-        input(receiptFor(randomUUID(), digestOf(7)), 70),
-        input(receiptFor(null, digestOf(7)), 71),
-        input(receiptFor(e.id, digestOf(7), "KH-GDI-PHNOMPENH"), 72),
-        input(receiptFor(e.id, digestOf(8)), 73),
-        input(good, 74),
-        input(receiptFor(e.id, digestOf(7), "TH-RTP-ATHD", "rejected"), 75),
-      ],
-      T0,
-    );
-    expect(outcomes.map((o) => (o.ok ? o.status : o.code))).toEqual([
-      "message_unknown",
-      "message_unknown",
-      "message_unknown",
-      "digest_mismatch",
-      "accepted",
-      "rejected",
-    ]);
-    expect(await store.applyReceivedReceipts([input(good, 74)], T0)).toEqual([
-      { ok: true, duplicate: true, status: "accepted" },
-    ]);
-    const found = await store.getMessage(e.id);
+    expect(fresh).toEqual(new Set([good.receipt.id, thai.receipt.id]));
+    // The same receipt again is not new.
+    expect(await store.receipts.insertReceived([good])).toEqual(new Set());
+    const found = await queries.getMessage(e.id);
     expect(Object.fromEntries(found?.deliveries.map((d) => [d.recipient, d.status]) ?? [])).toEqual(
-      {
-        [PARTNER]: "delivered",
-        "TH-RTP-ATHD": "rejected",
-      },
+      { [PARTNER]: "delivered", "TH-RTP-ATHD": "rejected" },
     );
-    const byRecipient = Object.fromEntries(
-      found?.deliveries.map((d) => [d.recipient, d.receiptId]) ?? [],
-    );
-    expect(byRecipient[PARTNER]).toBe(good.id);
-    expect(found?.receipts).toHaveLength(2);
+    expect(
+      Object.fromEntries(found?.deliveries.map((d) => [d.recipient, d.receiptId]) ?? []),
+    ).toEqual({ [PARTNER]: good.receipt.id, "TH-RTP-ATHD": thai.receipt.id });
+    expect(found?.receipts.map((r) => r.id)).toEqual([good.receipt.id, thai.receipt.id]);
+  });
+
+  it("rolls back every write of a transaction when one fails", async () => {
+    const e = envelope();
+    const message = { envelope: e, jws: "tx", digest: digestOf(500), kid: "k" };
+    await expect(
+      store.transaction(async (tx) => {
+        await tx.outbound.insert([message]);
+        await tx.outbound.insert([message]);
+      }),
+    ).rejects.toThrow();
+    expect(await queries.getMessage(e.id)).toBeUndefined();
   });
 
   it("logs an inbound message once with its receipt, and re-queues the receipt for a redelivery", async () => {
     const e = envelope([SELF], PARTNER);
     const r = issued({ ...receiptFor(e.id, digestOf(9)), from: SELF, to: PARTNER }, digestOf(9));
     const message = { envelope: e, jws: "in-jws", digest: digestOf(9), kid: "k" };
-    expect(await store.recordInbound([{ message, receipt: r }])).toEqual(
+    expect(await recordInbound([{ message, receipt: r }])).toEqual(
       new Set([inboundKey(PARTNER, e.id)]),
     );
     const again = issued({ ...r.receipt, id: randomUUID() }, digestOf(9));
-    expect(await store.recordInbound([{ message, receipt: again }])).toEqual(new Set());
+    expect(await recordInbound([{ message, receipt: again }])).toEqual(new Set());
     expect(
-      await store.findInbound([
+      await store.inbound.find([
         { from: PARTNER, id: e.id },
         { from: PARTNER, id: randomUUID() },
       ]),
@@ -306,11 +379,11 @@ describe.each(["postgres", "pglite"] as const)("MessageStore on %s", (driver) =>
     // The same id from another sender is another message: ids are unique per sender.
     const fromThai = { ...message, envelope: { ...e, from: "TH-RTP-ATHD" }, digest: digestOf(10) };
     const thaiReceipt = issued({ ...r.receipt, id: randomUUID(), to: "TH-RTP-ATHD" }, digestOf(10));
-    expect(await store.recordInbound([{ message: fromThai, receipt: thaiReceipt }])).toEqual(
+    expect(await recordInbound([{ message: fromThai, receipt: thaiReceipt }])).toEqual(
       new Set([inboundKey("TH-RTP-ATHD", e.id)]),
     );
 
-    const due = await store.claimUnpublishedReceipts({ now: T0, limit: 100, leaseMs: 1000 });
+    const due = await store.receipts.claimUnpublished({ now: T0, limit: 100, leaseMs: 1000 });
     expect(due.filter((d) => d.id === r.receipt.id)).toEqual([
       {
         id: r.receipt.id,
@@ -321,14 +394,14 @@ describe.each(["postgres", "pglite"] as const)("MessageStore on %s", (driver) =>
       },
     ]);
     expect(
-      (await store.claimUnpublishedReceipts({ now: T0, limit: 100, leaseMs: 1000 })).filter(
+      (await store.receipts.claimUnpublished({ now: T0, limit: 100, leaseMs: 1000 })).filter(
         (d) => d.id === r.receipt.id,
       ),
     ).toEqual([]);
-    await store.markReceiptsPublished([r.receipt.id], T0);
+    await store.receipts.markPublished([r.receipt.id], T0);
     expect(
       (
-        await store.claimUnpublishedReceipts({
+        await store.receipts.claimUnpublished({
           now: new Date(T0.getTime() + 5000),
           limit: 100,
           leaseMs: 1000,
@@ -336,9 +409,9 @@ describe.each(["postgres", "pglite"] as const)("MessageStore on %s", (driver) =>
       ).filter((d) => d.id === r.receipt.id),
     ).toEqual([]);
 
-    expect(await store.requeueIssuedReceipt(e.id, digestOf(9), T0)).toBe(true);
+    expect(await store.receipts.requeueIssued(e.id, digestOf(9), T0)).toBe(true);
     expect(
-      (await store.claimUnpublishedReceipts({ now: T0, limit: 100, leaseMs: 1000 })).map(
+      (await store.receipts.claimUnpublished({ now: T0, limit: 100, leaseMs: 1000 })).map(
         (d) => d.id,
       ),
     ).toContain(r.receipt.id);
@@ -350,7 +423,7 @@ describe.each(["postgres", "pglite"] as const)("MessageStore on %s", (driver) =>
       { ...receiptFor(null, digestOf(11), SELF, "rejected"), to: PARTNER },
       digestOf(11),
     );
-    const seq = await store.quarantine(
+    const seq = await quarantine(
       {
         subject: "liaison.inbox.x",
         raw,
@@ -365,14 +438,14 @@ describe.each(["postgres", "pglite"] as const)("MessageStore on %s", (driver) =>
       r,
     );
     if (seq === null) throw new Error("not quarantined");
-    const [row] = await store.listQuarantine({ after: seq - 1, limit: 1 });
+    const [row] = await queries.listQuarantine({ after: seq - 1, limit: 1 });
     expect(row?.code).toBe("malformed");
     expect(Array.from(row?.raw ?? [])).toEqual(Array.from(raw));
     expect(row?.receiptId).toBe(r.receipt.id);
     // The same bytes again (a redelivery): kept once, answered once.
     const again = issued({ ...r.receipt, id: randomUUID() }, digestOf(11));
     expect(
-      await store.quarantine(
+      await quarantine(
         {
           subject: "liaison.inbox.x",
           raw,
@@ -387,19 +460,19 @@ describe.each(["postgres", "pglite"] as const)("MessageStore on %s", (driver) =>
         again,
       ),
     ).toBeNull();
-    const queued = await store.claimUnpublishedReceipts({
+    const queued = await store.receipts.claimUnpublished({
       now: new Date(T0.getTime() + 86_400_000),
       limit: 1000,
       leaseMs: 1,
     });
     expect(queued.map((q) => q.id)).not.toContain(again.receipt.id);
-    expect(await store.quarantineCount()).toBeGreaterThanOrEqual(1);
+    expect(await queries.quarantineCount()).toBeGreaterThanOrEqual(1);
   });
 
   it("pages the log newest first with a cursor", async () => {
     for (let i = 0; i < 5; i++) {
       const e = envelope([SELF], PARTNER);
-      await store.recordInbound([
+      await recordInbound([
         {
           message: { envelope: e, jws: `p-${i}`, digest: digestOf(200 + i), kid: "k" },
           receipt: issued(
@@ -409,8 +482,8 @@ describe.each(["postgres", "pglite"] as const)("MessageStore on %s", (driver) =>
         },
       ]);
     }
-    const first = await store.listMessages({ direction: "inbound", limit: 2 });
-    const second = await store.listMessages({
+    const first = await queries.listMessages({ direction: "inbound", limit: 2 });
+    const second = await queries.listMessages({
       direction: "inbound",
       limit: 2,
       before: first.at(-1)?.seq,

@@ -1,0 +1,362 @@
+/**
+ * Inbound wire bytes, from the transport to committed outcomes, a batch at a time: every
+ * signature in the batch is verified concurrently (WebCrypto works off the main thread); then
+ * verified messages are logged with our signed receipts in one transaction, verified receipts
+ * close our deliveries in another, and anything else is quarantined with its code — with a signed
+ * negative receipt when the claimed sender is a registered party and the bytes were not
+ * themselves a receipt. The transport acks the broker only after this returns.
+ */
+import type { Logger } from "../observability/logger.ts";
+import type { WireErrorCode } from "../protocol/errors.ts";
+import { matchReceipt } from "../protocol/match-receipt.ts";
+import type { KeyResolver, PartyId } from "../protocol/types.ts";
+import {
+  type Rejection,
+  type VerifiedMessage,
+  type VerifiedReceipt,
+  verifyInbound,
+} from "../protocol/verify-inbound.ts";
+import type { SchemaRegistry } from "../schemas/schema-registry.ts";
+import { type Clock, type InboundItem, inboundKey, type Store } from "./ports.ts";
+import { type ReceiptIssuer, receiptErrors } from "./receipt-issuer.ts";
+import type { WakeSignal } from "./wake-signal.ts";
+
+export interface InboxDeps {
+  self: PartyId;
+  store: Store;
+  keys: KeyResolver;
+  schemas: SchemaRegistry;
+  receipts: ReceiptIssuer;
+  clock: Clock;
+  clockSkewMs: number;
+  maxMessageBytes: number;
+  log: Logger;
+  /** Raised when receipts wait in the outbox, so the dispatcher sends them now. */
+  wake: WakeSignal;
+}
+
+export type InboxOutcome =
+  | { outcome: "accepted"; messageId: string }
+  | { outcome: "duplicate"; messageId: string }
+  | { outcome: "receipt"; messageId: string; status: "accepted" | "rejected"; duplicate: boolean }
+  | { outcome: "quarantined"; code: WireErrorCode; receiptSent: boolean };
+
+type Indexed<V> = { index: number; item: InboundItem; verdict: V };
+
+export class Inbox {
+  constructor(private readonly deps: InboxDeps) {}
+
+  async handle(data: Uint8Array, subject: string): Promise<InboxOutcome> {
+    const [outcome] = await this.handleBatch([{ data, subject }]);
+    if (outcome === undefined) throw new Error("no outcome for the message");
+    return outcome;
+  }
+
+  async handleBatch(items: InboundItem[]): Promise<InboxOutcome[]> {
+    const { deps } = this;
+    const now = deps.clock();
+    const context = {
+      self: deps.self,
+      keys: deps.keys,
+      schemas: deps.schemas,
+      now,
+      clockSkewMs: deps.clockSkewMs,
+      maxBytes: deps.maxMessageBytes,
+    };
+    const verdicts = await Promise.all(items.map((item) => verifyInbound(item.data, context)));
+    const messages: Array<Indexed<VerifiedMessage>> = [];
+    const receipts: Array<Indexed<VerifiedReceipt>> = [];
+    const rejected: Array<Indexed<Rejection>> = [];
+    verdicts.forEach((verdict, index) => {
+      const item = items[index] as InboundItem;
+      if (!verdict.ok) rejected.push({ index, item, verdict });
+      else if (verdict.kind === "message") messages.push({ index, item, verdict });
+      else receipts.push({ index, item, verdict });
+    });
+
+    const outcomes: Array<InboxOutcome | undefined> = new Array(items.length);
+    const settle = (index: number, outcome: InboxOutcome) => {
+      outcomes[index] = outcome;
+    };
+    await this.acceptMessages(messages, settle);
+    await this.applyReceipts(receipts, settle);
+    await this.rejectOrRecognise(rejected, settle);
+    if (outcomes.some((o) => o?.outcome === "accepted" || o?.outcome === "duplicate")) {
+      deps.wake.raise();
+    }
+    return outcomes.map((o) => {
+      if (o === undefined) throw new Error("an inbound message was left without an outcome");
+      return o;
+    });
+  }
+
+  /** New messages are logged with our receipt; (sender, id) pairs already logged are duplicates. */
+  private async acceptMessages(
+    batch: Array<Indexed<VerifiedMessage>>,
+    settle: (index: number, outcome: InboxOutcome) => void,
+  ): Promise<void> {
+    if (batch.length === 0) return;
+    const { store, log, receipts } = this.deps;
+    const keyOf = ({ verdict }: Indexed<VerifiedMessage>) => ({
+      from: verdict.envelope.from,
+      id: verdict.envelope.id,
+    });
+    const logged = await store.inbound.find(batch.map(keyOf));
+    const seen = new Set<string>();
+    const fresh: Array<Indexed<VerifiedMessage>> = [];
+    const later: Array<Indexed<VerifiedMessage>> = [];
+    for (const m of batch) {
+      const { from, id } = keyOf(m);
+      const key = inboundKey(from, id);
+      if (logged.has(key) || seen.has(key)) later.push(m);
+      else {
+        seen.add(key);
+        fresh.push(m);
+      }
+    }
+    const signed = await Promise.all(
+      fresh.map(async ({ verdict: v }) => ({
+        message: { envelope: v.envelope, jws: v.jws, digest: v.digest, kid: v.kid },
+        receipt: await receipts.issue(v.envelope.from, v.envelope.id, v.digest),
+      })),
+    );
+    // The log rows and our receipts for them: one transaction. Another replica may have logged
+    // some meanwhile: those are not stored again and their receipts not written.
+    const stored = await store.transaction(async (tx) => {
+      const keys = await tx.inbound.insert(signed.map((s) => s.message));
+      await tx.receipts.insertIssued(
+        signed
+          .filter((s) => keys.has(inboundKey(s.message.envelope.from, s.message.envelope.id)))
+          .map((s) => s.receipt),
+      );
+      return keys;
+    });
+    for (const m of fresh) {
+      const { envelope } = m.verdict;
+      if (!stored.has(inboundKey(envelope.from, envelope.id))) {
+        later.push(m);
+        continue;
+      }
+      log.info(
+        {
+          messageId: envelope.id,
+          type: envelope.type,
+          caseRef: envelope.caseRef,
+          from: envelope.from,
+        },
+        "message accepted",
+      );
+      settle(m.index, { outcome: "accepted", messageId: envelope.id });
+    }
+    if (later.length === 0) return;
+    const known = await store.inbound.find(later.map(keyOf));
+    for (const m of later) {
+      const { from, id } = keyOf(m);
+      settle(m.index, await this.duplicate(m, known.get(inboundKey(from, id))));
+    }
+  }
+
+  /**
+   * A redelivery of a message we logged: our receipt goes out again. The same signed content
+   * with another encoding of its signature (ECDSA signatures are malleable: s and n−s both
+   * verify) is the same message: it gets a receipt of its own, naming its own digest, so the
+   * sender, which knows only its own bytes, can close its delivery. The same id with other
+   * content is a conflict.
+   */
+  private async duplicate(
+    { item, verdict }: Indexed<VerifiedMessage>,
+    logged: { digest: string; jws: string } | undefined,
+  ): Promise<InboxOutcome> {
+    const { store, clock, log, receipts } = this.deps;
+    const { envelope } = verdict;
+    const duplicate = { outcome: "duplicate", messageId: envelope.id } as const;
+    if (logged?.digest === verdict.digest) {
+      await store.receipts.requeueIssued(envelope.id, verdict.digest, clock());
+      log.info({ messageId: envelope.id, from: envelope.from }, "duplicate message; receipt sent again");
+      return duplicate;
+    }
+    if (logged !== undefined && signingInput(logged.jws) === signingInput(verdict.jws)) {
+      // Answered once per encoding: a replay of the variant re-sends that receipt.
+      if (await store.receipts.requeueIssued(envelope.id, verdict.digest, clock())) return duplicate;
+      await store.receipts.insertIssued([
+        await receipts.issue(envelope.from, envelope.id, verdict.digest),
+      ]);
+      log.info(
+        { messageId: envelope.id, from: envelope.from },
+        "duplicate message, other signature encoding; receipt for its bytes",
+      );
+      return duplicate;
+    }
+    return this.quarantine(item, {
+      ok: false,
+      code: "duplicate_conflict",
+      detail: "a different message with this id was already received from this sender",
+      issues: [],
+      digest: verdict.digest,
+      kind: "message",
+      claimedFrom: envelope.from,
+      messageId: envelope.id,
+    });
+  }
+
+  /**
+   * Partners' receipts for our messages, one transaction for the batch: each is matched against
+   * what we sent (protocol/match-receipt.ts), logged, and closes its delivery; a receipt that
+   * matches nothing we sent is quarantined.
+   */
+  private async applyReceipts(
+    batch: Array<Indexed<VerifiedReceipt>>,
+    settle: (index: number, outcome: InboxOutcome) => void,
+  ): Promise<void> {
+    if (batch.length === 0) return;
+    const { store, clock, log } = this.deps;
+    const ids = [...new Set(batch.flatMap(({ verdict }) => verdict.receipt.messageId ?? []))];
+    const { matches, fresh } = await store.transaction(async (tx) => {
+      const sent = await tx.outbound.sentDigests(ids);
+      const matches = batch.map(({ verdict: { receipt } }) =>
+        matchReceipt(receipt, sent.get(`${receipt.messageId} ${receipt.from}`)),
+      );
+      const valid = batch.filter((_, k) => matches[k]?.ok === true).map((r) => r.verdict);
+      const fresh = await tx.receipts.insertReceived(valid);
+      await tx.outbox.close(
+        valid
+          .filter((v) => fresh.has(v.receipt.id))
+          .map(({ receipt }) => ({
+            messageId: receipt.messageId as string,
+            recipient: receipt.from,
+            status: receipt.status,
+          })),
+        clock(),
+      );
+      return { matches, fresh };
+    });
+    for (const [k, { index, item, verdict }] of batch.entries()) {
+      const { receipt, digest } = verdict;
+      const match = matches[k];
+      if (match === undefined) throw new Error("no outcome for a receipt");
+      if (!match.ok) {
+        settle(
+          index,
+          await this.quarantine(item, {
+            ok: false,
+            code: match.code,
+            detail: match.detail,
+            issues: [],
+            digest,
+            kind: "receipt",
+            claimedFrom: receipt.from,
+            messageId: receipt.messageId,
+          }),
+        );
+        continue;
+      }
+      log.info(
+        {
+          messageId: receipt.messageId,
+          from: receipt.from,
+          status: receipt.status,
+          codes: receipt.errors.map((e) => e.code),
+        },
+        "receipt received",
+      );
+      settle(index, {
+        outcome: "receipt",
+        messageId: receipt.messageId ?? "",
+        status: receipt.status,
+        duplicate: !fresh.has(receipt.id),
+      });
+    }
+  }
+
+  /**
+   * Bytes that fail verification now but are exactly a message we logged earlier — a sender's
+   * retry arriving after the message expired or after its key was revoked — get our earlier
+   * receipt again rather than a contradicting negative one. Everything else is quarantined.
+   */
+  private async rejectOrRecognise(
+    batch: Array<Indexed<Rejection>>,
+    settle: (index: number, outcome: InboxOutcome) => void,
+  ): Promise<void> {
+    if (batch.length === 0) return;
+    const { store, clock, log } = this.deps;
+    const logged = await store.inbound.find(
+      batch.flatMap(({ verdict: v }) =>
+        v.kind === "message" && v.messageId !== null && v.claimedFrom !== null
+          ? [{ from: v.claimedFrom, id: v.messageId }]
+          : [],
+      ),
+    );
+    for (const { index, item, verdict } of batch) {
+      const { claimedFrom, messageId, kind, digest, code } = verdict;
+      const earlier =
+        claimedFrom === null || messageId === null
+          ? undefined
+          : logged.get(inboundKey(claimedFrom, messageId));
+      if (kind === "message" && messageId !== null && earlier?.digest === digest) {
+        await store.receipts.requeueIssued(messageId, digest, clock());
+        log.info({ messageId, from: claimedFrom, code }, "retry of a logged message; receipt sent again");
+        settle(index, { outcome: "duplicate", messageId });
+        continue;
+      }
+      settle(index, await this.quarantine(item, verdict));
+    }
+  }
+
+  /**
+   * The bytes, the reason and, when the sender is known and the bytes were not a receipt, our
+   * negative receipt: one transaction. The same bytes again write nothing new; the answer we
+   * gave them goes out again (the sender retried, so it may not have it).
+   */
+  private async quarantine(item: InboundItem, rejection: Rejection): Promise<InboxOutcome> {
+    const { store, clock, log, receipts, wake } = this.deps;
+    const answer = rejection.claimedFrom !== null && rejection.kind !== "receipt";
+    const receipt = answer
+      ? await receipts.issue(
+          rejection.claimedFrom as string,
+          rejection.messageId,
+          rejection.digest,
+          receiptErrors(rejection),
+        )
+      : null;
+    const seq = await store.transaction(async (tx) => {
+      const seq = await tx.quarantine.insert({
+        subject: item.subject,
+        raw: item.data,
+        digest: rejection.digest,
+        code: rejection.code,
+        detail: rejection.detail,
+        issues: rejection.issues,
+        kind: rejection.kind,
+        claimedFrom: rejection.claimedFrom,
+        messageId: rejection.messageId,
+        receiptId: receipt?.receipt.id ?? null,
+      });
+      if (seq === null) {
+        const earlier = await tx.quarantine.answerFor(rejection.digest);
+        if (earlier !== null) await tx.receipts.requeueById(earlier, clock());
+      } else if (receipt !== null) {
+        await tx.receipts.insertIssued([receipt]);
+      }
+      return seq;
+    });
+    const receiptSent = answer && seq !== null;
+    log.warn(
+      {
+        code: rejection.code,
+        kind: rejection.kind,
+        from: rejection.claimedFrom,
+        messageId: rejection.messageId,
+        receiptSent,
+        again: seq === null,
+      },
+      "inbound quarantined",
+    );
+    if (receiptSent) wake.raise();
+    return { outcome: "quarantined", code: rejection.code, receiptSent };
+  }
+}
+
+/** `header.payload`: what the signature covers. */
+function signingInput(jws: string): string {
+  return jws.slice(0, jws.lastIndexOf("."));
+}

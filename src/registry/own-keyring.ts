@@ -1,0 +1,86 @@
+/**
+ * Our own signing keys, as the key directory holds them: the signer for outbound messages and
+ * receipts (the newest key valid now), the public keys we publish, and the re-read that makes a
+ * `liaison keys generate` / `revoke` take effect without a restart. Every change is registered in
+ * the partner registry before it is used, so our own messages keep verifying locally.
+ */
+import type { Signer } from "../delivery/ports.ts";
+import { LiaisonError } from "../protocol/errors.ts";
+import type { JwsTyp } from "../protocol/jws-profile.ts";
+import { signCompact } from "../protocol/sign.ts";
+import type { Clock, KeyRecord, PartyRecord } from "../protocol/types.ts";
+import { currentSigningKey, loadKeyFiles, type OwnKey } from "./key-files.ts";
+import type { PartnerRegistry } from "./partner-registry.ts";
+
+export class OwnKeyring implements Signer {
+  private constructor(
+    private readonly dir: string,
+    private readonly self: PartyRecord,
+    private readonly registry: PartnerRegistry,
+    private readonly clock: Clock,
+    private keys: OwnKey[],
+  ) {}
+
+  /** Reads the key directory and registers our keys; refuses to start without a valid one. */
+  static async load(opts: {
+    dir: string;
+    self: PartyRecord;
+    registry: PartnerRegistry;
+    clock: Clock;
+  }): Promise<OwnKeyring> {
+    const keys = await loadKeyFiles(opts.dir);
+    if (currentSigningKey(keys, opts.clock()) === undefined) {
+      throw new LiaisonError(
+        "key_store_invalid",
+        `no signing key valid now in ${opts.dir}; run: liaison keys generate`,
+      );
+    }
+    const keyring = new OwnKeyring(opts.dir, opts.self, opts.registry, opts.clock, keys);
+    await opts.registry.add(opts.self, keyring.publicKeys());
+    return keyring;
+  }
+
+  async sign(payload: unknown, typ: JwsTyp): Promise<{ jws: string; kid: string }> {
+    const key = currentSigningKey(this.keys, this.clock());
+    if (key === undefined) {
+      throw new LiaisonError("key_store_invalid", "no signing key is valid now");
+    }
+    return { jws: await signCompact(payload, key.signing, typ), kid: key.kid };
+  }
+
+  hasValidKey(): boolean {
+    return currentSigningKey(this.keys, this.clock()) !== undefined;
+  }
+
+  /** Every key of the directory, old and revoked ones included, as the registry stores them. */
+  publicKeys(): KeyRecord[] {
+    return this.records(this.keys);
+  }
+
+  private records(keys: OwnKey[]): KeyRecord[] {
+    return keys.map((key) => {
+      const { kid: _kid, alg: _alg, use: _use, ...publicJwk } = key.publicJwk;
+      return {
+        kid: key.kid,
+        partyId: this.self.id,
+        alg: key.alg,
+        publicJwk,
+        validFrom: key.validFrom,
+        validUntil: key.validUntil,
+        revokedAt: key.revokedAt,
+      };
+    });
+  }
+
+  /** Re-reads the directory; returns the kids when something changed, else null. */
+  async reload(): Promise<string[] | null> {
+    const fresh = await loadKeyFiles(this.dir);
+    const fingerprint = (keys: OwnKey[]) =>
+      keys.map((k) => `${k.kid}:${k.validUntil?.getTime()}:${k.revokedAt?.getTime()}`).join();
+    if (fingerprint(fresh) === fingerprint(this.keys)) return null;
+    // Registered first: should that fail, the next round tries again with the same change.
+    await this.registry.add(this.self, this.records(fresh));
+    this.keys = fresh;
+    return fresh.map((k) => k.kid);
+  }
+}
