@@ -6,6 +6,7 @@
 import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type { ErrorCode, ErrorIssue } from "../protocol/errors.ts";
+import type { JsonSchema, ResponseDeclaration } from "./route.ts";
 
 /** Served by the gateway itself (GET /docs/errors.md), so the link resolves against any gateway. */
 export const ERRORS_DOC = "/docs/errors.md";
@@ -71,4 +72,73 @@ export function problem(
   return c.newResponse(JSON.stringify(body), status, {
     "content-type": "application/problem+json",
   });
+}
+
+/** The status a code answers with. */
+export function problemStatus(code: ErrorCode): ContentfulStatusCode {
+  return STATUS[code];
+}
+
+/** The shape of every problem answer (OpenAPI component `Problem`). */
+export const PROBLEM_SCHEMA: JsonSchema = {
+  type: "object",
+  description:
+    "RFC 9457 problem details. Branch on `code`; `detail` names fields and reasons, never submitted values.",
+  additionalProperties: false,
+  required: ["type", "title", "status", "code", "detail", "instance"],
+  properties: {
+    type: {
+      type: "string",
+      description: `${ERRORS_DOC}#<code>: the code's entry in the error documentation`,
+      pattern: `^${ERRORS_DOC.replaceAll(".", "\\.")}#[a-z_]+$`,
+    },
+    title: { type: "string" },
+    status: { type: "integer", minimum: 400, maximum: 599 },
+    code: { type: "string", enum: Object.keys(STATUS) },
+    detail: { type: "string" },
+    instance: { type: "string", description: "the request path" },
+    issues: {
+      type: "array",
+      minItems: 1,
+      items: {
+        type: "object",
+        additionalProperties: false,
+        required: ["path", "message"],
+        properties: {
+          path: { type: "string", description: "JSON pointer (or parameter name)" },
+          message: { type: "string" },
+        },
+      },
+    },
+  },
+};
+
+/**
+ * Problem responses of a route, one per status: each code with what it means there. The codes
+ * of one status are listed in its schema, so an answer with another code is documentation drift.
+ */
+export function problemResponses(
+  meanings: Partial<Record<ErrorCode, string>>,
+): Record<number, ResponseDeclaration> {
+  const byStatus = new Map<number, Array<[ErrorCode, string]>>();
+  for (const [code, meaning] of Object.entries(meanings) as Array<[ErrorCode, string]>) {
+    const status = STATUS[code];
+    byStatus.set(status, [...(byStatus.get(status) ?? []), [code, meaning]]);
+  }
+  const responses: Record<number, ResponseDeclaration> = {};
+  for (const [status, entries] of byStatus) {
+    responses[status] = {
+      description: entries.map(([code, meaning]) => `\`${code}\`: ${meaning}`).join("; "),
+      contentType: "application/problem+json",
+      schema: {
+        type: "object",
+        allOf: [{ $ref: "#/components/schemas/Problem" }],
+        properties: {
+          status: { const: status },
+          code: { enum: entries.map(([code]) => code) },
+        },
+      },
+    };
+  }
+  return responses;
 }

@@ -1,23 +1,39 @@
 /**
  * The HTTP API through `app.request` (no socket), over a real embedded PostgreSQL (PGlite) store,
  * real keys and real schemas: happy path, errors and security, each error asserted by its code.
+ * Every answer is also held to the OpenAPI document the app serves (status, content-type and
+ * body against the response schema of that operation and status).
  */
 import { randomUUID } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Ajv2020 } from "ajv/dist/2020.js";
+import addFormatsModule from "ajv-formats";
 import type { Hono } from "hono";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadSchemaRegistry } from "../../src/config/schema-files.ts";
-import { submitMessage } from "../../src/delivery/submit-message.ts";
+import { Submitter } from "../../src/delivery/submitter.ts";
+import { WakeSignal } from "../../src/delivery/wake-signal.ts";
 import { createApp } from "../../src/http/app.ts";
 import { createLogger } from "../../src/observability/logger.ts";
-import { generateKeyFile, loadKeyFiles, type OwnKey } from "../../src/registry/key-files.ts";
+import { sha256Hex } from "../../src/protocol/digest.ts";
+import type { PartyRecord } from "../../src/protocol/types.ts";
+import { generateKeyFile } from "../../src/registry/key-files.ts";
+import { OwnKeyring } from "../../src/registry/own-keyring.ts";
 import { PartnerRegistry } from "../../src/registry/partner-registry.ts";
 import { buildPartyDocument } from "../../src/registry/party-document.ts";
 import { type Database, openDatabase } from "../../src/store/database.ts";
-import { MessageStore, type PartyRecord } from "../../src/store/message-store.ts";
+import { SqlPartyStore } from "../../src/store/party-store.ts";
+import { ReadQueries } from "../../src/store/read-queries.ts";
+import { messages, receipts } from "../../src/store/schema.ts";
+import { createStore } from "../../src/store/store.ts";
 import { CASE_NOTICE_BODY } from "../helpers/protocol-fixtures.ts";
+
+type AddFormats = typeof addFormatsModule.default;
+const addFormats: AddFormats =
+  (addFormatsModule as unknown as { default?: AddFormats }).default ??
+  (addFormatsModule as unknown as AddFormats);
 
 const TOKEN = "t".repeat(32);
 const ADMIN = "a".repeat(32);
@@ -38,33 +54,31 @@ const PARTNER: PartyRecord = {
 
 let app: Hono;
 let database: Database;
-let store: MessageStore;
-let own: OwnKey;
+let ownKid: string;
 let partnerKeysDir: string;
 let queued = 0;
 /** Lower than the request limit, as base64url makes the signed message a third larger. */
 let signedLimit = 4096 * 4;
 const dirs: string[] = [];
 
+/** Counts the submitter's wake-ups: one per queued message. */
+class CountingWake extends WakeSignal {
+  override raise(): void {
+    queued += 1;
+    super.raise();
+  }
+}
+
 beforeAll(async () => {
   const dir = mkdtempSync(join(tmpdir(), "liaison-http-"));
   partnerKeysDir = mkdtempSync(join(tmpdir(), "liaison-http-partner-"));
   dirs.push(dir, partnerKeysDir);
   await generateKeyFile(join(dir, "keys"), { validFrom: new Date(Date.now() - 60_000) });
-  [own] = (await loadKeyFiles(join(dir, "keys"))) as [OwnKey];
   database = await openDatabase({ inMemory: true });
-  store = new MessageStore(database.db);
-  const registry = await PartnerRegistry.load(store);
-  const ownRecord = {
-    kid: own.kid,
-    partyId: SELF.id,
-    alg: own.alg,
-    publicJwk: { kty: own.publicJwk.kty, crv: own.publicJwk.crv, x: own.publicJwk.x },
-    validFrom: own.validFrom,
-    validUntil: null,
-    revokedAt: null,
-  };
-  await registry.add(SELF, [ownRecord]);
+  const registry = await PartnerRegistry.load(new SqlPartyStore(database.db));
+  const clock = () => new Date();
+  const keyring = await OwnKeyring.load({ dir: join(dir, "keys"), self: SELF, registry, clock });
+  [ownKid] = keyring.publicKeys().map((k) => k.kid) as [string];
   const partnerKey = await generateKeyFile(partnerKeysDir);
   const { kid: _k, alg: _a, use: _u, ...partnerJwk } = partnerKey.publicJwk;
   await registry.add(PARTNER, [
@@ -79,38 +93,105 @@ beforeAll(async () => {
     },
   ]);
   const schemas = loadSchemaRegistry();
+  const store = createStore(database.db);
+  const wake = new CountingWake();
+  // A submitter per call, so that a test can lower the signed-message limit.
+  const submitter = () =>
+    new Submitter({
+      self: SELF.id,
+      store,
+      recipients: registry,
+      schemas,
+      signer: keyring,
+      clock,
+      ids: randomUUID,
+      ttlMs: 3_600_000,
+      maxMessageBytes: signedLimit,
+      wake,
+    });
   app = createApp({
     apiToken: TOKEN,
     adminToken: ADMIN,
     self: SELF,
-    ownKeys: () => [ownRecord],
-    store,
+    keyring,
+    queries: new ReadQueries(database.db),
     registry,
-    submit: (request) =>
-      submitMessage(request, {
-        self: SELF.id,
-        store,
-        registry,
-        schemas,
-        signingKey: () => own.signing,
-        clock: () => new Date(),
-        ids: randomUUID,
-        ttlMs: 3_600_000,
-        maxMessageBytes: signedLimit,
-        onQueued: () => {
-          queued += 1;
-        },
-      }),
-    ready: async () => true,
+    submitter: { submit: (request) => submitter().submit(request) },
+    readiness: { isReady: async () => true },
+    schemas,
     maxRequestBytes: 4096 * 4,
     log: createLogger("silent"),
   });
+  await loadDocument();
 });
 
 afterAll(async () => {
   await database?.close();
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
+
+// ─── every answer is held to the OpenAPI document ───────────────────────────────────────────
+
+const DOC_ID = "https://liaison-gateway.test/openapi.json";
+const ajv = new Ajv2020({ strict: true, allErrors: true, allowUnionTypes: true });
+addFormats(ajv);
+// The document's own members, so that its response schemas can be reached by JSON pointer.
+ajv.addVocabulary(["openapi", "info", "tags", "paths", "components"]);
+let operations: Array<{ method: string; pattern: RegExp; path: string; op: OpenApiOperation }>;
+interface OpenApiOperation {
+  responses: Record<string, { content: Record<string, { schema?: unknown }> }>;
+}
+
+async function loadDocument() {
+  const res = await app.request("/openapi.json");
+  const doc = (await res.json()) as { paths: Record<string, Record<string, OpenApiOperation>> };
+  ajv.addSchema(doc, DOC_ID);
+  operations = Object.entries(doc.paths).flatMap(([path, item]) =>
+    Object.entries(item).map(([method, op]) => ({
+      method,
+      path,
+      op,
+      pattern: new RegExp(`^${path.replace(/\{[^}]+\}/g, "[^/]+")}$`),
+    })),
+  );
+}
+
+const pointer = (s: string) => s.replaceAll("~", "~0").replaceAll("/", "~1");
+
+/** Fails unless the answer is documented for this operation and status, and matches its schema. */
+function expectDocumented(
+  method: string,
+  url: string,
+  res: { status: number; type: string; body: unknown },
+) {
+  const path = new URL(url, "http://gateway").pathname;
+  const found = operations.find((o) => o.method === method && o.pattern.test(path));
+  if (found === undefined) {
+    // No such route: the app's notFound answer.
+    expect(res.status, `${method} ${path} is not in the document`).toBe(404);
+    expect((res.body as { code?: string }).code).toBe("not_found");
+    return;
+  }
+  const documented = found.op.responses[String(res.status)];
+  expect(
+    documented,
+    `${method} ${found.path} answered an undocumented ${res.status}`,
+  ).toBeDefined();
+  const mediaType = res.type.split(";")[0]?.trim() ?? "";
+  const content = documented?.content ?? {};
+  expect(Object.keys(content), `${method} ${found.path} ${res.status}: content-type`).toEqual([
+    mediaType,
+  ]);
+  if (content[mediaType]?.schema === undefined) return;
+  const ref = `${DOC_ID}#/paths/${pointer(found.path)}/${method}/responses/${res.status}/content/${pointer(mediaType)}/schema`;
+  const validate = ajv.getSchema(ref);
+  if (validate === undefined) throw new Error(`no schema at ${ref}`);
+  const ok = validate(res.body);
+  expect(
+    ok ? [] : validate.errors,
+    `${method} ${found.path} ${res.status}: the body does not match the document`,
+  ).toEqual([]);
+}
 
 async function request(
   path: string,
@@ -127,11 +208,17 @@ async function request(
     headers: { ...headers, ...((rest.headers as Record<string, string>) ?? {}) },
   });
   const text = await res.text();
-  return {
+  const type = res.headers.get("content-type") ?? "";
+  const answer = {
     status: res.status,
-    type: res.headers.get("content-type") ?? "",
-    body: JSON.parse(text) as Record<string, unknown>,
+    type,
+    headers: res.headers,
+    text,
+    body: (/json/.test(type) ? JSON.parse(text) : {}) as Record<string, unknown>,
   };
+  const method = (json === undefined ? (rest.method ?? "GET") : "POST").toLowerCase();
+  expectDocumented(method, path, { ...answer, body: /json/.test(type) ? answer.body : text });
+  return answer;
 }
 
 function expectProblem(
@@ -193,15 +280,15 @@ describe("happy path", () => {
     expect(res.status).toBe(200);
     expect(res.body.party).toEqual(SELF);
     const keys = res.body.keys as Array<Record<string, unknown>>;
-    expect(keys.map((k) => k.kid)).toEqual([own.kid]);
+    expect(keys.map((k) => k.kid)).toEqual([ownKid]);
     expect(keys[0]).toMatchObject({ kty: "OKP", crv: "Ed25519", alg: "EdDSA", use: "sig" });
     expect(keys[0]).not.toHaveProperty("d");
   });
 
   it("serves the error documentation its problem types link to, with a section per code", async () => {
-    const res = await app.request("/docs/errors.md");
+    const res = await request("/docs/errors.md", { token: null });
     expect(res.status).toBe(200);
-    const text = await res.text();
+    const text = res.text;
     for (const code of [
       "schema_invalid",
       "unauthorized",
@@ -245,6 +332,75 @@ describe("happy path", () => {
     const list = await request("/v1/partners");
     expect((list.body.items as Array<{ id: string }>).map((p) => p.id)).toContain("TH-RTP-ATPD");
   });
+});
+
+it("lists, for an inbound message, every receipt we issued naming its id, oldest first", async () => {
+  // Rows as the inbox writes them: the message logged once; our receipts for the copy we
+  // accepted, for a copy under another signature encoding, and a negative receipt for bytes
+  // claiming the same id with other content; plus receipts that must not be listed.
+  const id = randomUUID();
+  const b64 = (text: string) => Buffer.from(text).toString("base64url");
+  const jws = (n: number) => `${b64('{"alg":"EdDSA"}')}.${b64(`copy ${n}`)}.${b64(`sig ${n}`)}`;
+  const now = new Date();
+  await database.db.insert(messages).values({
+    id,
+    direction: "inbound",
+    type: "case.notice",
+    schemaVersion: 1,
+    fromParty: PARTNER.id,
+    toParties: [SELF.id],
+    caseRef: "VN-LAOCAI-2026-0117",
+    sentAt: now,
+    expiresAt: new Date(now.getTime() + 3_600_000),
+    classification: "restricted",
+    kid: "partner-kid",
+    jws: jws(1),
+    digest: sha256Hex(jws(1)),
+  });
+  const receipt = (
+    copy: number,
+    over: Partial<typeof receipts.$inferInsert> = {},
+  ): typeof receipts.$inferInsert => ({
+    id: randomUUID(),
+    direction: "issued",
+    messageId: id,
+    messageDigest: sha256Hex(jws(copy)),
+    fromParty: SELF.id,
+    toParty: PARTNER.id,
+    status: "accepted",
+    errors: [],
+    jws: jws(100 + copy),
+    digest: sha256Hex(jws(100 + copy)),
+    ...over,
+  });
+  const accepted = receipt(1);
+  const conflict = receipt(2, {
+    status: "rejected",
+    errors: [{ code: "duplicate_conflict", detail: "another message has this id" }],
+  });
+  const reencoded = receipt(3);
+  await database.db.insert(receipts).values(accepted);
+  await database.db.insert(receipts).values(receipt(4, { messageId: randomUUID() }));
+  await database.db.insert(receipts).values(conflict);
+  await database.db.insert(receipts).values(receipt(5, { direction: "received" }));
+  await database.db.insert(receipts).values(reencoded);
+
+  const res = await request(`/v1/messages/${id.toUpperCase()}`);
+  expect(res.status).toBe(200);
+  expect(res.body).toMatchObject({ id, direction: "inbound", status: "accepted", deliveries: [] });
+  const listed = res.body.receipts as Array<Record<string, unknown>>;
+  expect(listed.map((r) => r.id)).toEqual([accepted.id, conflict.id, reencoded.id]);
+  expect(listed[1]).toEqual({
+    id: conflict.id,
+    from: SELF.id,
+    to: PARTNER.id,
+    status: "rejected",
+    errors: [{ code: "duplicate_conflict", detail: "another message has this id" }],
+    jws: conflict.jws,
+    digest: conflict.digest,
+    messageDigest: sha256Hex(jws(2)),
+  });
+  expect(res.body.digest).toBe(sha256Hex(jws(1)));
 });
 
 describe("errors", () => {

@@ -1,0 +1,113 @@
+/**
+ * POST /v1/messages: a local user submits a message. The request's shape is checked here; the
+ * body is then checked by the submitter against the schema of its type (schemas/).
+ */
+import type { SubmitRequest } from "../../delivery/submitter.ts";
+import { PARTY_ID_PATTERN } from "../../protocol/identifiers.ts";
+import { shared } from "../api-schemas.ts";
+import { problemResponses } from "../problem.ts";
+import { defineRoute, jsonResponse } from "../route.ts";
+
+export const SUBMIT_REQUEST_SCHEMA = {
+  $schema: "https://json-schema.org/draft/2020-12/schema",
+  type: "object",
+  additionalProperties: false,
+  required: ["type", "to", "caseRef", "body"],
+  properties: {
+    type: { type: "string", pattern: "^[a-z]+(?:\\.[a-z-]+)+$", maxLength: 64 },
+    schemaVersion: { type: "integer", minimum: 1 },
+    to: {
+      oneOf: [
+        { type: "string", pattern: PARTY_ID_PATTERN },
+        {
+          type: "array",
+          items: { type: "string", pattern: PARTY_ID_PATTERN },
+          minItems: 1,
+          maxItems: 64,
+          uniqueItems: true,
+        },
+      ],
+    },
+    caseRef: { type: "string", pattern: "^[A-Z]{2,3}-[A-Z0-9]+(?:-[A-Z0-9]+)*$", maxLength: 64 },
+    inReplyTo: {
+      type: "string",
+      pattern: "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$",
+    },
+    handling: {
+      type: "object",
+      additionalProperties: false,
+      required: ["classification", "onwardDissemination"],
+      properties: {
+        classification: { enum: ["official", "restricted", "confidential", "secret"] },
+        onwardDissemination: { enum: ["forbidden", "with-originator-consent", "allowed"] },
+      },
+    },
+    body: { type: "object" },
+  },
+} as const;
+
+export const postMessage = defineRoute({
+  operationId: "postMessage",
+  method: "post",
+  path: "/v1/messages",
+  auth: "user",
+  tags: ["messages"],
+  summary: "Submit a message",
+  description:
+    "Checks the request (type known, body valid against the schema of its type, recipients registered), builds the envelope, signs it and logs it with one delivery per recipient; the dispatcher publishes it. `schemaVersion` defaults to the newest known version of `type`, `handling` to restricted / forbidden; `to` is a party id or an array of them. Follow the message at `statusUrl`.",
+  request: {
+    body: {
+      description: "The message to send: `{type, to, caseRef, body}` and optional members.",
+      contentType: "application/json",
+      schema: SUBMIT_REQUEST_SCHEMA,
+      checkContentType: true,
+      validation: { by: "schema", invalidDetail: "the request does not match the submit schema" },
+      maxBytes: (deps) => deps.maxRequestBytes,
+      tooLarge: (maxBytes) => `request body exceeds ${maxBytes} bytes`,
+    },
+  },
+  responses: {
+    202: jsonResponse(
+      "Queued: logged, signed, and waiting for the dispatcher.",
+      {
+        type: "object",
+        additionalProperties: false,
+        required: ["id", "status", "statusUrl", "sentAt", "expiresAt"],
+        properties: {
+          id: shared("common/v1", "/$defs/messageId", "the message id"),
+          status: { const: "queued" },
+          statusUrl: { type: "string", description: "/v1/messages/{id}" },
+          sentAt: shared("common/v1", "/$defs/timestamp", "the envelope's sentAt"),
+          expiresAt: shared("common/v1", "/$defs/timestamp", "the envelope's expiresAt"),
+        },
+      },
+      { Location: { description: "the statusUrl", schema: { type: "string" } } },
+    ),
+    ...problemResponses({
+      request_invalid:
+        "the request is not JSON, not application/json, does not match the submit schema, or is addressed to this gateway itself",
+      payload_too_large:
+        "the request body exceeds LIAISON_MAX_MESSAGE_BYTES, or the signed message would (base64url makes it about a third larger than the body)",
+      type_unknown: "no schema for this type (and version)",
+      schema_invalid: "the body does not match the schema of its type; issues point into /body",
+      recipient_unknown: "a recipient is not a registered partner",
+      key_store_invalid: "no signing key of this gateway is valid now",
+      internal: "an unexpected error; see the gateway's log",
+    }),
+  },
+  async handler(c, input, { deps }) {
+    const envelope = await deps.submitter.submit(input.body as SubmitRequest);
+    const statusUrl = `/v1/messages/${envelope.id}`;
+    c.header("location", statusUrl);
+    return c.json(
+      {
+        id: envelope.id,
+        status: "queued",
+        statusUrl,
+        sentAt: envelope.sentAt,
+        expiresAt: envelope.expiresAt,
+      },
+      202,
+    );
+  },
+});
