@@ -20,9 +20,9 @@ import { type Gateway, startGateway } from "../src/gateway.ts";
 import { buildEnvelope } from "../src/protocol/build-envelope.ts";
 import { MESSAGE_TYP } from "../src/protocol/jws-profile.ts";
 import { signCompact } from "../src/protocol/sign.ts";
+import type { PartyRecord } from "../src/protocol/types.ts";
 import { currentSigningKey, generateKeyFile, loadKeyFiles } from "../src/registry/key-files.ts";
 import { parsePartyDocument } from "../src/registry/party-document.ts";
-import type { PartyRecord } from "../src/protocol/types.ts";
 
 const keep = process.argv.includes("--keep");
 const ROOT = new URL("..", import.meta.url);

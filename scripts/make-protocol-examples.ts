@@ -31,12 +31,12 @@ import type {
   Handling,
   KeyResolver,
   PartyId,
+  PartyRecord,
   RegisteredKey,
   SigningKey,
 } from "../src/protocol/types.ts";
 import { verifyInbound } from "../src/protocol/verify-inbound.ts";
 import { buildPartyDocument, parsePartyDocument } from "../src/registry/party-document.ts";
-import type { PartyRecord } from "../src/protocol/types.ts";
 
 const REPO = fileURLToPath(new URL("../", import.meta.url));
 const OUT = join(REPO, "docs", "examples");

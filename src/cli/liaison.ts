@@ -11,9 +11,9 @@ import { ALLOWED_ALGS, type SigningAlg } from "../protocol/jws-profile.ts";
 import { generateKeyFile, loadKeyFiles, revokeKeyFile } from "../registry/key-files.ts";
 import { PartnerRegistry } from "../registry/partner-registry.ts";
 import { parsePartyDocument } from "../registry/party-document.ts";
+import { serveFromEnvironment } from "../serve.ts";
 import { openDatabase } from "../store/database.ts";
 import { SqlPartyStore } from "../store/party-store.ts";
-import { serveFromEnvironment } from "../serve.ts";
 import { reportFailure } from "./report-failure.ts";
 
 const USAGE = `usage: liaison <command>

@@ -5,8 +5,9 @@
  * spent; a receipt is done once the broker acknowledged it (a sender's retry brings a re-send if
  * it was lost after that). Between passes it waits on the wake signal, or polls.
  */
-import type { Logger } from "../observability/logger.ts";
+
 import { errorSummary } from "../observability/error-summary.ts";
+import type { Logger } from "../observability/logger.ts";
 import type { Clock, DeliveryRef, Store, Transport } from "./ports.ts";
 import { planDelivery, type RetryPolicy } from "./retry-schedule.ts";
 import type { WakeSignal } from "./wake-signal.ts";

@@ -172,12 +172,16 @@ export class Inbox {
     const duplicate = { outcome: "duplicate", messageId: envelope.id } as const;
     if (logged?.digest === verdict.digest) {
       await store.receipts.requeueIssued(envelope.id, verdict.digest, clock());
-      log.info({ messageId: envelope.id, from: envelope.from }, "duplicate message; receipt sent again");
+      log.info(
+        { messageId: envelope.id, from: envelope.from },
+        "duplicate message; receipt sent again",
+      );
       return duplicate;
     }
     if (logged !== undefined && signingInput(logged.jws) === signingInput(verdict.jws)) {
       // Answered once per encoding: a replay of the variant re-sends that receipt.
-      if (await store.receipts.requeueIssued(envelope.id, verdict.digest, clock())) return duplicate;
+      if (await store.receipts.requeueIssued(envelope.id, verdict.digest, clock()))
+        return duplicate;
       await store.receipts.insertIssued([
         await receipts.issue(envelope.from, envelope.id, verdict.digest),
       ]);
@@ -294,7 +298,10 @@ export class Inbox {
           : logged.get(inboundKey(claimedFrom, messageId));
       if (kind === "message" && messageId !== null && earlier?.digest === digest) {
         await store.receipts.requeueIssued(messageId, digest, clock());
-        log.info({ messageId, from: claimedFrom, code }, "retry of a logged message; receipt sent again");
+        log.info(
+          { messageId, from: claimedFrom, code },
+          "retry of a logged message; receipt sent again",
+        );
         settle(index, { outcome: "duplicate", messageId });
         continue;
       }

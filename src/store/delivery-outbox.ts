@@ -62,7 +62,13 @@ export class SqlDeliveryOutbox implements DeliveryOutbox {
         const ref = { message_id: row.messageId, recipient: row.recipient };
         if (plan.action === "fail") {
           failed.push({ messageId: row.messageId, recipient: row.recipient, reason: plan.reason });
-          return { ...ref, status: "failed", attempts: row.attempts, next: null, error: plan.reason };
+          return {
+            ...ref,
+            status: "failed",
+            attempts: row.attempts,
+            next: null,
+            error: plan.reason,
+          };
         }
         const { messageId, recipient, jws, digest, subject } = row;
         due.push({ messageId, recipient, jws, digest, subject, attempts: plan.attempts });

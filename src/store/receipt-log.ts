@@ -4,12 +4,7 @@
  * receipts for our messages.
  */
 import { and, asc, eq, inArray, isNull, lte, sql } from "drizzle-orm";
-import type {
-  DueReceipt,
-  IssuedReceipt,
-  ReceiptLog,
-  ReceivedReceipt,
-} from "../delivery/ports.ts";
+import type { DueReceipt, IssuedReceipt, ReceiptLog, ReceivedReceipt } from "../delivery/ports.ts";
 import type { Db } from "./database.ts";
 import { parties, receipts } from "./schema.ts";
 
