@@ -134,4 +134,18 @@ describe("GET /docs", () => {
     expect(res.headers.get("content-type")).toContain("text/html");
     expect(await res.text()).toContain("/openapi.json");
   });
+
+  it("loads everything from this gateway: its own copy of the script, no telemetry, no proxy", async () => {
+    const html = await (await app.request("/docs")).text();
+    const sources = [...html.matchAll(/<script[^>]*\ssrc="([^"]*)"/g)].map((m) => m[1]);
+    expect(sources).toEqual(["/docs/scalar.js"]);
+    expect(html).not.toMatch(/(?:src|href)="https?:/);
+    expect(html).toMatch(/"telemetry":\s*false/);
+    expect(html).toMatch(/"proxyUrl":\s*""/);
+    expect(html).toMatch(/"withDefaultFonts":\s*false/);
+    const script = await app.request("/docs/scalar.js");
+    expect(script.status).toBe(200);
+    expect(script.headers.get("content-type")).toContain("javascript");
+    expect(await script.text()).toContain("createApiReference");
+  });
 });

@@ -1,11 +1,26 @@
 /**
- * GET /docs: the interactive API reference (Scalar), reading GET /openapi.json. The page loads
- * Scalar's script from its CDN in the reader's browser; without it, read /openapi.json.
+ * GET /docs: the interactive API reference (Scalar), rendering GET /openapi.json, and
+ * GET /docs/scalar.js, the Scalar bundle it runs, served by the gateway itself.
+ *
+ * Nothing on the page leaves this gateway: the script is served from the installed
+ * @scalar/api-reference package instead of a CDN (gateways run in offices with poor or no
+ * internet, and the page handles bearer tokens); telemetry, web fonts and the AI agent are off;
+ * and the "try it" client calls the gateway directly instead of through Scalar's proxy, which
+ * its browser build otherwise uses by default.
  */
 import { Scalar } from "@scalar/hono-api-reference";
 import { defineRoute } from "../route.ts";
+import { BUNDLE_PATH } from "./get-api-reference-script.ts";
 
-const reference = Scalar({ url: "/openapi.json", pageTitle: "Liaison gateway API" });
+const reference = Scalar({
+  url: "/openapi.json",
+  pageTitle: "Liaison gateway API",
+  cdn: BUNDLE_PATH,
+  proxyUrl: "",
+  telemetry: false,
+  withDefaultFonts: false,
+  agent: { disabled: true },
+});
 
 export const getApiReference = defineRoute({
   operationId: "getApiReference",
@@ -14,7 +29,7 @@ export const getApiReference = defineRoute({
   auth: "none",
   tags: ["documentation"],
   summary: "Interactive API reference",
-  description: "An HTML page rendering /openapi.json (Scalar API Reference).",
+  description: `An HTML page rendering /openapi.json (Scalar API Reference), with its script from ${BUNDLE_PATH}.`,
   responses: {
     200: { description: "HTML.", contentType: "text/html", schema: { type: "string" } },
   },

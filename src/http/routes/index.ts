@@ -1,6 +1,7 @@
 /** Every route the app serves, in the order they are registered and documented. */
 import type { RouteDeclaration } from "../route.ts";
 import { getApiReference } from "./get-api-reference.ts";
+import { getApiReferenceScript } from "./get-api-reference-script.ts";
 import { getErrorsDoc } from "./get-errors-doc.ts";
 import { getJwks } from "./get-jwks.ts";
 import { getMessage } from "./get-message.ts";
@@ -26,4 +27,5 @@ export const ROUTES: readonly RouteDeclaration[] = [
   getErrorsDoc,
   getOpenApi,
   getApiReference,
+  getApiReferenceScript,
 ];
