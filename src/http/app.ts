@@ -20,8 +20,6 @@ import { compileInput } from "./request-input.ts";
 import type { AuthLevel, RouteContext, RouteDeclaration } from "./route.ts";
 import { ROUTES } from "./routes/index.ts";
 
-export { overallStatus } from "./message-view.ts";
-
 export interface AppDeps {
   apiToken: string;
   /** Operator token for partner registration; undefined switches POST /v1/partners off. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { overallStatus } from "../../src/http/app.ts";
+import { overallStatus } from "../../src/http/message-view.ts";
 
 describe("overallStatus", () => {
   it("reports the least advanced delivery of a message to several recipients", () => {
