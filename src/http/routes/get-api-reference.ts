@@ -4,9 +4,11 @@
  *
  * Nothing on the page leaves this gateway: the script is served from the installed
  * @scalar/api-reference package instead of a CDN (gateways run in offices with poor or no
- * internet, and the page handles bearer tokens); telemetry, web fonts and the AI agent are off;
- * and the "try it" client calls the gateway directly instead of through Scalar's proxy, which
- * its browser build otherwise uses by default.
+ * internet, and the page handles bearer tokens); telemetry, web fonts, the AI agent, the MCP
+ * generator and the developer tools are off; and the "try it" client has no proxy URL, so its
+ * requests go to the gateway itself (the browser build's default proxy URL is Scalar's hosted
+ * proxy; it skips it for localhost, which is how it was checked, but a gateway served under
+ * another host name would send its requests, bearer token included, through it).
  */
 import { Scalar } from "@scalar/hono-api-reference";
 import { defineRoute } from "../route.ts";
@@ -20,6 +22,8 @@ const reference = Scalar({
   telemetry: false,
   withDefaultFonts: false,
   agent: { disabled: true },
+  mcp: { disabled: true },
+  showDeveloperTools: "never",
 });
 
 export const getApiReference = defineRoute({
