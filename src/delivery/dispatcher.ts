@@ -7,8 +7,7 @@
  */
 
 import { errorSummary } from "../observability/error-summary.ts";
-import type { Logger } from "../observability/logger.ts";
-import type { Clock, DeliveryRef, Store, Transport } from "./ports.ts";
+import type { Clock, DeliveryRef, Log, Store, Transport } from "./ports.ts";
 import { planDelivery, type RetryPolicy } from "./retry-schedule.ts";
 import type { WakeSignal } from "./wake-signal.ts";
 
@@ -17,7 +16,7 @@ export interface DispatcherDeps {
   transport: Transport;
   clock: Clock;
   wake: WakeSignal;
-  log: Logger;
+  log: Log;
   batchSize: number;
   /** How long to wait for the wake signal before looking again anyway. */
   pollMs: number;

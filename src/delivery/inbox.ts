@@ -6,7 +6,6 @@
  * negative receipt when the claimed sender is a registered party and the bytes were not
  * themselves a receipt. The transport acks the broker only after this returns.
  */
-import type { Logger } from "../observability/logger.ts";
 import type { WireErrorCode } from "../protocol/errors.ts";
 import { matchReceipt } from "../protocol/match-receipt.ts";
 import type { KeyResolver, PartyId } from "../protocol/types.ts";
@@ -17,7 +16,7 @@ import {
   verifyInbound,
 } from "../protocol/verify-inbound.ts";
 import type { SchemaRegistry } from "../schemas/schema-registry.ts";
-import { type Clock, type InboundItem, inboundKey, type Store } from "./ports.ts";
+import { type Clock, type InboundItem, inboundKey, type Log, type Store } from "./ports.ts";
 import { type ReceiptIssuer, receiptErrors } from "./receipt-issuer.ts";
 import type { WakeSignal } from "./wake-signal.ts";
 
@@ -30,7 +29,7 @@ export interface InboxDeps {
   clock: Clock;
   clockSkewMs: number;
   maxMessageBytes: number;
-  log: Logger;
+  log: Log;
   /** Raised when receipts wait in the outbox, so the dispatcher sends them now. */
   wake: WakeSignal;
 }

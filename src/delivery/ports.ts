@@ -1,9 +1,10 @@
 /**
  * What the delivery core needs from the world, declared by the core and implemented by the
- * adapters: the wire (`Transport`, in transport/), the signing key (`Signer`, in registry/), and
- * the store, one interface per aggregate (in store/). `Store.transaction` runs several writes
- * atomically with every aggregate bound to one database transaction: the message log, its
- * outbox rows and (later) the case update are committed together or not at all.
+ * adapters: the wire (`Transport`, in transport/), the signing key (`Signer`, in registry/), the
+ * log (`Log`: pino, in observability/), and the store, one interface per aggregate (in store/).
+ * `Store.transaction` runs several writes atomically with every aggregate bound to one database
+ * transaction: the message log, its outbox rows and (later) the case update are committed
+ * together or not at all.
  */
 import type { WireErrorCode } from "../protocol/errors.ts";
 import type { JwsTyp } from "../protocol/jws-profile.ts";
@@ -35,6 +36,15 @@ export interface InboundItem {
 export interface Signer {
   /** Signs with the key valid now; `key_store_invalid` when there is none. */
   sign(payload: unknown, typ: JwsTyp): Promise<{ jws: string; kid: string }>;
+}
+
+// ─── the log ─────────────────────────────────────────────────────────────────────────────────
+
+/** Structured events: identifiers and codes only, never bodies (pino's Logger fits). */
+export interface Log {
+  info(fields: Record<string, unknown>, message: string): void;
+  warn(fields: Record<string, unknown>, message: string): void;
+  error(fields: Record<string, unknown>, message: string): void;
 }
 
 // ─── records ─────────────────────────────────────────────────────────────────────────────────
