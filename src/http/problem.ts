@@ -74,11 +74,6 @@ export function problem(
   });
 }
 
-/** The status a code answers with. */
-export function problemStatus(code: ErrorCode): ContentfulStatusCode {
-  return STATUS[code];
-}
-
 /** The shape of every problem answer (OpenAPI component `Problem`). */
 export const PROBLEM_SCHEMA: JsonSchema = {
   type: "object",
@@ -94,7 +89,12 @@ export const PROBLEM_SCHEMA: JsonSchema = {
     },
     title: { type: "string" },
     status: { type: "integer", minimum: 400, maximum: 599 },
-    code: { type: "string", enum: Object.keys(STATUS) },
+    // Every code the API can answer with: not config_invalid (the gateway does not run) nor
+    // delivery_failed (only ever logged).
+    code: {
+      type: "string",
+      enum: Object.keys(STATUS).filter((c) => c !== "config_invalid" && c !== "delivery_failed"),
+    },
     detail: { type: "string" },
     instance: { type: "string", description: "the request path" },
     issues: {

@@ -39,6 +39,8 @@ export interface SchemaRegistry {
   /**
    * Compiles a further schema (an HTTP route's request shape) with the same ajv instance, so it
    * may `$ref` the shared schemas by their `$id`. Compile once, at start, and keep the function.
+   * Its issues are ajv's errors one for one (no merging of repeats), as the API has always
+   * answered them.
    */
   compile(schema: Record<string, unknown>): (value: unknown) => ValidationResult;
 }
@@ -228,7 +230,16 @@ export function createSchemaRegistry(
     documents: () => structuredClone(documents),
     compile(schema) {
       const validate = ajv.compile(schema);
-      return (value) => run(validate, value);
+      return (value) =>
+        validate(value)
+          ? { ok: true }
+          : {
+              ok: false,
+              issues: (validate.errors ?? []).map((e) => ({
+                path: e.instancePath,
+                message: e.message ?? `must pass "${e.keyword}"`,
+              })),
+            };
     },
   };
 }

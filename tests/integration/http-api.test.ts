@@ -449,6 +449,15 @@ describe("errors", () => {
     );
   });
 
+  it("400 request_invalid names every broken rule of the request, one issue per ajv error", async () => {
+    const res = await request("/v1/messages", { json: notice({ extraOne: 1, extraTwo: 2 }) });
+    expectProblem(res, 400, "request_invalid");
+    expect(res.body.issues).toEqual([
+      { path: "/", message: "must NOT have additional properties" },
+      { path: "/", message: "must NOT have additional properties" },
+    ]);
+  });
+
   it("413 payload_too_large when the request fits but the signed message would not", async () => {
     const before = (await request("/v1/messages?direction=outbound&limit=200")).body
       .items as unknown[];
