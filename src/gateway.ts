@@ -75,6 +75,7 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
     inboundSubject: config.inboundSubject,
   };
 
+  const keyring = await OwnKeyring.read({ dir: config.keysDir, self, clock });
   const database = await openDatabase(databaseTarget(config));
   const cleanups: Array<() => Promise<void>> = [() => database.close()];
   const cleanup = async () => {
@@ -85,7 +86,7 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
     const queries = new ReadQueries(database.db);
     const parties = new SqlPartyStore(database.db);
     const registry = await PartnerRegistry.load(parties);
-    const keyring = await OwnKeyring.load({ dir: config.keysDir, self, registry, clock });
+    await keyring.register(registry);
 
     const transport = await NatsTransport.connect(
       config.natsUrl,

@@ -13,21 +13,20 @@ import { currentSigningKey, loadKeyFiles, type OwnKey } from "./key-files.ts";
 import type { PartnerRegistry } from "./partner-registry.ts";
 
 export class OwnKeyring implements Signer {
+  private registry: PartnerRegistry | undefined;
+
   private constructor(
     private readonly dir: string,
     private readonly self: PartyRecord,
-    private readonly registry: PartnerRegistry,
     private readonly clock: Clock,
     private keys: OwnKey[],
   ) {}
 
-  /** Reads the key directory and registers our keys; refuses to start without a valid one. */
-  static async load(opts: {
-    dir: string;
-    self: PartyRecord;
-    registry: PartnerRegistry;
-    clock: Clock;
-  }): Promise<OwnKeyring> {
+  /**
+   * Reads the key directory; refuses to start without a key valid now. Runs before anything
+   * touches the database, so a broken key directory is reported as such.
+   */
+  static async read(opts: { dir: string; self: PartyRecord; clock: Clock }): Promise<OwnKeyring> {
     const keys = await loadKeyFiles(opts.dir);
     if (currentSigningKey(keys, opts.clock()) === undefined) {
       throw new LiaisonError(
@@ -35,9 +34,13 @@ export class OwnKeyring implements Signer {
         `no signing key valid now in ${opts.dir}; run: liaison keys generate`,
       );
     }
-    const keyring = new OwnKeyring(opts.dir, opts.self, opts.registry, opts.clock, keys);
-    await opts.registry.add(opts.self, keyring.publicKeys());
-    return keyring;
+    return new OwnKeyring(opts.dir, opts.self, opts.clock, keys);
+  }
+
+  /** Registers our keys in the partner registry, now and after every reload that changes them. */
+  async register(registry: PartnerRegistry): Promise<void> {
+    await registry.add(this.self, this.publicKeys());
+    this.registry = registry;
   }
 
   async sign(payload: unknown, typ: JwsTyp): Promise<{ jws: string; kid: string }> {
@@ -79,7 +82,7 @@ export class OwnKeyring implements Signer {
       keys.map((k) => `${k.kid}:${k.validUntil?.getTime()}:${k.revokedAt?.getTime()}`).join();
     if (fingerprint(fresh) === fingerprint(this.keys)) return null;
     // Registered first: should that fail, the next round tries again with the same change.
-    await this.registry.add(this.self, this.records(fresh));
+    await this.registry?.add(this.self, this.records(fresh));
     this.keys = fresh;
     return fresh.map((k) => k.kid);
   }

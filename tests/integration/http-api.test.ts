@@ -77,7 +77,8 @@ beforeAll(async () => {
   database = await openDatabase({ inMemory: true });
   const registry = await PartnerRegistry.load(new SqlPartyStore(database.db));
   const clock = () => new Date();
-  const keyring = await OwnKeyring.load({ dir: join(dir, "keys"), self: SELF, registry, clock });
+  const keyring = await OwnKeyring.read({ dir: join(dir, "keys"), self: SELF, clock });
+  await keyring.register(registry);
   [ownKid] = keyring.publicKeys().map((k) => k.kid) as [string];
   const partnerKey = await generateKeyFile(partnerKeysDir);
   const { kid: _k, alg: _a, use: _u, ...partnerJwk } = partnerKey.publicJwk;

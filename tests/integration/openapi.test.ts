@@ -50,7 +50,8 @@ beforeAll(async () => {
   await generateKeyFile(dir);
   database = await openDatabase({ inMemory: true });
   const registry = await PartnerRegistry.load(new SqlPartyStore(database.db));
-  const keyring = await OwnKeyring.load({ dir, self: SELF, registry, clock: () => new Date() });
+  const keyring = await OwnKeyring.read({ dir, self: SELF, clock: () => new Date() });
+  await keyring.register(registry);
   app = createApp({
     apiToken: "t".repeat(32),
     adminToken: undefined,
