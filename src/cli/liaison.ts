@@ -11,7 +11,6 @@ import { ALLOWED_ALGS, type SigningAlg } from "../protocol/jws-profile.ts";
 import { generateKeyFile, loadKeyFiles, revokeKeyFile } from "../registry/key-files.ts";
 import { PartnerRegistry } from "../registry/partner-registry.ts";
 import { parsePartyDocument } from "../registry/party-document.ts";
-import { serveFromEnvironment } from "../serve.ts";
 import { openDatabase } from "../store/database.ts";
 import { SqlPartyStore } from "../store/party-store.ts";
 import { reportFailure } from "./report-failure.ts";
@@ -118,6 +117,8 @@ export async function runCli(argv: string[]): Promise<void> {
       return;
     }
     case "serve": {
+      // Loaded only here: the other commands need none of the gateway (HTTP, NATS, docs).
+      const { serveFromEnvironment } = await import("../serve.ts");
       await serveFromEnvironment();
       return;
     }
