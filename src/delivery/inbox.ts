@@ -16,7 +16,14 @@ import {
   verifyInbound,
 } from "../protocol/verify-inbound.ts";
 import type { SchemaRegistry } from "../schemas/schema-registry.ts";
-import { type Clock, type InboundItem, inboundKey, type Log, type Store } from "./ports.ts";
+import {
+  type Clock,
+  type InboundItem,
+  inboundKey,
+  type Log,
+  type Store,
+  sentKey,
+} from "./ports.ts";
 import { type ReceiptIssuer, receiptErrors } from "./receipt-issuer.ts";
 import type { WakeSignal } from "./wake-signal.ts";
 
@@ -217,7 +224,12 @@ export class Inbox {
     const { matches, fresh } = await store.transaction(async (tx) => {
       const sent = await tx.outbound.sentDigests(ids);
       const matches = batch.map(({ verdict: { receipt } }) =>
-        matchReceipt(receipt, sent.get(`${receipt.messageId} ${receipt.from}`)),
+        matchReceipt(
+          receipt,
+          receipt.messageId === null
+            ? undefined
+            : sent.get(sentKey(receipt.messageId, receipt.from)),
+        ),
       );
       const valid = batch.filter((_, k) => matches[k]?.ok === true).map((r) => r.verdict);
       const fresh = await tx.receipts.insertReceived(valid);

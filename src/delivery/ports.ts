@@ -129,12 +129,17 @@ export function inboundKey(from: PartyId, id: string): InboundKey {
   return `${from} ${id}`;
 }
 
+/** `${messageId} ${recipient}`: one delivery of one of our messages. */
+export function sentKey(messageId: string, recipient: PartyId): string {
+  return `${messageId} ${recipient}`;
+}
+
 // ─── the store, one interface per aggregate ──────────────────────────────────────────────────
 
 export interface OutboundLog {
   /** The messages and one delivery (outbox row) per recipient. */
   insert(messages: SignedMessage[]): Promise<void>;
-  /** Digests of what we sent, keyed `${messageId} ${recipient}`. */
+  /** Digests of what we sent, keyed by sentKey(messageId, recipient). */
   sentDigests(messageIds: string[]): Promise<Map<string, string>>;
 }
 

@@ -3,7 +3,7 @@
  * row per recipient (the outbox the dispatcher drains, see delivery-outbox.ts).
  */
 import { and, eq, inArray } from "drizzle-orm";
-import type { OutboundLog, SignedMessage } from "../delivery/ports.ts";
+import { type OutboundLog, type SignedMessage, sentKey } from "../delivery/ports.ts";
 import type { Db } from "./database.ts";
 import { messageRow } from "./message-row.ts";
 import { deliveries, messages } from "./schema.ts";
@@ -35,6 +35,6 @@ export class SqlOutboundLog implements OutboundLog {
       .from(messages)
       .innerJoin(deliveries, eq(deliveries.messageId, messages.id))
       .where(and(eq(messages.direction, "outbound"), inArray(messages.id, messageIds)));
-    return new Map(rows.map((r) => [`${r.id} ${r.recipient}`, r.digest]));
+    return new Map(rows.map((r) => [sentKey(r.id, r.recipient), r.digest]));
   }
 }

@@ -244,20 +244,23 @@ describe("Inbox", () => {
     const sent = envelopeAt(laocai.id, [hekou.id], new Date(now.getTime() - 2000));
     const jws = await signCompact(sent, laocai.signing, MESSAGE_TYP);
     await store.outbound.insert([{ envelope: sent, jws, digest: sha256Hex(jws), kid: "k" }]);
-    const receiptFrom = async (messageId: string, digest: string) => {
+    const receiptFrom = async (messageId: string, digest: string, signer = hekou) => {
       const receipt = buildReceipt(
         { to: laocai.id, messageId, digest, errors: [] },
-        { self: hekou.id, clock: () => now, ids: randomUUID },
+        { self: signer.id, clock: () => now, ids: randomUUID },
       );
-      return enc.encode(await signCompact(receipt, hekou.signing, RECEIPT_TYP));
+      return enc.encode(await signCompact(receipt, signer.signing, RECEIPT_TYP));
     };
     wake.take();
     const outcomes = await inbox.handleBatch([
       item(await receiptFrom(randomUUID(), sha256Hex(jws))),
+      // Thai never received this message: its receipt for it answers nothing we sent.
+      item(await receiptFrom(sent.id, sha256Hex(jws), thai)),
       item(await receiptFrom(sent.id, "0".repeat(64))),
       item(await receiptFrom(sent.id, sha256Hex(jws))),
     ]);
     expect(outcomes).toEqual([
+      { outcome: "quarantined", code: "message_unknown", receiptSent: false },
       { outcome: "quarantined", code: "message_unknown", receiptSent: false },
       { outcome: "quarantined", code: "digest_mismatch", receiptSent: false },
       { outcome: "receipt", messageId: sent.id, status: "accepted", duplicate: false },

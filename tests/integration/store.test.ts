@@ -10,6 +10,7 @@ import {
   inboundKey,
   type SignedMessage,
   type Store,
+  sentKey,
 } from "../../src/delivery/ports.ts";
 import { planDelivery } from "../../src/delivery/retry-schedule.ts";
 import type { Envelope, Receipt } from "../../src/protocol/types.ts";
@@ -315,8 +316,8 @@ describe.each(["postgres", "pglite"] as const)("the store on %s", (driver) => {
     await insertOutbound({ envelope: e, jws: "jws-r", digest: digestOf(7), kid: "k" });
     expect(await store.outbound.sentDigests([e.id, randomUUID()])).toEqual(
       new Map([
-        [`${e.id} ${PARTNER}`, digestOf(7)],
-        [`${e.id} TH-RTP-ATHD`, digestOf(7)],
+        [sentKey(e.id, PARTNER), digestOf(7)],
+        [sentKey(e.id, "TH-RTP-ATHD"), digestOf(7)],
       ]),
     );
     const good = { receipt: receiptFor(e.id, digestOf(7)), jws: "r-74", digest: digestOf(74) };
