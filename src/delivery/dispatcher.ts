@@ -6,7 +6,7 @@
  * it was lost after that). Between passes it waits on the wake signal, or polls.
  */
 
-import { errorSummary } from "../observability/error-summary.ts";
+import { errorSummary } from "./error-summary.ts";
 import type { Clock, DeliveryRef, Log, Store, Transport } from "./ports.ts";
 import { planDelivery, type RetryPolicy } from "./retry-schedule.ts";
 import type { WakeSignal } from "./wake-signal.ts";

@@ -191,6 +191,41 @@ describe("Inbox", () => {
     expect(JSON.stringify(payload)).not.toContain("PRIVATE");
   });
 
+  it("answers the same rejected bytes once, and sends that answer again when they come back", async () => {
+    const m = await message({ ...CASE_NOTICE_BODY, unexpected: true });
+    expect(await inbox.handle(m.bytes, SUBJECT)).toEqual({
+      outcome: "quarantined",
+      code: "schema_invalid",
+      receiptSent: true,
+    });
+    const answer = (await queries.listQuarantine({ limit: 200 })).find(
+      (q) => q.messageId === m.id,
+    )?.receiptId;
+    if (answer === undefined || answer === null) throw new Error("no negative receipt");
+    const claim = () =>
+      store.receipts.claimUnpublished({
+        now: new Date(now.getTime() + 86_400_000),
+        limit: 1000,
+        leaseMs: 1,
+      });
+    expect((await claim()).map((r) => r.id)).toContain(answer);
+    await store.receipts.markPublished([answer], now);
+    expect(await inbox.handle(m.bytes, SUBJECT)).toEqual({
+      outcome: "quarantined",
+      code: "schema_invalid",
+      receiptSent: false,
+    });
+    const kept = (await queries.listQuarantine({ limit: 200 })).filter((q) => q.messageId === m.id);
+    expect(kept).toHaveLength(1);
+    // The earlier answer is due again, and no second answer was written.
+    const answers = (await claim()).filter(
+      (r) =>
+        JSON.parse(Buffer.from(r.jws.split(".")[1] ?? "", "base64url").toString()).messageId ===
+        m.id,
+    );
+    expect(answers.map((r) => r.id)).toEqual([answer]);
+  });
+
   it("takes the same id from two senders as two messages", async () => {
     const fromHekou = envelopeAt(hekou.id, [laocai.id], new Date(now.getTime() - 1000));
     const fromThai = {
