@@ -136,6 +136,8 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
         durable: "gateway",
         maxAckPending: 1000,
         batchSize: 100,
+        maxDeliveries: config.inbox.maxDeliveries,
+        retryDelayMs: config.inbox.retryDelayMs,
         onError: (err) =>
           log.error({ err: errorSummary(err) }, "inbound processing failed; redelivery scheduled"),
       },

@@ -28,6 +28,8 @@ export interface Config {
   messageTtlMs: number;
   maxMessageBytes: number;
   retry: { baseMs: number; maxMs: number; maxAttempts: number };
+  /** Inbound bytes whose processing fails: redelivered after retryDelayMs, quarantined after maxDeliveries. */
+  inbox: { maxDeliveries: number; retryDelayMs: number };
   logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
 }
 
@@ -57,6 +59,10 @@ export const SETTINGS = {
   LIAISON_RETRY_BASE_MS: "first retry delay without a receipt (default: 5000)",
   LIAISON_RETRY_MAX_MS: "longest retry delay (default: 600000)",
   LIAISON_RETRY_MAX_ATTEMPTS: "publishes without a receipt before a delivery fails (default: 12)",
+  LIAISON_INBOX_MAX_DELIVERIES:
+    "deliveries of an inbound message whose processing fails before it is quarantined as processing_failed (default: 5)",
+  LIAISON_INBOX_RETRY_DELAY_MS:
+    "wait before an inbound message whose processing failed is delivered again (default: 2000)",
   LIAISON_LOG_LEVEL: `one of ${LOG_LEVELS.join(", ")} (default: info)`,
 } as const;
 
@@ -145,6 +151,10 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
       baseMs: retryBaseMs,
       maxMs: retryMaxMs,
       maxAttempts: integer(env, "LIAISON_RETRY_MAX_ATTEMPTS", 12, 1, 1000),
+    },
+    inbox: {
+      maxDeliveries: integer(env, "LIAISON_INBOX_MAX_DELIVERIES", 5, 2, 1000),
+      retryDelayMs: integer(env, "LIAISON_INBOX_RETRY_DELAY_MS", 2000, 10, 600_000),
     },
     logLevel: logLevel as Config["logLevel"],
   };

@@ -24,7 +24,8 @@ import {
   type Store,
   sentKey,
 } from "./ports.ts";
-import { type ReceiptIssuer, receiptErrors } from "./receipt-issuer.ts";
+import { Quarantiner } from "./quarantiner.ts";
+import type { ReceiptIssuer } from "./receipt-issuer.ts";
 import type { WakeSignal } from "./wake-signal.ts";
 
 export interface InboxDeps {
@@ -50,7 +51,11 @@ export type InboxOutcome =
 type Indexed<V> = { index: number; item: InboundItem; verdict: V };
 
 export class Inbox {
-  constructor(private readonly deps: InboxDeps) {}
+  private readonly quarantiner: Quarantiner;
+
+  constructor(private readonly deps: InboxDeps) {
+    this.quarantiner = new Quarantiner(deps);
+  }
 
   async handle(data: Uint8Array, subject: string): Promise<InboxOutcome> {
     const [outcome] = await this.handleBatch([{ data, subject }]);
@@ -197,7 +202,7 @@ export class Inbox {
       );
       return duplicate;
     }
-    return this.quarantine(item, {
+    return this.quarantiner.keep(item, {
       ok: false,
       code: "duplicate_conflict",
       detail: "a different message with this id was already received from this sender",
@@ -252,7 +257,7 @@ export class Inbox {
       if (!match.ok) {
         settle(
           index,
-          await this.quarantine(item, {
+          await this.quarantiner.keep(item, {
             ok: false,
             code: match.code,
             detail: match.detail,
@@ -316,61 +321,13 @@ export class Inbox {
         settle(index, { outcome: "duplicate", messageId });
         continue;
       }
-      settle(index, await this.quarantine(item, verdict));
+      settle(index, await this.quarantiner.keep(item, verdict));
     }
   }
 
-  /**
-   * The bytes, the reason and, when the sender is known and the bytes were not a receipt, our
-   * negative receipt: one transaction. The same bytes again write nothing new; the answer we
-   * gave them goes out again (the sender retried, so it may not have it).
-   */
-  private async quarantine(item: InboundItem, rejection: Rejection): Promise<InboxOutcome> {
-    const { store, clock, log, receipts, wake } = this.deps;
-    const answer = rejection.claimedFrom !== null && rejection.kind !== "receipt";
-    const receipt = answer
-      ? await receipts.issue(
-          rejection.claimedFrom as string,
-          rejection.messageId,
-          rejection.digest,
-          receiptErrors(rejection),
-        )
-      : null;
-    const seq = await store.transaction(async (tx) => {
-      const seq = await tx.quarantine.insert({
-        subject: item.subject,
-        raw: item.data,
-        digest: rejection.digest,
-        code: rejection.code,
-        detail: rejection.detail,
-        issues: rejection.issues,
-        kind: rejection.kind,
-        claimedFrom: rejection.claimedFrom,
-        messageId: rejection.messageId,
-        receiptId: receipt?.receipt.id ?? null,
-      });
-      if (seq === null) {
-        const earlier = await tx.quarantine.answerFor(rejection.digest);
-        if (earlier !== null) await tx.receipts.requeueById(earlier, clock());
-      } else if (receipt !== null) {
-        await tx.receipts.insertIssued([receipt]);
-      }
-      return seq;
-    });
-    const receiptSent = answer && seq !== null;
-    log.warn(
-      {
-        code: rejection.code,
-        kind: rejection.kind,
-        from: rejection.claimedFrom,
-        messageId: rejection.messageId,
-        receiptSent,
-        again: seq === null,
-      },
-      "inbound quarantined",
-    );
-    if (receiptSent) wake.raise();
-    return { outcome: "quarantined", code: rejection.code, receiptSent };
+  /** See Quarantiner.keepUnprocessable: the transport's way to end a poison message. */
+  quarantineUnprocessable(item: InboundItem, deliveries: number): Promise<void> {
+    return this.quarantiner.keepUnprocessable(item, deliveries);
   }
 }
 

@@ -38,6 +38,8 @@ const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   clock_skew: 422,
   duplicate_conflict: 409,
   message_unknown: 404,
+  // Only ever in the quarantine (bytes that failed processing on every delivery); never served.
+  processing_failed: 500,
   digest_mismatch: 422,
 };
 
@@ -89,11 +91,13 @@ export const PROBLEM_SCHEMA: JsonSchema = {
     },
     title: { type: "string" },
     status: { type: "integer", minimum: 400, maximum: 599 },
-    // Every code the API can answer with: not config_invalid (the gateway does not run) nor
-    // delivery_failed (only ever logged).
+    // Every code the API can answer with: not config_invalid (the gateway does not run),
+    // delivery_failed (only ever logged) nor processing_failed (only ever in the quarantine).
     code: {
       type: "string",
-      enum: Object.keys(STATUS).filter((c) => c !== "config_invalid" && c !== "delivery_failed"),
+      enum: Object.keys(STATUS).filter(
+        (c) => !["config_invalid", "delivery_failed", "processing_failed"].includes(c),
+      ),
     },
     detail: { type: "string" },
     instance: { type: "string", description: "the request path" },

@@ -23,6 +23,7 @@ export const WIRE_ERROR_CODES = [
   "message_unknown",
   "digest_mismatch",
   "payload_too_large",
+  "processing_failed",
 ] as const;
 export type WireErrorCode = (typeof WIRE_ERROR_CODES)[number];
 

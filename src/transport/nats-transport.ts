@@ -23,6 +23,11 @@ import type { InboundItem, PublishResult, Transport } from "../delivery/ports.ts
 /** Takes a batch of inbound bytes and has committed every outcome when it returns (the inbox). */
 export interface InboundHandler {
   handleBatch(batch: InboundItem[]): Promise<unknown>;
+  /**
+   * Keeps bytes whose processing failed on every one of `deliveries` deliveries (a poison
+   * message), so that the broker can drop them; throws when it cannot (the database is down).
+   */
+  quarantineUnprocessable(item: InboundItem, deliveries: number): Promise<void>;
 }
 
 export interface InboxOptions {
@@ -33,6 +38,13 @@ export interface InboxOptions {
   maxAckPending: number;
   /** The most messages handed to the handler at once. */
   batchSize: number;
+  /**
+   * A message whose processing failed on this many deliveries is handed to
+   * `quarantineUnprocessable` instead of being redelivered again (a poison message).
+   */
+  maxDeliveries: number;
+  /** How long the broker waits before it redelivers a message whose processing failed. */
+  retryDelayMs: number;
   onError: (err: unknown) => void;
 }
 
@@ -192,15 +204,17 @@ export class NatsTransport implements Transport {
 
     const process = async (batch: JsMsg[]): Promise<void> => {
       try {
-        await handler.handleBatch(batch.map((m) => ({ data: m.data, subject: m.subject })));
+        await handler.handleBatch(batch.map(itemOf));
         await Promise.all(batch.map((m) => m.ackAck()));
       } catch (err) {
-        if (batch.length === 1) {
-          opts.onError(err);
-          batch[0]?.nak(2000);
+        if (batch.length > 1) {
+          // One bad message must not hold back the others: each is tried alone.
+          for (const m of batch) await process([m]);
           return;
         }
-        for (const m of batch) await process([m]);
+        opts.onError(err);
+        const [msg] = batch as [JsMsg];
+        await this.giveUpOrRetry(msg, handler, opts);
       }
     };
     const worker = (async () => {
@@ -212,7 +226,9 @@ export class NatsTransport implements Transport {
           wake = undefined;
           continue;
         }
-        await process(queue.splice(0, opts.batchSize));
+        // Whatever goes wrong with one batch (even an ack on a dropped connection), the worker
+        // goes on: the broker redelivers what was not acked.
+        await process(queue.splice(0, opts.batchSize)).catch(opts.onError);
       }
     })();
 
@@ -235,6 +251,32 @@ export class NatsTransport implements Transport {
     });
   }
 
+  /**
+   * A message that failed again: redelivered after a delay, until it has failed on
+   * `maxDeliveries` deliveries; then it is quarantined and terminated, so the broker never hands
+   * it out again. Should the quarantine fail too (the database is down, which is also why a
+   * valid message fails), it is redelivered as before: nothing is dropped that is not kept.
+   */
+  private async giveUpOrRetry(
+    msg: JsMsg,
+    handler: InboundHandler,
+    opts: Pick<InboxOptions, "maxDeliveries" | "retryDelayMs" | "onError">,
+  ): Promise<void> {
+    const deliveries = msg.info.redeliveryCount;
+    if (deliveries < opts.maxDeliveries) {
+      msg.nak(opts.retryDelayMs);
+      return;
+    }
+    try {
+      await handler.quarantineUnprocessable(itemOf(msg), deliveries);
+    } catch (err) {
+      opts.onError(err);
+      msg.nak(opts.retryDelayMs);
+      return;
+    }
+    msg.term(`processing failed on ${deliveries} deliveries; quarantined`);
+  }
+
   /** Stops consuming, lets the handler finish what it holds, and drains the connection. */
   async close(): Promise<void> {
     for (const stop of this.stops) await stop();
@@ -242,6 +284,10 @@ export class NatsTransport implements Transport {
     for (const feed of this.statusFeeds) feed.stop();
     await Promise.allSettled(this.watchers);
   }
+}
+
+function itemOf(msg: JsMsg): InboundItem {
+  return { data: msg.data, subject: msg.subject };
 }
 
 function isNotFound(err: unknown): boolean {

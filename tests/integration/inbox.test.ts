@@ -226,6 +226,41 @@ describe("Inbox", () => {
     expect(answers.map((r) => r.id)).toEqual([answer]);
   });
 
+  it("never answers bytes that claim to come from this gateway itself", async () => {
+    // A forgery in our own name (signed with another party's key): kept, but not answered,
+    // since the answer would be addressed to ourselves.
+    const forged = envelopeAt(laocai.id, [laocai.id], new Date(now.getTime() - 1000));
+    expect(
+      await inbox.handle(
+        enc.encode(await signCompact(forged, hekou.signing, MESSAGE_TYP)),
+        SUBJECT,
+      ),
+    ).toEqual({ outcome: "quarantined", code: "key_unknown", receiptSent: false });
+    const [row] = (await queries.listQuarantine({ limit: 500 })).filter(
+      (q) => q.messageId === forged.id,
+    );
+    expect(row).toMatchObject({ claimedFrom: laocai.id, receiptId: null });
+  });
+
+  it("keeps bytes that could not be processed as processing_failed, without an answer", async () => {
+    const bytes = enc.encode(`unprocessable ${randomUUID()}`);
+    await inbox.quarantineUnprocessable({ data: bytes, subject: SUBJECT }, 5);
+    const [row] = (await queries.listQuarantine({ limit: 500 })).filter(
+      (q) => q.digest === sha256Hex(bytes),
+    );
+    expect(row).toMatchObject({
+      code: "processing_failed",
+      detail: "processing failed on 5 deliveries",
+      receiptId: null,
+    });
+    expect(Array.from(row?.raw ?? [])).toEqual(Array.from(bytes));
+    // The same bytes again add nothing.
+    await inbox.quarantineUnprocessable({ data: bytes, subject: SUBJECT }, 6);
+    expect(
+      (await queries.listQuarantine({ limit: 500 })).filter((q) => q.digest === sha256Hex(bytes)),
+    ).toHaveLength(1);
+  });
+
   it("takes the same id from two senders as two messages", async () => {
     const fromHekou = envelopeAt(hekou.id, [laocai.id], new Date(now.getTime() - 1000));
     const fromThai = {

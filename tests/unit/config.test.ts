@@ -38,9 +38,13 @@ describe("loadConfig", () => {
         DATABASE_URL: "postgres://u@h/db",
         LIAISON_CLOCK_SKEW_SECONDS: "60",
         LIAISON_RETRY_MAX_ATTEMPTS: "3",
+        LIAISON_INBOX_MAX_DELIVERIES: "7",
+        LIAISON_INBOX_RETRY_DELAY_MS: "500",
       },
       "/srv",
     );
+    expect(c.inbox).toEqual({ maxDeliveries: 7, retryDelayMs: 500 });
+    expect(loadConfig(BASE, "/srv").inbox).toEqual({ maxDeliveries: 5, retryDelayMs: 2000 });
     expect(c.http.port).toBe(9000);
     expect(c.databaseUrl).toBe("postgres://u@h/db");
     expect(c.clockSkewMs).toBe(60_000);
@@ -63,6 +67,8 @@ describe("loadConfig", () => {
       "LIAISON_RETRY_MAX_MS",
     ],
     [{ ...BASE, LIAISON_HTTP_PROT: "8080" }, "LIAISON_HTTP_PROT"],
+    // One delivery would quarantine every message that meets a passing database error.
+    [{ ...BASE, LIAISON_INBOX_MAX_DELIVERIES: "1" }, "LIAISON_INBOX_MAX_DELIVERIES"],
     [{ ...BASE, LIAISON_COUNTRY: "VN" }, "LIAISON_COUNTRY"],
     [{ ...BASE, LIAISON_ADMIN_TOKEN: "short" }, "LIAISON_ADMIN_TOKEN"],
     [{ ...BASE, LIAISON_ADMIN_TOKEN: "x".repeat(32) }, "LIAISON_ADMIN_TOKEN"],
