@@ -8,6 +8,7 @@ import { compactVerify } from "jose";
 import { type SchemaRegistry, underBody } from "../schemas/schema-registry.ts";
 import { sha256Hex } from "./digest.ts";
 import type { ErrorIssue, WireErrorCode } from "./errors.ts";
+import { checkJsonValue, MAX_JSON_DEPTH, parseJsonText } from "./json-limits.ts";
 import { ALLOWED_ALGS, COMPACT_JWS, MESSAGE_TYP, RECEIPT_TYP } from "./jws-profile.ts";
 import type { Envelope, KeyResolver, PartyId, Receipt, RegisteredKey } from "./types.ts";
 
@@ -56,25 +57,19 @@ function normaliseTyp(typ: string): string {
 }
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-function decodeSegment(segment: string): unknown {
-  return JSON.parse(decoder.decode(Buffer.from(segment, "base64url")));
+/** The segment's JSON value; refused unread when nested deeper than MAX_JSON_DEPTH. */
+function decodeSegment(segment: string): ReturnType<typeof parseJsonText> {
+  let text: string;
+  try {
+    text = decoder.decode(Buffer.from(segment, "base64url"));
+  } catch {
+    return { ok: false, reason: "not_json" };
+  }
+  return parseJsonText(text, MAX_JSON_DEPTH);
 }
 
 /** A message may live at most this long: bounds what a stolen key's backdated message can claim. */
 export const MAX_LIFETIME_MS = 366 * 86_400_000;
-
-/**
- * JSON admits U+0000 and unpaired surrogates (as escapes) in strings; PostgreSQL's text and jsonb
- * refuse them, so such a message could never be logged and would come back forever.
- */
-function storable(value: unknown): boolean {
-  if (typeof value === "string") return value.isWellFormed() && !value.includes("\u0000");
-  if (Array.isArray(value)) return value.every(storable);
-  if (typeof value === "object" && value !== null) {
-    return Object.entries(value).every(([k, v]) => storable(k) && storable(v));
-  }
-  return true;
-}
 
 function isCanonicalBase64url(segment: string): boolean {
   return Buffer.from(segment, "base64url").toString("base64url") === segment;
@@ -120,21 +115,34 @@ export async function verifyInbound(
   }
   const [headerPart = "", payloadPart = ""] = jws.split(".");
 
-  let header: unknown;
-  let payload: unknown;
-  try {
-    header = decodeSegment(headerPart);
-  } catch {
-    return reject("malformed", "protected header is not base64url JSON");
+  // The depth is measured on the text before it is parsed, so that no nesting can exhaust the
+  // stack of anything that walks the value later (this module, ajv, jose, the store).
+  const headerJson = decodeSegment(headerPart);
+  if (!headerJson.ok) {
+    return reject(
+      "malformed",
+      headerJson.reason === "too_deep"
+        ? `protected header nests deeper than ${MAX_JSON_DEPTH} levels`
+        : "protected header is not base64url JSON",
+    );
   }
-  try {
-    payload = decodeSegment(payloadPart);
-  } catch {
-    return reject("malformed", "payload is not base64url JSON");
+  const payloadJson = decodeSegment(payloadPart);
+  if (!payloadJson.ok) {
+    return reject(
+      "malformed",
+      payloadJson.reason === "too_deep"
+        ? `payload nests deeper than ${MAX_JSON_DEPTH} levels`
+        : "payload is not base64url JSON",
+    );
   }
+  const header = headerJson.value;
+  const payload = payloadJson.value;
   if (!isRecord(header)) return reject("malformed", "protected header is not a JSON object");
   if (!isRecord(payload)) return reject("malformed", "payload is not a JSON object");
-  if (!storable(header) || !storable(payload)) {
+  // JSON admits U+0000 and unpaired surrogates (as escapes) in strings; PostgreSQL's text and
+  // jsonb refuse them, so such a message could never be logged and would come back forever.
+  // (No issues: the payload is unverified, and malformed bytes are never answered.)
+  if (checkJsonValue(header) !== null || checkJsonValue(payload) !== null) {
     return reject("malformed", "a string holds U+0000 or a lone surrogate");
   }
 

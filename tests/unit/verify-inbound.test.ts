@@ -1,3 +1,4 @@
+import { CompactSign } from "jose";
 import { beforeAll, describe, expect, it } from "vitest";
 import { loadSchemaRegistry } from "../../src/config/schema-files.ts";
 import { buildReceipt } from "../../src/protocol/build-receipt.ts";
@@ -134,6 +135,41 @@ describe("verifyInbound", () => {
     for (const payload of [withNul, withSurrogate]) {
       expectRejected(await verify(`${b64(header)}.${b64(payload)}.c2ln`), "malformed");
     }
+  });
+
+  it("rejects the issue's 4,000-deep protected header as malformed, quickly and without a RangeError", async () => {
+    const deep = `${'{"a":'.repeat(4000)}1${"}".repeat(4000)}`;
+    const started = performance.now();
+    const verdict = expectRejected(await verify(`${b64(deep)}.${b64({})}.AAAA`), "malformed");
+    expect(performance.now() - started).toBeLessThan(1000);
+    expect(verdict.detail).toBe("protected header nests deeper than 32 levels");
+    expect(verdict.issues).toEqual([]);
+  });
+
+  it("rejects a signed payload nested 10,000 deep as malformed before reading it", async () => {
+    const envelope = JSON.stringify(fresh());
+    const deepBody = `"body":{"deep":${"[".repeat(10_000)}${"]".repeat(10_000)},`;
+    const payload = envelope.replace('"body":{', deepBody);
+    expect(payload).not.toBe(envelope);
+    const jws = await new CompactSign(enc.encode(payload))
+      .setProtectedHeader({ alg: "EdDSA", kid: hekou.signing.kid, typ: MESSAGE_TYP })
+      .sign(hekou.signing.key);
+    const started = performance.now();
+    const verdict = expectRejected(await verify(jws), "malformed");
+    expect(performance.now() - started).toBeLessThan(1000);
+    expect(verdict.detail).toBe("payload nests deeper than 32 levels");
+    // Refused unread: the sender is not even looked at, so nobody is answered.
+    expect(verdict.claimedFrom).toBeNull();
+  });
+
+  it("reads a header nested exactly 32 deep and refuses one nested 33 deep", async () => {
+    const header = (depth: number) =>
+      `{"alg":"EdDSA","kid":"${hekou.signing.kid}","typ":"${MESSAGE_TYP}","x":${"[".repeat(depth - 1)}${"]".repeat(depth - 1)}}`;
+    const payload = b64(fresh());
+    // 32 levels are read, and refused for the extra member by the JWS profile.
+    expectRejected(await verify(`${b64(header(32))}.${payload}.c2ln`), "jws_header_invalid");
+    const verdict = expectRejected(await verify(`${b64(header(33))}.${payload}.c2ln`), "malformed");
+    expect(verdict.detail).toBe("protected header nests deeper than 32 levels");
   });
 
   it("rejects a message meant to live longer than 366 days as envelope_invalid", async () => {
