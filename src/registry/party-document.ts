@@ -5,8 +5,9 @@
  * ignore. `partners add` reads this document from a file or a URL.
  */
 import { calculateJwkThumbprint, importJWK, type JWK } from "jose";
-import { LiaisonError } from "../protocol/errors.ts";
+import { type ErrorIssue, LiaisonError } from "../protocol/errors.ts";
 import { COUNTRY, LITERAL_SUBJECT, PARTY_ID } from "../protocol/identifiers.ts";
+import { checkJsonValue, MAX_JSON_DEPTH } from "../protocol/json-limits.ts";
 import { ALLOWED_ALGS, type SigningAlg } from "../protocol/jws-profile.ts";
 import type { KeyRecord, PartyRecord } from "../protocol/types.ts";
 
@@ -44,8 +45,12 @@ export function buildPartyDocument(party: PartyRecord, keys: KeyRecord[]): Party
   };
 }
 
-function invalid(why: string): never {
-  throw new LiaisonError("request_invalid", `party document: ${why}`);
+function invalid(why: string, issues?: ErrorIssue[]): never {
+  throw new LiaisonError(
+    "request_invalid",
+    `party document: ${why}`,
+    issues === undefined ? undefined : { issues },
+  );
 }
 
 const RFC3339 =
@@ -54,17 +59,31 @@ const RFC3339 =
 /** Refuses dates that Date.parse would roll over (2026-02-30 becomes 2 March) and leap seconds. */
 function calendarDate(value: string): boolean {
   const [y, m, d] = value.slice(0, 10).split("-").map(Number) as [number, number, number];
-  const day = new Date(Date.UTC(y, m - 1, d));
+  // setUTCFullYear: Date.UTC would read the years 0000 to 0099 as 1900 to 1999.
+  const day = new Date(0);
+  day.setUTCFullYear(y, m - 1, d);
   const [hh, mm, ss] = value.slice(11, 19).split(":").map(Number) as [number, number, number];
   return day.getUTCMonth() === m - 1 && day.getUTCDate() === d && hh < 24 && mm < 60 && ss < 60;
 }
+
+/**
+ * The instants a key's times may name: the years 0001 to 9999, in UTC. PostgreSQL's timestamptz
+ * has no year 0 (0000 is 1 BC, which JavaScript writes as year 0), and an offset can carry
+ * `0001-01-01T00:00:00+01:00` into it, or `9999-12-31T23:00:00-05:00` into the year 10000.
+ */
+const EARLIEST = Date.parse("0001-01-01T00:00:00.000Z");
+const LATEST = Date.parse("9999-12-31T23:59:59.999Z");
 
 function date(value: unknown, field: string): Date | null {
   if (value === undefined) return null;
   if (typeof value !== "string" || !RFC3339.test(value) || !calendarDate(value)) {
     invalid(`${field} must be an RFC 3339 time with a zone`);
   }
-  return new Date(value);
+  const instant = new Date(value);
+  if (!(instant.getTime() >= EARLIEST && instant.getTime() <= LATEST)) {
+    invalid(`${field} must lie in the years 0001 to 9999 (UTC)`);
+  }
+  return instant;
 }
 
 /** Parses and checks a party document; every kid must be the thumbprint of its key. */
@@ -72,6 +91,17 @@ export async function parsePartyDocument(
   doc: unknown,
 ): Promise<{ party: PartyRecord; keys: KeyRecord[] }> {
   if (typeof doc !== "object" || doc === null) invalid("not a JSON object");
+  // Anywhere in the document: the party's members are stored as text and each key as jsonb,
+  // which refuse U+0000 and lone surrogates; the depth bounds whatever walks the document.
+  const limits = checkJsonValue(doc, MAX_JSON_DEPTH);
+  if (limits !== null) {
+    invalid(
+      limits.kind === "depth"
+        ? `nests deeper than ${MAX_JSON_DEPTH} levels`
+        : "a string holds U+0000 or a lone surrogate",
+      [{ path: limits.path, message: limits.message }],
+    );
+  }
   const { party, keys } = doc as { party?: Record<string, unknown>; keys?: unknown };
   if (party === undefined || party === null || typeof party !== "object" || Array.isArray(party)) {
     invalid("the party member is missing");

@@ -1,5 +1,6 @@
 import { calculateJwkThumbprint, exportJWK, generateKeyPair } from "jose";
 import { describe, expect, it } from "vitest";
+import type { LiaisonError } from "../../src/protocol/errors.ts";
 import { parsePartyDocument } from "../../src/registry/party-document.ts";
 
 const PARTY = {
@@ -23,6 +24,16 @@ async function code(doc: unknown): Promise<string> {
   return parsePartyDocument(doc).then(
     () => "accepted",
     (err: { code: string }) => err.code,
+  );
+}
+
+/** The refusal itself, for its detail and issues. */
+async function refusal(doc: unknown): Promise<LiaisonError> {
+  return parsePartyDocument(doc).then(
+    () => {
+      throw new Error("the document was accepted");
+    },
+    (err: LiaisonError) => err,
   );
 }
 
@@ -112,5 +123,60 @@ describe("parsePartyDocument", () => {
     expect(
       await code({ party: PARTY, keys: [{ ...key, validUntil: "2025-12-31T00:00:00Z" }] }),
     ).toBe("request_invalid");
+  });
+
+  it("refuses U+0000 and lone surrogates anywhere in the document, naming the place, not the value", async () => {
+    const k = await publicKey("EdDSA");
+    const key = { ...k, alg: "EdDSA", validFrom: "2026-01-01T00:00:00Z" };
+    const cases: Array<[unknown, string]> = [
+      [{ party: { ...PARTY, name: "Lao\u0000Cai" }, keys: [key] }, "/party/name"],
+      [{ party: { ...PARTY, kind: "police\u0000" }, keys: [key] }, "/party/kind"],
+      [{ party: { ...PARTY, name: "Lao \ud800Cai" }, keys: [key] }, "/party/name"],
+      [{ party: PARTY, keys: [{ ...key, note: ["ok", "\udc00"] }] }, "/keys/0/note/1"],
+      // An extra member whose name is unstorable: the object holding it is named.
+      [{ party: { ...PARTY, "x\u0000": 1 }, keys: [key] }, "/party"],
+    ];
+    for (const [doc, path] of cases) {
+      const err = await refusal(doc);
+      expect(err.code).toBe("request_invalid");
+      expect(err.issues).toEqual([{ path, message: expect.any(String) }]);
+      expect(`${err.message} ${JSON.stringify(err.issues)}`).not.toMatch(/Lao|Cai|police/);
+    }
+  });
+
+  it("refuses a document nested deeper than 32 levels, without a RangeError", async () => {
+    const k = await publicKey("EdDSA");
+    let deep: unknown = 1;
+    for (let i = 0; i < 100_000; i++) deep = [deep];
+    const err = await refusal({
+      party: PARTY,
+      keys: [{ ...k, alg: "EdDSA", validFrom: "2026-01-01T00:00:00Z", deep }],
+    });
+    expect(err.code).toBe("request_invalid");
+    expect(err.message).toContain("deeper than 32 levels");
+  });
+
+  it("refuses times outside the years 0001 to 9999 in UTC, naming the field", async () => {
+    const k = await publicKey("EdDSA");
+    const key = { ...k, alg: "EdDSA", validFrom: "2026-01-01T00:00:00Z" };
+    for (const [field, value] of [
+      ["validFrom", "0000-01-01T00:00:00Z"],
+      ["validFrom", "0000-02-29T00:00:00Z"],
+      ["revokedAt", "0000-06-01T00:00:00Z"],
+      ["validUntil", "9999-12-31T23:00:00-05:00"],
+      ["revokedAt", "0001-01-01T00:00:00+01:00"],
+    ] as const) {
+      const err = await refusal({ party: PARTY, keys: [{ ...key, [field]: value }] });
+      expect(err.code).toBe("request_invalid");
+      expect(err.message).toContain(`keys[0].${field}`);
+    }
+    for (const [field, value] of [
+      ["validFrom", "0001-01-01T00:00:00Z"],
+      ["validFrom", "0048-02-29T00:00:00Z"],
+      ["validUntil", "9999-12-31T23:59:59.999Z"],
+      ["revokedAt", "9999-12-31T23:59:59+00:00"],
+    ] as const) {
+      expect(await code({ party: PARTY, keys: [{ ...key, [field]: value }] })).toBe("accepted");
+    }
   });
 });
