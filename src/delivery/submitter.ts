@@ -1,12 +1,14 @@
 /**
  * The outbound path up to the outbox: a local user's request is checked (type known, body valid
- * against its schema, recipients registered), enveloped, signed, and logged together with one
- * outbox row per recipient in a single transaction (group-committed with concurrent submits).
- * The dispatcher takes it from there.
+ * against its schema, recipients registered), enveloped, held to the limits a partner's gateway
+ * applies to what it receives, signed, and logged together with one outbox row per recipient in
+ * a single transaction (group-committed with concurrent submits). The dispatcher takes it from
+ * there.
  */
 import { buildEnvelope } from "../protocol/build-envelope.ts";
 import { sha256Hex } from "../protocol/digest.ts";
 import { LiaisonError } from "../protocol/errors.ts";
+import { checkJsonValue, MAX_JSON_DEPTH } from "../protocol/json-limits.ts";
 import { MESSAGE_TYP } from "../protocol/jws-profile.ts";
 import type { Envelope, Handling, PartyId } from "../protocol/types.ts";
 import { type SchemaRegistry, underBody } from "../schemas/schema-registry.ts";
@@ -100,6 +102,20 @@ export class Submitter {
       throw new LiaisonError("request_invalid", "the request does not make a valid envelope", {
         issues: shape.issues,
       });
+    }
+    // What a partner running this version would refuse as malformed (verifyInbound), refused
+    // before it is signed. Only the body can hold such strings (every other member is held to a
+    // pattern), and it passed its schema, whose objects are closed: the pointer names schema
+    // members and array indexes, never submitted text.
+    const limits = checkJsonValue(envelope, MAX_JSON_DEPTH);
+    if (limits !== null) {
+      throw new LiaisonError(
+        "schema_invalid",
+        limits.kind === "depth"
+          ? `the message would nest deeper than ${MAX_JSON_DEPTH} levels, which partners refuse`
+          : "a string holds U+0000 or a lone surrogate, which partners refuse",
+        { issues: [{ path: limits.path, message: limits.message }] },
+      );
     }
     const { jws, kid } = await deps.signer.sign(envelope, MESSAGE_TYP);
     // The limit partners apply is on the signed bytes, which base64url makes a third larger than

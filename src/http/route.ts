@@ -33,10 +33,13 @@ export interface ParamDeclaration {
 
 export interface BodyDeclaration {
   description: string;
+  /**
+   * The request's media type must be exactly this (compared case-insensitively; parameters
+   * allowed, a `charset` only `utf-8`), else request_invalid. The body is read as strict UTF-8
+   * JSON nested at most MAX_JSON_DEPTH levels (src/protocol/json-limits.ts), else request_invalid.
+   */
   contentType: "application/json";
   schema: JsonSchema;
-  /** The request's content-type must start with `contentType`, else request_invalid. */
-  checkContentType: boolean;
   /**
    * `schema`: the body is validated against `schema` before the handler runs, and a body that
    * breaks it answers request_invalid with `invalidDetail` and one issue per broken rule.

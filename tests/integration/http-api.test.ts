@@ -23,6 +23,7 @@ import { generateKeyFile } from "../../src/registry/key-files.ts";
 import { OwnKeyring } from "../../src/registry/own-keyring.ts";
 import { PartnerRegistry } from "../../src/registry/partner-registry.ts";
 import { buildPartyDocument } from "../../src/registry/party-document.ts";
+import type { SchemaRegistry } from "../../src/schemas/schema-registry.ts";
 import { type Database, openDatabase } from "../../src/store/database.ts";
 import { SqlPartyStore } from "../../src/store/party-store.ts";
 import { ReadQueries } from "../../src/store/read-queries.ts";
@@ -59,6 +60,8 @@ let partnerKeysDir: string;
 let queued = 0;
 /** Lower than the request limit, as base64url makes the signed message a third larger. */
 let signedLimit = 4096 * 4;
+/** A submitter like the app's, with the schema registry given. */
+let submitterWith: (schemas: SchemaRegistry) => Submitter;
 const dirs: string[] = [];
 
 /** Counts the submitter's wake-ups: one per queued message. */
@@ -97,12 +100,12 @@ beforeAll(async () => {
   const store = createStore(database.db);
   const wake = new CountingWake();
   // A submitter per call, so that a test can lower the signed-message limit.
-  const submitter = () =>
+  submitterWith = (registrySchemas) =>
     new Submitter({
       self: SELF.id,
       store,
       recipients: registry,
-      schemas,
+      schemas: registrySchemas,
       signer: keyring,
       clock,
       ids: randomUUID,
@@ -110,6 +113,7 @@ beforeAll(async () => {
       maxMessageBytes: signedLimit,
       wake,
     });
+  const submitter = () => submitterWith(schemas);
   app = createApp({
     apiToken: TOKEN,
     adminToken: ADMIN,
@@ -544,5 +548,265 @@ describe("security", () => {
       400,
       "request_invalid",
     );
+  });
+});
+
+// ─── bad input never stops or misleads the gateway (issue 13) ──────────────────────────────
+
+/** A party document for a new partner, valid as it is. */
+async function partyDocument(id: string) {
+  const keysDir = mkdtempSync(join(tmpdir(), "liaison-http-doc-"));
+  dirs.push(keysDir);
+  const key = await generateKeyFile(keysDir);
+  const { kid: _k, alg: _a, use: _u, ...jwk } = key.publicJwk;
+  const party: PartyRecord = {
+    id,
+    name: "Poipet",
+    country: id.slice(0, 2),
+    kind: "border-police-liaison-office",
+    inboundSubject: `liaison.inbox.${id}`,
+  };
+  return buildPartyDocument(party, [
+    {
+      kid: key.kid,
+      partyId: id,
+      alg: "EdDSA",
+      publicJwk: jwk,
+      validFrom: key.validFrom,
+      validUntil: null,
+      revokedAt: null,
+    },
+  ]);
+}
+
+/** Runs `submit` and fails unless nothing was queued or logged meanwhile. */
+async function expectNothingLogged(submit: () => Promise<unknown>) {
+  const count = async () =>
+    ((await request("/v1/messages?direction=outbound&limit=200")).body.items as unknown[]).length;
+  const before = { queued, logged: await count() };
+  await submit();
+  expect({ queued, logged: await count() }).toEqual(before);
+}
+
+describe("what we sign is what partners accept", () => {
+  it("422 schema_invalid, with the pointer, for U+0000 or a lone surrogate in a body string; nothing signed or logged", async () => {
+    const actions = CASE_NOTICE_BODY.requestedActions as Array<Record<string, unknown>>;
+    const cases: Array<[Record<string, unknown>, string]> = [
+      [{ ...CASE_NOTICE_BODY, summary: "Tran PRIVATE\u0000" }, "/body/summary"],
+      [
+        {
+          ...CASE_NOTICE_BODY,
+          requestedActions: [actions[0], { ...actions[1], detail: "Tran PRIVATE \ud800" }],
+        },
+        "/body/requestedActions/1/detail",
+      ],
+    ];
+    for (const [body, path] of cases) {
+      await expectNothingLogged(async () => {
+        const res = await request("/v1/messages", { json: notice({ body }) });
+        expectProblem(res, 422, "schema_invalid");
+        expect(res.body.issues).toEqual([
+          { path, message: "must not hold U+0000 or a lone surrogate" },
+        ]);
+        expect(res.text).not.toContain("PRIVATE");
+      });
+    }
+  });
+
+  it("refuses, unsigned, a message nested deeper than 32 levels, should a body schema ever admit one", async () => {
+    const lenient: SchemaRegistry = {
+      ...loadSchemaRegistry(),
+      validateBody: () => ({ ok: true }),
+    };
+    let deep: unknown = [];
+    for (let i = 0; i < 40; i++) deep = [deep];
+    await expectNothingLogged(async () => {
+      await expect(
+        submitterWith(lenient).submit({
+          type: "case.notice",
+          to: PARTNER.id,
+          caseRef: "CN-HEKOU-2026-0042",
+          body: { deep },
+        }),
+      ).rejects.toMatchObject({
+        code: "schema_invalid",
+        // envelope 1, body 2, deep 3: the container at level 33 is 30 items further down.
+        issues: [
+          { path: `/body/deep${"/0".repeat(30)}`, message: "must not nest deeper than 32 levels" },
+        ],
+      });
+    });
+  });
+
+  it("400 request_invalid for a request body that is not UTF-8, never repaired; nothing logged", async () => {
+    const text = JSON.stringify(notice({ body: { ...CASE_NOTICE_BODY, summary: "Lao Cai XX" } }));
+    const bytes = Buffer.from(text);
+    const at = bytes.indexOf("XX");
+    bytes[at] = 0xc3; // a lead byte followed by "X": not UTF-8 (a lenient decoder makes it U+FFFD)
+    await expectNothingLogged(async () => {
+      const res = await request("/v1/messages", { method: "POST", body: bytes });
+      expectProblem(res, 400, "request_invalid");
+      expect(res.body.detail).toBe("the request body is not UTF-8");
+    });
+    // A surrogate encoded as UTF-8 bytes (CESU) is not UTF-8 either.
+    const cesu = Buffer.concat([
+      Buffer.from(text.slice(0, text.indexOf("XX"))),
+      Buffer.from([0xed, 0xa0, 0x80]),
+      Buffer.from(text.slice(text.indexOf("XX") + 2)),
+    ]);
+    expectProblem(
+      await request("/v1/messages", { method: "POST", body: cesu }),
+      400,
+      "request_invalid",
+    );
+  });
+
+  it("400 request_invalid for a request nested deeper than 32 levels, refused before it is parsed", async () => {
+    // The request object is level 1 and body level 2: `deep` adds the rest.
+    const nestedBody = (levels: number) =>
+      `{"deep":${"[".repeat(levels - 2)}${"]".repeat(levels - 2)}}`;
+    const text = (levels: number) =>
+      `{"type":"case.notice","to":"${PARTNER.id}","caseRef":"CN-HEKOU-2026-0042","body":${nestedBody(levels)}}`;
+    const over = await request("/v1/messages", { json: text(33) });
+    expectProblem(over, 400, "request_invalid");
+    expect(over.body.detail).toBe("the request body nests deeper than 32 levels");
+    // 32 levels are read, and the body schema refuses them.
+    expectProblem(await request("/v1/messages", { json: text(32) }), 422, "schema_invalid");
+    const partner = await request("/v1/partners", {
+      json: `{"party":${"[".repeat(40)}${"]".repeat(40)},"keys":[]}`,
+      token: ADMIN,
+    });
+    expectProblem(partner, 400, "request_invalid");
+    expect(partner.body.detail).toBe("the request body nests deeper than 32 levels");
+  });
+
+  it("400 request_invalid for a body that cannot be read to its end", async () => {
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(new TextEncoder().encode('{"type":'));
+        controller.error(new Error("connection reset"));
+      },
+    });
+    const res = await request("/v1/messages", {
+      method: "POST",
+      body,
+      headers: { "content-length": "100" },
+      duplex: "half",
+    } as RequestInit);
+    expectProblem(res, 400, "request_invalid");
+    expect(res.body.detail).toBe("the request body could not be read");
+  });
+});
+
+describe("content type and authorization", () => {
+  it("accepts exactly application/json, in any case, with parameters and a UTF-8 charset", async () => {
+    for (const type of [
+      "APPLICATION/JSON; charset=utf-8",
+      "application/json;charset=UTF-8",
+      'Application/Json ; charset="utf-8"',
+      "application/json; foo=bar",
+    ]) {
+      const res = await request("/v1/messages", {
+        json: notice(),
+        headers: { "content-type": type },
+      });
+      expect(res.status, type).toBe(202);
+    }
+  });
+
+  it("400 request_invalid for another media type, another charset or a malformed content type", async () => {
+    for (const type of [
+      "application/jsonx",
+      "application/json-patch+json",
+      "application/json+x",
+      "text/json",
+      "application/json; charset=iso-8859-1",
+      "application/json; charset=utf-8; charset=iso-8859-1",
+      "application/json; charset",
+      "application/json; charset=",
+      "application/json/x",
+      "application json",
+      "",
+    ]) {
+      const res = await request("/v1/messages", {
+        json: notice(),
+        headers: { "content-type": type },
+      });
+      expectProblem(res, 400, "request_invalid");
+    }
+  });
+
+  it("POST /v1/partners checks the content type too", async () => {
+    const doc = await partyDocument("MM-MPF-MUSE");
+    expectProblem(
+      await request("/v1/partners", {
+        json: doc,
+        token: ADMIN,
+        headers: { "content-type": "text/plain" },
+      }),
+      400,
+      "request_invalid",
+    );
+    const ok = await request("/v1/partners", {
+      json: doc,
+      token: ADMIN,
+      headers: { "content-type": "Application/JSON; charset=utf-8" },
+    });
+    expect(ok.status).toBe(201);
+  });
+
+  it("compares the authorization scheme case-insensitively, after one or more spaces", async () => {
+    for (const authorization of [`bearer ${TOKEN}`, `BEARER ${TOKEN}`, `Bearer   ${TOKEN}`]) {
+      const res = await request("/v1/quarantine", { token: null, headers: { authorization } });
+      expect(res.status, authorization).toBe(200);
+    }
+    for (const authorization of [
+      `Bearer${TOKEN}`,
+      `Basic ${TOKEN}`,
+      `Bearer  ${TOKEN}x`,
+      "Bearer",
+      "Bearer ",
+    ]) {
+      expectProblem(
+        await request("/v1/quarantine", { token: null, headers: { authorization } }),
+        401,
+        "unauthorized",
+      );
+    }
+  });
+});
+
+describe("party documents never answer 500", () => {
+  it("400 request_invalid for U+0000 in party.name or party.kind, and a lone surrogate, naming the field", async () => {
+    const doc = await partyDocument("KH-NP-KOHKONG");
+    for (const [party, path] of [
+      [{ ...doc.party, name: "Poi\u0000pet" }, "/party/name"],
+      [{ ...doc.party, kind: "police\u0000" }, "/party/kind"],
+      [{ ...doc.party, name: "Poipet \udbff" }, "/party/name"],
+    ] as const) {
+      const res = await request("/v1/partners", { json: { ...doc, party }, token: ADMIN });
+      expectProblem(res, 400, "request_invalid");
+      expect(res.body.issues).toEqual([
+        { path, message: "must not hold U+0000 or a lone surrogate" },
+      ]);
+    }
+    const list = await request("/v1/partners");
+    expect((list.body.items as Array<{ id: string }>).map((p) => p.id)).not.toContain(doc.party.id);
+  });
+
+  it("400 request_invalid for the year 0000 in validFrom or revokedAt", async () => {
+    const doc = await partyDocument("TH-RTP-MAESOT");
+    for (const [field, value] of [
+      ["validFrom", "0000-01-01T00:00:00.000Z"],
+      ["revokedAt", "0000-06-01T00:00:00.000Z"],
+      ["revokedAt", "0001-01-01T00:00:00+01:00"],
+    ] as const) {
+      const keys = doc.keys.map((k) => ({ ...k, [field]: value }));
+      const res = await request("/v1/partners", { json: { ...doc, keys }, token: ADMIN });
+      expectProblem(res, 400, "request_invalid");
+      expect(res.body.detail).toContain(`keys[0].${field}`);
+    }
+    const list = await request("/v1/partners");
+    expect((list.body.items as Array<{ id: string }>).map((p) => p.id)).not.toContain(doc.party.id);
   });
 });

@@ -60,7 +60,6 @@ export const postMessage = defineRoute({
       description: "The message to send: `{type, to, caseRef, body}` and optional members.",
       contentType: "application/json",
       schema: SUBMIT_REQUEST_SCHEMA,
-      checkContentType: true,
       validation: { by: "schema", invalidDetail: "the request does not match the submit schema" },
       maxBytes: (deps) => deps.maxRequestBytes,
       tooLarge: (maxBytes) => `request body exceeds ${maxBytes} bytes`,
@@ -85,11 +84,12 @@ export const postMessage = defineRoute({
     ),
     ...problemResponses({
       request_invalid:
-        "the request is not JSON, not application/json, does not match the submit schema, or is addressed to this gateway itself",
+        "the request is not application/json, not UTF-8, not JSON, nested deeper than 32 levels, does not match the submit schema, or is addressed to this gateway itself",
       payload_too_large:
         "the request body exceeds LIAISON_MAX_MESSAGE_BYTES, or the signed message would (base64url makes it about a third larger than the body)",
       type_unknown: "no schema for this type (and version)",
-      schema_invalid: "the body does not match the schema of its type; issues point into /body",
+      schema_invalid:
+        "the body does not match the schema of its type, or a string in it holds U+0000 or a lone surrogate (which partners refuse); issues point into /body",
       recipient_unknown: "a recipient is not a registered partner",
       key_store_invalid: "no signing key of this gateway is valid now",
       internal: "an unexpected error; see the gateway's log",

@@ -54,13 +54,12 @@ export const postPartner = defineRoute({
   tags: ["partners"],
   summary: "Register or update a partner",
   description:
-    "**Operator token** (LIAISON_ADMIN_TOKEN). Registers or updates a partner from its party document (docs/protocol.md, registration is explicit), a JSON body of at most 64 KiB. Every kid must be the thumbprint of its key, no private key may be present, validUntil must follow validFrom, and every key must import for its alg. Party and keys are stored in one transaction: a refused document registers nothing. Updating a registered key can only set or bring forward its revokedAt and validUntil, never lift or postpone them. This gateway's own keys come from its key directory, never from here.",
+    "**Operator token** (LIAISON_ADMIN_TOKEN). Registers or updates a partner from its party document (docs/protocol.md, registration is explicit), a JSON body of at most 64 KiB, nested at most 32 levels deep. Every kid must be the thumbprint of its key, no private key may be present, no string may hold U+0000 or a lone surrogate, every time must lie in the years 0001 to 9999 (UTC), validUntil must follow validFrom, and every key must import for its alg. Party and keys are stored in one transaction: a refused document registers nothing. Updating a registered key can only set or bring forward its revokedAt and validUntil, never lift or postpone them. This gateway's own keys come from its key directory, never from here.",
   request: {
     body: {
       description: "The partner's party document.",
       contentType: "application/json",
       schema: PARTY_DOCUMENT_REQUEST,
-      checkContentType: false,
       validation: { by: "handler" },
       maxBytes: () => MAX_PARTY_DOCUMENT,
       tooLarge: () => "a party document is at most 64 KiB",
@@ -77,7 +76,8 @@ export const postPartner = defineRoute({
       },
     ),
     ...problemResponses({
-      request_invalid: "the body is not JSON, or not a valid party document, or this gateway's own",
+      request_invalid:
+        "the body is not application/json, not UTF-8, not JSON, nested deeper than 32 levels, not a valid party document, or this gateway's own",
       payload_too_large: "the body exceeds 64 KiB",
     }),
   },
