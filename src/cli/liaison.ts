@@ -7,6 +7,7 @@ import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { databaseTarget, loadStorageConfig } from "../config/config.ts";
 import { LiaisonError } from "../protocol/errors.ts";
+import { MAX_JSON_DEPTH, parseJsonText } from "../protocol/json-limits.ts";
 import { ALLOWED_ALGS, type SigningAlg } from "../protocol/jws-profile.ts";
 import { generateKeyFile, loadKeyFiles, revokeKeyFile } from "../registry/key-files.ts";
 import { PartnerRegistry } from "../registry/partner-registry.ts";
@@ -137,20 +138,43 @@ async function withStore(fn: (store: SqlPartyStore) => Promise<void>): Promise<v
   }
 }
 
+/** The same limits as POST /v1/partners: 64 KiB, strict UTF-8, bounded depth. */
+const MAX_DOCUMENT_BYTES = 64 * 1024;
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
 async function readDocument(source: string): Promise<unknown> {
+  const fail = (why: string): never => {
+    throw new LiaisonError(
+      "request_invalid",
+      `cannot read the party document from ${source}: ${why}`,
+    );
+  };
+  let bytes: Uint8Array;
   try {
     if (/^https?:\/\//.test(source)) {
       const res = await fetch(source, { signal: AbortSignal.timeout(10_000) });
       if (!res.ok) throw new Error(`HTTP ${res.status}`);
-      return await res.json();
+      bytes = new Uint8Array(await res.arrayBuffer());
+    } else {
+      bytes = readFileSync(source);
     }
-    return JSON.parse(readFileSync(source, "utf8"));
   } catch (err) {
-    throw new LiaisonError(
-      "request_invalid",
-      `cannot read the party document from ${source}: ${(err as Error).message}`,
+    return fail((err as Error).message);
+  }
+  if (bytes.byteLength > MAX_DOCUMENT_BYTES) fail("a party document is at most 64 KiB");
+  let text: string;
+  try {
+    text = utf8.decode(bytes);
+  } catch {
+    return fail("it is not UTF-8");
+  }
+  const parsed = parseJsonText(text);
+  if (!parsed.ok) {
+    return fail(
+      parsed.reason === "too_deep" ? `it nests deeper than ${MAX_JSON_DEPTH} levels` : "not JSON",
     );
   }
+  return parsed.value;
 }
 
 export async function main(argv: string[]): Promise<void> {

@@ -137,6 +137,23 @@ describe("liaison CLI", () => {
     expect(add.stderr).toMatch(/^liaison: request_invalid: /);
   });
 
+  it("refuses a party document file that is not UTF-8 or nests too deep, with request_invalid", () => {
+    const data = tempDir();
+    const notUtf8 = join(data, "latin1.json");
+    writeFileSync(notUtf8, Buffer.from([0x7b, 0x22, 0xe9, 0x22, 0x3a, 0x31, 0x7d])); // {"é":1} in Latin-1
+    const deep = join(data, "deep.json");
+    writeFileSync(deep, `${'{"a":'.repeat(5000)}1${"}".repeat(5000)}`);
+    for (const [path, why] of [
+      [notUtf8, "not UTF-8"],
+      [deep, "nests deeper"],
+    ] as const) {
+      const add = liaison(["partners", "add", "--jwks", path], { LIAISON_DATA_DIR: data });
+      expect(add.code).toBe(2);
+      expect(add.stderr).toMatch(/^liaison: request_invalid: /);
+      expect(add.stderr).toContain(why);
+    }
+  });
+
   it("serve stops at start naming a wrong setting", () => {
     const r = liaison(["serve"], {
       LIAISON_PARTY_ID: "CN-MPS-HEKOU",
