@@ -29,13 +29,17 @@
  *   none of the receiver's `messages.digest`, `quarantine.digest`, `receipts.message_digest` of
  *   issued receipts (an ES256 re-encoding of a logged message is answered by a receipt naming
  *   its digest, not logged) or `receipts.digest` of received receipts (a partner's receipt is
- *   logged there). An exact replay of a logged message has its digest, so it is found. Also
- *   counted: messages the sender accepted over HTTP and published to the receiver that the
- *   receiver neither logged nor quarantined;
+ *   logged there). An exact replay of a logged message has its digest, so it is found; a copy
+ *   of a logged receipt with the same signed content under another ES256 signature is
+ *   recognised by the gateway and dropped (as a re-sent receipt is): it counts as logged by its
+ *   first copy, and a note says how many there were (a receipt with a logged receipt's id but
+ *   other content is not excused). Also counted: messages the sender accepted over HTTP and
+ *   published to the receiver that the receiver neither logged nor quarantined;
  * - stuck: after the fuzz, of 20 valid case notices sent each way through the HTTP API, those
  *   not `delivered` within 10 s.
- * Before the last line: per non-zero counter, up to five (--examples) kinds of finding with an example each
- * (generator and what went wrong, never raw inputs), then notes (gateway error logs, the inbox).
+ * Before the last line: per non-zero counter, up to five (--examples) kinds of finding with an
+ * example each (generator and what went wrong, never raw inputs), then notes (gateway error
+ * logs, the inbox).
  */
 import { createHash } from "node:crypto";
 import { parseArgs } from "node:util";

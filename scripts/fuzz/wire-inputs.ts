@@ -693,6 +693,7 @@ gen(
       "from-sender",
       "stranger",
       "re-signed",
+      "same-id-other-content",
       "message-typ",
       "bad-schema",
       "future",
@@ -722,6 +723,17 @@ gen(
       );
       if (earlier !== undefined) r = earlier.payload;
       s = "CS";
+    } else if (variant === "same-id-other-content") {
+      const earlier = pick(ctx.receipts, k);
+      if (earlier !== undefined) {
+        const accepted = earlier.payload.status === "accepted";
+        r = {
+          ...earlier.payload,
+          status: accepted ? "rejected" : "accepted",
+          errors: accepted ? [{ code: "schema_invalid", path: "/body" }] : [],
+        };
+        s = earlier.signer;
+      }
     } else if (variant === "message-typ") typ = MESSAGE_TYP;
     else if (variant === "bad-schema") r = { ...r, errors: [{ code: "nope" }], digest: "x" };
     else if (variant === "future") r.sentAt = iso(ctx.now + 3_600_000);

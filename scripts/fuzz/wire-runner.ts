@@ -31,11 +31,21 @@ export function* plans<T>(arb: fc.Arbitrary<T>, seed: number, stream: number, co
   }
 }
 
+/** SHA-256 of what a JWS signature covers: the text before its last ".". */
+function signedContent(jws: string): string {
+  return createHash("sha256")
+    .update(jws.slice(0, Math.max(0, jws.lastIndexOf("."))))
+    .digest("hex");
+}
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export class WireRunner {
-  /** digest → "generator: description" of the first input with those bytes. */
-  readonly published = new Map<string, { gen: string; desc: string }>();
+  /**
+   * digest → generator, description and the SHA-256 of its signed content (the text before the
+   * last "."), of the first input with those bytes.
+   */
+  readonly published = new Map<string, { gen: string; desc: string; content: string }>();
   sent = 0;
   publishFailures = 0;
   /** Why the runner stopped waiting for the receiver's inbox, if it did. */
@@ -63,10 +73,12 @@ export class WireRunner {
     for (const plan of plans<WirePlan>(wirePlans, seed, 1, count)) {
       const { bytes, desc } = await realizeWire(plan, this.ctx);
       const digest = createHash("sha256").update(bytes).digest("hex");
+      const content = signedContent(Buffer.from(bytes).toString("latin1"));
       const p = this.net.js
         .publish(subject, bytes, { timeout: 30_000 })
         .then(() => {
-          if (!this.published.has(digest)) this.published.set(digest, { gen: plan.gen, desc });
+          if (!this.published.has(digest))
+            this.published.set(digest, { gen: plan.gen, desc, content });
         })
         .catch((err: unknown) => {
           this.publishFailures += 1;
@@ -152,27 +164,43 @@ export class WireRunner {
    * Every published byte string must be in the receiver's log (`messages.digest`), its
    * quarantine (`quarantine.digest`), its issued receipts (`receipts.message_digest`: an ES256
    * re-encoding of a logged message is answered, not logged) or its received receipts
-   * (`receipts.digest`). So must every message the sender accepted over HTTP and published to
-   * the receiver. And no gateway may issue a receipt to itself.
+   * (`receipts.digest`), or be a copy of a received receipt with the same signed content under
+   * another signature (ES256): "recognised", as a re-sent receipt is, and counted as logged by
+   * its first copy (a note says how many). So must every message the sender accepted over HTTP
+   * and published to the receiver. And no gateway may issue a receipt to itself.
    */
   async check(acceptedAtSender: Map<string, string>): Promise<void> {
     const db = this.net.receiver.gateway.database.db;
     const known = new Set<string>();
+    const receiptContent = new Set<string>();
     for (const r of await db.select({ d: messages.digest }).from(messages)) known.add(r.d);
     for (const r of await db.select({ d: quarantine.digest }).from(quarantine)) known.add(r.d);
     for (const r of await db
-      .select({ d: receipts.messageDigest, own: receipts.digest, direction: receipts.direction })
+      .select({
+        d: receipts.messageDigest,
+        own: receipts.digest,
+        direction: receipts.direction,
+        jws: receipts.jws,
+      })
       .from(receipts)) {
       known.add(r.direction === "issued" ? r.d : r.own);
+      if (r.direction === "received") receiptContent.add(signedContent(r.jws));
     }
-    for (const [digest, { gen, desc }] of this.published) {
-      if (!known.has(digest))
+    let recognised = 0;
+    for (const [digest, { gen, desc, content }] of this.published) {
+      if (known.has(digest)) continue;
+      if (receiptContent.has(content)) recognised += 1;
+      else
         this.findings.add(
           "unquarantined",
           `wire ${gen}`,
           `${desc} (sha-256 ${digest.slice(0, 12)}…)`,
         );
     }
+    if (recognised > 0)
+      this.findings.notes.push(
+        `${recognised} receipts were copies of a logged receipt under another signature (same signed content): recognised and dropped as documented, counted as logged by their first copy, though no row holds their digest`,
+      );
 
     const receiverId = this.net.receiver.gateway.self.id;
     const senderDb = this.net.sender.gateway.database.db;
