@@ -147,7 +147,8 @@ async function stuckCheck(net: FuzzNetwork): Promise<void> {
       const res = await fetch(`${s.from.gateway.url}/v1/messages/${s.id}`, {
         headers: { authorization: `Bearer ${s.from.token}` },
       });
-      const status = ((await res.json()) as { status?: string }).status ?? `HTTP ${res.status}`;
+      const body = (await res.json().catch(() => ({}))) as { status?: string };
+      const status = body.status ?? `HTTP ${res.status}`;
       if (status === "delivered") open.delete(s);
       else open.set(s, status);
     }

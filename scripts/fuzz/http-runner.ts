@@ -105,7 +105,16 @@ export class HttpRunner {
         this.findings.add("server_errors", `${where} → ${status} though ${input.why}`, input.desc);
       }
       if (status === 202 && input.path === "/v1/messages") {
-        const id = (JSON.parse(body.toString("utf8")) as { id: string }).id;
+        let id: unknown;
+        try {
+          id = (JSON.parse(body.toString("utf8")) as { id?: unknown }).id;
+        } catch {
+          id = undefined;
+        }
+        if (typeof id !== "string") {
+          this.findings.add("server_errors", `${where} → 202 without a message id`, input.desc);
+          return;
+        }
         this.accepted.set(id, `${gen}: ${input.desc}`);
         this.ctx.accepted.push(id);
         if (this.ctx.accepted.length > 500) this.ctx.accepted.shift();
