@@ -226,7 +226,7 @@ export class Inbox {
     if (batch.length === 0) return;
     const { store, clock, log } = this.deps;
     const ids = [...new Set(batch.flatMap(({ verdict }) => verdict.receipt.messageId ?? []))];
-    const { matches, fresh } = await store.transaction(async (tx) => {
+    const { matches, fresh, logged } = await store.transaction(async (tx) => {
       const sent = await tx.outbound.sentDigests(ids);
       const matches = batch.map(({ verdict: { receipt } }) =>
         matchReceipt(
@@ -238,18 +238,24 @@ export class Inbox {
       );
       const valid = batch.filter((_, k) => matches[k]?.ok === true).map((r) => r.verdict);
       const fresh = await tx.receipts.insertReceived(valid);
-      await tx.outbox.close(
+      // What is logged under each id now: these bytes, or other bytes under the same id.
+      const logged = await tx.receipts.receivedDigests(valid.map((v) => v.receipt.id));
+      const closing = new Map(
         valid
-          .filter((v) => fresh.has(v.receipt.id))
-          .map(({ receipt }) => ({
-            messageId: receipt.messageId as string,
-            recipient: receipt.from,
-            status: receipt.status,
-          })),
+          .filter((v) => fresh.has(v.receipt.id) && logged.get(v.receipt.id) === v.digest)
+          .map(({ receipt }) => [receipt.id, receipt]),
+      );
+      await tx.outbox.close(
+        [...closing.values()].map((receipt) => ({
+          messageId: receipt.messageId as string,
+          recipient: receipt.from,
+          status: receipt.status,
+        })),
         clock(),
       );
-      return { matches, fresh };
+      return { matches, fresh, logged };
     });
+    const answered = new Set<string>();
     for (const [k, { index, item, verdict }] of batch.entries()) {
       const { receipt, digest } = verdict;
       const match = matches[k];
@@ -261,6 +267,23 @@ export class Inbox {
             ok: false,
             code: match.code,
             detail: match.detail,
+            issues: [],
+            digest,
+            kind: "receipt",
+            claimedFrom: receipt.from,
+            messageId: receipt.messageId,
+          }),
+        );
+        continue;
+      }
+      if (logged.get(receipt.id) !== digest) {
+        // Another receipt with this id, other bytes: the logged one stands, these are kept.
+        settle(
+          index,
+          await this.quarantiner.keep(item, {
+            ok: false,
+            code: "duplicate_conflict",
+            detail: "a different receipt with this id was already received",
             issues: [],
             digest,
             kind: "receipt",
@@ -283,8 +306,9 @@ export class Inbox {
         outcome: "receipt",
         messageId: receipt.messageId ?? "",
         status: receipt.status,
-        duplicate: !fresh.has(receipt.id),
+        duplicate: !fresh.has(receipt.id) || answered.has(receipt.id),
       });
+      answered.add(receipt.id);
     }
   }
 

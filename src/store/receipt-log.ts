@@ -76,6 +76,15 @@ export class SqlReceiptLog implements ReceiptLog {
     return new Set(inserted.map((r) => r.id));
   }
 
+  async receivedDigests(ids: string[]): Promise<Map<string, string>> {
+    if (ids.length === 0) return new Map();
+    const rows = await this.db
+      .select({ id: receipts.id, digest: receipts.digest })
+      .from(receipts)
+      .where(and(eq(receipts.direction, "received"), inArray(receipts.id, ids)));
+    return new Map(rows.map((r) => [r.id, r.digest]));
+  }
+
   /** Issued receipts not yet acknowledged by the broker, leased like deliveries. */
   async claimUnpublished(opts: {
     now: Date;

@@ -342,6 +342,46 @@ describe("Inbox", () => {
     expect(found?.receipts).toHaveLength(1);
   });
 
+  it("keeps a receipt that reuses a logged receipt's id with other content, and lets the first stand", async () => {
+    const sent = envelopeAt(laocai.id, [hekou.id], new Date(now.getTime() - 2000));
+    const jws = await signCompact(sent, laocai.signing, MESSAGE_TYP);
+    await store.outbound.insert([{ envelope: sent, jws, digest: sha256Hex(jws), kid: "k" }]);
+    const id = randomUUID();
+    const signed = async (status: "accepted" | "rejected") => {
+      const receipt = {
+        ...buildReceipt(
+          {
+            to: laocai.id,
+            messageId: sent.id,
+            digest: sha256Hex(jws),
+            errors: status === "accepted" ? [] : [{ code: "schema_invalid" as const }],
+          },
+          { self: hekou.id, clock: () => now, ids: () => id },
+        ),
+      };
+      return enc.encode(await signCompact(receipt, hekou.signing, RECEIPT_TYP));
+    };
+    const accepted = await signed("accepted");
+    const rejected = await signed("rejected");
+    // In one batch, and again later: the first logged stands, the others are kept, unanswered.
+    expect(await inbox.handleBatch([item(accepted), item(rejected), item(accepted)])).toEqual([
+      { outcome: "receipt", messageId: sent.id, status: "accepted", duplicate: false },
+      { outcome: "quarantined", code: "duplicate_conflict", receiptSent: false },
+      { outcome: "receipt", messageId: sent.id, status: "accepted", duplicate: true },
+    ]);
+    expect(await inbox.handle(rejected, SUBJECT)).toEqual({
+      outcome: "quarantined",
+      code: "duplicate_conflict",
+      receiptSent: false,
+    });
+    const found = await queries.getMessage(sent.id);
+    expect(found?.deliveries.map((d) => d.status)).toEqual(["delivered"]);
+    const kept = (await queries.listQuarantine({ limit: 500 })).filter(
+      (q) => q.digest === sha256Hex(rejected),
+    );
+    expect(kept).toHaveLength(1);
+  });
+
   it("raises the wake signal when a receipt of ours waits to be sent", async () => {
     wake.take();
     const m = await message();
