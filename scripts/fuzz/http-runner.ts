@@ -62,8 +62,8 @@ export class HttpRunner {
     let answer: Answer;
     try {
       answer = await this.send(node, input).catch((err: { reused?: boolean }) => {
-        // A kept-alive socket the server closed meanwhile: Node's advice is to retry once.
-        if (err.reused === true) return this.send(node, input);
+        // A kept-alive socket the server closed meanwhile: retry once, on a new connection.
+        if (err.reused === true) return this.send(node, input, false);
         throw err;
       });
     } catch (err) {
@@ -124,7 +124,7 @@ export class HttpRunner {
     }
   }
 
-  private send(node: FuzzNode, input: HttpInput): Promise<Answer> {
+  private send(node: FuzzNode, input: HttpInput, keepAlive = true): Promise<Answer> {
     const url = new URL(node.gateway.url);
     // With an array of headers Node adds neither Host nor Content-Length.
     const headers: string[] = ["host", url.host];
@@ -146,7 +146,7 @@ export class HttpRunner {
           method: input.method,
           path: input.path,
           headers,
-          agent: this.agent,
+          agent: keepAlive ? this.agent : false,
           timeout: 60_000,
         },
         (res) => {
