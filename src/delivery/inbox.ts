@@ -239,10 +239,10 @@ export class Inbox {
       const valid = batch.filter((_, k) => matches[k]?.ok === true).map((r) => r.verdict);
       const fresh = await tx.receipts.insertReceived(valid);
       // What is logged under each id now: these bytes, or other bytes under the same id.
-      const logged = await tx.receipts.receivedDigests(valid.map((v) => v.receipt.id));
+      const logged = await tx.receipts.findReceived(valid.map((v) => v.receipt.id));
       const closing = new Map(
         valid
-          .filter((v) => fresh.has(v.receipt.id) && logged.get(v.receipt.id) === v.digest)
+          .filter((v) => fresh.has(v.receipt.id) && logged.get(v.receipt.id)?.digest === v.digest)
           .map(({ receipt }) => [receipt.id, receipt]),
       );
       await tx.outbox.close(
@@ -276,8 +276,15 @@ export class Inbox {
         );
         continue;
       }
-      if (logged.get(receipt.id) !== digest) {
-        // Another receipt with this id, other bytes: the logged one stands, these are kept.
+      const first = logged.get(receipt.id);
+      // The same receipt under another encoding of its signature (ECDSA signatures are
+      // malleable) is the same receipt; other signed content under a logged id is a conflict:
+      // the logged one stands, these bytes are kept.
+      if (
+        first !== undefined &&
+        first.digest !== digest &&
+        signingInput(first.jws) !== signingInput(verdict.jws)
+      ) {
         settle(
           index,
           await this.quarantiner.keep(item, {

@@ -178,8 +178,8 @@ export interface ReceiptLog {
   requeueById(receiptId: string, at: Date): Promise<void>;
   /** Partners' receipts; returns the ids that were new. */
   insertReceived(receipts: ReceivedReceipt[]): Promise<Set<string>>;
-  /** The digests of the partners' receipts logged under these ids. */
-  receivedDigests(ids: string[]): Promise<Map<string, string>>;
+  /** The partners' receipts logged under these ids: their bytes and digest. */
+  findReceived(ids: string[]): Promise<Map<string, { digest: string; jws: string }>>;
   claimUnpublished(opts: { now: Date; limit: number; leaseMs: number }): Promise<DueReceipt[]>;
   markPublished(ids: string[], at: Date): Promise<void>;
 }

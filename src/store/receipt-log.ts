@@ -76,13 +76,13 @@ export class SqlReceiptLog implements ReceiptLog {
     return new Set(inserted.map((r) => r.id));
   }
 
-  async receivedDigests(ids: string[]): Promise<Map<string, string>> {
+  async findReceived(ids: string[]): Promise<Map<string, { digest: string; jws: string }>> {
     if (ids.length === 0) return new Map();
     const rows = await this.db
-      .select({ id: receipts.id, digest: receipts.digest })
+      .select({ id: receipts.id, digest: receipts.digest, jws: receipts.jws })
       .from(receipts)
       .where(and(eq(receipts.direction, "received"), inArray(receipts.id, ids)));
-    return new Map(rows.map((r) => [r.id, r.digest]));
+    return new Map(rows.map((r) => [r.id, { digest: r.digest, jws: r.jws }]));
   }
 
   /** Issued receipts not yet acknowledged by the broker, leased like deliveries. */

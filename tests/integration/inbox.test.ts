@@ -382,6 +382,34 @@ describe("Inbox", () => {
     expect(kept).toHaveLength(1);
   });
 
+  it("takes a receipt under another ECDSA signature encoding as the same receipt, not a conflict", async () => {
+    const sent = envelopeAt(laocai.id, [thai.id], new Date(now.getTime() - 2000));
+    const jws = await signCompact(sent, laocai.signing, MESSAGE_TYP);
+    await store.outbound.insert([{ envelope: sent, jws, digest: sha256Hex(jws), kid: "k" }]);
+    const receipt = buildReceipt(
+      { to: laocai.id, messageId: sent.id, digest: sha256Hex(jws), errors: [] },
+      { self: thai.id, clock: () => now, ids: randomUUID },
+    );
+    const original = await signCompact(receipt, thai.signing, RECEIPT_TYP);
+    const [h, p, sig = ""] = original.split(".");
+    const raw = Buffer.from(sig, "base64url");
+    const n = BigInt("0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551");
+    const s = BigInt(`0x${raw.subarray(32).toString("hex")}`);
+    const flipped = Buffer.concat([
+      raw.subarray(0, 32),
+      Buffer.from((n - s).toString(16).padStart(64, "0"), "hex"),
+    ]);
+    const variant = `${h}.${p}.${flipped.toString("base64url")}`;
+    expect(await inbox.handle(enc.encode(original), SUBJECT)).toMatchObject({
+      outcome: "receipt",
+      duplicate: false,
+    });
+    expect(await inbox.handle(enc.encode(variant), SUBJECT)).toMatchObject({
+      outcome: "receipt",
+      duplicate: true,
+    });
+  });
+
   it("raises the wake signal when a receipt of ours waits to be sent", async () => {
     wake.take();
     const m = await message();
