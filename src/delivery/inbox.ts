@@ -260,37 +260,27 @@ export class Inbox {
       const { receipt, digest } = verdict;
       const match = matches[k];
       if (match === undefined) throw new Error("no outcome for a receipt");
-      if (!match.ok) {
-        settle(
-          index,
-          await this.quarantiner.keep(item, {
-            ok: false,
-            code: match.code,
-            detail: match.detail,
-            issues: [],
-            digest,
-            kind: "receipt",
-            claimedFrom: receipt.from,
-            messageId: receipt.messageId,
-          }),
-        );
-        continue;
-      }
       const first = logged.get(receipt.id);
-      // The same receipt under another encoding of its signature (ECDSA signatures are
-      // malleable) is the same receipt; other signed content under a logged id is a conflict:
-      // the logged one stands, these bytes are kept.
-      if (
-        first !== undefined &&
-        first.digest !== digest &&
-        signingInput(first.jws) !== signingInput(verdict.jws)
-      ) {
+      // Kept, never answered: a receipt matching nothing we sent, or other signed content under
+      // a logged receipt id (the logged one stands). The same receipt under another encoding of
+      // its signature (ECDSA signatures are malleable) is the same receipt, not a conflict.
+      const refusal = !match.ok
+        ? match
+        : first !== undefined &&
+            first.digest !== digest &&
+            signingInput(first.jws) !== signingInput(verdict.jws)
+          ? {
+              code: "duplicate_conflict" as const,
+              detail: "a different receipt with this id was already received",
+            }
+          : undefined;
+      if (refusal !== undefined) {
         settle(
           index,
           await this.quarantiner.keep(item, {
             ok: false,
-            code: "duplicate_conflict",
-            detail: "a different receipt with this id was already received",
+            code: refusal.code,
+            detail: refusal.detail,
             issues: [],
             digest,
             kind: "receipt",
