@@ -95,3 +95,19 @@ export function signerOf(party: TestParty): Signer {
     }),
   };
 }
+
+/**
+ * The same ES256 JWS under the other valid encoding of its signature: ECDSA signatures are
+ * r || s, and (r, n − s) verifies too (n: the order of P-256).
+ */
+export function reencodeEs256(jws: string): string {
+  const [header, payload, signature = ""] = jws.split(".");
+  const raw = Buffer.from(signature, "base64url");
+  const n = BigInt("0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551");
+  const s = BigInt(`0x${raw.subarray(32).toString("hex")}`);
+  const flipped = Buffer.concat([
+    raw.subarray(0, 32),
+    Buffer.from((n - s).toString(16).padStart(64, "0"), "hex"),
+  ]);
+  return `${header}.${payload}.${flipped.toString("base64url")}`;
+}

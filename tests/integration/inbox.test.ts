@@ -23,6 +23,7 @@ import {
   CASE_NOTICE_BODY,
   envelopeAt,
   makeParty,
+  reencodeEs256,
   resolverOf,
   signerOf,
   type TestParty,
@@ -277,16 +278,7 @@ describe("Inbox", () => {
   it("answers the same content under another ECDSA signature encoding with a receipt naming those bytes", async () => {
     const envelope = envelopeAt(thai.id, [laocai.id], new Date(now.getTime() - 1000));
     const jws = await signCompact(envelope, thai.signing, MESSAGE_TYP);
-    const [h, p, sig = ""] = jws.split(".");
-    // ES256 signatures are r || s; (r, n − s) verifies too.
-    const raw = Buffer.from(sig, "base64url");
-    const n = BigInt("0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551");
-    const s = BigInt(`0x${raw.subarray(32).toString("hex")}`);
-    const flipped = Buffer.concat([
-      raw.subarray(0, 32),
-      Buffer.from((n - s).toString(16).padStart(64, "0"), "hex"),
-    ]);
-    const variant = `${h}.${p}.${flipped.toString("base64url")}`;
+    const variant = reencodeEs256(jws);
 
     expect(await inbox.handle(enc.encode(variant), SUBJECT)).toEqual({
       outcome: "accepted",
@@ -391,15 +383,7 @@ describe("Inbox", () => {
       { self: thai.id, clock: () => now, ids: randomUUID },
     );
     const original = await signCompact(receipt, thai.signing, RECEIPT_TYP);
-    const [h, p, sig = ""] = original.split(".");
-    const raw = Buffer.from(sig, "base64url");
-    const n = BigInt("0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551");
-    const s = BigInt(`0x${raw.subarray(32).toString("hex")}`);
-    const flipped = Buffer.concat([
-      raw.subarray(0, 32),
-      Buffer.from((n - s).toString(16).padStart(64, "0"), "hex"),
-    ]);
-    const variant = `${h}.${p}.${flipped.toString("base64url")}`;
+    const variant = reencodeEs256(original);
     expect(await inbox.handle(enc.encode(original), SUBJECT)).toMatchObject({
       outcome: "receipt",
       duplicate: false,
