@@ -238,8 +238,17 @@ export class Inbox {
       );
       const valid = batch.filter((_, k) => matches[k]?.ok === true).map((r) => r.verdict);
       const fresh = await tx.receipts.insertReceived(valid);
-      // What is logged under each id now: these bytes, or other bytes under the same id.
-      const logged = await tx.receipts.findReceived(valid.map((v) => v.receipt.id));
+      // What is logged under each id now: these bytes, or other bytes under the same id. A new
+      // id that occurs once in the batch holds these bytes; only the others are looked up.
+      const counts = new Map<string, number>();
+      for (const v of valid) counts.set(v.receipt.id, (counts.get(v.receipt.id) ?? 0) + 1);
+      const certain = (id: string) => fresh.has(id) && counts.get(id) === 1;
+      const logged = await tx.receipts.findReceived(
+        [...counts.keys()].filter((id) => !certain(id)),
+      );
+      for (const v of valid) {
+        if (certain(v.receipt.id)) logged.set(v.receipt.id, { digest: v.digest, jws: v.jws });
+      }
       const closing = new Map(
         valid
           .filter((v) => fresh.has(v.receipt.id) && logged.get(v.receipt.id)?.digest === v.digest)
