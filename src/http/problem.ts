@@ -41,6 +41,13 @@ const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   // Only ever in the quarantine (bytes that failed processing on every delivery); never served.
   processing_failed: 500,
   digest_mismatch: 422,
+  personal_data_not_for_us: 422,
+  personal_data_undecryptable: 422,
+  personal_data_invalid: 422,
+  transition_not_allowed: 409,
+  reply_unmatched: 409,
+  handover_record_invalid: 422,
+  handover_record_incomplete: 422,
 };
 
 const TITLES: Partial<Record<ErrorCode, string>> = {
@@ -53,6 +60,9 @@ const TITLES: Partial<Record<ErrorCode, string>> = {
   payload_too_large: "The request is too large",
   not_ready: "The gateway is not ready",
   internal: "Internal error",
+  personal_data_invalid: "The personal data does not match its schema",
+  transition_not_allowed: "The case does not allow this step now",
+  reply_unmatched: "The message answers nothing the case awaits",
 };
 
 export function problem(

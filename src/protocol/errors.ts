@@ -24,6 +24,13 @@ export const WIRE_ERROR_CODES = [
   "digest_mismatch",
   "payload_too_large",
   "processing_failed",
+  "personal_data_not_for_us",
+  "personal_data_undecryptable",
+  "personal_data_invalid",
+  "transition_not_allowed",
+  "reply_unmatched",
+  "handover_record_invalid",
+  "handover_record_incomplete",
 ] as const;
 export type WireErrorCode = (typeof WIRE_ERROR_CODES)[number];
 
