@@ -48,6 +48,8 @@ export const partyKeys = pgTable(
       .notNull()
       .references(() => parties.id),
     alg: text("alg").notNull(),
+    /** "sig": verifies JWS (messages, receipts); "enc": X25519 key for personal data (JWE). */
+    use: text("use", { enum: ["sig", "enc"] }).notNull().default("sig"),
     publicJwk: jsonb("public_jwk").$type<Record<string, unknown>>().notNull(),
     validFrom: tstz("valid_from").notNull(),
     validUntil: tstz("valid_until"),

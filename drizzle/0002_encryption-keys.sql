@@ -1,0 +1,1 @@
+ALTER TABLE "party_keys" ADD COLUMN "use" text DEFAULT 'sig' NOT NULL;
