@@ -7,6 +7,12 @@ export const MESSAGE_TYP = "liaison-message+jws";
 export const RECEIPT_TYP = "liaison-receipt+jws";
 export type JwsTyp = typeof MESSAGE_TYP | typeof RECEIPT_TYP;
 
+/**
+ * The handover record signed by both countries (src/protocol/handover-record.ts): General JSON
+ * Serialization (RFC 7515 §7.2.1), not compact, so it is deliberately not a JwsTyp.
+ */
+export const HANDOVER_RECORD_TYP = "liaison-handover-record+jws";
+
 /** EdDSA is Ed25519 (RFC 8037); ES256 is accepted from partners whose HSMs lack Ed25519. */
 export const ALLOWED_ALGS = ["EdDSA", "ES256"] as const;
 export type SigningAlg = (typeof ALLOWED_ALGS)[number];
