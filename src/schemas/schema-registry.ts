@@ -1,6 +1,8 @@
 /**
  * Compiles the partner-facing JSON Schemas once, at start, and exposes typed validators for
- * envelopes, receipts and message bodies.
+ * envelopes, receipts and message bodies, and for the two documents that travel inside bodies
+ * but are not bodies: the decrypted personal data (`personal-data`) and the payload of a signed
+ * handover record (`handover-record`).
  *
  * Owns: the schema file rules (`<name>.v<major>.json`, an `$id` that follows the published
  * convention), and turning ajv errors into {@link ValidationIssue}s that never carry the
@@ -30,6 +32,13 @@ export function underBody(issues: ValidationIssue[]): ValidationIssue[] {
 export interface SchemaRegistry {
   validateEnvelope(value: unknown): ValidationResult;
   validateReceipt(value: unknown): ValidationResult;
+  /**
+   * The plaintext of a `personalData` JWE (schemas/personal-data.v1.json): what a sender
+   * encrypts, what a recipient decrypted. Issues never carry values: this is a victim's data.
+   */
+  validatePersonalData(value: unknown): ValidationResult;
+  /** The decoded payload of a handover record JWS (schemas/handover-record.v1.json). */
+  validateHandoverRecord(value: unknown): ValidationResult;
   /** undefined when the type/version pair is not known */
   validateBody(type: string, schemaVersion: number, body: unknown): ValidationResult | undefined;
   hasType(type: string, schemaVersion: number): boolean;
@@ -51,7 +60,11 @@ export const SCHEMA_ID_BASE = "https://liaison-gateway.example/schemas/";
 const FILE_NAME = /^([a-z]+(?:[.-][a-z]+)*)\.v([1-9][0-9]{0,2})\.json$/;
 /** Same rule as the envelope's `type` pattern (schemas/envelope.v1.json). */
 const BODY_TYPE = /^[a-z]+(?:\.[a-z-]+)+$/;
-const NON_BODY = new Set(["common", "envelope", "receipt"]);
+/**
+ * Schemas that are not message types: the shared definitions, the two signed payloads, and the
+ * documents carried inside bodies (the personal data plaintext, the handover record payload).
+ */
+const NON_BODY = new Set(["common", "envelope", "receipt", "personal-data", "handover-record"]);
 
 // ajv and ajv-formats are CommonJS modules whose `module.exports` is the class/plugin itself
 // with a `.default` alias. TypeScript (NodeNext) types the default import as the module object,
@@ -162,9 +175,10 @@ function compile(ajv: InstanceType<Ajv2020Class>, schema: SchemaFile): ValidateF
 }
 
 /**
- * Compiles the given schema files: `common`, `envelope` and `receipt` (v1) must be among them,
- * every other file is the body schema of the message type it is named after. `source` names
- * where the files came from in error messages (the directory they were read from).
+ * Compiles the given schema files: `common`, `envelope`, `receipt`, `personal-data` and
+ * `handover-record` (v1) must be among them, every other file is the body schema of the message
+ * type it is named after. `source` names where the files came from in error messages (the
+ * directory they were read from).
  */
 export function createSchemaRegistry(
   files: readonly SchemaFileInput[],
@@ -198,6 +212,8 @@ export function createSchemaRegistry(
   compile(ajv, byName("common"));
   const envelope = compile(ajv, byName("envelope"));
   const receipt = compile(ajv, byName("receipt"));
+  const personalData = compile(ajv, byName("personal-data"));
+  const handoverRecord = compile(ajv, byName("handover-record"));
 
   const bodies = new Map<string, ValidateFunction>();
   const typeList: Array<{ type: string; schemaVersion: number }> = [];
@@ -221,6 +237,8 @@ export function createSchemaRegistry(
   return {
     validateEnvelope: (value) => run(envelope, value),
     validateReceipt: (value) => run(receipt, value),
+    validatePersonalData: (value) => run(personalData, value),
+    validateHandoverRecord: (value) => run(handoverRecord, value),
     validateBody(type, schemaVersion, body) {
       const validate = bodies.get(bodyKey(type, schemaVersion));
       return validate === undefined ? undefined : run(validate, body);
