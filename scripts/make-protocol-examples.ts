@@ -120,6 +120,7 @@ async function resolverFromDocument(document: unknown): Promise<KeyResolver> {
   const { party, keys } = await parsePartyDocument(document);
   const registered = new Map<string, RegisteredKey>();
   for (const k of keys) {
+    if (k.use === "enc") continue;
     registered.set(k.kid, {
       kid: k.kid,
       partyId: k.partyId,
@@ -130,7 +131,12 @@ async function resolverFromDocument(document: unknown): Promise<KeyResolver> {
       revokedAt: k.revokedAt,
     });
   }
-  return { hasParty: (p) => p === party.id, keyById: (kid) => registered.get(kid) };
+  // The examples publish no encryption keys.
+  return {
+    hasParty: (p) => p === party.id,
+    keyById: (kid) => registered.get(kid),
+    encryptionKeyOf: () => undefined,
+  };
 }
 
 function decodePayload(jws: string): unknown {

@@ -69,10 +69,19 @@ export interface RegisteredKey {
   revokedAt: Date | null;
 }
 
-/** What verification needs from the partner registry: synchronous lookups over a cache. */
+/**
+ * What verification (and encryption to partners) needs from the partner registry: synchronous
+ * lookups over a cache.
+ */
 export interface KeyResolver {
   hasParty(partyId: PartyId): boolean;
+  /** A signing key by kid; NEVER an encryption key, so no signature verifies with one. */
   keyById(kid: string): RegisteredKey | undefined;
+  /**
+   * The party's X25519 encryption key to encrypt personal data to at `at`: the newest (by
+   * validFrom) valid at `at` and not revoked; undefined when the party has none.
+   */
+  encryptionKeyOf(partyId: PartyId, at: Date): { kid: string; key: CryptoKey } | undefined;
 }
 
 export type Clock = () => Date;
@@ -91,6 +100,12 @@ export interface PartyRecord {
 export interface KeyRecord {
   kid: string;
   partyId: PartyId;
+  /**
+   * "sig": verifies messages and receipts (alg EdDSA or ES256); "enc": an X25519 key that
+   * personal data is encrypted to (alg ECDH-ES+A256KW), never used to verify. Absent means
+   * "sig", as the registry's column defaults to.
+   */
+  use?: "sig" | "enc";
   alg: string;
   publicJwk: Record<string, unknown>;
   validFrom: Date;

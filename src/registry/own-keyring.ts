@@ -1,15 +1,25 @@
 /**
- * Our own signing keys, as the key directory holds them: the signer for outbound messages and
- * receipts (the newest key valid now), the public keys we publish, and the re-read that makes a
- * `liaison keys generate` / `revoke` take effect without a restart. Every change is registered in
- * the partner registry before it is used, so our own messages keep verifying locally.
+ * Our own keys, as the key directory holds them: the signer for outbound messages and receipts
+ * (the newest signing key valid now), our encryption keys for personal data (the newest one to
+ * encrypt to ourselves, all of them to decrypt), the public keys we publish (both kinds), and
+ * the re-read that makes a `liaison keys generate` / `revoke` take effect without a restart.
+ * Every change is registered in the partner registry before it is used, so our own messages keep
+ * verifying locally.
  */
+
+import type { CryptoKey } from "jose";
 import type { Signer } from "../delivery/ports.ts";
 import { LiaisonError } from "../protocol/errors.ts";
 import type { JwsTyp } from "../protocol/jws-profile.ts";
 import { signCompact } from "../protocol/sign.ts";
 import type { Clock, KeyRecord, PartyRecord } from "../protocol/types.ts";
-import { currentSigningKey, loadKeyFiles, type OwnKey } from "./key-files.ts";
+import {
+  currentEncryptionKey,
+  currentSigningKey,
+  loadKeyFiles,
+  type OwnEncryptionKey,
+  type OwnKey,
+} from "./key-files.ts";
 import type { PartnerRegistry } from "./partner-registry.ts";
 
 export class OwnKeyring implements Signer {
@@ -55,7 +65,30 @@ export class OwnKeyring implements Signer {
     return currentSigningKey(this.keys, this.clock()) !== undefined;
   }
 
-  /** Every key of the directory, old and revoked ones included, as the registry stores them. */
+  /**
+   * Our current encryption key (the newest valid now, not revoked), PUBLIC half: personal data we
+   * send is encrypted to it as well as to the addressees, so that we can read our own messages.
+   * Undefined when the directory holds none valid now.
+   */
+  encryptionKey(): { kid: string; key: CryptoKey } | undefined {
+    const key = currentEncryptionKey(this.keys, this.clock());
+    return key === undefined ? undefined : { kid: key.kid, key: key.publicKey };
+  }
+
+  /**
+   * Every encryption key's PRIVATE half, rotated-out, expired and revoked ones included: personal
+   * data encrypted to an old key stays readable after a rotation.
+   */
+  decryptionKeys(): Array<{ kid: string; key: CryptoKey }> {
+    return this.keys
+      .filter((k): k is OwnEncryptionKey => k.use === "enc")
+      .map((k) => ({ kid: k.kid, key: k.decryption }));
+  }
+
+  /**
+   * Every key of the directory, signing and encryption keys, old and revoked ones included, as
+   * the registry stores them (and the party document publishes them).
+   */
   publicKeys(): KeyRecord[] {
     return this.records(this.keys);
   }
@@ -66,6 +99,7 @@ export class OwnKeyring implements Signer {
       return {
         kid: key.kid,
         partyId: this.self.id,
+        use: key.use,
         alg: key.alg,
         publicJwk,
         validFrom: key.validFrom,

@@ -1,11 +1,20 @@
 /**
  * The partner registry: parties and their public keys, persisted in the store and cached in
- * memory with every key imported once, so verifying a message never imports a key.
+ * memory with every key imported once, so verifying a message (or encrypting to a partner) never
+ * imports a key. Signing keys and encryption keys are kept apart: `keyById`, which signature
+ * verification uses, only ever answers with a signing key.
  */
 import { type CryptoKey, importJWK, type JWK } from "jose";
 import { LiaisonError } from "../protocol/errors.ts";
-import type { SigningAlg } from "../protocol/jws-profile.ts";
-import type { KeyRecord, KeyResolver, PartyRecord, RegisteredKey } from "../protocol/types.ts";
+import { ALLOWED_ALGS, type SigningAlg } from "../protocol/jws-profile.ts";
+import { PERSONAL_DATA_ALG } from "../protocol/personal-data.ts";
+import type {
+  KeyRecord,
+  KeyResolver,
+  PartyId,
+  PartyRecord,
+  RegisteredKey,
+} from "../protocol/types.ts";
 
 /** Where the registry keeps parties and keys (store/party-store.ts). */
 export interface PartyStorage {
@@ -17,7 +26,10 @@ export interface PartyStorage {
 
 export class PartnerRegistry implements KeyResolver {
   private parties = new Map<string, PartyRecord>();
+  /** Signing keys only, by kid. */
   private keys = new Map<string, RegisteredKey>();
+  /** Encryption keys, by party. */
+  private encryptionKeys = new Map<PartyId, EncryptionKey[]>();
   /** Counts add() calls, so a reload that overlapped one does not drop what it added. */
   private version = 0;
 
@@ -41,7 +53,18 @@ export class PartnerRegistry implements KeyResolver {
     // An add() while we read may be missing from what we read: keep the cache, reload next time.
     if (version !== this.version) return;
     this.parties = new Map(parties.map((p) => [p.id, p]));
-    this.keys = new Map(imported.map((k) => [k.kid, k]));
+    const signing = new Map<string, RegisteredKey>();
+    const encryption = new Map<PartyId, EncryptionKey[]>();
+    for (const k of imported) {
+      if (k.use === "sig") signing.set(k.registered.kid, k.registered);
+      else {
+        const ofParty = encryption.get(k.key.partyId);
+        if (ofParty === undefined) encryption.set(k.key.partyId, [k.key]);
+        else ofParty.push(k.key);
+      }
+    }
+    this.keys = signing;
+    this.encryptionKeys = encryption;
   }
 
   /** Registers or updates a party and its keys (validity and revocation), then refreshes the cache. */
@@ -63,8 +86,26 @@ export class PartnerRegistry implements KeyResolver {
     return this.parties.get(partyId);
   }
 
+  /** A signing key; never an encryption key, whatever kid is asked for. */
   keyById(kid: string): RegisteredKey | undefined {
     return this.keys.get(kid);
+  }
+
+  /**
+   * The party's encryption key to encrypt personal data to at `at`: the newest (by validFrom)
+   * valid then and not revoked. Undefined when it has none: it cannot receive personal data.
+   */
+  encryptionKeyOf(partyId: PartyId, at: Date): { kid: string; key: CryptoKey } | undefined {
+    const t = at.getTime();
+    const key = (this.encryptionKeys.get(partyId) ?? [])
+      .filter(
+        (k) =>
+          k.validFrom.getTime() <= t &&
+          (k.validUntil === null || t < k.validUntil.getTime()) &&
+          (k.revokedAt === null || t < k.revokedAt.getTime()),
+      )
+      .sort((a, b) => b.validFrom.getTime() - a.validFrom.getTime())[0];
+    return key === undefined ? undefined : { kid: key.kid, key: key.key };
   }
 
   listParties(): PartyRecord[] {
@@ -72,23 +113,60 @@ export class PartnerRegistry implements KeyResolver {
   }
 }
 
-async function importKey(record: KeyRecord): Promise<RegisteredKey> {
-  let key: CryptoKey;
-  try {
-    key = (await importJWK(record.publicJwk as JWK, record.alg)) as CryptoKey;
-  } catch {
+/** A partner's (or our own) X25519 public key, imported once. */
+interface EncryptionKey {
+  kid: string;
+  partyId: PartyId;
+  key: CryptoKey;
+  validFrom: Date;
+  validUntil: Date | null;
+  revokedAt: Date | null;
+}
+
+type ImportedKey = { use: "sig"; registered: RegisteredKey } | { use: "enc"; key: EncryptionKey };
+
+/**
+ * Imports a key for its use: a signing key for its signing alg, an encryption key as X25519 for
+ * ECDH-ES+A256KW. Anything else is request_invalid, so it never reaches the store.
+ */
+async function importKey(record: KeyRecord): Promise<ImportedKey> {
+  const use = record.use ?? "sig";
+  const fits =
+    use === "enc"
+      ? record.alg === PERSONAL_DATA_ALG &&
+        record.publicJwk.kty === "OKP" &&
+        record.publicJwk.crv === "X25519"
+      : (ALLOWED_ALGS as readonly string[]).includes(record.alg);
+  let key: CryptoKey | undefined;
+  if (fits) {
+    try {
+      key = (await importJWK(record.publicJwk as JWK, record.alg)) as CryptoKey;
+    } catch {
+      key = undefined;
+    }
+  }
+  if (key === undefined) {
     throw new LiaisonError(
       "request_invalid",
-      `key ${record.kid} cannot be imported as ${record.alg}`,
+      `key ${record.kid} cannot be imported as ${record.alg} for use ${use}`,
     );
   }
-  return {
-    kid: record.kid,
-    partyId: record.partyId,
-    alg: record.alg as SigningAlg,
-    key,
+  const validity = {
     validFrom: record.validFrom,
     validUntil: record.validUntil,
     revokedAt: record.revokedAt,
+  };
+  if (use === "enc") {
+    return { use, key: { kid: record.kid, partyId: record.partyId, key, ...validity } };
+  }
+  return {
+    use,
+    registered: {
+      kid: record.kid,
+      partyId: record.partyId,
+      alg: record.alg as SigningAlg,
+      key,
+      ...validity,
+    },
   };
 }

@@ -2,45 +2,46 @@
  * The JWK Set a gateway publishes at /.well-known/jwks.json (RFC 7517 §5), with one extra
  * top-level member, `party`, describing the publisher. Each key carries the registry's validity
  * as extra members (`validFrom`, `validUntil`, `revokedAt`, RFC 3339), which JOSE libraries
- * ignore. `partners add` reads this document from a file or a URL.
+ * ignore. Keys are signing keys (`use: "sig"`, EdDSA or ES256) or encryption keys (`use: "enc"`,
+ * X25519 for ECDH-ES+A256KW, which personal data is encrypted to). `partners add` reads this
+ * document from a file or a URL.
  */
 import { calculateJwkThumbprint, importJWK, type JWK } from "jose";
 import { type ErrorIssue, LiaisonError } from "../protocol/errors.ts";
 import { COUNTRY, LITERAL_SUBJECT, PARTY_ID } from "../protocol/identifiers.ts";
 import { checkJsonValue, MAX_JSON_DEPTH } from "../protocol/json-limits.ts";
 import { ALLOWED_ALGS, type SigningAlg } from "../protocol/jws-profile.ts";
+import { PERSONAL_DATA_ALG } from "../protocol/personal-data.ts";
 import type { KeyRecord, PartyRecord } from "../protocol/types.ts";
+
+interface PublishedValidity {
+  validFrom: string;
+  validUntil?: string;
+  revokedAt?: string;
+}
+
+export type PublishedKey =
+  | (JWK & PublishedValidity & { kid: string; alg: SigningAlg; use: "sig" })
+  | (JWK & PublishedValidity & { kid: string; alg: typeof PERSONAL_DATA_ALG; use: "enc" });
 
 export interface PartyDocument {
   party: PartyRecord;
-  keys: Array<
-    JWK & {
-      kid: string;
-      alg: SigningAlg;
-      use: "sig";
-      validFrom: string;
-      validUntil?: string;
-      revokedAt?: string;
-    }
-  >;
+  keys: PublishedKey[];
 }
 
 export function buildPartyDocument(party: PartyRecord, keys: KeyRecord[]): PartyDocument {
   return {
     party,
-    keys: keys.map((k) => {
-      const jwk = {
-        ...(k.publicJwk as JWK),
-        kid: k.kid,
-        alg: k.alg as SigningAlg,
-        use: "sig" as const,
+    keys: keys.map((k): PublishedKey => {
+      const validity: PublishedValidity = {
         validFrom: k.validFrom.toISOString(),
-      };
-      return {
-        ...jwk,
         ...(k.validUntil === null ? {} : { validUntil: k.validUntil.toISOString() }),
         ...(k.revokedAt === null ? {} : { revokedAt: k.revokedAt.toISOString() }),
       };
+      const jwk = k.publicJwk as JWK;
+      return k.use === "enc"
+        ? { ...jwk, kid: k.kid, alg: PERSONAL_DATA_ALG, use: "enc", ...validity }
+        : { ...jwk, kid: k.kid, alg: k.alg as SigningAlg, use: "sig", ...validity };
     }),
   };
 }
@@ -126,9 +127,20 @@ export async function parsePartyDocument(
       invalid(`keys[${i}] is not a JSON object`);
     const jwk = raw as Record<string, unknown>;
     if ("d" in jwk) invalid(`keys[${i}] contains a private key`);
-    // Encryption keys (use "enc") are for JWE and not part of the signature registry.
-    if (jwk.use === "enc") continue;
-    if (typeof jwk.alg !== "string" || !(ALLOWED_ALGS as readonly string[]).includes(jwk.alg)) {
+    // Encryption keys (use "enc"): X25519 keys that personal data is encrypted to (JWE). Any
+    // other use, or none, is a signing key.
+    const use = jwk.use === "enc" ? "enc" : "sig";
+    if (use === "enc") {
+      if (jwk.alg !== PERSONAL_DATA_ALG) {
+        invalid(`keys[${i}].alg must be ${PERSONAL_DATA_ALG} for an encryption key`);
+      }
+      if (jwk.kty !== "OKP" || jwk.crv !== "X25519") {
+        invalid(`keys[${i}] must be an X25519 key (kty OKP, crv X25519) for an encryption key`);
+      }
+    } else if (
+      typeof jwk.alg !== "string" ||
+      !(ALLOWED_ALGS as readonly string[]).includes(jwk.alg)
+    ) {
       invalid(`keys[${i}].alg must be one of ${ALLOWED_ALGS.join(", ")}`);
     }
     const {
@@ -150,6 +162,7 @@ export async function parsePartyDocument(
     records.push({
       kid: thumbprint,
       partyId: party.id as string,
+      use,
       alg: alg as string,
       publicJwk: publicJwk as Record<string, unknown>,
       validFrom:
@@ -158,7 +171,9 @@ export async function parsePartyDocument(
       revokedAt: date(revokedAt, `keys[${i}].revokedAt`),
     });
   }
-  if (records.length === 0) invalid("keys holds no signing key");
+  // Encryption keys are optional (a party without one cannot receive personal data); a signing
+  // key is not.
+  if (!records.some((r) => r.use === "sig")) invalid("keys holds no signing key");
   for (const record of records) {
     if (record.validUntil !== null && record.validUntil.getTime() <= record.validFrom.getTime()) {
       invalid(`key ${record.kid}: validUntil must be after validFrom`);

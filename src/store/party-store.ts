@@ -1,4 +1,7 @@
-/** Parties and their public keys, with validity and revocation: what the registry persists. */
+/**
+ * Parties and their public keys, signing and encryption keys, with validity and revocation: what
+ * the registry persists.
+ */
 import { asc, eq, sql } from "drizzle-orm";
 import { LiaisonError } from "../protocol/errors.ts";
 import type { KeyRecord, PartyRecord } from "../protocol/types.ts";
@@ -10,9 +13,10 @@ export class SqlPartyStore implements PartyStorage {
   constructor(private readonly db: Db) {}
 
   /**
-   * Registers or updates a party and its keys in one transaction: keys are inserted, or their
-   * revocation and end of validity brought forward (never back); a kid never moves to another
-   * party (request_invalid, and nothing of the call is written).
+   * Registers or updates a party and its keys in one transaction: keys are inserted (with their
+   * use, "sig" when absent), or their revocation and end of validity brought forward (never
+   * back); a key's use, alg and public key never change; a kid never moves to another party
+   * (request_invalid, and nothing of the call is written).
    */
   async register(party: PartyRecord, keys: KeyRecord[]): Promise<void> {
     await this.db.transaction(async (tx) => {
@@ -32,7 +36,7 @@ export class SqlPartyStore implements PartyStorage {
       for (const key of keys) {
         const [row] = await tx
           .insert(partyKeys)
-          .values(key)
+          .values({ ...key, use: key.use ?? "sig" })
           .onConflictDoUpdate({
             target: partyKeys.kid,
             // One way only: a revocation is never lifted and moves only earlier, a validity only
@@ -73,6 +77,7 @@ export class SqlPartyStore implements PartyStorage {
       .select({
         kid: partyKeys.kid,
         partyId: partyKeys.partyId,
+        use: partyKeys.use,
         alg: partyKeys.alg,
         publicJwk: partyKeys.publicJwk,
         validFrom: partyKeys.validFrom,

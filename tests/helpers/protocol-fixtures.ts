@@ -1,7 +1,7 @@
 /** Real Ed25519 keys and envelopes for protocol tests: no mocks of crypto anywhere. */
 import { randomUUID } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
-import { calculateJwkThumbprint, exportJWK, generateKeyPair } from "jose";
+import { type CryptoKey, calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from "jose";
 import type { Signer } from "../../src/delivery/ports.ts";
 import { buildEnvelope } from "../../src/protocol/build-envelope.ts";
 import type { SigningAlg } from "../../src/protocol/jws-profile.ts";
@@ -12,6 +12,31 @@ export interface TestParty {
   id: string;
   signing: SigningKey;
   registered: RegisteredKey;
+  /** The party's X25519 encryption key, when it has one (withEncryptionKey). */
+  encryption?: TestEncryptionKey;
+}
+
+/** An X25519 key pair for personal data (ECDH-ES+A256KW), kid its RFC 7638 thumbprint. */
+export interface TestEncryptionKey {
+  kid: string;
+  publicKey: CryptoKey;
+  privateKey: CryptoKey;
+  publicJwk: JWK;
+}
+
+export async function makeEncryptionKey(): Promise<TestEncryptionKey> {
+  const { privateKey, publicKey } = await generateKeyPair("ECDH-ES+A256KW", {
+    crv: "X25519",
+    extractable: true,
+  });
+  const publicJwk = await exportJWK(publicKey);
+  const kid = await calculateJwkThumbprint(publicJwk, "sha256");
+  return { kid, publicKey, privateKey, publicJwk };
+}
+
+/** The party with a (new) encryption key, which resolverOf then answers encryptionKeyOf with. */
+export async function withEncryptionKey(party: TestParty): Promise<TestParty> {
+  return { ...party, encryption: await makeEncryptionKey() };
 }
 
 export async function makeParty(
@@ -47,7 +72,17 @@ export async function makeParty(
 export function resolverOf(...parties: TestParty[]): KeyResolver {
   const keys = new Map(parties.map((p) => [p.registered.kid, p.registered]));
   const ids = new Set(parties.map((p) => p.id));
-  return { hasParty: (id) => ids.has(id), keyById: (kid) => keys.get(kid) };
+  const encryption = new Map(
+    parties.flatMap((p) => (p.encryption === undefined ? [] : [[p.id, p.encryption] as const])),
+  );
+  return {
+    hasParty: (id) => ids.has(id),
+    keyById: (kid) => keys.get(kid),
+    encryptionKeyOf: (id) => {
+      const key = encryption.get(id);
+      return key === undefined ? undefined : { kid: key.kid, key: key.publicKey };
+    },
+  };
 }
 
 const SEEDS = new URL("../../seeds/messages/", import.meta.url);

@@ -3,6 +3,7 @@
  * quarantine, read queries), run on both drivers: a real PostgreSQL server and embedded PGlite.
  */
 import { randomUUID } from "node:crypto";
+import { calculateJwkThumbprint, exportJWK, generateKeyPair } from "jose";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { GroupCommit } from "../../src/delivery/group-commit.ts";
 import {
@@ -13,7 +14,8 @@ import {
   sentKey,
 } from "../../src/delivery/ports.ts";
 import { planDelivery } from "../../src/delivery/retry-schedule.ts";
-import type { Envelope, Receipt } from "../../src/protocol/types.ts";
+import type { Envelope, KeyRecord, Receipt } from "../../src/protocol/types.ts";
+import { PartnerRegistry } from "../../src/registry/partner-registry.ts";
 import { type Database, openDatabase } from "../../src/store/database.ts";
 import { SqlPartyStore } from "../../src/store/party-store.ts";
 import { ReadQueries } from "../../src/store/read-queries.ts";
@@ -154,6 +156,60 @@ describe.each(["postgres", "pglite"] as const)("the store on %s", (driver) => {
     });
     // Nothing of the refused call was written.
     expect((await parties.listParties()).find((p) => p.id === thai.id)?.name).toBe(thai.name);
+  });
+
+  it("stores each key's use: encryption keys round-trip as enc, keys without a use as sig, and a use never changes", async () => {
+    // A party of its own: another test registers a key under PARTNER that does not import.
+    const partner = {
+      id: "KH-NCCT-POIPET",
+      name: "Poipet",
+      country: "KH",
+      kind: "border-police-liaison-office",
+      inboundSubject: "liaison.inbox.KH-NCCT-POIPET",
+    };
+    const x25519 = await generateKeyPair("ECDH-ES+A256KW", { crv: "X25519", extractable: true });
+    const encJwk = await exportJWK(x25519.publicKey);
+    const ed25519 = await generateKeyPair("EdDSA", { crv: "Ed25519", extractable: true });
+    const sigJwk = await exportJWK(ed25519.publicKey);
+    const enc: KeyRecord = {
+      kid: await calculateJwkThumbprint(encJwk, "sha256"),
+      partyId: partner.id,
+      use: "enc",
+      alg: "ECDH-ES+A256KW",
+      publicJwk: { ...encJwk },
+      validFrom: T0,
+      validUntil: null,
+      revokedAt: null,
+    };
+    // Written as callers did before keys had a use.
+    const sig: KeyRecord = {
+      kid: await calculateJwkThumbprint(sigJwk, "sha256"),
+      partyId: partner.id,
+      alg: "EdDSA",
+      publicJwk: { ...sigJwk },
+      validFrom: T0,
+      validUntil: null,
+      revokedAt: null,
+    };
+    await parties.register(partner, [sig, enc]);
+    const stored = async (kid: string) => (await parties.listKeys()).find((k) => k.kid === kid);
+    expect(await stored(enc.kid)).toEqual(enc);
+    expect(await stored(sig.kid)).toEqual({ ...sig, use: "sig" });
+    // A re-registration brings the end of validity forward, and leaves the use as it was.
+    const later = new Date(T0.getTime() + 86_400_000);
+    await parties.register(partner, [{ ...enc, use: "sig", validUntil: later }]);
+    expect(await stored(enc.kid)).toEqual({ ...enc, validUntil: later });
+
+    // The registry, loaded from what the store lists for the party, keeps the two apart.
+    const registry = await PartnerRegistry.load({
+      register: (party, keys) => parties.register(party, keys),
+      listParties: async () => [partner],
+      listKeys: async () => (await parties.listKeys()).filter((k) => k.partyId === partner.id),
+    });
+    expect(registry.keyById(enc.kid)).toBeUndefined();
+    expect(registry.keyById(sig.kid)?.alg).toBe("EdDSA");
+    expect(registry.encryptionKeyOf(partner.id, T0)?.kid).toBe(enc.kid);
+    expect(registry.encryptionKeyOf(partner.id, later)).toBeUndefined();
   });
 
   it("claims a new delivery once, leases it for the backoff, and fails it after the budget", async () => {

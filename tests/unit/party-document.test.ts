@@ -1,7 +1,9 @@
 import { calculateJwkThumbprint, exportJWK, generateKeyPair } from "jose";
 import { describe, expect, it } from "vitest";
 import type { LiaisonError } from "../../src/protocol/errors.ts";
-import { parsePartyDocument } from "../../src/registry/party-document.ts";
+import type { KeyRecord, PartyRecord } from "../../src/protocol/types.ts";
+import { PartnerRegistry, type PartyStorage } from "../../src/registry/partner-registry.ts";
+import { buildPartyDocument, parsePartyDocument } from "../../src/registry/party-document.ts";
 
 const PARTY = {
   id: "VN-BGC-LAOCAI",
@@ -38,7 +40,7 @@ async function refusal(doc: unknown): Promise<LiaisonError> {
 }
 
 describe("parsePartyDocument", () => {
-  it("reads the party and its signing keys, and leaves encryption keys aside", async () => {
+  it("reads the party, its signing keys and its encryption keys, each with its use", async () => {
     const sig = await publicKey("EdDSA");
     const encKey = await publicKey("ECDH-ES");
     const { party, keys } = await parsePartyDocument({
@@ -51,12 +53,180 @@ describe("parsePartyDocument", () => {
           validFrom: "2026-01-01T00:00:00Z",
           revokedAt: "2026-06-01T00:00:00.000+07:00",
         },
-        { ...encKey, alg: "ECDH-ES", use: "enc", validFrom: "2026-01-01T00:00:00Z" },
+        {
+          ...encKey,
+          alg: "ECDH-ES+A256KW",
+          use: "enc",
+          validFrom: "2026-01-01T00:00:00Z",
+          validUntil: "2027-01-01T00:00:00Z",
+        },
       ],
     });
     expect(party).toEqual(PARTY);
-    expect(keys.map((k) => k.kid)).toEqual([sig.kid]);
+    expect(keys.map((k) => [k.kid, k.use, k.alg])).toEqual([
+      [sig.kid, "sig", "EdDSA"],
+      [encKey.kid, "enc", "ECDH-ES+A256KW"],
+    ]);
     expect(keys[0]?.revokedAt?.toISOString()).toBe("2026-05-31T17:00:00.000Z");
+    const { kid: _kid, ...encJwk } = encKey;
+    expect(keys[1]).toMatchObject({
+      publicJwk: encJwk,
+      validFrom: new Date("2026-01-01T00:00:00Z"),
+      validUntil: new Date("2027-01-01T00:00:00Z"),
+      revokedAt: null,
+    });
+  });
+
+  it("publishes both uses and reads back what it published", async () => {
+    const sig = await publicKey("EdDSA");
+    const encKey = await publicKey("ECDH-ES");
+    const strip = ({ kid: _kid, ...jwk }: Record<string, unknown>) => jwk;
+    const validity = {
+      validFrom: new Date("2026-01-01T00:00:00Z"),
+      validUntil: null,
+      revokedAt: new Date("2026-09-01T00:00:00Z"),
+    };
+    const records = [
+      {
+        kid: sig.kid,
+        partyId: PARTY.id,
+        use: "sig" as const,
+        alg: "EdDSA",
+        publicJwk: strip(sig),
+        ...validity,
+      },
+      {
+        kid: encKey.kid,
+        partyId: PARTY.id,
+        use: "enc" as const,
+        alg: "ECDH-ES+A256KW",
+        publicJwk: strip(encKey),
+        ...validity,
+      },
+    ];
+    const doc = buildPartyDocument(PARTY, records);
+    expect(doc.keys.map((k) => [k.use, k.alg])).toEqual([
+      ["sig", "EdDSA"],
+      ["enc", "ECDH-ES+A256KW"],
+    ]);
+    expect(doc.keys[1]).toMatchObject({
+      kty: "OKP",
+      crv: "X25519",
+      revokedAt: "2026-09-01T00:00:00.000Z",
+    });
+    expect((await parsePartyDocument(JSON.parse(JSON.stringify(doc)))).keys).toEqual(records);
+    // A record without use is a signing key.
+    const { use: _use, ...legacy } = records[0] ?? (undefined as never);
+    expect(buildPartyDocument(PARTY, [legacy]).keys[0]?.use).toBe("sig");
+  });
+
+  it("refuses an encryption key with a private part, on another curve, with another alg, with a kid that is not its thumbprint, or without validFrom", async () => {
+    const sig = { ...(await publicKey("EdDSA")), alg: "EdDSA", validFrom: "2026-01-01T00:00:00Z" };
+    const x = await publicKey("ECDH-ES");
+    const enc = { ...x, alg: "ECDH-ES+A256KW", use: "enc", validFrom: "2026-01-01T00:00:00Z" };
+    expect(await code({ party: PARTY, keys: [sig, enc] })).toBe("accepted");
+    const ed = await publicKey("EdDSA");
+    const p256 = await publicKey("ES256");
+    const cases: Array<[string, unknown, RegExp]> = [
+      ["private key", { ...enc, d: "secret" }, /private key/],
+      [
+        "Ed25519 as enc",
+        { ...ed, alg: "ECDH-ES+A256KW", use: "enc", validFrom: enc.validFrom },
+        /X25519/,
+      ],
+      [
+        "P-256 as enc",
+        { ...p256, alg: "ECDH-ES+A256KW", use: "enc", validFrom: enc.validFrom },
+        /X25519/,
+      ],
+      ["wrong crv", { ...enc, crv: "X448" }, /X25519/],
+      ["direct ECDH-ES", { ...enc, alg: "ECDH-ES" }, /alg must be ECDH-ES\+A256KW/],
+      ["A128KW", { ...enc, alg: "ECDH-ES+A128KW" }, /alg must be ECDH-ES\+A256KW/],
+      ["no alg", { ...enc, alg: undefined }, /alg must be/],
+      ["kid not the thumbprint", { ...enc, kid: sig.kid }, /thumbprint/],
+      ["kid of another format", { ...enc, kid: "enc-1" }, /thumbprint/],
+      ["no validFrom", { ...enc, validFrom: undefined }, /validFrom is missing/],
+      ["zoneless validFrom", { ...enc, validFrom: "2026-01-01 00:00:00" }, /validFrom/],
+      ["validUntil before validFrom", { ...enc, validUntil: "2025-01-01T00:00:00Z" }, /validUntil/],
+      ["x of the wrong length", { ...enc, x: "AAAA", kid: undefined }, /thumbprint|import/],
+    ];
+    for (const [name, key, why] of cases) {
+      const err = await refusal({ party: PARTY, keys: [sig, JSON.parse(JSON.stringify(key))] });
+      expect(err.code, name).toBe("request_invalid");
+      expect(err.message, name).toMatch(why);
+    }
+    // An X25519 key that does not say use "enc" is taken for a signing key, and refused.
+    expect(await code({ party: PARTY, keys: [sig, { ...enc, use: "sig" }] })).toBe(
+      "request_invalid",
+    );
+    expect(await code({ party: PARTY, keys: [sig, { ...enc, use: undefined }] })).toBe(
+      "request_invalid",
+    );
+  });
+
+  it("still needs a signing key: encryption keys alone are refused", async () => {
+    const enc = {
+      ...(await publicKey("ECDH-ES")),
+      alg: "ECDH-ES+A256KW",
+      use: "enc",
+      validFrom: "2026-01-01T00:00:00Z",
+    };
+    const err = await refusal({ party: PARTY, keys: [enc] });
+    expect(err.code).toBe("request_invalid");
+    expect(err.message).toContain("no signing key");
+  });
+
+  it("never lets an encryption key verify a signature: keyById answers signing keys only", async () => {
+    const sig = await publicKey("EdDSA");
+    const encKey = await publicKey("ECDH-ES");
+    const { party, keys } = await parsePartyDocument({
+      party: PARTY,
+      keys: [
+        { ...sig, alg: "EdDSA", use: "sig", validFrom: "2026-01-01T00:00:00Z" },
+        { ...encKey, alg: "ECDH-ES+A256KW", use: "enc", validFrom: "2026-01-01T00:00:00Z" },
+      ],
+    });
+    const registry = await PartnerRegistry.load(memoryStorage());
+    await registry.add(party, keys);
+    expect(registry.keyById(sig.kid)?.alg).toBe("EdDSA");
+    expect(registry.keyById(encKey.kid)).toBeUndefined();
+    const now = new Date("2026-06-01T00:00:00Z");
+    expect(registry.encryptionKeyOf(PARTY.id, now)?.kid).toBe(encKey.kid);
+    expect(registry.encryptionKeyOf(PARTY.id, now)?.key.algorithm.name).toBe("X25519");
+    expect(registry.encryptionKeyOf(PARTY.id, new Date("2025-06-01T00:00:00Z"))).toBeUndefined();
+    expect(registry.encryptionKeyOf("TH-RTP-ATPD", now)).toBeUndefined();
+  });
+
+  it("gives the newest encryption key valid at the time asked, never a revoked or expired one", async () => {
+    const sig = await publicKey("EdDSA");
+    const [old, current, revoked, future] = await Promise.all(
+      [1, 2, 3, 4].map(() => publicKey("ECDH-ES")),
+    );
+    const enc = (k: Record<string, unknown> | undefined, extra: Record<string, string>) => ({
+      ...k,
+      alg: "ECDH-ES+A256KW",
+      use: "enc",
+      ...extra,
+    });
+    const { party, keys } = await parsePartyDocument({
+      party: PARTY,
+      keys: [
+        { ...sig, alg: "EdDSA", validFrom: "2025-01-01T00:00:00Z" },
+        enc(old, { validFrom: "2025-01-01T00:00:00Z", validUntil: "2026-01-01T00:00:00Z" }),
+        enc(current, { validFrom: "2026-01-01T00:00:00Z" }),
+        enc(revoked, { validFrom: "2026-03-01T00:00:00Z", revokedAt: "2026-05-01T00:00:00Z" }),
+        enc(future, { validFrom: "2027-01-01T00:00:00Z" }),
+      ],
+    });
+    const registry = await PartnerRegistry.load(memoryStorage());
+    await registry.add(party, keys);
+    const at = (t: string) => registry.encryptionKeyOf(PARTY.id, new Date(t))?.kid;
+    expect(at("2025-06-01T00:00:00Z")).toBe(old?.kid);
+    expect(at("2026-02-01T00:00:00Z")).toBe(current?.kid);
+    expect(at("2026-04-01T00:00:00Z")).toBe(revoked?.kid);
+    expect(at("2026-06-01T00:00:00Z")).toBe(current?.kid);
+    expect(at("2027-06-01T00:00:00Z")).toBe(future?.kid);
+    expect(at("2024-06-01T00:00:00Z")).toBeUndefined();
   });
 
   it("refuses a key whose alg does not fit its key type, before anything is stored", async () => {
@@ -91,15 +261,23 @@ describe("parsePartyDocument", () => {
     }
     const encWithPrivate = {
       ...(await publicKey("ECDH-ES")),
-      alg: "ECDH-ES",
+      alg: "ECDH-ES+A256KW",
       use: "enc",
+      validFrom: "2026-01-01T00:00:00Z",
       d: "secret",
     };
     expect(await code({ party: PARTY, keys: [base, encWithPrivate] })).toBe("request_invalid");
     expect(
       await code({
         party: PARTY,
-        keys: [{ ...(await publicKey("ECDH-ES")), alg: "ECDH-ES", use: "enc" }],
+        keys: [
+          {
+            ...(await publicKey("ECDH-ES")),
+            alg: "ECDH-ES+A256KW",
+            use: "enc",
+            validFrom: "2026-01-01T00:00:00Z",
+          },
+        ],
       }),
     ).toBe("request_invalid");
     expect(await code({ party: { ...PARTY, id: "lao cai" }, keys: [base] })).toBe(
@@ -180,3 +358,17 @@ describe("parsePartyDocument", () => {
     }
   });
 });
+
+/** The registry's storage in memory, with the store's one-way rules left out. */
+function memoryStorage(): PartyStorage {
+  const parties = new Map<string, PartyRecord>();
+  const keys = new Map<string, KeyRecord>();
+  return {
+    register: async (party, records) => {
+      parties.set(party.id, party);
+      for (const k of records) if (!keys.has(k.kid)) keys.set(k.kid, k);
+    },
+    listParties: async () => [...parties.values()],
+    listKeys: async () => [...keys.values()],
+  };
+}

@@ -71,7 +71,12 @@ async function resolverFrom(doc: PartyDocument): Promise<KeyResolver> {
       revokedAt: jwk.revokedAt === undefined ? null : new Date(jwk.revokedAt),
     });
   }
-  return { hasParty: (id) => id === doc.party.id, keyById: (kid) => keys.get(kid) };
+  // The examples publish no encryption keys.
+  return {
+    hasParty: (id) => id === doc.party.id,
+    keyById: (kid) => keys.get(kid),
+    encryptionKeyOf: () => undefined,
+  };
 }
 
 async function context(
