@@ -9,7 +9,12 @@ import { databaseTarget, loadStorageConfig } from "../config/config.ts";
 import { LiaisonError } from "../protocol/errors.ts";
 import { MAX_JSON_DEPTH, parseJsonText } from "../protocol/json-limits.ts";
 import { ALLOWED_ALGS, type SigningAlg } from "../protocol/jws-profile.ts";
-import { generateKeyFile, loadKeyFiles, revokeKeyFile } from "../registry/key-files.ts";
+import {
+  generateEncryptionKeyFile,
+  generateKeyFile,
+  loadKeyFiles,
+  revokeKeyFile,
+} from "../registry/key-files.ts";
 import { PartnerRegistry } from "../registry/partner-registry.ts";
 import { parsePartyDocument } from "../registry/party-document.ts";
 import { openDatabase } from "../store/database.ts";
@@ -18,11 +23,14 @@ import { reportFailure } from "./report-failure.ts";
 
 const USAGE = `usage: liaison <command>
 
-  keys generate [--alg EdDSA|ES256] [--valid-from <RFC 3339 time>]
-                                        write a new signing key file (mode 0600) to the keys directory;
-                                        a future --valid-from publishes the key before it signs
-  keys list                             list our keys and their validity
-  keys revoke --kid=<kid> [--at=<time>] revoke one of our keys (published; it no longer signs);
+  keys generate [--alg EdDSA|ES256] [--valid-from <RFC 3339 time>] [--only sig|enc]
+                                        write a new signing key and a new encryption key (X25519,
+                                        for personal data) to the keys directory (files of mode 0600);
+                                        --only sig or --only enc writes just one of them;
+                                        a future --valid-from publishes the keys before they are used
+  keys list                             list our keys (use sig or enc) and their validity
+  keys revoke --kid=<kid> [--at=<time>] revoke one of our keys, of either use (published; a signing
+                                        key no longer signs, an encryption key is no longer offered);
                                         write --kid=<kid>: a kid may begin with "-"
   partners add --jwks <file|url>        register a partner from its published party document (JWKS)
   partners list                         list registered parties and their keys
@@ -38,7 +46,11 @@ export async function runCli(argv: string[]): Promise<void> {
     case "keys generate": {
       const { values } = parseArgs({
         args: rest,
-        options: { alg: { type: "string", default: "EdDSA" }, "valid-from": { type: "string" } },
+        options: {
+          alg: { type: "string", default: "EdDSA" },
+          "valid-from": { type: "string" },
+          only: { type: "string" },
+        },
       });
       const alg = values.alg as string;
       if (!(ALLOWED_ALGS as readonly string[]).includes(alg)) {
@@ -47,22 +59,45 @@ export async function runCli(argv: string[]): Promise<void> {
           `--alg must be one of ${ALLOWED_ALGS.join(", ")}`,
         );
       }
+      const only = values.only;
+      if (only !== undefined && only !== "sig" && only !== "enc") {
+        throw new LiaisonError("request_invalid", "--only must be sig or enc");
+      }
       const validFrom = timeOption(values["valid-from"], "--valid-from");
-      const key = await generateKeyFile(loadStorageConfig().keysDir, {
-        alg: alg as SigningAlg,
-        ...(validFrom === undefined ? {} : { validFrom }),
+      const dir = loadStorageConfig().keysDir;
+      const validity = validFrom === undefined ? {} : { validFrom };
+      // Printed as one JSON object: the signing key's members at the top, as before encryption
+      // keys existed, and the encryption key under "encryption".
+      const printed: Record<string, unknown> = {};
+      const describe = (
+        use: "sig" | "enc",
+        key: { kid: string; alg: string; validFrom: Date; publicJwk: object },
+      ) => ({
+        kid: key.kid,
+        use,
+        alg: key.alg,
+        validFrom: key.validFrom.toISOString(),
+        publicJwk: key.publicJwk,
       });
-      const { kid, validFrom: from, publicJwk } = key;
-      console.log(
-        JSON.stringify({ kid, alg: key.alg, validFrom: from.toISOString(), publicJwk }, null, 2),
-      );
+      if (only !== "enc") {
+        const signing = await generateKeyFile(dir, { alg: alg as SigningAlg, ...validity });
+        Object.assign(printed, describe("sig", signing));
+      }
+      if (only !== "sig") {
+        const encryption = describe("enc", await generateEncryptionKeyFile(dir, validity));
+        if (only === "enc") Object.assign(printed, encryption);
+        else printed.encryption = encryption;
+      }
+      console.log(JSON.stringify(printed, null, 2));
       return;
     }
     case "keys list": {
       for (const k of await loadKeyFiles(loadStorageConfig().keysDir)) {
         const until = k.validUntil === null ? "" : ` until ${k.validUntil.toISOString()}`;
         const revoked = k.revokedAt === null ? "" : ` revoked ${k.revokedAt.toISOString()}`;
-        console.log(`${k.kid} ${k.alg} valid from ${k.validFrom.toISOString()}${until}${revoked}`);
+        console.log(
+          `${k.kid} ${k.alg} ${k.use} valid from ${k.validFrom.toISOString()}${until}${revoked}`,
+        );
       }
       return;
     }
@@ -91,8 +126,9 @@ export async function runCli(argv: string[]): Promise<void> {
         const registry = await PartnerRegistry.load(store);
         await registry.add(party, keys);
       });
+      const enc = keys.filter((k) => k.use === "enc").length;
       console.log(
-        `registered ${party.id} (${party.name}) with ${keys.length} key(s), inbound subject ${party.inboundSubject}`,
+        `registered ${party.id} (${party.name}) with ${keys.length - enc} signing key(s) and ${enc} encryption key(s), inbound subject ${party.inboundSubject}`,
       );
       return;
     }
@@ -106,7 +142,7 @@ export async function runCli(argv: string[]): Promise<void> {
               k.revokedAt !== null
                 ? `revoked ${k.revokedAt.toISOString()}`
                 : `valid from ${k.validFrom.toISOString()}${k.validUntil ? ` until ${k.validUntil.toISOString()}` : ""}`;
-            console.log(`  key ${k.kid} ${k.alg} ${state}`);
+            console.log(`  key ${k.kid} ${k.alg} ${k.use ?? "sig"} ${state}`);
           }
         }
       });

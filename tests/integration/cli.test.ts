@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, inject, it } from "vitest";
 import { freePort } from "../../src/devtools/free-port.ts";
-import { generateKeyFile } from "../../src/registry/key-files.ts";
+import { generateEncryptionKeyFile, generateKeyFile } from "../../src/registry/key-files.ts";
 import { buildPartyDocument } from "../../src/registry/party-document.ts";
 
 const BIN = new URL("../../bin/liaison.js", import.meta.url).pathname;
@@ -48,9 +48,24 @@ describe("liaison CLI", () => {
     const env = { LIAISON_DATA_DIR: data };
     const gen = liaison(["keys", "generate"], env);
     expect(gen.code).toBe(0);
-    const { kid } = JSON.parse(gen.stdout) as { kid: string };
-    expect(statSync(join(data, "keys", `${kid}.jwk.json`)).mode & 0o777).toBe(0o600);
+    // A signing key and an encryption key: the signing key's members at the top.
+    const generated = JSON.parse(gen.stdout) as {
+      kid: string;
+      use: string;
+      alg: string;
+      encryption: { kid: string; use: string; alg: string; publicJwk: Record<string, unknown> };
+    };
+    const { kid } = generated;
+    expect(generated).toMatchObject({ use: "sig", alg: "EdDSA" });
+    expect(generated.encryption).toMatchObject({ use: "enc", alg: "ECDH-ES+A256KW" });
+    expect(generated.encryption.publicJwk).toMatchObject({ kty: "OKP", crv: "X25519" });
+    for (const k of [kid, generated.encryption.kid]) {
+      expect(statSync(join(data, "keys", `${k}.jwk.json`)).mode & 0o777).toBe(0o600);
+    }
     expect(gen.stdout).not.toContain('"d"');
+    const keys = liaison(["keys", "list"], env).stdout;
+    expect(keys).toContain(`${kid} EdDSA sig valid from`);
+    expect(keys).toContain(`${generated.encryption.kid} ECDH-ES+A256KW enc valid from`);
 
     const partnerKey = await generateKeyFile(join(tempDir(), "keys"));
     const { kid: _k, alg: _a, use: _u, ...jwk } = partnerKey.publicJwk;
@@ -86,7 +101,39 @@ describe("liaison CLI", () => {
     const list = liaison(["partners", "list"], env);
     expect(list.code).toBe(0);
     expect(list.stdout).toContain("VN-BGC-LAOCAI");
-    expect(list.stdout).toContain(`key ${partnerKey.kid} EdDSA`);
+    expect(list.stdout).toContain(`key ${partnerKey.kid} EdDSA sig`);
+
+    // The partner publishes an encryption key next to it.
+    const partnerEnc = await generateEncryptionKeyFile(join(tempDir(), "keys"));
+    const { kid: _ek, alg: _ea, use: _eu, ...encJwk } = partnerEnc.publicJwk;
+    const withEnc = buildPartyDocument(party, [
+      {
+        kid: partnerKey.kid,
+        partyId: party.id,
+        alg: "EdDSA",
+        publicJwk: jwk,
+        validFrom: partnerKey.validFrom,
+        validUntil: null,
+        revokedAt: null,
+      },
+      {
+        kid: partnerEnc.kid,
+        partyId: party.id,
+        use: "enc",
+        alg: "ECDH-ES+A256KW",
+        publicJwk: encJwk,
+        validFrom: partnerEnc.validFrom,
+        validUntil: null,
+        revokedAt: null,
+      },
+    ]);
+    writeFileSync(docPath, JSON.stringify(withEnc));
+    const again = liaison(["partners", "add", "--jwks", docPath], env);
+    expect(again.code).toBe(0);
+    expect(again.stdout).toContain("1 signing key(s) and 1 encryption key(s)");
+    expect(liaison(["partners", "list"], env).stdout).toContain(
+      `key ${partnerEnc.kid} ECDH-ES+A256KW enc`,
+    );
   });
 
   it("pre-publishes a key with a future validity, lists and revokes keys", () => {
@@ -103,8 +150,29 @@ describe("liaison CLI", () => {
     );
     const list = liaison(["keys", "list"], env);
     expect(list.stdout).toContain(
-      `${kid} EdDSA valid from 2030-01-01T00:00:00.000Z revoked 2030-06-01T00:00:00.000Z`,
+      `${kid} EdDSA sig valid from 2030-01-01T00:00:00.000Z revoked 2030-06-01T00:00:00.000Z`,
     );
+    // The encryption key generated with it: revoked the same way.
+    const encKid = (JSON.parse(future.stdout) as { encryption: { kid: string } }).encryption.kid;
+    expect(list.stdout).toContain(
+      `${encKid} ECDH-ES+A256KW enc valid from 2030-01-01T00:00:00.000Z\n`,
+    );
+    expect(
+      liaison(["keys", "revoke", `--kid=${encKid}`, "--at=2030-03-01T00:00:00Z"], env).code,
+    ).toBe(0);
+    expect(liaison(["keys", "list"], env).stdout).toContain(
+      `${encKid} ECDH-ES+A256KW enc valid from 2030-01-01T00:00:00.000Z revoked 2030-03-01T00:00:00.000Z`,
+    );
+    // One kind only.
+    const sigOnly = JSON.parse(liaison(["keys", "generate", "--only", "sig"], env).stdout);
+    expect(sigOnly).toMatchObject({ use: "sig", alg: "EdDSA" });
+    expect(sigOnly).not.toHaveProperty("encryption");
+    const encOnly = JSON.parse(liaison(["keys", "generate", "--only=enc"], env).stdout);
+    expect(encOnly).toMatchObject({ use: "enc", alg: "ECDH-ES+A256KW" });
+    expect(readdirSync(join(data, "keys")).sort()).toEqual(
+      [kid, encKid, sigOnly.kid, encOnly.kid].map((k) => `${k}.jwk.json`).sort(),
+    );
+    expect(liaison(["keys", "generate", "--only", "both"], env).code).toBe(2);
     const ambiguous = liaison(["keys", "revoke", "--kid", "-starts-with-a-dash"], env);
     expect(ambiguous.code).toBe(2);
     expect(ambiguous.stderr).toMatch(/^liaison: request_invalid: /);
@@ -191,9 +259,13 @@ describe("liaison CLI", () => {
     }
     expect(ready).toBe(true);
     const jwks = (await (await fetch(`http://127.0.0.1:${port}/.well-known/jwks.json`)).json()) as {
-      keys: Array<{ kid: string }>;
+      keys: Array<{ kid: string; use: string }>;
     };
-    expect(jwks.keys.map((k) => `${k.kid}.jwk.json`)).toEqual(readdirSync(join(data, "keys")));
+    // Both keys `keys generate` wrote, the encryption key too.
+    expect(jwks.keys.map((k) => `${k.kid}.jwk.json`).sort()).toEqual(
+      readdirSync(join(data, "keys")).sort(),
+    );
+    expect(jwks.keys.map((k) => k.use).sort()).toEqual(["enc", "sig"]);
     const exited = new Promise<number | null>((resolve) =>
       child.once("exit", (code) => resolve(code)),
     );
