@@ -285,7 +285,7 @@ export async function openPersonalData(
     return {
       ok: false,
       code: "personal_data_not_for_us",
-      detail: "no recipient entry names one of our encryption keys",
+      detail: "no recipient entry of the personal data names one of our encryption keys",
     };
   }
   const kid = entry.header.kid;
@@ -307,7 +307,7 @@ export async function openPersonalData(
   } catch {
     // jose's reason (unwrap failed, tag mismatch, bad epk) says no more than this, and an
     // oracle telling them apart would help nobody but an attacker.
-    return undecryptable(`the entry for ${kid} does not decrypt with our key`);
+    return undecryptable("the personal data does not decrypt with our encryption key");
   }
 
   let text: string;
