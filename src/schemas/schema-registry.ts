@@ -59,7 +59,7 @@ export const SCHEMA_ID_BASE = "https://liaison-gateway.example/schemas/";
 
 const FILE_NAME = /^([a-z]+(?:[.-][a-z]+)*)\.v([1-9][0-9]{0,2})\.json$/;
 /** Same rule as the envelope's `type` pattern (schemas/envelope.v1.json). */
-const BODY_TYPE = /^[a-z]+(?:\.[a-z-]+)+$/;
+const BODY_TYPE = /^[a-z][a-z-]*(?:\.[a-z-]+)+$/;
 /**
  * Schemas that are not message types: the shared definitions, the two signed payloads, and the
  * documents carried inside bodies (the personal data plaintext, the handover record payload).

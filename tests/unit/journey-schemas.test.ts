@@ -35,7 +35,7 @@ const JOURNEY_TYPES = [
   "identity.verification.response",
   "repatriation.request",
   "repatriation.response",
-  "travel.document-issued",
+  "travel-document.issued",
   "handover.proposal",
   "handover.confirmation",
   "handover.completed",
@@ -51,7 +51,7 @@ const PERSONAL_DATA: Record<string, "required" | "optional" | "absent"> = {
   "identity.verification.response": "optional",
   "repatriation.request": "optional",
   "repatriation.response": "absent",
-  "travel.document-issued": "required",
+  "travel-document.issued": "required",
   "handover.proposal": "absent",
   "handover.confirmation": "absent",
   "handover.completed": "absent",
@@ -716,8 +716,8 @@ describe("journey bodies refuse", () => {
     ).toEqual([{ path: "", message: "must have required property 'reason'" }]);
   });
 
-  it("a victim.identified or travel.document-issued without personalData", async () => {
-    for (const type of ["victim.identified", "travel.document-issued"]) {
+  it("a victim.identified or travel-document.issued without personalData", async () => {
+    for (const type of ["victim.identified", "travel-document.issued"]) {
       expect(
         await body(type, (b) => {
           delete b.personalData;

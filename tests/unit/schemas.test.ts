@@ -104,9 +104,21 @@ function collect(value: unknown, key: string, out: unknown[] = []): unknown[] {
 describe("schema registry", () => {
   it("discovers the body types from the file names", () => {
     expect(registry.types()).toEqual([
+      { type: "case.closed", schemaVersion: 1 },
       { type: "case.notice", schemaVersion: 1 },
+      { type: "case.reminder", schemaVersion: 1 },
+      { type: "handover.completed", schemaVersion: 1 },
+      { type: "handover.confirmation", schemaVersion: 1 },
+      { type: "handover.proposal", schemaVersion: 1 },
+      { type: "identity.verification.request", schemaVersion: 1 },
+      { type: "identity.verification.response", schemaVersion: 1 },
       { type: "intel.request", schemaVersion: 1 },
       { type: "intel.response", schemaVersion: 1 },
+      { type: "reintegration.update", schemaVersion: 1 },
+      { type: "repatriation.request", schemaVersion: 1 },
+      { type: "repatriation.response", schemaVersion: 1 },
+      { type: "travel-document.issued", schemaVersion: 1 },
+      { type: "victim.identified", schemaVersion: 1 },
     ]);
     expect(registry.hasType("case.notice", 1)).toBe(true);
     expect(registry.hasType("case.notice", 2)).toBe(false);
@@ -116,12 +128,26 @@ describe("schema registry", () => {
     const docs = registry.documents();
     expect(Object.keys(docs).sort()).toEqual(
       [
+        "case.closed/v1.json",
         "case.notice/v1.json",
+        "case.reminder/v1.json",
         "common/v1.json",
         "envelope/v1.json",
+        "handover-record/v1.json",
+        "handover.completed/v1.json",
+        "handover.confirmation/v1.json",
+        "handover.proposal/v1.json",
+        "identity.verification.request/v1.json",
+        "identity.verification.response/v1.json",
         "intel.request/v1.json",
         "intel.response/v1.json",
+        "personal-data/v1.json",
         "receipt/v1.json",
+        "reintegration.update/v1.json",
+        "repatriation.request/v1.json",
+        "repatriation.response/v1.json",
+        "travel-document.issued/v1.json",
+        "victim.identified/v1.json",
       ].map((p) => `https://liaison-gateway.example/schemas/${p}`),
     );
     // callers get copies: mutating them does not touch the registry
