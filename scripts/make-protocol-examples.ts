@@ -205,6 +205,7 @@ async function main(): Promise<void> {
     schemas,
     now: CHECKED_AT,
     clockSkewMs: 300_000,
+    decryptionKeys: [],
     maxBytes: 256 * 1024,
   };
   const atRecipient = await verifyInbound(encoder.encode(messageJws), {

@@ -8,6 +8,8 @@ import { randomUUID } from "node:crypto";
 import type { AddressInfo } from "node:net";
 import { type ServerType, serve } from "@hono/node-server";
 import type { Hono } from "hono";
+import { CaseBook } from "./cases/case-book.ts";
+import { ReminderSweep } from "./cases/reminder-sweep.ts";
 import { type Config, databaseTarget } from "./config/config.ts";
 import { loadSchemaRegistry } from "./config/schema-files.ts";
 import { Dispatcher } from "./delivery/dispatcher.ts";
@@ -56,6 +58,8 @@ export interface Gateway {
   schemas: SchemaRegistry;
   submitter: Submitter;
   inbox: Inbox;
+  cases: CaseBook;
+  reminders: ReminderSweep;
   dispatcher: Dispatcher;
   transport: NatsTransport;
   log: Logger;
@@ -94,6 +98,11 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
     );
     cleanups.push(() => transport.close());
 
+    const deadlines = config.deadlines;
+    const cases = new CaseBook({
+      keys: registry,
+      policy: (owing) => deadlines.byPartner[owing] ?? deadlines.defaults,
+    });
     const wake = new WakeSignal();
     const dispatcher = new Dispatcher({
       store,
@@ -116,6 +125,8 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
       maxMessageBytes: config.maxMessageBytes,
       log,
       wake,
+      cases,
+      caseKeys: keyring,
     });
     const submitter = new Submitter({
       self: config.partyId,
@@ -128,6 +139,9 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
       ttlMs: config.messageTtlMs,
       maxMessageBytes: config.maxMessageBytes,
       wake,
+      cases,
+      caseKeys: keyring,
+      encryption: registry,
     });
     await transport.consumeInbox(
       {
@@ -145,6 +159,22 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
     );
     dispatcher.start();
     cleanups.push(() => dispatcher.stop());
+
+    // Overdue case steps: a signed reminder to the party that owes each, once per deadline.
+    const reminders = new ReminderSweep({
+      self: config.partyId,
+      cases: store.cases,
+      submitter,
+      clock,
+      log,
+    });
+    const sweep = setInterval(() => {
+      reminders
+        .sweep()
+        .catch((err: unknown) => log.error({ err: errorSummary(err) }, "reminder sweep failed"));
+    }, config.reminderCheckMs);
+    sweep.unref();
+    cleanups.push(async () => clearInterval(sweep));
 
     // Replicas sharing one PostgreSQL database see partners registered through another replica;
     // a key generated or revoked with the CLI is picked up (and published) without a restart.
@@ -173,6 +203,9 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
       schemas,
       maxRequestBytes: config.maxMessageBytes,
       log,
+      caseFiles: { read: (caseRef) => cases.read(store.cases, caseRef) },
+      caseKeys: keyring,
+      clock,
     });
     const server = await listen(app, config.http.host, config.http.port);
     cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
@@ -197,6 +230,8 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
       schemas,
       submitter,
       inbox,
+      cases,
+      reminders,
       dispatcher,
       transport,
       log,

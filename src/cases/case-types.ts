@@ -96,6 +96,14 @@ export interface Awaiting {
 }
 
 /** A message of the case that the fold did not apply, and why. */
+/** The codes a case refuses a message with: once refused, a message stays refused. */
+export const CASE_REFUSAL_CODES = [
+  "transition_not_allowed",
+  "reply_unmatched",
+  "handover_record_invalid",
+  "handover_record_incomplete",
+] as const;
+
 export interface SkippedMessage {
   id: string;
   from: PartyId;

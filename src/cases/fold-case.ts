@@ -14,6 +14,7 @@
 import type { PartyId } from "../protocol/types.ts";
 import {
   type Awaiting,
+  CASE_STATES,
   type CaseMessage,
   type CaseState,
   type CaseView,
@@ -222,9 +223,6 @@ const closing: Transition["apply"] = (view) => ({
   ok: true,
   view: { ...view, state: "closed", openRequestId: null },
 });
-const closedByEither = (): Partial<Record<StepType, Transition>> => ({
-  "case.closed": { by: "either", apply: closing },
-});
 
 /** What each state allows: by type, who sends it, and the state it leads to. */
 const transitions: Record<CaseState, Partial<Record<StepType, Transition>>> = {
@@ -249,7 +247,7 @@ const transitions: Record<CaseState, Partial<Record<StepType, Transition>>> = {
   "identity-confirmed": {
     "repatriation.request": { by: "identifying", apply: request("repatriation-requested") },
   },
-  "identity-not-confirmed": closedByEither(),
+  "identity-not-confirmed": {},
   "repatriation-requested": {
     "repatriation.response": {
       by: "origin",
@@ -260,7 +258,7 @@ const transitions: Record<CaseState, Partial<Record<StepType, Transition>>> = {
         })(view, m),
     },
   },
-  "repatriation-declined": closedByEither(),
+  "repatriation-declined": {},
   "repatriation-accepted": {
     "travel-document.issued": { by: "origin", apply: to("travel-document-issued") },
   },
@@ -286,16 +284,18 @@ const transitions: Record<CaseState, Partial<Record<StepType, Transition>>> = {
   "handover-signed": {
     "handover.completed": { by: "origin", reply: true, apply: countersignedRecord },
   },
-  "handover-completed": {
-    "reintegration.update": { by: "origin", apply: to("reintegration") },
-    "case.closed": { by: "origin", apply: closing },
-  },
-  reintegration: {
-    "reintegration.update": { by: "origin", apply: to("reintegration") },
-    "case.closed": { by: "origin", apply: closing },
-  },
+  "handover-completed": { "reintegration.update": { by: "origin", apply: to("reintegration") } },
+  reintegration: { "reintegration.update": { by: "origin", apply: to("reintegration") } },
   closed: {},
 };
+
+// Either party may close an open case at any time (the person withdrew consent, the case went to
+// another procedure, the journey ended), except while a signed handover record awaits its
+// countersignature: the record of a handover that took place is completed first.
+for (const state of CASE_STATES) {
+  if (state === "closed" || state === "handover-signed") continue;
+  transitions[state]["case.closed"] = { by: "either", apply: closing };
+}
 
 interface RecordShape {
   payload: string;

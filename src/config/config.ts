@@ -4,6 +4,7 @@
  * LiaisonError("config_invalid") that names the setting (and never echoes secrets).
  */
 import { resolve } from "node:path";
+import type { DeadlinePolicy } from "../cases/case-types.ts";
 import { LiaisonError } from "../protocol/errors.ts";
 import { COUNTRY, LITERAL_SUBJECT, PARTY_ID } from "../protocol/identifiers.ts";
 
@@ -30,6 +31,10 @@ export interface Config {
   retry: { baseMs: number; maxMs: number; maxAttempts: number };
   /** Inbound bytes whose processing fails: redelivered after retryDelayMs, quarantined after maxDeliveries. */
   inbox: { maxDeliveries: number; retryDelayMs: number };
+  /** How long a party has for the case steps that wait on it: defaults, and per owing partner. */
+  deadlines: { defaults: DeadlinePolicy; byPartner: Record<string, DeadlinePolicy> };
+  /** How often overdue case steps are looked for (and reminders sent). */
+  reminderCheckMs: number;
   logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
 }
 
@@ -63,6 +68,17 @@ export const SETTINGS = {
     "deliveries of an inbound message whose processing fails before it is quarantined as processing_failed (default: 5)",
   LIAISON_INBOX_RETRY_DELAY_MS:
     "wait before an inbound message whose processing failed is delivered again (default: 2000)",
+  LIAISON_DEADLINE_VERIFICATION_ANSWER_HOURS:
+    "hours the origin party has to answer an identity verification request (default: 168)",
+  LIAISON_DEADLINE_REPATRIATION_ANSWER_HOURS:
+    "hours the origin party has to answer a repatriation request (default: 336)",
+  LIAISON_DEADLINE_HANDOVER_CONFIRMATION_LEAD_HOURS:
+    "a handover proposal must be confirmed this many hours before the proposed time (default: 24)",
+  LIAISON_DEADLINE_COUNTERSIGNATURE_HOURS:
+    "hours the receiving party has to countersign a handover record (default: 24)",
+  LIAISON_DEADLINES_BY_PARTNER:
+    "JSON object: per owing partner id, any of verificationAnswerHours, repatriationAnswerHours, handoverConfirmationLeadHours, countersignatureHours (default: {})",
+  LIAISON_REMINDER_CHECK_SECONDS: "how often overdue case steps are looked for (default: 60)",
   LIAISON_LOG_LEVEL: `one of ${LOG_LEVELS.join(", ")} (default: info)`,
 } as const;
 
@@ -83,6 +99,59 @@ function integer(
   const value = Number(raw);
   if (value < min || value > max) fail(name, `must be between ${min} and ${max}`);
   return value;
+}
+
+const HOUR = 3_600_000;
+const DEADLINE_KEYS = {
+  verificationAnswerHours: "verificationAnswerMs",
+  repatriationAnswerHours: "repatriationAnswerMs",
+  handoverConfirmationLeadHours: "handoverConfirmationLeadMs",
+  countersignatureHours: "countersignatureMs",
+} as const;
+
+function loadDeadlines(env: Env): Config["deadlines"] {
+  const max = 24 * 366;
+  const defaults: DeadlinePolicy = {
+    verificationAnswerMs:
+      integer(env, "LIAISON_DEADLINE_VERIFICATION_ANSWER_HOURS", 168, 1, max) * HOUR,
+    repatriationAnswerMs:
+      integer(env, "LIAISON_DEADLINE_REPATRIATION_ANSWER_HOURS", 336, 1, max) * HOUR,
+    handoverConfirmationLeadMs:
+      integer(env, "LIAISON_DEADLINE_HANDOVER_CONFIRMATION_LEAD_HOURS", 24, 0, max) * HOUR,
+    countersignatureMs: integer(env, "LIAISON_DEADLINE_COUNTERSIGNATURE_HOURS", 24, 1, max) * HOUR,
+  };
+  const name = "LIAISON_DEADLINES_BY_PARTNER";
+  const raw = env[name];
+  if (raw === undefined || raw === "") return { defaults, byPartner: {} };
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    fail(name, "must be a JSON object");
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+    fail(name, "must be a JSON object keyed by partner id");
+  }
+  const byPartner: Record<string, DeadlinePolicy> = {};
+  for (const [partner, overrides] of Object.entries(parsed)) {
+    if (!PARTY_ID.test(partner)) fail(name, `${partner} is not a party id`);
+    if (typeof overrides !== "object" || overrides === null || Array.isArray(overrides)) {
+      fail(name, `${partner}: must be an object`);
+    }
+    const policy = { ...defaults };
+    for (const [key, value] of Object.entries(overrides)) {
+      const field = DEADLINE_KEYS[key as keyof typeof DEADLINE_KEYS];
+      if (field === undefined) {
+        fail(name, `${partner}.${key}: unknown; use ${Object.keys(DEADLINE_KEYS).join(", ")}`);
+      }
+      if (!Number.isInteger(value) || (value as number) < 0 || (value as number) > max) {
+        fail(name, `${partner}.${key}: must be a whole number of hours from 0 to ${max}`);
+      }
+      policy[field] = (value as number) * HOUR;
+    }
+    byPartner[partner] = policy;
+  }
+  return { defaults, byPartner };
 }
 
 export function loadConfig(env: Env = process.env, cwd: string = process.cwd()): Config {
@@ -156,6 +225,8 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
       maxDeliveries: integer(env, "LIAISON_INBOX_MAX_DELIVERIES", 5, 2, 1000),
       retryDelayMs: integer(env, "LIAISON_INBOX_RETRY_DELAY_MS", 2000, 10, 600_000),
     },
+    deadlines: loadDeadlines(env),
+    reminderCheckMs: integer(env, "LIAISON_REMINDER_CHECK_SECONDS", 60, 1, 86_400) * 1000,
     logLevel: logLevel as Config["logLevel"],
   };
 }

@@ -6,6 +6,9 @@
  * negative receipt when the claimed sender is a registered party and the bytes were not
  * themselves a receipt. The transport acks the broker only after this returns.
  */
+import type { CaseBook } from "../cases/case-book.ts";
+import { CASE_REFUSAL_CODES, CASE_TYPES } from "../cases/case-types.ts";
+import { caseMessageKey, type Refusal } from "../cases/fold-case.ts";
 import type { WireErrorCode } from "../protocol/errors.ts";
 import { matchReceipt } from "../protocol/match-receipt.ts";
 import type { KeyResolver, PartyId } from "../protocol/types.ts";
@@ -17,6 +20,7 @@ import {
 } from "../protocol/verify-inbound.ts";
 import type { SchemaRegistry } from "../schemas/schema-registry.ts";
 import {
+  type CaseKeys,
   type Clock,
   type InboundItem,
   inboundKey,
@@ -40,6 +44,10 @@ export interface InboxDeps {
   log: Log;
   /** Raised when receipts wait in the outbox, so the dispatcher sends them now. */
   wake: WakeSignal;
+  /** Admits case steps, in the transaction that logs them. */
+  cases: CaseBook;
+  /** Our decryption keys: personal data is decrypted on arrival to be validated. */
+  caseKeys: Pick<CaseKeys, "decryptionKeys">;
 }
 
 export type InboxOutcome =
@@ -73,6 +81,7 @@ export class Inbox {
       now,
       clockSkewMs: deps.clockSkewMs,
       maxBytes: deps.maxMessageBytes,
+      decryptionKeys: deps.caseKeys.decryptionKeys(),
     };
     const verdicts = await Promise.all(items.map((item) => verifyInbound(item.data, context)));
     const messages: Array<Indexed<VerifiedMessage>> = [];
@@ -131,19 +140,37 @@ export class Inbox {
         receipt: await receipts.issue(v.envelope.from, v.envelope.id, v.digest),
       })),
     );
-    // The log rows and our receipts for them: one transaction. Another replica may have logged
-    // some meanwhile: those are not stored again and their receipts not written.
-    const stored = await store.transaction(async (tx) => {
-      const keys = await tx.inbound.insert(signed.map((s) => s.message));
+    // The log rows, our receipts for them and the cases they move: one transaction. A case step
+    // its case does not allow is refused (and quarantined below), never logged. Another replica
+    // may have logged some meanwhile: those are not stored again and their receipts not written.
+    const { stored, refused } = await store.transaction(async (tx) => {
+      // A case step refused once stays refused, whatever the case allows by now: the sender
+      // took our negative receipt as final, and both sides must keep holding the same steps.
+      const earlier = await tx.quarantine.refusedEarlier(
+        signed.map((s) => ({ from: s.message.envelope.from, id: s.message.envelope.id })),
+        CASE_REFUSAL_CODES,
+      );
+      const refused = await this.deps.cases.admit(
+        tx,
+        signed.map((s) => s.message.envelope).filter((e) => !earlier.has(inboundKey(e.from, e.id))),
+      );
+      for (const [key, refusal] of earlier) refused.set(key, refusal as Refusal);
+      const admitted = signed.filter((s) => !refused.has(caseMessageKey(s.message.envelope)));
+      const keys = await tx.inbound.insert(admitted.map((s) => s.message));
       await tx.receipts.insertIssued(
-        signed
+        admitted
           .filter((s) => keys.has(inboundKey(s.message.envelope.from, s.message.envelope.id)))
           .map((s) => s.receipt),
       );
-      return keys;
+      return { stored: keys, refused };
     });
     for (const m of fresh) {
       const { envelope } = m.verdict;
+      const refusal = refused.get(caseMessageKey(envelope));
+      if (refusal !== undefined) {
+        settle(m.index, await this.refuseStep(m, refusal));
+        continue;
+      }
       if (!stored.has(inboundKey(envelope.from, envelope.id))) {
         later.push(m);
         continue;
@@ -165,6 +192,24 @@ export class Inbox {
       const { from, id } = keyOf(m);
       settle(m.index, await this.duplicate(m, known.get(inboundKey(from, id))));
     }
+  }
+
+  /** A verified message its case does not allow: quarantined, answered with the case's code. */
+  private refuseStep(
+    { item, verdict }: Indexed<VerifiedMessage>,
+    refusal: Refusal,
+  ): Promise<InboxOutcome> {
+    const { envelope } = verdict;
+    return this.quarantiner.keep(item, {
+      ok: false,
+      code: refusal.code,
+      detail: refusal.detail,
+      issues: [],
+      digest: verdict.digest,
+      kind: "message",
+      claimedFrom: envelope.from,
+      messageId: envelope.id,
+    });
   }
 
   /**
@@ -262,6 +307,11 @@ export class Inbox {
         })),
         clock(),
       );
+      // A case step the other party refused never became part of the case: recompute it.
+      const refusedSteps = [...closing.values()]
+        .filter((r) => r.status === "rejected")
+        .map((r) => r.messageId as string);
+      await this.deps.cases.refresh(tx, await tx.cases.caseRefsOf(refusedSteps, CASE_TYPES));
       return { matches, fresh, logged };
     });
     const answered = new Set<string>();

@@ -6,8 +6,11 @@
  * transaction: the message log, its outbox rows and (later) the case update are committed
  * together or not at all.
  */
+import type { Awaiting, CaseView } from "../cases/case-types.ts";
 import type { WireErrorCode } from "../protocol/errors.ts";
+import type { HandoverRecord } from "../protocol/handover-record.ts";
 import type { JwsTyp } from "../protocol/jws-profile.ts";
+import type { PersonalDataKey } from "../protocol/personal-data.ts";
 import type { Envelope, PartyId, Receipt, ReceiptStatus } from "../protocol/types.ts";
 
 export type { Clock, IdSource } from "../protocol/types.ts";
@@ -36,6 +39,23 @@ export interface InboundItem {
 export interface Signer {
   /** Signs with the key valid now; `key_store_invalid` when there is none. */
   sign(payload: unknown, typ: JwsTyp): Promise<{ jws: string; kid: string }>;
+}
+
+/** Our keys for the case workflow: encryption of personal data, the handover record. */
+export interface CaseKeys {
+  /** Our current encryption public key: every message with personal data is encrypted to it too. */
+  encryptionKey(): PersonalDataKey | undefined;
+  /** All our encryption private keys, rotated-out ones included (old messages still decrypt). */
+  decryptionKeys(): PersonalDataKey[];
+  /** Signs a handover record with the signing key valid now. */
+  signRecord(payload: Record<string, unknown>): Promise<HandoverRecord>;
+  /** Adds our signature to a record the other party signed. */
+  countersignRecord(record: HandoverRecord): Promise<HandoverRecord>;
+}
+
+/** Partners' encryption keys, from the partner registry. */
+export interface EncryptionKeys {
+  encryptionKeyOf(partyId: PartyId, at: Date): PersonalDataKey | undefined;
 }
 
 // ─── the log ─────────────────────────────────────────────────────────────────────────────────
@@ -189,9 +209,45 @@ export interface QuarantineLog {
   insert(entry: QuarantineEntry): Promise<number | null>;
   /** The negative receipt that answered the quarantined bytes with this digest, if any. */
   answerFor(digest: string): Promise<string | null>;
+  /**
+   * Messages among these (sender, id) pairs that were refused earlier with one of these codes:
+   * the first refusal of each, by inboundKey.
+   */
+  refusedEarlier(
+    keys: Array<{ from: PartyId; id: string }>,
+    codes: readonly WireErrorCode[],
+  ): Promise<Map<InboundKey, { code: WireErrorCode; detail: string }>>;
+}
+
+/** A message of a case as the message log holds it: the JWS is the truth. */
+export interface LoggedCaseMessage {
+  direction: "inbound" | "outbound";
+  jws: string;
+}
+
+export interface CaseLog {
+  /**
+   * Serialises work on these cases until the transaction ends (taken in a fixed order, so two
+   * transactions never wait on each other in a cycle). Only meaningful inside a transaction.
+   */
+  lock(caseRefs: string[]): Promise<void>;
+  /**
+   * The case's messages of these types, both directions, except our own messages the other
+   * party refused (a rejected delivery): those never became part of the case.
+   */
+  messages(caseRef: string, types: readonly string[]): Promise<LoggedCaseMessage[]>;
+  /** Stores the fold's result as the case's summary row. */
+  save(view: CaseView, messageCount: number): Promise<void>;
+  /** The cases our messages with these ids belong to, for the given types. */
+  caseRefsOf(messageIds: string[], types: readonly string[]): Promise<string[]>;
+  /** Cases whose earliest deadline is due at `now` and was not reminded of yet, oldest first. */
+  overdue(now: Date, limit: number): Promise<Array<{ caseRef: string; awaiting: Awaiting[] }>>;
+  /** Records that the reminder for this deadline was sent. */
+  markReminded(caseRef: string, dueAt: Date): Promise<void>;
 }
 
 export interface Stores {
+  cases: CaseLog;
   outbound: OutboundLog;
   outbox: DeliveryOutbox;
   inbound: InboundLog;

@@ -4,16 +4,34 @@
  * applies to what it receives, signed, and logged together with one outbox row per recipient in
  * a single transaction (group-committed with concurrent submits). The dispatcher takes it from
  * there.
+ *
+ * Steps of a victim's case take a path of their own: personal data submitted in clear is
+ * validated and encrypted to every addressee and to ourselves (it is never signed or stored in
+ * clear); a handover record is signed (or countersigned) with our key; and the message log
+ * rows, the outbox rows and the case update commit in one transaction, after the case admitted
+ * the step (409 otherwise).
  */
+import type { CaseBook } from "../cases/case-book.ts";
+import { isCaseType, REMINDER_TYPE } from "../cases/case-types.ts";
+import { caseMessageKey } from "../cases/fold-case.ts";
 import { buildEnvelope } from "../protocol/build-envelope.ts";
 import { sha256Hex } from "../protocol/digest.ts";
 import { LiaisonError } from "../protocol/errors.ts";
 import { checkJsonValue, MAX_JSON_DEPTH } from "../protocol/json-limits.ts";
 import { MESSAGE_TYP } from "../protocol/jws-profile.ts";
+import { sealPersonalData } from "../protocol/personal-data.ts";
 import type { Envelope, Handling, PartyId } from "../protocol/types.ts";
 import { type SchemaRegistry, underBody } from "../schemas/schema-registry.ts";
 import { GroupCommit } from "./group-commit.ts";
-import type { Clock, IdSource, SignedMessage, Signer, Store } from "./ports.ts";
+import type {
+  CaseKeys,
+  Clock,
+  EncryptionKeys,
+  IdSource,
+  SignedMessage,
+  Signer,
+  Store,
+} from "./ports.ts";
 import type { WakeSignal } from "./wake-signal.ts";
 
 export interface SubmitRequest {
@@ -24,7 +42,14 @@ export interface SubmitRequest {
   inReplyTo?: string | undefined;
   handling?: Handling | undefined;
   body: Record<string, unknown>;
+  /** Personal data in clear (schemas/personal-data.v1.json): encrypted into body.personalData. */
+  personalData?: Record<string, unknown> | undefined;
+  /** A handover record's payload (schemas/handover-record.v1.json): signed into body.record. */
+  handoverRecord?: Record<string, unknown> | undefined;
 }
+
+/** Body members the gateway makes from the request; a request may not set them itself. */
+const MADE_MEMBERS = { personalData: "personalData", record: "handoverRecord" } as const;
 
 export interface SubmitterDeps {
   self: PartyId;
@@ -41,6 +66,12 @@ export interface SubmitterDeps {
   maxMessageBytes: number;
   /** Raised when a message is in the outbox, so the dispatcher publishes it now. */
   wake: WakeSignal;
+  /** Admits case steps and keeps the case row in step, in the log's transaction. */
+  cases: CaseBook;
+  /** Our encryption key and the handover record signatures. */
+  caseKeys: CaseKeys;
+  /** Partners' encryption keys. */
+  encryption: EncryptionKeys;
 }
 
 export const DEFAULT_HANDLING: Handling = {
@@ -62,7 +93,10 @@ export class Submitter {
     if (schemaVersion === undefined || !deps.schemas.hasType(request.type, schemaVersion)) {
       throw new LiaisonError("type_unknown", `message type ${request.type} is not supported`);
     }
-    const body = deps.schemas.validateBody(request.type, schemaVersion, request.body);
+    const to = [...new Set(Array.isArray(request.to) ? request.to : [request.to])];
+    const made = await this.madeMembers(request, to);
+    const fullBody = { ...request.body, ...made };
+    const body = deps.schemas.validateBody(request.type, schemaVersion, fullBody);
     if (body === undefined || !body.ok) {
       throw new LiaisonError(
         "schema_invalid",
@@ -70,7 +104,6 @@ export class Submitter {
         { issues: body?.ok === false ? underBody(body.issues) : [] },
       );
     }
-    const to = [...new Set(Array.isArray(request.to) ? request.to : [request.to])];
     for (const [i, recipient] of to.entries()) {
       if (recipient === deps.self) {
         throw new LiaisonError(
@@ -93,7 +126,7 @@ export class Submitter {
         caseRef: request.caseRef,
         inReplyTo: request.inReplyTo,
         handling: request.handling ?? DEFAULT_HANDLING,
-        body: request.body,
+        body: fullBody,
       },
       { self: deps.self, clock: deps.clock, ids: deps.ids, ttlMs: deps.ttlMs },
     );
@@ -126,9 +159,123 @@ export class Submitter {
         `the signed message would exceed ${deps.maxMessageBytes} bytes, the largest partners accept`,
       );
     }
-    await this.commits.add({ envelope, jws, digest: sha256Hex(jws), kid });
+    const message = { envelope, jws, digest: sha256Hex(jws), kid };
+    if (isCaseType(envelope.type)) await this.commitCaseStep(message);
+    else await this.commits.add(message);
     deps.wake.raise();
     return envelope;
+  }
+
+  /** The log rows, the outbox rows and the case update: one transaction, or none at all. */
+  private async commitCaseStep(message: SignedMessage): Promise<void> {
+    const { store, cases } = this.deps;
+    await store.transaction(async (tx) => {
+      const refused = (await cases.admit(tx, [message.envelope])).get(
+        caseMessageKey(message.envelope),
+      );
+      if (refused !== undefined) throw new LiaisonError(refused.code, refused.detail);
+      await tx.outbound.insert([message]);
+      const { type, body, caseRef } = message.envelope;
+      if (type === REMINDER_TYPE && typeof body.dueAt === "string") {
+        await tx.cases.markReminded(caseRef, new Date(body.dueAt));
+      }
+    });
+  }
+
+  /**
+   * The body members the gateway makes: `personalData` (the submitted personal data, validated,
+   * encrypted to every addressee and to us) and `record` (the submitted handover record payload
+   * signed by us, or — for the answer to a signed record — that record countersigned).
+   */
+  private async madeMembers(
+    request: SubmitRequest,
+    to: PartyId[],
+  ): Promise<Record<string, unknown>> {
+    const { deps } = this;
+    for (const [member, instead] of Object.entries(MADE_MEMBERS)) {
+      if (member in request.body) {
+        throw new LiaisonError("request_invalid", `body.${member} is made by the gateway`, {
+          issues: [{ path: `/body/${member}`, message: `submit ${instead} instead` }],
+        });
+      }
+    }
+    const made: Record<string, unknown> = {};
+    if (request.personalData !== undefined) {
+      const valid = deps.schemas.validatePersonalData(request.personalData);
+      if (!valid.ok) {
+        throw new LiaisonError("personal_data_invalid", "personalData does not match its schema", {
+          issues: valid.issues.map((i) => ({ path: `/personalData${i.path}`, message: i.message })),
+        });
+      }
+      made.personalData = await sealPersonalData(request.personalData, this.encryptionKeysFor(to));
+    }
+    if (request.type === "handover.completed") {
+      made.record = await this.handoverRecord(request);
+    } else if (request.handoverRecord !== undefined) {
+      throw new LiaisonError("request_invalid", "only handover.completed carries a record", {
+        issues: [{ path: "/handoverRecord", message: "not allowed for this type" }],
+      });
+    }
+    return made;
+  }
+
+  /** One recipient entry per addressee, and ours: we must be able to read what we sent. */
+  private encryptionKeysFor(to: PartyId[]) {
+    const { deps } = this;
+    const now = deps.clock();
+    const keys = to.map((party, i) => {
+      const key = deps.encryption.encryptionKeyOf(party, now);
+      if (key === undefined) {
+        throw new LiaisonError(
+          "recipient_unknown",
+          "a recipient has no encryption key valid now: personal data cannot be sent to it",
+          { issues: [{ path: `/to/${i}`, message: "has no encryption key valid now" }] },
+        );
+      }
+      return key;
+    });
+    const own = deps.caseKeys.encryptionKey();
+    if (own === undefined) {
+      throw new LiaisonError(
+        "key_store_invalid",
+        "this gateway has no encryption key valid now; run: liaison keys generate",
+      );
+    }
+    return [...keys, own];
+  }
+
+  private async handoverRecord(request: SubmitRequest): Promise<unknown> {
+    const { deps } = this;
+    if (request.handoverRecord !== undefined) {
+      const valid = deps.schemas.validateHandoverRecord(request.handoverRecord);
+      if (!valid.ok) {
+        throw new LiaisonError(
+          "handover_record_invalid",
+          "handoverRecord does not match its schema",
+          {
+            issues: valid.issues.map((i) => ({
+              path: `/handoverRecord${i.path}`,
+              message: i.message,
+            })),
+          },
+        );
+      }
+      return deps.caseKeys.signRecord(request.handoverRecord);
+    }
+    // The answer to the other side's signed record: that record, countersigned.
+    const file = await deps.cases.read(deps.store.cases, request.caseRef);
+    const signed = file?.view.signedRecord;
+    if (signed === undefined || signed === null || signed.messageId !== request.inReplyTo) {
+      throw new LiaisonError(
+        "reply_unmatched",
+        "handover.completed without handoverRecord countersigns the signed record it answers (inReplyTo)",
+      );
+    }
+    const [protectedHeader = "", signature = ""] = signed.firstSignature.split(".");
+    return deps.caseKeys.countersignRecord({
+      payload: signed.payload,
+      signatures: [{ protected: protectedHeader, signature }],
+    });
   }
 }
 

@@ -6,6 +6,8 @@
  */
 import { type Handler, Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
+import type { CaseFile } from "../cases/case-book.ts";
+import type { CaseKeys, Clock } from "../delivery/ports.ts";
 import type { SubmitRequest } from "../delivery/submitter.ts";
 import type { Logger } from "../observability/logger.ts";
 import { LiaisonError } from "../protocol/errors.ts";
@@ -35,6 +37,11 @@ export interface AppDeps {
   schemas: SchemaRegistry;
   maxRequestBytes: number;
   log: Logger;
+  /** Victims' cases, read through the fold. */
+  caseFiles: { read(caseRef: string): Promise<CaseFile | null> };
+  /** Our decryption keys, for the personal-data route. */
+  caseKeys: Pick<CaseKeys, "decryptionKeys">;
+  clock: Clock;
 }
 
 export function createApp(deps: AppDeps, routes: readonly RouteDeclaration[] = ROUTES): Hono {

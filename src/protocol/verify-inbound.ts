@@ -8,8 +8,10 @@ import { compactVerify } from "jose";
 import { type SchemaRegistry, underBody } from "../schemas/schema-registry.ts";
 import { sha256Hex } from "./digest.ts";
 import type { ErrorIssue, WireErrorCode } from "./errors.ts";
+import { verifyHandoverRecord } from "./handover-record.ts";
 import { checkJsonValue, MAX_JSON_DEPTH, parseJsonText } from "./json-limits.ts";
 import { ALLOWED_ALGS, COMPACT_JWS, MESSAGE_TYP, RECEIPT_TYP } from "./jws-profile.ts";
+import { openPersonalData, type PersonalDataKey } from "./personal-data.ts";
 import type { Envelope, KeyResolver, PartyId, Receipt, RegisteredKey } from "./types.ts";
 
 export interface VerifyContext {
@@ -20,6 +22,8 @@ export interface VerifyContext {
   /** Tolerated difference between the sender's clock and ours, both ways. */
   clockSkewMs: number;
   maxBytes: number;
+  /** Our encryption private keys, old ones included: personal data is decrypted to validate it. */
+  decryptionKeys: PersonalDataKey[];
 }
 
 interface Verified {
@@ -249,6 +253,34 @@ export async function verifyInbound(
       `body does not match ${envelope.type} v${envelope.schemaVersion}`,
       underBody(body.issues),
     );
+  // Personal data: decrypted to check it is ours and valid, then dropped; the JWE is what is
+  // kept. Nothing of the plaintext goes into a detail or an issue (ajv's messages name rules).
+  if (envelope.body.personalData !== undefined) {
+    const opened = await openPersonalData(envelope.body.personalData, ctx.decryptionKeys);
+    if (!opened.ok) return reject(opened.code, opened.detail);
+    const content = ctx.schemas.validatePersonalData(opened.content);
+    if (!content.ok) {
+      return reject(
+        "personal_data_invalid",
+        "the personal data does not match personal-data v1",
+        content.issues.map((i) => ({ path: `/personalData${i.path}`, message: i.message })),
+      );
+    }
+  }
+  // The handover record: every signature verifies with its registered key; whether the signers
+  // are the right parties of the case, and the right number, is the case's rule (src/cases).
+  if (envelope.type === "handover.completed") {
+    const record = await verifyHandoverRecord(envelope.body.record, ctx.keys, ctx.now);
+    if (!record.ok) return reject(record.code, record.detail);
+    const shape = ctx.schemas.validateHandoverRecord(record.payload);
+    if (!shape.ok) {
+      return reject(
+        "handover_record_invalid",
+        "the record's payload does not match handover-record v1",
+        shape.issues.map((i) => ({ path: `/body/record/payload${i.path}`, message: i.message })),
+      );
+    }
+  }
   return { ok: true, kind: "message", envelope, jws, digest, kid: key.kid };
 }
 

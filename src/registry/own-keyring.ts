@@ -8,8 +8,13 @@
  */
 
 import type { CryptoKey } from "jose";
-import type { Signer } from "../delivery/ports.ts";
+import type { CaseKeys, Signer } from "../delivery/ports.ts";
 import { LiaisonError } from "../protocol/errors.ts";
+import {
+  countersignHandoverRecord,
+  type HandoverRecord,
+  signHandoverRecord,
+} from "../protocol/handover-record.ts";
 import type { JwsTyp } from "../protocol/jws-profile.ts";
 import { signCompact } from "../protocol/sign.ts";
 import type { Clock, KeyRecord, PartyRecord } from "../protocol/types.ts";
@@ -22,7 +27,7 @@ import {
 } from "./key-files.ts";
 import type { PartnerRegistry } from "./partner-registry.ts";
 
-export class OwnKeyring implements Signer {
+export class OwnKeyring implements Signer, CaseKeys {
   private registry: PartnerRegistry | undefined;
 
   private constructor(
@@ -59,6 +64,24 @@ export class OwnKeyring implements Signer {
       throw new LiaisonError("key_store_invalid", "no signing key is valid now");
     }
     return { jws: await signCompact(payload, key.signing, typ), kid: key.kid };
+  }
+
+  /** Signs a handover record with the signing key valid now (RFC 7515 §7.2.1, one signature). */
+  signRecord(payload: Record<string, unknown>): Promise<HandoverRecord> {
+    return signHandoverRecord(payload, this.signingKeyNow());
+  }
+
+  /** Adds our signature, with the signing key valid now, to a record the other party signed. */
+  countersignRecord(record: HandoverRecord): Promise<HandoverRecord> {
+    return countersignHandoverRecord(record, this.signingKeyNow());
+  }
+
+  private signingKeyNow() {
+    const key = currentSigningKey(this.keys, this.clock());
+    if (key === undefined) {
+      throw new LiaisonError("key_store_invalid", "no signing key is valid now");
+    }
+    return key.signing;
   }
 
   hasValidKey(): boolean {

@@ -2,14 +2,22 @@
  * The read side the HTTP API serves: one message with its deliveries and receipts, pages of the
  * log and of the quarantine, counts. Nothing here writes.
  */
-import { and, asc, desc, eq, gt, lt, sql } from "drizzle-orm";
+import { and, asc, desc, eq, gt, inArray, lt, lte, or, sql } from "drizzle-orm";
 import type { Db } from "./database.ts";
-import { type DeliveryStatus, deliveries, messages, quarantine, receipts } from "./schema.ts";
+import {
+  cases,
+  type DeliveryStatus,
+  deliveries,
+  messages,
+  quarantine,
+  receipts,
+} from "./schema.ts";
 
 export type MessageRow = typeof messages.$inferSelect;
 export type DeliveryRow = typeof deliveries.$inferSelect;
 export type ReceiptRow = typeof receipts.$inferSelect;
 export type QuarantineRow = typeof quarantine.$inferSelect;
+export type CaseRow = typeof cases.$inferSelect;
 
 export interface MessageDetail {
   message: MessageRow;
@@ -86,6 +94,47 @@ export class ReadQueries {
       .where(opts.after === undefined ? undefined : gt(quarantine.seq, opts.after))
       .orderBy(asc(quarantine.seq))
       .limit(opts.limit);
+  }
+
+  /** Cases by reference, after a reference; filtered by state, party, overdue at an instant. */
+  listCases(opts: {
+    state?: string | undefined;
+    party?: string | undefined;
+    overdueAt?: Date | undefined;
+    after?: string | undefined;
+    limit: number;
+  }): Promise<CaseRow[]> {
+    return this.db
+      .select()
+      .from(cases)
+      .where(
+        and(
+          opts.state === undefined ? undefined : eq(cases.state, opts.state),
+          opts.party === undefined
+            ? undefined
+            : or(eq(cases.identifyingParty, opts.party), eq(cases.originParty, opts.party)),
+          opts.overdueAt === undefined ? undefined : lte(cases.dueAt, opts.overdueAt),
+          opts.after === undefined ? undefined : gt(cases.caseRef, opts.after),
+        ),
+      )
+      .orderBy(asc(cases.caseRef))
+      .limit(opts.limit);
+  }
+
+  /** Deliveries of our messages and every receipt (both ways) naming these ids. */
+  async caseTimeline(
+    messageIds: string[],
+  ): Promise<{ deliveries: DeliveryRow[]; receipts: ReceiptRow[] }> {
+    if (messageIds.length === 0) return { deliveries: [], receipts: [] };
+    const [d, r] = await Promise.all([
+      this.db.select().from(deliveries).where(inArray(deliveries.messageId, messageIds)),
+      this.db
+        .select()
+        .from(receipts)
+        .where(inArray(receipts.messageId, messageIds))
+        .orderBy(asc(receipts.seq)),
+    ]);
+    return { deliveries: d, receipts: r };
   }
 
   async deliveryCounts(): Promise<Record<DeliveryStatus, number>> {

@@ -8,6 +8,7 @@
 import { sql } from "drizzle-orm";
 import {
   bigint,
+  boolean,
   customType,
   index,
   integer,
@@ -49,7 +50,9 @@ export const partyKeys = pgTable(
       .references(() => parties.id),
     alg: text("alg").notNull(),
     /** "sig": verifies JWS (messages, receipts); "enc": X25519 key for personal data (JWE). */
-    use: text("use", { enum: ["sig", "enc"] }).notNull().default("sig"),
+    use: text("use", { enum: ["sig", "enc"] })
+      .notNull()
+      .default("sig"),
     publicJwk: jsonb("public_jwk").$type<Record<string, unknown>>().notNull(),
     validFrom: tstz("valid_from").notNull(),
     validUntil: tstz("valid_until"),
@@ -165,5 +168,36 @@ export const quarantine = pgTable(
   (t) => [
     index("quarantine_code_idx").on(t.code),
     uniqueIndex("quarantine_digest_uq").on(t.digest),
+  ],
+);
+
+/**
+ * Each victim's case as the fold over its messages last computed it (src/cases/fold-case.ts):
+ * a summary kept in step with the message log in the same transaction, for listing and
+ * filtering. The messages are the truth; this row can always be recomputed from them.
+ */
+export const cases = pgTable(
+  "cases",
+  {
+    caseRef: text("case_ref").primaryKey(),
+    state: text("state").notNull(),
+    identifyingParty: text("identifying_party").notNull(),
+    originParty: text("origin_party").notNull(),
+    minor: boolean("minor").notNull(),
+    openedAt: tstz("opened_at").notNull(),
+    /** sentAt of the last applied step. */
+    updatedAt: tstz("updated_at").notNull(),
+    awaiting: jsonb("awaiting").$type<unknown[]>().notNull(),
+    /** The earliest deadline of an awaited step, and the party that owes it. */
+    dueAt: tstz("due_at"),
+    owingParty: text("owing_party"),
+    /** The deadline the last reminder was sent for: one reminder per deadline. */
+    remindedDueAt: tstz("reminded_due_at"),
+    messageCount: integer("message_count").notNull(),
+    changedAt: tstz("changed_at").notNull().defaultNow(),
+  },
+  (t) => [
+    index("cases_state_idx").on(t.state),
+    index("cases_due_idx").on(t.dueAt).where(sql`due_at is not null`),
   ],
 );

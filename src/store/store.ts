@@ -3,6 +3,7 @@
  * `transaction(work)` binding them all to one transaction.
  */
 import type { Store, Stores } from "../delivery/ports.ts";
+import { SqlCaseLog } from "./case-log.ts";
 import type { Db } from "./database.ts";
 import { SqlDeliveryOutbox } from "./delivery-outbox.ts";
 import { SqlInboundLog } from "./inbound-log.ts";
@@ -12,6 +13,7 @@ import { SqlReceiptLog } from "./receipt-log.ts";
 
 function bind(db: Db): Stores {
   return {
+    cases: new SqlCaseLog(db),
     outbound: new SqlOutboundLog(db),
     outbox: new SqlDeliveryOutbox(db),
     inbound: new SqlInboundLog(db),

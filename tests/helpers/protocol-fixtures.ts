@@ -146,3 +146,11 @@ export function reencodeEs256(jws: string): string {
   ]);
   return `${header}.${payload}.${flipped.toString("base64url")}`;
 }
+
+/** The default deadlines (hours as in docs/operations.md), for tests that build a CaseBook. */
+export const DEADLINES = {
+  verificationAnswerMs: 168 * 3_600_000,
+  repatriationAnswerMs: 336 * 3_600_000,
+  handoverConfirmationLeadMs: 24 * 3_600_000,
+  countersignatureMs: 24 * 3_600_000,
+};

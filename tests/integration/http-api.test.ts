@@ -12,6 +12,7 @@ import { Ajv2020 } from "ajv/dist/2020.js";
 import addFormatsModule from "ajv-formats";
 import type { Hono } from "hono";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { CaseBook } from "../../src/cases/case-book.ts";
 import { loadSchemaRegistry } from "../../src/config/schema-files.ts";
 import { Submitter } from "../../src/delivery/submitter.ts";
 import { WakeSignal } from "../../src/delivery/wake-signal.ts";
@@ -29,7 +30,7 @@ import { SqlPartyStore } from "../../src/store/party-store.ts";
 import { ReadQueries } from "../../src/store/read-queries.ts";
 import { messages, receipts } from "../../src/store/schema.ts";
 import { createStore } from "../../src/store/store.ts";
-import { CASE_NOTICE_BODY } from "../helpers/protocol-fixtures.ts";
+import { CASE_NOTICE_BODY, DEADLINES } from "../helpers/protocol-fixtures.ts";
 
 type AddFormats = typeof addFormatsModule.default;
 const addFormats: AddFormats =
@@ -99,6 +100,7 @@ beforeAll(async () => {
   const schemas = loadSchemaRegistry();
   const store = createStore(database.db);
   const wake = new CountingWake();
+  const cases = new CaseBook({ keys: registry, policy: () => DEADLINES });
   // A submitter per call, so that a test can lower the signed-message limit.
   submitterWith = (registrySchemas) =>
     new Submitter({
@@ -112,6 +114,9 @@ beforeAll(async () => {
       ttlMs: 3_600_000,
       maxMessageBytes: signedLimit,
       wake,
+      cases,
+      caseKeys: keyring,
+      encryption: registry,
     });
   const submitter = () => submitterWith(schemas);
   app = createApp({
@@ -126,6 +131,9 @@ beforeAll(async () => {
     schemas,
     maxRequestBytes: 4096 * 4,
     log: createLogger("silent"),
+    caseFiles: { read: (caseRef) => cases.read(store.cases, caseRef) },
+    caseKeys: keyring,
+    clock,
   });
   await loadDocument();
 });

@@ -5,6 +5,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { CaseBook } from "../../src/cases/case-book.ts";
 import { loadSchemaRegistry } from "../../src/config/schema-files.ts";
 import { Inbox } from "../../src/delivery/inbox.ts";
 import type { Store } from "../../src/delivery/ports.ts";
@@ -21,6 +22,7 @@ import { ReadQueries } from "../../src/store/read-queries.ts";
 import { createStore } from "../../src/store/store.ts";
 import {
   CASE_NOTICE_BODY,
+  DEADLINES,
   envelopeAt,
   makeParty,
   reencodeEs256,
@@ -73,6 +75,8 @@ beforeAll(async () => {
     maxMessageBytes: 262_144,
     log: createLogger("silent"),
     wake,
+    cases: new CaseBook({ keys: resolverOf(hekou, laocai, thai), policy: () => DEADLINES }),
+    caseKeys: { decryptionKeys: () => [] },
   });
 });
 

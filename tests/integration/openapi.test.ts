@@ -66,6 +66,9 @@ beforeAll(async () => {
     schemas: loadSchemaRegistry(),
     maxRequestBytes: 16 * 1024,
     log: createLogger("silent"),
+    caseFiles: { read: async () => null },
+    caseKeys: keyring,
+    clock: () => new Date(),
   });
   const res = await app.request("/openapi.json");
   expect(res.status).toBe(200);

@@ -138,21 +138,15 @@ function journeyTo(state: CaseState): { messages: CaseMessage[]; open: string | 
  * The allowed steps per state, written out independently of the implementation: type → sender.
  * Every (type, sender) pair not listed is illegal in that state. Replies also need inReplyTo.
  */
-const ALLOWED: Record<CaseState, Array<[StepType, "A" | "B"]>> = {
+const STEPS: Record<CaseState, Array<[StepType, "A" | "B"]>> = {
   identified: [["identity.verification.request", "A"]],
   "verification-requested": [["identity.verification.response", "B"]],
   "more-information-needed": [["identity.verification.request", "A"]],
   "identity-confirmed": [["repatriation.request", "A"]],
-  "identity-not-confirmed": [
-    ["case.closed", "A"],
-    ["case.closed", "B"],
-  ],
+  "identity-not-confirmed": [],
   "repatriation-requested": [["repatriation.response", "B"]],
   "repatriation-accepted": [["travel-document.issued", "B"]],
-  "repatriation-declined": [
-    ["case.closed", "A"],
-    ["case.closed", "B"],
-  ],
+  "repatriation-declined": [],
   "travel-document-issued": [["handover.proposal", "A"]],
   "handover-proposed": [
     ["handover.proposal", "A"],
@@ -163,16 +157,19 @@ const ALLOWED: Record<CaseState, Array<[StepType, "A" | "B"]>> = {
     ["handover.completed", "A"],
   ],
   "handover-signed": [["handover.completed", "B"]],
-  "handover-completed": [
-    ["reintegration.update", "B"],
-    ["case.closed", "B"],
-  ],
-  reintegration: [
-    ["reintegration.update", "B"],
-    ["case.closed", "B"],
-  ],
+  "handover-completed": [["reintegration.update", "B"]],
+  reintegration: [["reintegration.update", "B"]],
   closed: [],
 };
+/** Either party may close an open case, except while the signed record awaits countersigning. */
+const ALLOWED = Object.fromEntries(
+  Object.entries(STEPS).map(([state, steps]) => [
+    state,
+    state === "closed" || state === "handover-signed"
+      ? steps
+      : [...steps, ["case.closed", "A"], ["case.closed", "B"]],
+  ]),
+) as Record<CaseState, Array<[StepType, "A" | "B"]>>;
 
 /** A body and reply link that would make `type` acceptable where it is allowed. */
 function candidate(type: StepType, from: string, open: string | null, messages: CaseMessage[]) {

@@ -90,6 +90,7 @@ async function context(
     schemas,
     now: CHECKED_AT,
     clockSkewMs: 300_000,
+    decryptionKeys: [],
     maxBytes: 256 * 1024,
     ...overrides,
   };

@@ -37,6 +37,7 @@ function ctx(overrides: Partial<VerifyContext> = {}): VerifyContext {
     schemas,
     now: NOW,
     clockSkewMs: SKEW,
+    decryptionKeys: [],
     maxBytes: 256 * 1024,
     ...overrides,
   };

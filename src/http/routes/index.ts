@@ -2,11 +2,14 @@
 import type { RouteDeclaration } from "../route.ts";
 import { getApiReference } from "./get-api-reference.ts";
 import { getApiReferenceScript } from "./get-api-reference-script.ts";
+import { getCase } from "./get-case.ts";
+import { getCasePersonalData } from "./get-case-personal-data.ts";
 import { getErrorsDoc } from "./get-errors-doc.ts";
 import { getJwks } from "./get-jwks.ts";
 import { getMessage } from "./get-message.ts";
 import { getOpenApi } from "./get-openapi.ts";
 import { healthz } from "./healthz.ts";
+import { listCases } from "./list-cases.ts";
 import { listMessages } from "./list-messages.ts";
 import { listPartners } from "./list-partners.ts";
 import { listQuarantine } from "./list-quarantine.ts";
@@ -18,6 +21,9 @@ export const ROUTES: readonly RouteDeclaration[] = [
   postMessage,
   getMessage,
   listMessages,
+  listCases,
+  getCase,
+  getCasePersonalData,
   listQuarantine,
   listPartners,
   postPartner,

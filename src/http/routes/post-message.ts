@@ -14,7 +14,7 @@ export const SUBMIT_REQUEST_SCHEMA = {
   additionalProperties: false,
   required: ["type", "to", "caseRef", "body"],
   properties: {
-    type: { type: "string", pattern: "^[a-z]+(?:\\.[a-z-]+)+$", maxLength: 64 },
+    type: { type: "string", pattern: "^[a-z][a-z-]*(?:\\.[a-z-]+)+$", maxLength: 64 },
     schemaVersion: { type: "integer", minimum: 1 },
     to: {
       oneOf: [
@@ -43,6 +43,16 @@ export const SUBMIT_REQUEST_SCHEMA = {
       },
     },
     body: { type: "object" },
+    personalData: {
+      type: "object",
+      description:
+        "Personal data of the person the case is about, in clear (schemas/personal-data.v1.json): the gateway validates it, encrypts it to every recipient and to itself, and puts the JWE into body.personalData. Only for types whose body has personalData.",
+    },
+    handoverRecord: {
+      type: "object",
+      description:
+        "For the first handover.completed of a case: the handover record's payload (schemas/handover-record.v1.json), which the gateway signs into body.record. Absent when answering the other side's signed record: the gateway countersigns the record named by inReplyTo.",
+    },
   },
 } as const;
 
@@ -90,8 +100,17 @@ export const postMessage = defineRoute({
       type_unknown: "no schema for this type (and version)",
       schema_invalid:
         "the body does not match the schema of its type, or a string in it holds U+0000 or a lone surrogate (which partners refuse); issues point into /body",
-      recipient_unknown: "a recipient is not a registered partner",
-      key_store_invalid: "no signing key of this gateway is valid now",
+      recipient_unknown:
+        "a recipient is not a registered partner, or (personal data) has no encryption key valid now",
+      key_store_invalid:
+        "no signing (or, for personal data, encryption) key of this gateway is valid now",
+      personal_data_invalid:
+        "personalData does not match schemas/personal-data.v1.json; issues point into /personalData",
+      transition_not_allowed:
+        "a step of a victim's case that the case does not allow now (state, sender or addressee); see GET /v1/cases/{ref}",
+      reply_unmatched: "a reply that does not name the case's open request in inReplyTo",
+      handover_record_invalid:
+        "handoverRecord does not match schemas/handover-record.v1.json, or the record does not fit the case",
       internal: "an unexpected error; see the gateway's log",
     }),
   },
