@@ -4,7 +4,11 @@
  * police liaison office and Vietnam's Lao Cai border guard office — registers each with the
  * other from its published JWKS, sends the example messages in seeds/messages both ways, injects
  * one forged message (a Hekou message whose signature was tampered with) straight onto Lao Cai's
- * NATS subject, waits for the receipts, prints a summary and stops everything it started.
+ * NATS subject, then plays a victim's whole journey (docs/examples/messages: identification,
+ * verification, repatriation request and acceptance, travel document, handover proposed,
+ * confirmed and completed with both countries' signatures, reintegration, closed) step by step,
+ * shows one out-of-order step refused, prints the case's timeline as both sides see it, waits for
+ * the receipts, prints a summary and stops everything it started.
  *
  *   npm run demo              run, summarise, stop
  *   npm run demo -- --keep    keep the network up and print how to reach it with curl
@@ -21,7 +25,12 @@ import { buildEnvelope } from "../src/protocol/build-envelope.ts";
 import { MESSAGE_TYP } from "../src/protocol/jws-profile.ts";
 import { signCompact } from "../src/protocol/sign.ts";
 import type { PartyRecord } from "../src/protocol/types.ts";
-import { currentSigningKey, generateKeyFile, loadKeyFiles } from "../src/registry/key-files.ts";
+import {
+  currentSigningKey,
+  generateEncryptionKeyFile,
+  generateKeyFile,
+  loadKeyFiles,
+} from "../src/registry/key-files.ts";
 import { parsePartyDocument } from "../src/registry/party-document.ts";
 
 const keep = process.argv.includes("--keep");
@@ -83,6 +92,7 @@ async function main(): Promise<number> {
       if (party === undefined) throw new Error(`seeds/parties.json has no ${id}`);
       const dataDir = join(workDir, id);
       await generateKeyFile(join(dataDir, "keys"));
+      await generateEncryptionKeyFile(join(dataDir, "keys"));
       const token = randomBytes(24).toString("base64url");
       const config = loadConfig({
         LIAISON_PARTY_ID: party.id,
@@ -181,6 +191,8 @@ async function main(): Promise<number> {
       `injected a forged message ${forgedEnvelope.id} (tampered signature) onto ${laocai.gateway.config.inboundSubject}\n`,
     );
 
+    const journey = await playJourney(nodes, sent);
+
     // Wait for every receipt, and for the forged message's negative receipt to reach Hekou.
     const deadline = Date.now() + WAIT_MS;
     const final = new Map<string, Record<string, unknown>>();
@@ -215,11 +227,19 @@ async function main(): Promise<number> {
         );
       }
     }
+    let casesClosed = 0;
+    for (const caseRef of journey.caseRefs) {
+      const states = await Promise.all(
+        [...nodes.values()].map(async (node) => (await api(node, `/v1/cases/${caseRef}`)).body),
+      );
+      printCase(caseRef, states);
+      if (states.every((c) => c.state === "closed")) casesClosed += 1;
+    }
     const statuses = sent.map((s) => final.get(s.id)?.status);
     const delivered = statuses.filter((s) => s === "delivered").length;
     const rejected = statuses.filter((s) => s === "rejected").length;
     const failed = sent.length - delivered - rejected;
-    const ok = failed === 0 && quarantined >= 1;
+    const ok = failed === 0 && quarantined >= 1 && casesClosed === journey.caseRefs.length;
 
     if (keep && ok) {
       console.log("\nthe network stays up; press Ctrl-C to stop it. Try:");
@@ -239,11 +259,139 @@ async function main(): Promise<number> {
       });
     }
     console.log(
-      `\ndemo: sent=${sent.length} delivered=${delivered} rejected=${rejected} quarantined=${quarantined} failed=${failed} injected=1`,
+      `\ndemo: sent=${sent.length} delivered=${delivered} rejected=${rejected} quarantined=${quarantined} failed=${failed} injected=1 cases_closed=${casesClosed} refused_steps=${journey.refused}`,
     );
     return ok ? 0 : 1;
   } finally {
     await stopAll();
+  }
+}
+
+interface JourneyStep extends SeedMessage {
+  personalData?: Record<string, unknown>;
+  handoverRecord?: Record<string, unknown>;
+}
+
+/** "@NN-<name>" stands for the id the message of that example file received when sent. */
+function resolveRefs<T>(value: T, ids: Map<string, string>): T {
+  return JSON.parse(
+    JSON.stringify(value, (_k, v: unknown) =>
+      typeof v === "string" && v.startsWith("@") ? (ids.get(v.slice(1)) ?? v) : v,
+    ),
+  ) as T;
+}
+
+/**
+ * A victim's journey, one step at a time: each step is sent once the previous one is delivered
+ * (the receiver admits a step only when its case allows it). Lao Cai countersigns Hekou's signed
+ * handover record. Before the verification answer, Lao Cai tries to answer the repatriation
+ * request that was never made: its gateway refuses it with 409.
+ */
+async function playJourney(
+  nodes: Map<string, Node>,
+  sent: Array<{ name: string; id: string; seed: SeedMessage }>,
+): Promise<{ caseRefs: string[]; refused: number }> {
+  const dir = new URL("docs/examples/messages/", ROOT);
+  const files = readdirSync(dir)
+    .filter((f) => /^\d\d-.*\.json$/.test(f) && !f.includes("case.reminder"))
+    .sort();
+  const ids = new Map<string, string>();
+  const caseRefs = new Set<string>();
+  let refused = 0;
+  console.log("a victim's journey (docs/examples/messages)");
+  const send = async (name: string, step: JourneyStep) => {
+    const from = nodes.get(step.from) as Node;
+    const request = resolveRefs(
+      {
+        type: step.type,
+        to: step.to,
+        caseRef: step.caseRef,
+        inReplyTo: step.inReplyTo,
+        handling: step.handling,
+        body: step.body,
+        personalData: step.personalData,
+        handoverRecord: step.handoverRecord,
+      },
+      ids,
+    );
+    const { status, body } = await api(from, "/v1/messages", {
+      method: "POST",
+      body: JSON.stringify(request),
+    });
+    if (status !== 202)
+      throw new Error(`${name}: submit answered ${status} ${JSON.stringify(body)}`);
+    const id = body.id as string;
+    ids.set(name, id);
+    sent.push({ name, id, seed: step });
+    caseRefs.add(step.caseRef);
+    const deadline = Date.now() + WAIT_MS;
+    let state = "";
+    while (Date.now() < deadline) {
+      const message = await api(from, `/v1/messages/${id}`);
+      state = message.body.status as string;
+      if (state !== "queued" && state !== "sent") break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const view = await api(from, `/v1/cases/${step.caseRef}`);
+    console.log(
+      `  ${name.padEnd(36)} ${step.from} -> ${step.to.join(",")}  ${state.padEnd(9)} case: ${view.body.state}`,
+    );
+    if (state !== "delivered") throw new Error(`${name}: ${state}, not delivered`);
+  };
+  for (const file of files) {
+    const name = file.replace(/\.json$/, "");
+    const step = readJson<JourneyStep>(`docs/examples/messages/${file}`);
+    if (step.type === "identity.verification.response") {
+      // Out of order: a repatriation answer before any repatriation request.
+      const early = await api(nodes.get(step.from) as Node, "/v1/messages", {
+        method: "POST",
+        body: JSON.stringify({
+          type: "repatriation.response",
+          to: step.to,
+          caseRef: step.caseRef,
+          inReplyTo: ids.get("02-identity.verification.request"),
+          body: { decision: "accepted" },
+        }),
+      });
+      refused += early.status === 409 ? 1 : 0;
+      console.log(
+        `  (out of order) repatriation.response          ${step.from} refused: ${early.status} ${early.body.code}: ${early.body.detail}`,
+      );
+    }
+    await send(name, step);
+    if (step.type === "handover.completed") {
+      // The receiving side countersigns the record it received: same payload, both signatures.
+      await send("09b-handover.completed (countersigned)", {
+        from: step.to[0] as string,
+        to: [step.from],
+        type: "handover.completed",
+        caseRef: step.caseRef,
+        inReplyTo: `@${name}`,
+        handling: step.handling,
+        body: { notes: "Record countersigned on receipt of the person." },
+      });
+    }
+  }
+  return { caseRefs: [...caseRefs], refused };
+}
+
+/** The case as each gateway computes it: state, then its timeline. */
+function printCase(caseRef: string, views: Array<Record<string, unknown>>) {
+  console.log(`case ${caseRef}`);
+  views.forEach((view, i) => {
+    console.log(
+      `  at ${RUNNING[i]}: state=${view.state}, awaiting=${JSON.stringify(view.awaiting)}, allowed next=${(view.allowedNext as string[]).join(",")}`,
+    );
+  });
+  const [first] = views;
+  console.log(`  timeline at ${RUNNING[0]}:`);
+  for (const item of (first?.timeline ?? []) as Array<Record<string, unknown>>) {
+    const receipts = (item.receipts as Array<Record<string, unknown>>)
+      .map((r) => r.status)
+      .join(",");
+    console.log(
+      `  ${String(item.sentAt).slice(0, 19)}  ${String(item.type).padEnd(31)} ${item.from} ${String(item.outcome).padEnd(10)} ${item.hasPersonalData ? "personal data (encrypted)" : ""} ${receipts ? `receipt: ${receipts}` : ""}`,
+    );
   }
 }
 
