@@ -11,7 +11,12 @@ import { loadConfig } from "../../src/config/config.ts";
 import { type Gateway, startGateway } from "../../src/gateway.ts";
 import { createLogger } from "../../src/observability/logger.ts";
 import type { SigningKey } from "../../src/protocol/types.ts";
-import { currentSigningKey, generateKeyFile, loadKeyFiles } from "../../src/registry/key-files.ts";
+import {
+  currentSigningKey,
+  generateEncryptionKeyFile,
+  generateKeyFile,
+  loadKeyFiles,
+} from "../../src/registry/key-files.ts";
 import { parsePartyDocument } from "../../src/registry/party-document.ts";
 
 export interface TestNode {
@@ -38,6 +43,9 @@ export async function startNode(
 ): Promise<TestNode & { dataDir: string }> {
   const dataDir = mkdtempSync(join(tmpdir(), `liaison-test-${spec.partyId}-`));
   await generateKeyFile(join(dataDir, "keys"), { validFrom: new Date(Date.now() - 86_400_000) });
+  await generateEncryptionKeyFile(join(dataDir, "keys"), {
+    validFrom: new Date(Date.now() - 86_400_000),
+  });
   const token = randomBytes(24).toString("base64url");
   const adminToken = randomBytes(24).toString("base64url");
   const config = loadConfig({
