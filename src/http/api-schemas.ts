@@ -10,6 +10,7 @@
  */
 
 import { ALLOWED_ALGS } from "../protocol/jws-profile.ts";
+import { PERSONAL_DATA_ALG } from "../protocol/personal-data.ts";
 import { SCHEMA_ID_BASE } from "../schemas/schema-registry.ts";
 import { DELIVERY_STATUSES } from "../store/schema.ts";
 import type { JsonSchema } from "./route.ts";
@@ -94,7 +95,7 @@ export const API_SCHEMAS = {
   PublicKey: {
     type: "object",
     description:
-      "A public signing key as a JWK (RFC 7517) with its validity as extra members (RFC 3339), which JOSE libraries ignore. The kid is the key's RFC 7638 SHA-256 thumbprint.",
+      "A public key as a JWK (RFC 7517) with its validity as extra members (RFC 3339), which JOSE libraries ignore: a signing key (`use: sig`, EdDSA or ES256) or an encryption key for personal data (`use: enc`, X25519, `ECDH-ES+A256KW`). The kid is the key's RFC 7638 SHA-256 thumbprint.",
     additionalProperties: false,
     required: ["kty", "kid", "alg", "use", "validFrom"],
     properties: {
@@ -105,10 +106,10 @@ export const API_SCHEMAS = {
       n: { type: "string" },
       e: { type: "string" },
       kid: { type: "string" },
-      alg: { enum: [...ALLOWED_ALGS] },
-      use: { const: "sig" },
-      validFrom: timestamp("the key signs from"),
-      validUntil: timestamp("the key signs until (absent: no end)"),
+      alg: { enum: [...ALLOWED_ALGS, PERSONAL_DATA_ALG] },
+      use: { enum: ["sig", "enc"] },
+      validFrom: timestamp("the key is valid from"),
+      validUntil: timestamp("the key is valid until (absent: no end)"),
       revokedAt: timestamp("the key was revoked at (absent: not revoked)"),
     },
   },

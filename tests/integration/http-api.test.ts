@@ -5,7 +5,7 @@
  * body against the response schema of that operation and status).
  */
 import { randomUUID } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Ajv2020 } from "ajv/dist/2020.js";
@@ -20,7 +20,7 @@ import { createApp } from "../../src/http/app.ts";
 import { createLogger } from "../../src/observability/logger.ts";
 import { sha256Hex } from "../../src/protocol/digest.ts";
 import type { PartyRecord } from "../../src/protocol/types.ts";
-import { generateKeyFile } from "../../src/registry/key-files.ts";
+import { generateEncryptionKeyFile, generateKeyFile } from "../../src/registry/key-files.ts";
 import { OwnKeyring } from "../../src/registry/own-keyring.ts";
 import { PartnerRegistry } from "../../src/registry/partner-registry.ts";
 import { buildPartyDocument } from "../../src/registry/party-document.ts";
@@ -57,6 +57,7 @@ const PARTNER: PartyRecord = {
 let app: Hono;
 let database: Database;
 let ownKid: string;
+let ownEncKid: string;
 let partnerKeysDir: string;
 let queued = 0;
 /** Lower than the request limit, as base64url makes the signed message a third larger. */
@@ -78,15 +79,29 @@ beforeAll(async () => {
   partnerKeysDir = mkdtempSync(join(tmpdir(), "liaison-http-partner-"));
   dirs.push(dir, partnerKeysDir);
   await generateKeyFile(join(dir, "keys"), { validFrom: new Date(Date.now() - 60_000) });
+  await generateEncryptionKeyFile(join(dir, "keys"), { validFrom: new Date(Date.now() - 60_000) });
   database = await openDatabase({ inMemory: true });
   const registry = await PartnerRegistry.load(new SqlPartyStore(database.db));
   const clock = () => new Date();
   const keyring = await OwnKeyring.read({ dir: join(dir, "keys"), self: SELF, clock });
   await keyring.register(registry);
-  [ownKid] = keyring.publicKeys().map((k) => k.kid) as [string];
+  ownKid = keyring.publicKeys().find((k) => k.use !== "enc")?.kid as string;
+  ownEncKid = keyring.publicKeys().find((k) => k.use === "enc")?.kid as string;
   const partnerKey = await generateKeyFile(partnerKeysDir);
   const { kid: _k, alg: _a, use: _u, ...partnerJwk } = partnerKey.publicJwk;
+  const partnerEnc = await generateEncryptionKeyFile(partnerKeysDir);
+  const { kid: _ek, alg: _ea, use: _eu, ...partnerEncJwk } = partnerEnc.publicJwk;
   await registry.add(PARTNER, [
+    {
+      kid: partnerEnc.kid,
+      partyId: PARTNER.id,
+      alg: partnerEnc.alg,
+      use: "enc",
+      publicJwk: partnerEncJwk,
+      validFrom: partnerEnc.validFrom,
+      validUntil: null,
+      revokedAt: null,
+    },
     {
       kid: partnerKey.kid,
       partyId: PARTNER.id,
@@ -293,9 +308,20 @@ describe("happy path", () => {
     expect(res.status).toBe(200);
     expect(res.body.party).toEqual(SELF);
     const keys = res.body.keys as Array<Record<string, unknown>>;
-    expect(keys.map((k) => k.kid)).toEqual([ownKid]);
-    expect(keys[0]).toMatchObject({ kty: "OKP", crv: "Ed25519", alg: "EdDSA", use: "sig" });
-    expect(keys[0]).not.toHaveProperty("d");
+    expect(keys.map((k) => k.kid).sort()).toEqual([ownKid, ownEncKid].sort());
+    expect(keys.find((k) => k.kid === ownKid)).toMatchObject({
+      kty: "OKP",
+      crv: "Ed25519",
+      alg: "EdDSA",
+      use: "sig",
+    });
+    expect(keys.find((k) => k.kid === ownEncKid)).toMatchObject({
+      kty: "OKP",
+      crv: "X25519",
+      alg: "ECDH-ES+A256KW",
+      use: "enc",
+    });
+    for (const key of keys) expect(key).not.toHaveProperty("d");
   });
 
   it("serves the error documentation its problem types link to, with a section per code", async () => {
@@ -816,5 +842,165 @@ describe("party documents never answer 500", () => {
     }
     const list = await request("/v1/partners");
     expect((list.body.items as Array<{ id: string }>).map((p) => p.id)).not.toContain(doc.party.id);
+  });
+});
+
+// ─── victims' cases ─────────────────────────────────────────────────────────────────────────
+
+describe("cases", () => {
+  const example = (file: string) =>
+    JSON.parse(
+      readFileSync(new URL(`../../docs/examples/messages/${file}`, import.meta.url), "utf8"),
+    ) as Record<string, unknown>;
+  const identified = example("01-victim.identified.json");
+  const CANARY = `CANARY-${randomUUID()}`;
+  const REF = "CN-HEKOU-2026-7001";
+  const victim = (caseRef: string, given = CANARY) => ({
+    type: "victim.identified",
+    to: PARTNER.id,
+    caseRef,
+    body: identified.body,
+    personalData: {
+      ...(identified.personalData as Record<string, unknown>),
+      names: { given, family: "Test" },
+    },
+  });
+
+  it("opens a case with victim.identified: the case, its timeline and allowed next steps, no personal data", async () => {
+    const res = await request("/v1/messages", { json: victim(REF) });
+    expect(res.status).toBe(202);
+    expect(res.text).not.toContain(CANARY);
+    const logged = await request(`/v1/messages/${res.body.id}`);
+    expect(logged.text).not.toContain(CANARY);
+    const view = await request(`/v1/cases/${REF}`);
+    expect(view.status).toBe(200);
+    expect(view.text).not.toContain(CANARY);
+    expect(view.body).toMatchObject({
+      caseRef: REF,
+      state: "identified",
+      identifying: SELF.id,
+      origin: PARTNER.id,
+      minor: true,
+      allowedNext: ["identity.verification.request", "case.closed", "case.reminder"],
+      overdue: false,
+    });
+    const [item] = view.body.timeline as Array<Record<string, unknown>>;
+    expect(item).toMatchObject({
+      id: res.body.id,
+      direction: "outbound",
+      type: "victim.identified",
+      outcome: "applied",
+      hasPersonalData: true,
+      deliveries: [{ recipient: PARTNER.id, status: "queued" }],
+    });
+  });
+
+  it("returns the personal data, decrypted, only from its own route", async () => {
+    const res = await request(`/v1/cases/${REF}/personal-data`);
+    expect(res.status).toBe(200);
+    const items = res.body.items as Array<{ personalData: { names: { given: string } } }>;
+    expect(items).toHaveLength(1);
+    expect(items[0]?.personalData.names.given).toBe(CANARY);
+  });
+
+  it("lists cases, filtered by state, party and overdue, paged by cursor", async () => {
+    await request("/v1/messages", { json: victim("CN-HEKOU-2026-7002") });
+    await request("/v1/messages", { json: victim("CN-HEKOU-2026-7003") });
+    const all = await request("/v1/cases?limit=2");
+    expect(all.status).toBe(200);
+    const first = all.body.items as Array<{ caseRef: string }>;
+    expect(first.map((c) => c.caseRef)).toEqual(["CN-HEKOU-2026-7001", "CN-HEKOU-2026-7002"]);
+    const next = await request(`/v1/cases?limit=2&cursor=${all.body.nextCursor}`);
+    expect((next.body.items as Array<{ caseRef: string }>).map((c) => c.caseRef)).toEqual([
+      "CN-HEKOU-2026-7003",
+    ]);
+    expect(next.body.nextCursor).toBeNull();
+    const identifiedCases = await request("/v1/cases?state=identified&party=VN-BGC-LAOCAI");
+    expect((identifiedCases.body.items as unknown[]).length).toBe(3);
+    expect((await request("/v1/cases?state=closed")).body.items).toEqual([]);
+    expect((await request("/v1/cases?party=TH-RTP-ATPD")).body.items).toEqual([]);
+    // Nothing is awaited of Lao Cai yet: no deadline, nothing overdue.
+    expect((await request("/v1/cases?overdue=true")).body.items).toEqual([]);
+  });
+
+  it("409 transition_not_allowed for a step the case does not allow; nothing logged", async () => {
+    const before = (await request("/v1/messages?direction=outbound&limit=200")).body
+      .items as unknown[];
+    const res = await request("/v1/messages", {
+      json: {
+        type: "repatriation.request",
+        to: PARTNER.id,
+        caseRef: REF,
+        body: example("04-repatriation.request.json").body,
+      },
+    });
+    expectProblem(res, 409, "transition_not_allowed");
+    const unopened = await request("/v1/messages", {
+      json: {
+        type: "case.closed",
+        to: PARTNER.id,
+        caseRef: "CN-HEKOU-2026-7999",
+        body: { reason: "other", explanation: "test" },
+      },
+    });
+    expectProblem(unopened, 409, "transition_not_allowed");
+    const after = (await request("/v1/messages?direction=outbound&limit=200")).body
+      .items as unknown[];
+    expect(after.length).toBe(before.length);
+    expect((await request(`/v1/cases/${REF}`)).body.state).toBe("identified");
+  });
+
+  it("422 personal_data_invalid for personal data that breaks its schema, naming fields, not values", async () => {
+    const res = await request("/v1/messages", {
+      json: {
+        ...victim("CN-HEKOU-2026-7004"),
+        personalData: { names: { given: CANARY }, shoeSize: CANARY },
+      },
+    });
+    expectProblem(res, 422, "personal_data_invalid");
+    expect(res.text).not.toContain(CANARY);
+    expect((res.body.issues as Array<{ path: string }>)[0]?.path).toMatch(/^\/personalData/);
+    expectProblem(await request("/v1/cases/CN-HEKOU-2026-7004"), 404, "not_found");
+  });
+
+  it("400 request_invalid when the body sets what the gateway makes (personalData, record)", async () => {
+    const res = await request("/v1/messages", {
+      json: {
+        ...victim("CN-HEKOU-2026-7005"),
+        body: { ...(identified.body as object), personalData: {} },
+      },
+    });
+    expectProblem(res, 400, "request_invalid");
+  });
+
+  it("409 reply_unmatched for a countersignature with no signed record to answer", async () => {
+    const res = await request("/v1/messages", {
+      json: {
+        type: "handover.completed",
+        to: PARTNER.id,
+        caseRef: REF,
+        inReplyTo: randomUUID(),
+        body: {},
+      },
+    });
+    expectProblem(res, 409, "reply_unmatched");
+  });
+
+  it("404 not_found for an unknown case or a malformed reference, on both case routes", async () => {
+    expectProblem(await request("/v1/cases/CN-HEKOU-2026-0000"), 404, "not_found");
+    expectProblem(await request("/v1/cases/not-a-ref"), 404, "not_found");
+    expectProblem(await request("/v1/cases/CN-HEKOU-2026-0000/personal-data"), 404, "not_found");
+  });
+
+  it("400 request_invalid for an unknown state, a bad party or overdue value", async () => {
+    expectProblem(await request("/v1/cases?state=lost"), 400, "request_invalid");
+    expectProblem(await request("/v1/cases?party=nobody"), 400, "request_invalid");
+    expectProblem(await request("/v1/cases?overdue=yes"), 400, "request_invalid");
+  });
+
+  it("401 without a token on every case route", async () => {
+    for (const path of ["/v1/cases", `/v1/cases/${REF}`, `/v1/cases/${REF}/personal-data`]) {
+      expectProblem(await request(path, { token: null }), 401, "unauthorized");
+    }
   });
 });

@@ -38,7 +38,7 @@ const PARTY_DOCUMENT_REQUEST = {
     keys: {
       type: "array",
       description:
-        'Public JWKs with `kid` (the RFC 7638 SHA-256 thumbprint), `alg` and `validFrom`, optional `validUntil` and `revokedAt` (RFC 3339 with a zone); keys with `use: "enc"` are skipped.',
+        'Public JWKs with `kid` (the RFC 7638 SHA-256 thumbprint), `alg` and `validFrom`, optional `validUntil` and `revokedAt` (RFC 3339 with a zone): signing keys (`use: "sig"` or no `use`) and encryption keys (`use: "enc"`, X25519, `ECDH-ES+A256KW`), at least one signing key.',
       minItems: 1,
       maxItems: 64,
       items: { type: "object" },
@@ -67,7 +67,7 @@ export const postPartner = defineRoute({
   },
   responses: {
     201: jsonResponse(
-      "Registered (also for an update); `kids` lists the document's signing keys.",
+      "Registered (also for an update); `kids` lists the document's keys, signing and encryption.",
       {
         type: "object",
         additionalProperties: false,
