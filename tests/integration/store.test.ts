@@ -5,6 +5,7 @@
 import { randomUUID } from "node:crypto";
 import { calculateJwkThumbprint, exportJWK, generateKeyPair } from "jose";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import type { CaseView } from "../../src/cases/case-types.ts";
 import { GroupCommit } from "../../src/delivery/group-commit.ts";
 import {
   type IssuedReceipt,
@@ -379,6 +380,146 @@ describe.each(["postgres", "pglite"] as const)("the store on %s", (driver) => {
       Object.fromEntries(found?.deliveries.map((d) => [d.recipient, d.receiptId]) ?? []),
     ).toEqual({ [PARTNER]: good.receipt.id, "TH-RTP-ATHD": thai.receipt.id });
     expect(found?.receipts.map((r) => r.id)).toEqual([good.receipt.id, thai.receipt.id]);
+  });
+
+  it("reads a case's messages both ways, without other types or our steps the partner refused", async () => {
+    const ref = `CN-HEKOU-2026-${String(driver === "postgres" ? 8101 : 8102)}`;
+    const step = (type: string, from = SELF, to = [PARTNER]) => {
+      const e = { ...envelope(to, from), type, caseRef: ref };
+      return {
+        envelope: e,
+        jws: `jws-${e.id}`,
+        digest: digestOf(Math.floor(Math.random() * 1e9)),
+        kid: "k",
+      };
+    };
+    const opened = step("victim.identified");
+    const notice = step("case.notice");
+    const refused = step("identity.verification.request");
+    const answer = step("identity.verification.response", PARTNER, [SELF]);
+    await store.outbound.insert([opened, notice, refused]);
+    await store.inbound.insert([answer]);
+    await store.outbox.close(
+      [{ messageId: refused.envelope.id, recipient: PARTNER, status: "rejected" }],
+      T0,
+    );
+    const types = [
+      "victim.identified",
+      "identity.verification.request",
+      "identity.verification.response",
+    ];
+    const read = await store.cases.messages(ref, types);
+    expect(read.map((m) => [m.direction, m.jws]).sort()).toEqual(
+      [
+        ["outbound", opened.jws],
+        ["inbound", answer.jws],
+      ].sort(),
+    );
+    expect(await store.cases.caseRefsOf([opened.envelope.id, notice.envelope.id], types)).toEqual([
+      ref,
+    ]);
+    expect(await store.cases.caseRefsOf([notice.envelope.id], types)).toEqual([]);
+  });
+
+  it("saves a case's summary, lists it by filter, and reminds of each deadline once", async () => {
+    const ref = "CN-HEKOU-2026-8200";
+    const view = (dueAt: string | undefined): CaseView => ({
+      caseRef: ref,
+      state: "verification-requested",
+      identifying: SELF,
+      origin: PARTNER,
+      minor: true,
+      openedAt: T0.toISOString(),
+      updatedAt: T0.toISOString(),
+      awaiting: [
+        {
+          party: PARTNER,
+          types: ["identity.verification.response"],
+          since: T0.toISOString(),
+          ...(dueAt === undefined ? {} : { dueAt }),
+        },
+      ],
+      applied: [],
+      skipped: [],
+      openRequestId: null,
+      handoverScheduledAt: null,
+      signedRecord: null,
+    });
+    const due = new Date(T0.getTime() + 3_600_000);
+    await store.cases.save(view(due.toISOString()), 2);
+    const [row] = await queries.listCases({
+      state: "verification-requested",
+      party: PARTNER,
+      limit: 10,
+    });
+    expect(row).toMatchObject({ caseRef: ref, dueAt: due, owingParty: PARTNER, messageCount: 2 });
+    expect(await queries.listCases({ party: "TH-RTP-ATHD", limit: 10 })).toEqual([]);
+    expect(await store.cases.overdue(T0, 10)).toEqual([]);
+    const overdue = await store.cases.overdue(due, 10);
+    expect(overdue.map((c) => c.caseRef)).toContain(ref);
+    await store.cases.markReminded(ref, due);
+    expect((await store.cases.overdue(due, 10)).map((c) => c.caseRef)).not.toContain(ref);
+    // A new request, a new deadline: overdue again once it passes, and the mark survives saves.
+    const later = new Date(due.getTime() + 3_600_000);
+    await store.cases.save(view(later.toISOString()), 3);
+    expect((await store.cases.overdue(due, 10)).map((c) => c.caseRef)).not.toContain(ref);
+    expect((await store.cases.overdue(later, 10)).map((c) => c.caseRef)).toContain(ref);
+    await store.cases.save(view(undefined), 4);
+    expect((await store.cases.overdue(later, 10)).map((c) => c.caseRef)).not.toContain(ref);
+  });
+
+  it("holds a case's lock until the transaction ends: a second transaction on the case waits", async () => {
+    const events: string[] = [];
+    const first = store.transaction(async (tx) => {
+      await tx.cases.lock(["CN-HEKOU-2026-8300", "CN-HEKOU-2026-8301"]);
+      events.push("first locked");
+      await new Promise((r) => setTimeout(r, 300));
+      events.push("first done");
+    });
+    await new Promise((r) => setTimeout(r, 50));
+    const second = store.transaction(async (tx) => {
+      await tx.cases.lock(["CN-HEKOU-2026-8301"]);
+      events.push("second locked");
+    });
+    const other = store.transaction(async (tx) => {
+      await tx.cases.lock(["CN-HEKOU-2026-8399"]);
+      events.push("other case locked");
+    });
+    await Promise.all([first, second, other]);
+    expect(events.indexOf("second locked")).toBeGreaterThan(events.indexOf("first done"));
+    if (driver === "postgres") {
+      // Another case is not held up (PGlite runs one transaction at a time anyway).
+      expect(events.indexOf("other case locked")).toBeLessThan(events.indexOf("first done"));
+    }
+  });
+
+  it("finds messages refused earlier with a case code, by sender and id", async () => {
+    const id = randomUUID();
+    await store.quarantine.insert({
+      subject: "s",
+      raw: new Uint8Array([1, 2, 3]),
+      digest: digestOf(8400 + (driver === "postgres" ? 1 : 2)),
+      code: "transition_not_allowed",
+      detail: "not now",
+      issues: [],
+      kind: "message",
+      claimedFrom: PARTNER,
+      messageId: id,
+      receiptId: null,
+    });
+    const found = await store.quarantine.refusedEarlier(
+      [
+        { from: PARTNER, id },
+        { from: "TH-RTP-ATHD", id },
+      ],
+      ["transition_not_allowed", "reply_unmatched"],
+    );
+    expect([...found.entries()]).toEqual([
+      [inboundKey(PARTNER, id), { code: "transition_not_allowed", detail: "not now" }],
+    ]);
+    expect(
+      (await store.quarantine.refusedEarlier([{ from: PARTNER, id }], ["reply_unmatched"])).size,
+    ).toBe(0);
   });
 
   it("rolls back every write of a transaction when one fails", async () => {
