@@ -82,4 +82,56 @@ describe("loadConfig", () => {
     const err = configError({ ...BASE, LIAISON_API_TOKEN: "secret-but-short" });
     expect(err.message).not.toContain("secret-but-short");
   });
+
+  it("reads the case deadlines: defaults, settings in hours, and overrides per owing partner", () => {
+    const H = 3_600_000;
+    expect(loadConfig(BASE, "/srv").deadlines).toEqual({
+      defaults: {
+        verificationAnswerMs: 168 * H,
+        repatriationAnswerMs: 336 * H,
+        handoverConfirmationLeadMs: 24 * H,
+        countersignatureMs: 24 * H,
+      },
+      byPartner: {},
+    });
+    const c = loadConfig(
+      {
+        ...BASE,
+        LIAISON_DEADLINE_VERIFICATION_ANSWER_HOURS: "72",
+        LIAISON_DEADLINES_BY_PARTNER: JSON.stringify({
+          "VN-BGC-LAOCAI": { repatriationAnswerHours: 48, handoverConfirmationLeadHours: 0 },
+        }),
+        LIAISON_REMINDER_CHECK_SECONDS: "5",
+      },
+      "/srv",
+    );
+    expect(c.deadlines.defaults.verificationAnswerMs).toBe(72 * H);
+    // An override replaces only what it names; the rest comes from the defaults as set.
+    expect(c.deadlines.byPartner["VN-BGC-LAOCAI"]).toEqual({
+      verificationAnswerMs: 72 * H,
+      repatriationAnswerMs: 48 * H,
+      handoverConfirmationLeadMs: 0,
+      countersignatureMs: 24 * H,
+    });
+    expect(c.reminderCheckMs).toBe(5000);
+  });
+
+  it("refuses a deadline override that is not JSON, names no party, or has an unknown key or value", () => {
+    for (const [value, words] of [
+      ["{", "JSON object"],
+      ["[]", "keyed by partner id"],
+      [JSON.stringify({ nobody: {} }), "not a party id"],
+      [JSON.stringify({ "VN-BGC-LAOCAI": { verificationAnswerDays: 3 } }), "unknown"],
+      [JSON.stringify({ "VN-BGC-LAOCAI": { verificationAnswerHours: -1 } }), "whole number"],
+      [JSON.stringify({ "VN-BGC-LAOCAI": { verificationAnswerHours: 1.5 } }), "whole number"],
+    ] as const) {
+      const err = configError({ ...BASE, LIAISON_DEADLINES_BY_PARTNER: value });
+      expect(err.code).toBe("config_invalid");
+      expect(err.message).toContain("LIAISON_DEADLINES_BY_PARTNER");
+      expect(err.message).toContain(words);
+    }
+    expect(
+      configError({ ...BASE, LIAISON_DEADLINE_COUNTERSIGNATURE_HOURS: "0" }).message,
+    ).toContain("LIAISON_DEADLINE_COUNTERSIGNATURE_HOURS");
+  });
 });
