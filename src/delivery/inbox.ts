@@ -7,7 +7,7 @@
  * themselves a receipt. The transport acks the broker only after this returns.
  */
 import type { CaseBook } from "../cases/case-book.ts";
-import { CASE_REFUSAL_CODES, CASE_TYPES } from "../cases/case-types.ts";
+import { CASE_REFUSAL_CODES, CASE_TYPES, isCaseType } from "../cases/case-types.ts";
 import { caseMessageKey, type Refusal } from "../cases/fold-case.ts";
 import type { WireErrorCode } from "../protocol/errors.ts";
 import { matchReceipt } from "../protocol/match-receipt.ts";
@@ -146,13 +146,15 @@ export class Inbox {
     const { stored, refused } = await store.transaction(async (tx) => {
       // A case step refused once stays refused, whatever the case allows by now: the sender
       // took our negative receipt as final, and both sides must keep holding the same steps.
+      // (Messages of no case, the common path, cost nothing here.)
+      const steps = signed.map((s) => s.message.envelope).filter((e) => isCaseType(e.type));
       const earlier = await tx.quarantine.refusedEarlier(
-        signed.map((s) => ({ from: s.message.envelope.from, id: s.message.envelope.id })),
+        steps.map((e) => ({ from: e.from, id: e.id })),
         CASE_REFUSAL_CODES,
       );
       const refused = await this.deps.cases.admit(
         tx,
-        signed.map((s) => s.message.envelope).filter((e) => !earlier.has(inboundKey(e.from, e.id))),
+        steps.filter((e) => !earlier.has(inboundKey(e.from, e.id))),
       );
       for (const [key, refusal] of earlier) refused.set(key, refusal as Refusal);
       const admitted = signed.filter((s) => !refused.has(caseMessageKey(s.message.envelope)));
