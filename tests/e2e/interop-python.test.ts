@@ -3,14 +3,18 @@
  * from docs/ and schemas/ alone, exchanges messages and receipts with a real gateway over a real
  * nats-server. The partner (TH-RTP-ATPD) owns a JetStream stream on its inbound subject, as
  * protocol.md asks of a partner; the test only moves bytes between NATS and the Python CLI.
+ * It publishes an X25519 encryption key, decrypts the personal data of a victim.identified the
+ * gateway encrypted to it, and verifies a handover record's two signatures offline, each alone.
  *
  * Needs Debian's /usr/bin/python3 with python3-jwcrypto (scripts/ensure-system-deps.sh python).
  */
 import { spawn, spawnSync } from "node:child_process";
+import { randomUUID } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { exportJWK, FlattenedSign } from "jose";
 import {
   AckPolicy,
   type Consumer,
@@ -21,15 +25,28 @@ import {
   nanos,
 } from "nats";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import {
+  countersignHandoverRecord,
+  type HandoverRecord,
+  signHandoverRecord,
+} from "../../src/protocol/handover-record.ts";
 import { call, startNode, type TestNode, uniqueTag, waitFor } from "../helpers/network.ts";
+import { makeParty } from "../helpers/protocol-fixtures.ts";
 
 const PYTHON = "/usr/bin/python3";
 const PARTNER_SCRIPT = fileURLToPath(new URL("../interop/python_partner.py", import.meta.url));
 const SEED_01 = fileURLToPath(
   new URL("../../seeds/messages/01-case-notice-hekou.json", import.meta.url),
 );
+const EXAMPLE_01 = fileURLToPath(
+  new URL("../../docs/examples/messages/01-victim.identified.json", import.meta.url),
+);
+const EXAMPLE_09 = fileURLToPath(
+  new URL("../../docs/examples/messages/09-handover.completed.json", import.meta.url),
+);
 const HEKOU = "CN-MPS-HEKOU";
 const PARTNER = "TH-RTP-ATPD";
+const LAOCAI = "VN-BGC-LAOCAI";
 const MESSAGE_TYP = "liaison-message+jws";
 const RECEIPT_TYP = "liaison-receipt+jws";
 
@@ -102,6 +119,7 @@ let partnerInbox: Consumer;
 let partnerStream: string | undefined;
 let work: string;
 let keyFile: string;
+let encKeyFile: string;
 let partnerDoc: string;
 let gatewayDoc: string;
 const inbox: WireMessage[] = [];
@@ -155,6 +173,7 @@ beforeAll(async () => {
     join(work, "partner"),
   ]);
   keyFile = join(work, "partner", "key.json");
+  encKeyFile = join(work, "partner", "enc-key.json");
   partnerDoc = join(work, "partner.jwks.json");
   writeFileSync(partnerDoc, JSON.stringify(doc));
 
@@ -330,5 +349,201 @@ describe("a Python (jwcrypto) partner and a gateway", () => {
     expect(misaddressed.json).toMatchObject({ error: { code: "misaddressed" } });
     const newline = await verify(new TextEncoder().encode(`${text}\n`));
     expect(newline.json).toMatchObject({ error: { code: "malformed" } });
+  });
+});
+
+interface LocalSubmit {
+  type: string;
+  caseRef: string;
+  handling: unknown;
+  body: Record<string, unknown>;
+  personalData: { names: { given: string } } & Record<string, unknown>;
+}
+
+describe("a Python (jwcrypto) partner: personal data and the handover record", () => {
+  it("gateway → Python: the partner decrypts the victim's personal data with its X25519 key", async () => {
+    // The party document the partner published carries its encryption key (Key discovery).
+    const published = JSON.parse(readFileSync(partnerDoc, "utf8")) as {
+      keys: Array<Record<string, unknown>>;
+    };
+    const encKey = published.keys.find((k) => k.use === "enc");
+    expect(encKey).toMatchObject({ kty: "OKP", crv: "X25519", alg: "ECDH-ES+A256KW" });
+
+    // docs/examples/messages/01 as the gateway's local API takes it: personal data in clear,
+    // addressed to the Python partner, which becomes the case's other party.
+    const example = JSON.parse(readFileSync(EXAMPLE_01, "utf8")) as LocalSubmit;
+    const res = await call(node, "/v1/messages", {
+      method: "POST",
+      json: {
+        type: example.type,
+        to: [PARTNER],
+        caseRef: example.caseRef,
+        handling: example.handling,
+        body: example.body,
+        personalData: example.personalData,
+      },
+    });
+    expect(res.status, JSON.stringify(res.body)).toBe(202);
+    const id = res.body.id as string;
+    const wire = await takeFromPartnerInbox(
+      `message ${id}`,
+      (m) => m.typ === MESSAGE_TYP && m.payload.id === id,
+    );
+    // On the wire, only the JWE: one entry for the partner's key and one for the sender's own.
+    const text = new TextDecoder().decode(wire.data);
+    expect(Buffer.from(text.split(".")[1] ?? "", "base64url").toString("utf8")).not.toContain(
+      example.personalData.names.given,
+    );
+    const jwe = (wire.payload.body as Record<string, unknown>).personalData as {
+      recipients: Array<{ header: { kid: string } }>;
+    };
+    expect(jwe.recipients.map((r) => r.header.kid)).toContain(encKey?.kid);
+    expect(jwe.recipients).toHaveLength(2);
+
+    const opened = await verify(wire.data, "--enc-key", encKeyFile);
+    expect(opened.code, opened.stdout + opened.stderr).toBe(0);
+    expect(opened.json.payload).toMatchObject({ id, type: "victim.identified", from: HEKOU });
+    const personalData = opened.json.personalData as LocalSubmit["personalData"];
+    expect(personalData.names.given).toBe(example.personalData.names.given);
+    expect(personalData).toEqual(example.personalData);
+
+    // Without its key the partner holds no entry the data is encrypted to.
+    const locked = await verify(wire.data);
+    expect(locked.code).toBe(1);
+    expect(locked.json).toMatchObject({ error: { code: "personal_data_not_for_us" } });
+
+    // Accepted, as today: the receipt closes the delivery.
+    const receivedFile = join(work, `received-${id}.jws`);
+    writeFileSync(receivedFile, wire.data);
+    const receipt = await pyOk([
+      "sign-receipt",
+      "--key",
+      keyFile,
+      "--party-id",
+      PARTNER,
+      "--jws-file",
+      receivedFile,
+    ]);
+    await js.publish(
+      node.gateway.config.inboundSubject,
+      new TextEncoder().encode(receipt.jws as string),
+      { msgID: receipt.id as string },
+    );
+    const done = await waitFor(`message ${id} delivered`, async () => {
+      const r = await call(node, `/v1/messages/${id}`);
+      return r.body.status === "delivered" ? r.body : undefined;
+    });
+    expect(done.receipts).toMatchObject([{ status: "accepted", jws: receipt.jws }]);
+  });
+
+  it("Python verifies a countersigned handover record offline, each signature on its own", async () => {
+    // Hekou's gateway key (published in its party document) signs first; Lao Cai, with an
+    // ES256 key and a party document of its own, countersigns the same payload.
+    const laocai = await makeParty(LAOCAI, { alg: "ES256" });
+    const laocaiDoc = join(work, "laocai.jwks.json");
+    writeFileSync(
+      laocaiDoc,
+      JSON.stringify({
+        party: {
+          id: LAOCAI,
+          name: "Lao Cai border guard office",
+          country: "VN",
+          kind: "border-guard",
+          inboundSubject: `liaison.inbox.${LAOCAI}`,
+        },
+        keys: [
+          {
+            ...(await exportJWK(laocai.registered.key)),
+            kid: laocai.signing.kid,
+            alg: "ES256",
+            use: "sig",
+            validFrom: "2020-01-01T00:00:00.000Z",
+          },
+        ],
+      }),
+    );
+    const example = JSON.parse(readFileSync(EXAMPLE_09, "utf8")) as {
+      handoverRecord: Record<string, unknown>;
+    };
+    const payload = { ...example.handoverRecord, proposalId: randomUUID() };
+    const signed = await signHandoverRecord(payload, node.signingKey);
+    const record = await countersignHandoverRecord(signed, laocai.signing);
+
+    const check = (r: HandoverRecord, name: string, ...extra: string[]) => {
+      const file = join(work, `record-${name}.json`);
+      writeFileSync(file, JSON.stringify(r));
+      return py([
+        "verify-handover-record",
+        "--record",
+        file,
+        "--jwks",
+        gatewayDoc,
+        "--jwks",
+        laocaiDoc,
+        ...extra,
+      ]);
+    };
+
+    const ok = await check(record, "countersigned");
+    expect(ok.code, ok.stdout + ok.stderr).toBe(0);
+    expect(ok.json).toEqual({
+      ok: true,
+      payload,
+      signers: [
+        { party: HEKOU, kid: node.signingKey.kid, alg: node.signingKey.alg },
+        { party: LAOCAI, kid: laocai.signing.kid, alg: "ES256" },
+      ],
+    });
+
+    // One signature changed, the other intact: refused, whichever it is.
+    const flip = (s: string) => {
+      const i = Math.floor(s.length / 2);
+      return `${s.slice(0, i)}${s[i] === "A" ? "B" : "A"}${s.slice(i + 1)}`;
+    };
+    const [first, second] = record.signatures as [
+      HandoverRecord["signatures"][0],
+      HandoverRecord["signatures"][0],
+    ];
+    const tamperedRecords: Array<[number, HandoverRecord]> = [
+      [2, { ...record, signatures: [first, { ...second, signature: flip(second.signature) }] }],
+      [1, { ...record, signatures: [{ ...first, signature: flip(first.signature) }, second] }],
+    ];
+    for (const [n, tampered] of tamperedRecords) {
+      const refused = await check(tampered, `tampered-${n}`);
+      expect(refused.code, refused.stdout).toBe(1);
+      expect(refused.json).toEqual({
+        ok: false,
+        error: {
+          code: "handover_record_invalid",
+          detail: `signature ${n} does not verify with the key its kid names`,
+        },
+      });
+    }
+
+    // A countersignature outside the header profile (typ), however genuine.
+    const wrongTyp = await new FlattenedSign(Buffer.from(record.payload, "base64url"))
+      .setProtectedHeader({ alg: "ES256", kid: laocai.signing.kid, typ: MESSAGE_TYP })
+      .sign(laocai.signing.key);
+    const offProfile = await check(
+      {
+        payload: record.payload,
+        signatures: [first, { protected: wrongTyp.protected ?? "", signature: wrongTyp.signature }],
+      },
+      "typ",
+    );
+    expect(offProfile.json).toMatchObject({
+      ok: false,
+      error: { code: "handover_record_invalid", detail: expect.stringMatching(/^signature 2: /) },
+    });
+
+    // Signed once: what the countersigner checks before countersigning; incomplete otherwise.
+    expect((await check(signed, "signed-once", "--signed-once")).json).toMatchObject({
+      ok: true,
+      signers: [{ party: HEKOU }],
+    });
+    expect((await check(signed, "incomplete")).json).toMatchObject({
+      ok: false,
+      error: { code: "handover_record_incomplete" },
+    });
   });
 });

@@ -9,15 +9,28 @@ run with Debian's /usr/bin/python3.
 Every sub-command reads JSON (or a JWS) and writes one JSON object on stdout:
 
   keygen        --party-id ID --subject SUBJECT --out DIR [--name N] [--kind K] [--alg EdDSA|ES256]
-                new signing key; private JWK to DIR/key.json (mode 0600); prints the party document
+                a new signing key (private JWK to DIR/key.json, mode 0600) and a new X25519
+                encryption key (DIR/enc-key.json, mode 0600); prints the party document, which
+                publishes both (protocol.md, Key discovery)
   sign-message  --key FILE --party-id ID --to ID [--to ID ...] --case-ref REF --type TYPE
                 --body-file FILE [--schema-version N] [--in-reply-to ID]
                 [--classification C] [--dissemination D] [--ttl-seconds S]
                 prints {"jws", "id", "digest"}
   verify        --jwks PARTY_DOCUMENT [--jwks ...] --self ID [--sent JWS_FILE ...] [--skew-seconds S]
+                [--enc-key FILE ...]
                 reads a compact JWS on stdin (the exact NATS message data); prints
                 {"typ", "payload", "digest", "kid"}; on failure prints {"error": {"code", "detail"}}
                 and exits 1. --sent names the JWS files this party sent: a receipt must answer one.
+                A message whose body carries `personalData` (a JWE) is only accepted once that
+                decrypts with one of the --enc-key files (this party's encryption keys, current
+                and earlier ones) and validates (protocol.md, Personal data); the plaintext is
+                then printed as "personalData".
+  verify-handover-record  --record FILE --jwks PARTY_DOCUMENT [--jwks ...] [--signed-once]
+                checks a handover record (a JWS in General JSON Serialization) offline, as
+                protocol.md "Handover record" says: its shape, each protected header, each key,
+                and EACH signature on its own; then that it is countersigned (unless
+                --signed-once), signed by handedOverBy then receivedBy, and the schema. Prints
+                {"ok": true, "payload", "signers"}; on failure {"ok": false, "error": {...}}, exit 1.
   sign-receipt  --key FILE --party-id ID --jws-file RECEIVED_JWS_FILE
                 prints {"jws", "id", "digest"} of an `accepted` receipt for those exact bytes.
                 Run `verify` on the bytes first: an accepted receipt states that they passed.
@@ -36,7 +49,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 try:
-    from jwcrypto import jwk, jws
+    from jwcrypto import jwe, jwk, jws
     from jwcrypto.common import base64url_decode, base64url_encode
 except ImportError:  # pragma: no cover - reported to the caller
     sys.stderr.write(
@@ -47,6 +60,12 @@ except ImportError:  # pragma: no cover - reported to the caller
 
 MESSAGE_TYP = "liaison-message+jws"  # protocol.md, JWS profile
 RECEIPT_TYP = "liaison-receipt+jws"
+HANDOVER_RECORD_TYP = "liaison-handover-record+jws"  # protocol.md, Handover record
+# protocol.md, Personal data, The profile
+PD_ALG, PD_ENC = "ECDH-ES+A256KW", "A256GCM"
+PD_PROTECTED = {"enc": PD_ENC, "cty": "liaison-personal-data+json"}
+PD_MAX_RECIPIENTS = 65
+MAX_JSON_DEPTH = 32  # protocol.md, Size limit: the object itself is level 1
 KEY_TYPES = {"EdDSA": ("OKP", "Ed25519"), "ES256": ("EC", "P-256")}  # alg -> (kty, crv)
 # protocol.md "What one NATS message contains" / step 3. `$` in Python matches before a final
 # newline, which the docs call malformed: fullmatch() is used instead.
@@ -117,13 +136,83 @@ def party_doc_time_ms(text):
     return _instant_ms(m.groups()[:7], offset)
 
 
-def typ_kind(typ):
+def typ_kind(typ, allowed=(MESSAGE_TYP, RECEIPT_TYP)):
     """protocol.md, JWS profile: `typ` compared case-insensitively, `application/` optional."""
     if not isinstance(typ, str):
         return None
     t = typ.lower()
     t = t[len("application/") :] if t.startswith("application/") else t
-    return t if t in (MESSAGE_TYP, RECEIPT_TYP) else None
+    return t if t in allowed else None
+
+
+B64URL = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def canonical_b64(segment):
+    """Decoded bytes of a non-empty canonical base64url text (no padding), None if not one."""
+    if not isinstance(segment, str) or B64URL.fullmatch(segment) is None:
+        return None
+    try:
+        raw = base64url_decode(segment)
+    except Exception:
+        return None
+    return raw if base64url_encode(raw) == segment else None
+
+
+def json_depth(text):
+    """Nesting depth of JSON text, measured before parsing (protocol.md, Size limit)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def _bad_strings(value):
+    """True if a string or member name holds U+0000 or a lone surrogate."""
+    if isinstance(value, str):
+        return any(c == "\x00" or "\ud800" <= c <= "\udfff" for c in value)
+    if isinstance(value, list):
+        return any(_bad_strings(v) for v in value)
+    if isinstance(value, dict):
+        return any(_bad_strings(k) or _bad_strings(v) for k, v in value.items())
+    return False
+
+
+def _no_constant(name):
+    raise ValueError(f"{name} is not JSON")
+
+
+def strict_json_object(raw, what):
+    """UTF-8 JSON of an object within the protocol's limits; raises ValueError saying which."""
+    try:
+        text = raw.decode("utf-8")  # strict: an encoded surrogate is refused, never repaired
+    except UnicodeDecodeError:
+        raise ValueError(f"the {what} is not UTF-8") from None
+    if json_depth(text) > MAX_JSON_DEPTH:
+        raise ValueError(f"the {what} nests deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        value = json.loads(text, parse_constant=_no_constant)
+    except ValueError:
+        raise ValueError(f"the {what} is not JSON") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"the {what} is not a JSON object")
+    if _bad_strings(value):
+        raise ValueError(f"a string of the {what} holds U+0000 or a lone surrogate")
+    return value
 
 
 def sha256_hex(data):
@@ -247,7 +336,14 @@ class Schemas:
             if "items" in s:
                 for i, item in enumerate(v):
                     self._check(s["items"], item, f"{at}/{i}", root, found)
+        if isinstance(v, list) and "contains" in s:
+            if not any(not self._sub_errors(s["contains"], item, at, root) for item in v):
+                found.append((at, "contains no matching item"))
         if isinstance(v, dict):
+            if "minProperties" in s and len(v) < s["minProperties"]:
+                found.append((at, "too few properties"))
+            if "maxProperties" in s and len(v) > s["maxProperties"]:
+                found.append((at, "too many properties"))
             for name in s.get("required", []):
                 if name not in v:
                     found.append((at, f"missing required property '{name}'"))
@@ -284,6 +380,7 @@ KNOWN_KEYWORDS = {
     "type", "const", "enum", "minLength", "maxLength", "pattern", "format", "minimum",
     "maximum", "minItems", "maxItems", "uniqueItems", "items", "required", "properties",
     "additionalProperties", "allOf", "anyOf", "not", "if", "then", "else", "default",
+    "contains", "minProperties", "maxProperties",
 }
 
 
@@ -346,8 +443,46 @@ def format_ok(fmt, v):
 # party documents (protocol.md, Key discovery)
 
 
+def _key_times(k, where):
+    """validFrom (required), validUntil and revokedAt of a party document key, in ms."""
+    valid_from = party_doc_time_ms(k.get("validFrom"))
+    if valid_from is None:
+        raise Refused("request_invalid", f"{where}: validFrom missing or unparsable")
+    bounds = {}
+    for name in ("validUntil", "revokedAt"):
+        if name in k:
+            bounds[name] = party_doc_time_ms(k[name])
+            if bounds[name] is None:
+                raise Refused("request_invalid", f"{where}: {name} unparsable")
+    if bounds.get("validUntil") is not None and bounds["validUntil"] <= valid_from:
+        raise Refused("request_invalid", f"{where}: validUntil is not after validFrom")
+    return {
+        "validFrom": valid_from,
+        "validUntil": bounds.get("validUntil"),
+        "revokedAt": bounds.get("revokedAt"),
+    }
+
+
+def _encryption_key(k, where):
+    """protocol.md, Key discovery, encryption keys: X25519, ECDH-ES+A256KW, kid the thumbprint."""
+    if (k.get("kty"), k.get("crv")) != ("OKP", "X25519"):
+        raise Refused("request_invalid", f"{where}: an encryption key must be OKP/X25519")
+    x = canonical_b64(k.get("x"))
+    if x is None or len(x) != 32:
+        raise Refused("request_invalid", f"{where}: x is not a 32-byte X25519 public key")
+    if k.get("alg") != PD_ALG:
+        raise Refused("request_invalid", f"{where}: an encryption key's alg must be {PD_ALG}")
+    key = jwk.JWK(kty="OKP", crv="X25519", x=k["x"])
+    if k.get("kid") != key.thumbprint():
+        raise Refused("request_invalid", f"{where}: kid is not the RFC 7638 thumbprint")
+    return {"jwk": key, "alg": PD_ALG, **_key_times(k, where)}
+
+
 def load_party_document(path):
-    """Checks a party document as protocol.md / errors.md (request_invalid) describe."""
+    """Checks a party document as protocol.md / errors.md (request_invalid) describe.
+
+    Returns (party, signing keys by kid, encryption keys by kid). Only signing keys verify.
+    """
     doc = read_json_file(path)
     if not isinstance(doc, dict) or not isinstance(doc.get("party"), dict):
         raise Refused("request_invalid", f"{path}: no `party` member")
@@ -361,14 +496,19 @@ def load_party_document(path):
     if not isinstance(keys, list) or not 1 <= len(keys) <= 64:
         raise Refused("request_invalid", f"{path}: `keys` must hold 1 to 64 keys")
     registered = {}
+    encryption = {}
     for i, k in enumerate(keys):
         where = f"{path}: keys[{i}]"
         if not isinstance(k, dict):
             raise Refused("request_invalid", f"{where} is not an object")
-        if k.get("use") == "enc":
-            continue  # reserved for later encryption keys: skipped, not registered
-        if "d" in k:
+        if "d" in k:  # whatever its use
             raise Refused("request_invalid", f"{where} contains a private key (d)")
+        kid = k.get("kid")
+        if isinstance(kid, str) and (kid in registered or kid in encryption):
+            raise Refused("request_invalid", f"{where}: kid {kid} is listed twice")
+        if k.get("use") == "enc":
+            encryption[k["kid"]] = _encryption_key(k, where)  # raises first if kid is wrong
+            continue
         if k.get("alg") not in KEY_TYPES:
             raise Refused("request_invalid", f"{where}: alg must be EdDSA or ES256")
         if (k.get("kty"), k.get("crv")) != KEY_TYPES[k["alg"]]:
@@ -379,44 +519,67 @@ def load_party_document(path):
             raise Refused("request_invalid", f"{where}: not a valid public key ({e})") from None
         if k.get("kid") != key.thumbprint():
             raise Refused("request_invalid", f"{where}: kid is not the RFC 7638 thumbprint")
-        valid_from = party_doc_time_ms(k.get("validFrom"))
-        if valid_from is None:
-            raise Refused("request_invalid", f"{where}: validFrom missing or unparsable")
-        bounds = {}
-        for name in ("validUntil", "revokedAt"):
-            if name in k:
-                bounds[name] = party_doc_time_ms(k[name])
-                if bounds[name] is None:
-                    raise Refused("request_invalid", f"{where}: {name} unparsable")
-        registered[k["kid"]] = {
-            "jwk": key,
-            "alg": k["alg"],
-            "validFrom": valid_from,
-            "validUntil": bounds.get("validUntil"),
-            "revokedAt": bounds.get("revokedAt"),
-        }
+        registered[k["kid"]] = {"jwk": key, "alg": k["alg"], **_key_times(k, where)}
     if not registered:
         raise Refused("request_invalid", f"{path}: keys holds no signing key")
-    return party, registered
+    return party, registered, encryption
+
+
+def load_registry(paths):
+    """The registered parties of --jwks party documents: {party id: {party, keys, enc}}."""
+    registry = {}
+    owner = {}
+    for path in paths:
+        party, keys, enc = load_party_document(path)
+        for kid in list(keys) + list(enc):
+            if owner.setdefault(kid, party["id"]) != party["id"]:  # a key never moves party
+                raise Refused("request_invalid", f"key {kid} is registered for another party")
+        registry[party["id"]] = {"party": party, "keys": keys, "enc": enc}
+    return registry
 
 
 # --------------------------------------------------------------------------------------------
 # keys and signing
 
 
-def load_private_key(path):
+def read_private_jwk(path):
     st = os.stat(path)
     if st.st_mode & 0o077:
         raise Refused("key_store_invalid", f"{path} is readable by group or others")
     members = read_json_file(path)
-    if "d" not in members:
+    if not isinstance(members, dict) or "d" not in members:
         raise Refused("key_store_invalid", f"{path} holds no private key")
+    return members
+
+
+def write_private_jwk(path, members):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(members, f, indent=2)
+        f.write("\n")
+
+
+def load_private_key(path):
+    members = read_private_jwk(path)
     key = jwk.JWK(**{n: members[n] for n in ("kty", "crv", "x", "y", "d") if n in members})
     alg = alg_of_key(members)
     kid = key.thumbprint()
     if members.get("kid", kid) != kid:
         raise Refused("key_store_invalid", f"{path}: kid is not the key's thumbprint")
     return key, kid, alg
+
+
+def load_encryption_key(path):
+    """One of this party's X25519 private keys (protocol.md, Personal data); (kid, JWK)."""
+    members = read_private_jwk(path)
+    if (members.get("kty"), members.get("crv")) != ("OKP", "X25519"):
+        raise Refused("key_store_invalid", f"{path} is not an X25519 key")
+    key = jwk.JWK(**{n: members[n] for n in ("kty", "crv", "x", "d")})
+    kid = key.thumbprint()
+    if members.get("kid", kid) != kid:
+        raise Refused("key_store_invalid", f"{path}: kid is not the key's thumbprint")
+    return kid, key
 
 
 def sign_compact(payload_obj, key, kid, alg, typ):
@@ -445,22 +608,20 @@ def schema_check(schemas, schema_id, instance, code):
 def cmd_keygen(args):
     if PARTY_ID.fullmatch(args.party_id) is None:
         raise Refused("request_invalid", "--party-id is not a party id")
-    kty, crv = KEY_TYPES[args.alg]
-    key = jwk.JWK.generate(kty=kty, crv=crv)
-    kid = key.thumbprint()
     valid_from = utc_text(datetime.now(timezone.utc))
-    private = json.loads(key.export_private())
-    private.update({"kid": kid, "alg": args.alg, "use": "sig", "validFrom": valid_from})
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path = out_dir / "key.json"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(private, f, indent=2)
-        f.write("\n")
-    public = public_jwk(json.loads(key.export_public()))
-    public.update({"kid": kid, "alg": args.alg, "use": "sig", "validFrom": valid_from})
+    published = []
+    # The signing key (EdDSA or ES256), then the encryption key (X25519, protocol.md Key
+    # discovery: "use": "enc", "alg": "ECDH-ES+A256KW", kid its RFC 7638 thumbprint).
+    for file, (kty, crv), alg, use in (
+        ("key.json", KEY_TYPES[args.alg], args.alg, "sig"),
+        ("enc-key.json", ("OKP", "X25519"), PD_ALG, "enc"),
+    ):
+        key = jwk.JWK.generate(kty=kty, crv=crv)
+        meta = {"kid": key.thumbprint(), "alg": alg, "use": use, "validFrom": valid_from}
+        write_private_jwk(out_dir / file, {**json.loads(key.export_private()), **meta})
+        published.append({**public_jwk(json.loads(key.export_public())), **meta})
     country = args.party_id.split("-", 1)[0]
     out(
         {
@@ -471,7 +632,7 @@ def cmd_keygen(args):
                 "kind": args.kind,
                 "inboundSubject": args.subject,
             },
-            "keys": [public],
+            "keys": published,
         }
     )
 
@@ -644,6 +805,95 @@ def verify(data, registry, self_id, sent, schemas, skew_ms, now):
     return {"typ": typ, "payload": payload, "digest": sha256_hex(data), "kid": kid}
 
 
+# --------------------------------------------------------------------------------------------
+# personal data (protocol.md, Personal data: The profile, Decrypting)
+
+
+def _undecryptable(detail):
+    return Refused("personal_data_undecryptable", detail)
+
+
+def check_personal_data_profile(pd):
+    """The profile, exactly; returns the recipient entries. personal_data_undecryptable if not."""
+    members = {"protected", "recipients", "iv", "ciphertext", "tag"}
+    if not isinstance(pd, dict) or set(pd) != members:
+        raise _undecryptable("the JWE must hold exactly protected, recipients, iv, ciphertext, tag")
+    protected = canonical_b64(pd["protected"])
+    if protected is None:
+        raise _undecryptable("protected is not canonical base64url")
+    try:
+        header = strict_json_object(protected, "protected header")
+    except ValueError as e:
+        raise _undecryptable(str(e)) from None
+    if header != PD_PROTECTED:
+        raise _undecryptable('the protected header must be exactly {"enc":"A256GCM","cty":...}')
+    for name, size in (("iv", 12), ("tag", 16), ("ciphertext", None)):
+        raw = canonical_b64(pd[name])
+        if raw is None or (size is not None and len(raw) != size):
+            raise _undecryptable(f"{name} is not canonical base64url of the right length")
+    recipients = pd["recipients"]
+    if not isinstance(recipients, list) or not 1 <= len(recipients) <= PD_MAX_RECIPIENTS:
+        raise _undecryptable(f"recipients must hold 1 to {PD_MAX_RECIPIENTS} entries")
+    kids = set()
+    for n, entry in enumerate(recipients):
+        where = f"recipient entry {n}"
+        if not isinstance(entry, dict) or set(entry) != {"header", "encrypted_key"}:
+            raise _undecryptable(f"{where} must hold exactly header and encrypted_key")
+        h = entry["header"]
+        if not isinstance(h, dict) or set(h) != {"alg", "kid", "epk"} or h["alg"] != PD_ALG:
+            raise _undecryptable(f"{where}: the header must be exactly alg {PD_ALG}, kid, epk")
+        kid = h["kid"]
+        if not isinstance(kid, str) or len(kid) != 43 or canonical_b64(kid) is None:
+            raise _undecryptable(f"{where}: kid is not an RFC 7638 SHA-256 thumbprint")
+        if kid in kids:
+            raise _undecryptable(f"{where}: kid repeated")
+        kids.add(kid)
+        epk = h["epk"]
+        if (
+            not isinstance(epk, dict)
+            or set(epk) != {"kty", "crv", "x"}
+            or (epk["kty"], epk["crv"]) != ("OKP", "X25519")
+        ):
+            raise _undecryptable(f"{where}: epk must be exactly kty OKP, crv X25519 and x")
+        x = canonical_b64(epk["x"])
+        if x is None or len(x) != 32:
+            raise _undecryptable(f"{where}: epk.x is not a 32-byte X25519 public key")
+        wrapped = canonical_b64(entry["encrypted_key"])
+        if wrapped is None or len(wrapped) != 40:
+            raise _undecryptable(f"{where}: encrypted_key is not 40 bytes of canonical base64url")
+    return recipients
+
+
+def open_personal_data(pd, our_keys, schemas):
+    """Decrypts body.personalData with our entry only; the plaintext, validated."""
+    recipients = check_personal_data_profile(pd)
+    mine = [r for r in recipients if r["header"]["kid"] in our_keys]
+    if not mine:
+        raise Refused(
+            "personal_data_not_for_us",
+            "no recipient entry of the personal data names one of our encryption keys",
+        )
+    entry = mine[0]
+    # Our entry alone: the others are wrapped for other parties' keys.
+    token = jwe.JWE()
+    token.allowed_algs = [PD_ALG, PD_ENC]
+    try:
+        token.deserialize(json.dumps({**pd, "recipients": [entry]}))
+        token.decrypt(our_keys[entry["header"]["kid"]])
+        plaintext = token.plaintext
+    except Exception:
+        raise _undecryptable("the personal data does not decrypt with our encryption key") from None
+    try:
+        content = strict_json_object(plaintext, "personal data")
+    except ValueError as e:
+        raise _undecryptable(str(e)) from None
+    problems = schemas.errors(f"{SCHEMA_BASE}personal-data/v1.json", content)
+    if problems:
+        pointers = ", ".join(f"/personalData{p} ({why})" for p, why in problems[:8])
+        raise Refused("personal_data_invalid", f"does not match personal-data/v1.json: {pointers}")
+    return content
+
+
 def load_sent(path):
     data = Path(path).read_bytes()
     payload = b64url_json(data.decode("ascii").split(".")[1], "payload of a sent message")
@@ -651,22 +901,126 @@ def load_sent(path):
 
 
 def cmd_verify(args):
-    registry = {}
-    for path in args.jwks:
-        party, keys = load_party_document(path)
-        registry[party["id"]] = {"party": party, "keys": keys}
+    registry = load_registry(args.jwks)
     sent = [load_sent(p) for p in args.sent or []]
     data = sys.stdin.buffer.read()  # the exact bytes: nothing stripped
+    schemas = Schemas(args.schemas)
     result = verify(
         data,
         registry,
         args.self_id,
         sent,
-        Schemas(args.schemas),
+        schemas,
         args.skew_seconds * 1000,
         now_ms() if args.now is None else timestamp_ms(args.now),
     )
+    body = result["payload"].get("body")
+    if result["typ"] == MESSAGE_TYP and isinstance(body, dict) and "personalData" in body:
+        # Only after the message verified: its signature is what tells who sent the data.
+        our_keys = dict(load_encryption_key(path) for path in args.enc_key or [])
+        result["personalData"] = open_personal_data(body["personalData"], our_keys, schemas)
     out(result)
+
+
+# --------------------------------------------------------------------------------------------
+# handover record (protocol.md, Handover record: Verifying offline)
+
+
+def _record_invalid(detail):
+    return Refused("handover_record_invalid", detail)
+
+
+def verify_handover_record(record, registry, schemas, now, countersigned=True):
+    """Checks a record in the order of "Verifying offline"; (payload, signers) or Refused."""
+    # 1. shape
+    if not isinstance(record, dict) or set(record) != {"payload", "signatures"}:
+        raise _record_invalid("the record must hold exactly payload and signatures")
+    sigs = record["signatures"]
+    if not isinstance(sigs, list) or not 1 <= len(sigs) <= 2:
+        raise _record_invalid("the record must hold 1 or 2 signatures")
+    for n, sig in enumerate(sigs, 1):
+        if not isinstance(sig, dict) or set(sig) != {"protected", "signature"}:
+            raise _record_invalid(f"signature {n} must hold exactly protected and signature")
+    segments = [record["payload"]] + [sig[m] for sig in sigs for m in ("protected", "signature")]
+    if any(canonical_b64(seg) is None for seg in segments):
+        raise _record_invalid("a segment is not canonical base64url")
+    # 2. payload
+    try:
+        payload = strict_json_object(canonical_b64(record["payload"]), "payload")
+    except ValueError as e:
+        raise _record_invalid(str(e)) from None
+    # 3. each signature on its own
+    # Signing keys only: an encryption key verifies nothing.
+    keys = {
+        kid: (party_id, key)
+        for party_id, entry in registry.items()
+        for kid, key in entry["keys"].items()
+    }
+    signers = []
+    for n, sig in enumerate(sigs, 1):
+        try:
+            header = strict_json_object(canonical_b64(sig["protected"]), "protected header")
+        except ValueError as e:
+            raise _record_invalid(f"signature {n}: {e}") from None
+        if (
+            set(header) != {"alg", "kid", "typ"}
+            or typ_kind(header["typ"], (HANDOVER_RECORD_TYP,)) is None
+            or header["alg"] not in KEY_TYPES
+        ):
+            raise _record_invalid(
+                f"signature {n}: the protected header must be exactly alg (EdDSA or ES256), "
+                f'kid and typ "{HANDOVER_RECORD_TYP}"'
+            )
+        if not isinstance(header["kid"], str) or header["kid"] not in keys:
+            raise _record_invalid(f"signature {n}: kid names no registered signing key")
+        party_id, key = keys[header["kid"]]
+        if key["alg"] != header["alg"]:
+            raise _record_invalid(f"signature {n}: alg does not match the key")
+        if key["revokedAt"] is not None and now >= key["revokedAt"]:
+            raise _record_invalid(f"signature {n}: the key is revoked")
+        if now < key["validFrom"] or (key["validUntil"] is not None and now >= key["validUntil"]):
+            raise _record_invalid(f"signature {n}: the key is not valid now")
+        if party_id in [s["party"] for s in signers]:
+            raise _record_invalid(f"signature {n}: {party_id} signed twice")
+        # ONE signature, as a flattened JWS: jwcrypto's verify() of the general form succeeds as
+        # soon as any one signature verifies.
+        one = jws.JWS()
+        try:
+            one.deserialize(json.dumps({"payload": record["payload"], **sig}))
+            one.verify(key["jwk"], alg=header["alg"])
+        except Exception:
+            detail = f"signature {n} does not verify with the key its kid names"
+            raise _record_invalid(detail) from None
+        signers.append({"party": party_id, "kid": header["kid"], "alg": header["alg"]})
+    # 4. what we require of the content
+    if countersigned and len(signers) != 2:
+        raise Refused("handover_record_incomplete", "the record is not countersigned")
+    named = [payload.get("handedOverBy"), payload.get("receivedBy")][: len(signers)]
+    if [s["party"] for s in signers] != named:
+        raise _record_invalid("the signers are not handedOverBy, then receivedBy")
+    problems = schemas.errors(f"{SCHEMA_BASE}handover-record/v1.json", payload)
+    if problems:
+        pointers = ", ".join(f"{p or '/'} ({why})" for p, why in problems[:8])
+        raise _record_invalid(f"does not match handover-record/v1.json: {pointers}")
+    return payload, signers
+
+
+def cmd_verify_handover_record(args):
+    registry = load_registry(args.jwks)
+    record = read_json_file(args.record)
+    now = now_ms() if args.now is None else party_doc_time_ms(args.now)
+    if now is None:
+        raise Refused("request_invalid", "--now is not an RFC 3339 date-time with a zone")
+    try:
+        payload, signers = verify_handover_record(
+            record, registry, Schemas(args.schemas), now, countersigned=not args.signed_once
+        )
+    except Refused as e:
+        out({"ok": False, "error": {"code": e.code, "detail": e.detail}})
+        sys.stderr.write(f"python_partner: {e.code}: {e.detail}\n")
+        return 1
+    out({"ok": True, "payload": payload, "signers": signers})
+    return 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -706,6 +1060,9 @@ def main(argv):
     p.add_argument("--sent", action="append", help="a JWS file this party sent (for receipts)")
     p.add_argument("--skew-seconds", type=int, default=DEFAULT_SKEW_SECONDS)
     p.add_argument("--now", help="the receiver's clock, RFC 3339 UTC (default: the real clock)")
+    p.add_argument(
+        "--enc-key", action="append", help="one of our X25519 private keys (enc-key.json)"
+    )
     p.add_argument("--schemas", default=str(SCHEMAS_DIR))
     p.set_defaults(run=cmd_verify)
 
@@ -716,9 +1073,18 @@ def main(argv):
     p.add_argument("--schemas", default=str(SCHEMAS_DIR))
     p.set_defaults(run=cmd_sign_receipt)
 
+    p = sub.add_parser("verify-handover-record", help="verify a handover record offline")
+    p.add_argument("--record", required=True, help="the record (General JSON JWS) file")
+    p.add_argument("--jwks", required=True, action="append", help="a signer's party document")
+    p.add_argument("--signed-once", action="store_true", help="a record not countersigned yet")
+    p.add_argument("--now", help="the instant the verdict is about, RFC 3339 (default: now)")
+    p.add_argument("--schemas", default=str(SCHEMAS_DIR))
+    p.set_defaults(run=cmd_verify_handover_record)
+
     args = parser.parse_args(argv)
     try:
-        args.run(args)
+        if args.run(args):
+            return 1
     except Refused as e:
         out({"error": {"code": e.code, "detail": e.detail}})
         sys.stderr.write(f"python_partner: {e.code}: {e.detail}\n")
