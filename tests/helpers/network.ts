@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadConfig } from "../../src/config/config.ts";
+import type { Clock } from "../../src/delivery/ports.ts";
 import { type Gateway, startGateway } from "../../src/gateway.ts";
 import { createLogger } from "../../src/observability/logger.ts";
 import type { SigningKey } from "../../src/protocol/types.ts";
@@ -34,6 +35,10 @@ export interface NodeSpec {
   env?: Record<string, string>;
   /** Where the gateway's log lines go (info level); silent when absent. */
   logLines?: string[];
+  /** The level of the lines written to logLines (default: info). */
+  logLevel?: string;
+  /** The gateway's clock (GatewayOptions.clock); the system clock when absent. */
+  clock?: Clock;
 }
 
 export async function startNode(
@@ -67,11 +72,16 @@ export async function startNode(
     lines === undefined
       ? createLogger("silent")
       : createLogger(
-          "info",
+          spec.logLevel ?? "info",
           { party: spec.partyId },
           { write: (line: string) => void lines.push(line) },
         );
-  const gateway = await startGateway(config, { pollMs: 50, logger, reloadMs: 200 });
+  const gateway = await startGateway(config, {
+    pollMs: 50,
+    logger,
+    reloadMs: 200,
+    ...(spec.clock === undefined ? {} : { clock: spec.clock }),
+  });
   const key = currentSigningKey(await loadKeyFiles(config.keysDir), new Date());
   if (key === undefined) throw new Error("no signing key");
   const stop = gateway.stop;
