@@ -192,7 +192,14 @@ export class Inbox {
     const known = await store.inbound.find(later.map(keyOf));
     for (const m of later) {
       const { from, id } = keyOf(m);
-      settle(m.index, await this.duplicate(m, known.get(inboundKey(from, id))));
+      const logged = known.get(inboundKey(from, id));
+      // Another copy, in this batch, of a step its case refused: nothing is logged under its id,
+      // so it is refused with the case's code, as a later redelivery would be — not a conflict.
+      const refusal = logged === undefined ? refused.get(inboundKey(from, id)) : undefined;
+      settle(
+        m.index,
+        refusal === undefined ? await this.duplicate(m, logged) : await this.refuseStep(m, refusal),
+      );
     }
   }
 
