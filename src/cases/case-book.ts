@@ -37,6 +37,8 @@ export interface CaseFile {
     message: CaseMessage;
     direction: "inbound" | "outbound";
     outcome: { applied: true } | ({ applied: false } & Refusal);
+    /** One of our steps the other party refused: shown, but never part of the fold. */
+    refusedByRecipient: boolean;
   }>;
 }
 
@@ -68,11 +70,16 @@ export class CaseBook {
     };
   }
 
+  /** The case's messages that count (without our steps the other party refused). */
   private async load(cases: CaseLog, caseRef: string) {
+    return (await this.loadAll(cases, caseRef)).filter((l) => !l.refused);
+  }
+
+  private async loadAll(cases: CaseLog, caseRef: string) {
     const logged = await cases.messages(caseRef, CASE_TYPES);
-    return logged.map(({ direction, jws }) => {
+    return logged.map(({ direction, jws, refused }) => {
       const envelope = payloadOf(jws) as Envelope;
-      return { direction, message: this.caseMessage(envelope) };
+      return { direction, refused, message: this.caseMessage(envelope) };
     });
   }
 
@@ -131,20 +138,21 @@ export class CaseBook {
 
   /** The case with every message and its outcome; null when no message opened it. */
   async read(cases: CaseLog, caseRef: string): Promise<CaseFile | null> {
-    const loaded = await this.load(cases, caseRef);
+    const all = await this.loadAll(cases, caseRef);
     const fold = foldCase(
-      loaded.map((l) => l.message),
+      all.filter((l) => !l.refused).map((l) => l.message),
       this.deps.policy,
     );
     if (fold.view === null) return null;
     return {
       view: fold.view,
-      messages: [...loaded]
+      messages: [...all]
         .sort((a, b) => compareCaseMessages(a.message, b.message))
-        .map(({ direction, message }) => ({
+        .map(({ direction, message, refused }) => ({
           direction,
           message,
           outcome: fold.outcomes.get(caseMessageKey(message)) ?? { applied: true },
+          refusedByRecipient: refused,
         })),
     };
   }

@@ -144,8 +144,10 @@ function loadDeadlines(env: Env): Config["deadlines"] {
       if (field === undefined) {
         fail(name, `${partner}.${key}: unknown; use ${Object.keys(DEADLINE_KEYS).join(", ")}`);
       }
-      if (!Number.isInteger(value) || (value as number) < 0 || (value as number) > max) {
-        fail(name, `${partner}.${key}: must be a whole number of hours from 0 to ${max}`);
+      // As the single settings: only the confirmation lead may be 0 (confirm by the handover).
+      const min = field === "handoverConfirmationLeadMs" ? 0 : 1;
+      if (!Number.isInteger(value) || (value as number) < min || (value as number) > max) {
+        fail(name, `${partner}.${key}: must be a whole number of hours from ${min} to ${max}`);
       }
       policy[field] = (value as number) * HOUR;
     }

@@ -223,6 +223,8 @@ export interface QuarantineLog {
 export interface LoggedCaseMessage {
   direction: "inbound" | "outbound";
   jws: string;
+  /** One of our steps the other party refused (a rejected delivery): never part of the case. */
+  refused: boolean;
 }
 
 export interface CaseLog {
@@ -232,8 +234,8 @@ export interface CaseLog {
    */
   lock(caseRefs: string[]): Promise<void>;
   /**
-   * The case's messages of these types, both directions, except our own messages the other
-   * party refused (a rejected delivery): those never became part of the case.
+   * The case's messages of these types, both directions, our own messages the other party
+   * refused (a rejected delivery) marked as such: those never became part of the case.
    */
   messages(caseRef: string, types: readonly string[]): Promise<LoggedCaseMessage[]>;
   /** Stores the fold's result as the case's summary row. */

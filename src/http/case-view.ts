@@ -73,11 +73,11 @@ const TIMELINE_ITEM = closed(
     inReplyTo: messageId("the request it answers"),
     outcome: {
       type: "string",
-      enum: ["applied", "superseded"],
+      enum: ["applied", "superseded", "refused"],
       description:
-        "`applied`: the step moved the case; `superseded`: a message that crossed it on the wire took its place (see docs/cases.md), `code` says why",
+        "`applied`: the step moved the case; `superseded`: a message that crossed it on the wire took its place (see docs/cases.md), `code` says why; `refused`: one of our steps the other party refused with a negative receipt (`code`, its first error code): it never became part of the case",
     },
-    code: { type: "string", description: "why it was superseded (an error code)" },
+    code: { type: "string", description: "why it was superseded or refused (an error code)" },
     detail: { type: "string", description: "the rule, never content" },
     hasPersonalData: { type: "boolean", description: "it carries encrypted personal data" },
     deliveries: {
@@ -161,7 +161,7 @@ export function caseDetail(
     dueAt: dueAt === undefined ? null : new Date(dueAt).toISOString(),
     overdue: dueAt !== undefined && Date.parse(dueAt) <= now.getTime(),
     allowedNext: allowedNext(view, self),
-    timeline: file.messages.map(({ message: m, direction, outcome }) => ({
+    timeline: file.messages.map(({ message: m, direction, outcome, refusedByRecipient }) => ({
       id: m.id,
       direction,
       type: m.type,
@@ -169,8 +169,19 @@ export function caseDetail(
       to: m.to,
       sentAt: new Date(m.sentAt).toISOString(),
       ...(m.inReplyTo === undefined ? {} : { inReplyTo: m.inReplyTo }),
-      outcome: outcome.applied ? "applied" : "superseded",
-      ...(outcome.applied ? {} : { code: outcome.code, detail: outcome.detail }),
+      ...(refusedByRecipient
+        ? {
+            outcome: "refused",
+            code:
+              timeline.receipts.find(
+                (r) =>
+                  r.messageId === m.id && r.direction === "received" && r.status === "rejected",
+              )?.errors[0]?.code ?? "rejected",
+            detail: "refused by the other party's negative receipt",
+          }
+        : outcome.applied
+          ? { outcome: "applied" }
+          : { outcome: "superseded", code: outcome.code, detail: outcome.detail }),
       hasPersonalData: m.body.personalData !== undefined,
       deliveries:
         direction === "outbound"

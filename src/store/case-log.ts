@@ -22,19 +22,17 @@ export class SqlCaseLog implements CaseLog {
   async messages(caseRef: string, types: readonly string[]): Promise<LoggedCaseMessage[]> {
     if (types.length === 0) return [];
     const rows = await this.db
-      .select({ direction: messages.direction, jws: messages.jws })
-      .from(messages)
-      .where(
-        and(
-          eq(messages.caseRef, caseRef),
-          inArray(messages.type, [...types]),
-          sql`not (${messages.direction} = 'outbound' and exists (
+      .select({
+        direction: messages.direction,
+        jws: messages.jws,
+        refused: sql<boolean>`(${messages.direction} = 'outbound' and exists (
             select 1 from deliveries d
             where d.message_id = ${messages.id} and d.status = 'rejected'))`,
-        ),
-      )
+      })
+      .from(messages)
+      .where(and(eq(messages.caseRef, caseRef), inArray(messages.type, [...types])))
       .orderBy(messages.seq);
-    return rows;
+    return rows.map((r) => ({ ...r, refused: r.refused === true }));
   }
 
   async save(view: CaseView, messageCount: number): Promise<void> {

@@ -288,9 +288,15 @@ async function cross(
   });
 }
 
+/**
+ * Both sides hold the same messages with the same outcomes; a sender also shows its own steps
+ * the other side refused (`refused`), which never became part of the case, and the receiver
+ * never logged.
+ */
 async function sameTimelines(caseRef: string): Promise<TimelineItem[]> {
-  const atHekou = timelineOf(await api.caseAt(main.hekou, caseRef));
-  const atLaocai = timelineOf(await api.caseAt(main.laocai, caseRef));
+  const counted = (items: TimelineItem[]) => items.filter((t) => t.outcome !== "refused");
+  const atHekou = counted(timelineOf(await api.caseAt(main.hekou, caseRef)));
+  const atLaocai = counted(timelineOf(await api.caseAt(main.laocai, caseRef)));
   expect(atLaocai.map((t) => `${t.id} ${t.outcome}`)).toEqual(
     atHekou.map((t) => `${t.id} ${t.outcome}`),
   );
@@ -703,8 +709,8 @@ describe("a victim's case between Hekou and Lao Cai", () => {
 
     // Both: handover-proposed, awaiting Lao Cai's answer to P2, holding the same messages. Once
     // refused by Hekou, the confirmation is no longer a message of the case at Lao Cai either
-    // (docs/cases.md, "Which messages count"): it leaves Lao Cai's timeline, and its rejected
-    // delivery is shown by GET /v1/messages/{id} (above), not in the case.
+    // (docs/cases.md, "Which messages count"): Lao Cai's timeline shows it `refused`, with
+    // Hekou's code, outside the fold.
     const [atHekou, atLaocai] = [
       await api.caseAt(hekou, caseRef),
       await api.caseAt(laocai, caseRef),
@@ -713,8 +719,17 @@ describe("a victim's case between Hekou and Lao Cai", () => {
       expect(view.state).toBe("handover-proposed");
       expect((view.awaiting as Array<{ requestId: string }>)[0]?.requestId).toBe(p2);
     }
-    expect(timelineOf(atLaocai).map((t) => t.id)).toEqual(timelineOf(atHekou).map((t) => t.id));
-    expect(timelineOf(atLaocai).map((t) => t.id)).not.toContain(c);
+    const counted = (view: Record<string, unknown>) =>
+      timelineOf(view)
+        .filter((t) => t.outcome !== "refused")
+        .map((t) => t.id);
+    expect(counted(atLaocai)).toEqual(counted(atHekou));
+    expect(counted(atLaocai)).not.toContain(c);
+    expect(timelineOf(atLaocai).find((t) => t.id === c)).toMatchObject({
+      outcome: "refused",
+      code: "reply_unmatched",
+    });
+    expect(timelineOf(atHekou).map((t) => t.id)).not.toContain(c);
 
     // Lao Cai answers P2: both move on.
     await sendAs(laocai, { ...confirmation, inReplyTo: p2 });
@@ -819,13 +834,21 @@ describe("a victim's case between Hekou and Lao Cai", () => {
       ]);
       return ids as [string, string];
     });
-    // The sender's case dropped the refused step; the victim.identified goes out as queued.
+    // The sender's case dropped the refused step (shown `refused`, outside the fold); the
+    // victim.identified goes out as queued.
     expect((await api.finalStatus(hekou, opened)).status).toBe("delivered");
     for (const node of [hekou, laocai]) {
       const view = await api.caseAt(node, caseRef);
       expect(view.state).toBe("identified");
-      expect(timelineOf(view).map((t) => t.id)).toEqual([opened]);
+      expect(
+        timelineOf(view)
+          .filter((t) => t.outcome !== "refused")
+          .map((t) => t.id),
+      ).toEqual([opened]);
     }
+    expect(
+      timelineOf(await api.caseAt(hekou, caseRef)).find((t) => t.id === request),
+    ).toMatchObject({ outcome: "refused", code: "transition_not_allowed" });
     expect(await quarantinedAt(api, laocai, request, "message")).toMatchObject({
       code: "transition_not_allowed",
     });

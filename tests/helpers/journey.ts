@@ -146,7 +146,7 @@ export interface TimelineItem {
   from: string;
   sentAt: string;
   inReplyTo?: string;
-  outcome: "applied" | "superseded";
+  outcome: "applied" | "superseded" | "refused";
   code?: string;
   deliveries: Array<{ recipient: string; status: string }>;
   receipts: Array<{ id: string; from: string; status: string; codes: string[] }>;

@@ -124,6 +124,7 @@ describe("loadConfig", () => {
       [JSON.stringify({ "VN-BGC-LAOCAI": { verificationAnswerDays: 3 } }), "unknown"],
       [JSON.stringify({ "VN-BGC-LAOCAI": { verificationAnswerHours: -1 } }), "whole number"],
       [JSON.stringify({ "VN-BGC-LAOCAI": { verificationAnswerHours: 1.5 } }), "whole number"],
+      [JSON.stringify({ "VN-BGC-LAOCAI": { countersignatureHours: 0 } }), "from 1 to"],
     ] as const) {
       const err = configError({ ...BASE, LIAISON_DEADLINES_BY_PARTNER: value });
       expect(err.code).toBe("config_invalid");

@@ -18,7 +18,7 @@ export const getCase = defineRoute({
   tags: ["cases"],
   summary: "One case: state, deadlines, allowed next steps, timeline",
   description:
-    "The case as the fold over its messages computes it (docs/cases.md): its state, who owes which step and by when (`awaiting`, `overdue`), the types this gateway may send now (`allowedNext`), and every message of the case in the fold's order with its outcome (`applied`, or `superseded` by a message that crossed it), its deliveries and receipts. Personal data is not here: see `GET /v1/cases/{ref}/personal-data`.",
+    "The case as the fold over its messages computes it (docs/cases.md): its state, who owes which step and by when (`awaiting`, `overdue`), the types this gateway may send now (`allowedNext`), and every message of the case in the fold's order with its outcome (`applied`; `superseded` by a message that crossed it; `refused`: one of ours the other party refused, never part of the case), its deliveries and receipts. Personal data is not here: see `GET /v1/cases/{ref}/personal-data`.",
   request: { params: { ref: CASE_REF_PARAM } },
   responses: {
     200: jsonResponse("The case.", CASE_DETAIL_SCHEMA),
