@@ -382,7 +382,7 @@ describe.each(["postgres", "pglite"] as const)("the store on %s", (driver) => {
     expect(found?.receipts.map((r) => r.id)).toEqual([good.receipt.id, thai.receipt.id]);
   });
 
-  it("reads a case's messages both ways, without other types or our steps the partner refused", async () => {
+  it("reads a case's messages both ways, without other types, marking our steps the partner refused", async () => {
     const ref = `CN-HEKOU-2026-${String(driver === "postgres" ? 8101 : 8102)}`;
     const step = (type: string, from = SELF, to = [PARTNER]) => {
       const e = { ...envelope(to, from), type, caseRef: ref };
@@ -409,10 +409,11 @@ describe.each(["postgres", "pglite"] as const)("the store on %s", (driver) => {
       "identity.verification.response",
     ];
     const read = await store.cases.messages(ref, types);
-    expect(read.map((m) => [m.direction, m.jws]).sort()).toEqual(
+    expect(read.map((m) => [m.direction, m.jws, m.refused]).sort()).toEqual(
       [
-        ["outbound", opened.jws],
-        ["inbound", answer.jws],
+        ["outbound", opened.jws, false],
+        ["outbound", refused.jws, true],
+        ["inbound", answer.jws, false],
       ].sort(),
     );
     expect(await store.cases.caseRefsOf([opened.envelope.id, notice.envelope.id], types)).toEqual([
