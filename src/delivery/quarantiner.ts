@@ -62,6 +62,7 @@ export class Quarantiner {
           receiptErrors(rejection),
         )
       : null;
+    let requeued = false;
     const seq = await store.transaction(async (tx) => {
       const seq = await tx.quarantine.insert({
         subject: item.subject,
@@ -77,7 +78,10 @@ export class Quarantiner {
       });
       if (seq === null) {
         const earlier = await tx.quarantine.answerFor(rejection.digest);
-        if (earlier !== null) await tx.receipts.requeueById(earlier, clock());
+        if (earlier !== null) {
+          await tx.receipts.requeueById(earlier, clock());
+          requeued = true;
+        }
       } else if (receipt !== null) {
         await tx.receipts.insertIssued([receipt]);
       }
@@ -95,7 +99,8 @@ export class Quarantiner {
       },
       "inbound quarantined",
     );
-    if (receiptSent) wake.raise();
+    // A new answer, or the earlier one queued again: the dispatcher sends it now.
+    if (receiptSent || requeued) wake.raise();
     return { outcome: "quarantined", code: rejection.code, receiptSent };
   }
 }

@@ -404,4 +404,16 @@ describe("Inbox", () => {
     await inbox.handle(m.bytes, SUBJECT);
     expect(wake.take()).toBe(true);
   });
+
+  it("raises the wake signal when quarantined bytes come again and their earlier answer is queued again", async () => {
+    const m = await message({ ...CASE_NOTICE_BODY, extraField: 1 });
+    expect(await inbox.handle(m.bytes, SUBJECT)).toMatchObject({ receiptSent: true });
+    wake.take();
+    expect(await inbox.handle(m.bytes, SUBJECT)).toEqual({
+      outcome: "quarantined",
+      code: "schema_invalid",
+      receiptSent: false,
+    });
+    expect(wake.take()).toBe(true);
+  });
 });
