@@ -19,7 +19,7 @@ import { sha256Hex } from "../protocol/digest.ts";
 import { LiaisonError } from "../protocol/errors.ts";
 import { checkJsonValue, MAX_JSON_DEPTH } from "../protocol/json-limits.ts";
 import { MESSAGE_TYP } from "../protocol/jws-profile.ts";
-import { sealPersonalData } from "../protocol/personal-data.ts";
+import { openPersonalData, sealPersonalData } from "../protocol/personal-data.ts";
 import type { Envelope, Handling, PartyId } from "../protocol/types.ts";
 import { type SchemaRegistry, underBody } from "../schemas/schema-registry.ts";
 import { GroupCommit } from "./group-commit.ts";
@@ -49,7 +49,7 @@ export interface SubmitRequest {
 }
 
 /** Body members the gateway makes from the request; a request may not set them itself. */
-const MADE_MEMBERS = { personalData: "personalData", record: "handoverRecord" } as const;
+const MADE_MEMBERS = { record: "handoverRecord" } as const;
 
 export interface SubmitterDeps {
   self: PartyId;
@@ -200,7 +200,16 @@ export class Submitter {
       }
     }
     const made: Record<string, unknown> = {};
-    if (request.personalData !== undefined) {
+    if (request.body.personalData !== undefined) {
+      if (request.personalData !== undefined) {
+        throw new LiaisonError(
+          "request_invalid",
+          "personal data is submitted either in clear (personalData) or encrypted (body.personalData), not both",
+          { issues: [{ path: "/body/personalData", message: "must be absent with personalData" }] },
+        );
+      }
+      await this.checkEncrypted(request.body.personalData, to);
+    } else if (request.personalData !== undefined) {
       const valid = deps.schemas.validatePersonalData(request.personalData);
       if (!valid.ok) {
         throw new LiaisonError("personal_data_invalid", "personalData does not match its schema", {
@@ -217,6 +226,44 @@ export class Submitter {
       });
     }
     return made;
+  }
+
+  /**
+   * Personal data the local system encrypted itself (the gateway then never sees it in clear
+   * at submit): held to what every recipient will check — an entry for us that decrypts to valid
+   * content (`personal_data_not_for_us`, `personal_data_undecryptable`,
+   * `personal_data_invalid`), and an entry for each addressee's current encryption key, without
+   * which that addressee would refuse it as `personal_data_not_for_us`.
+   */
+  private async checkEncrypted(jwe: unknown, to: PartyId[]): Promise<void> {
+    const { deps } = this;
+    const opened = await openPersonalData(jwe, deps.caseKeys.decryptionKeys());
+    if (!opened.ok) throw new LiaisonError(opened.code, opened.detail);
+    const valid = deps.schemas.validatePersonalData(opened.content);
+    if (!valid.ok) {
+      throw new LiaisonError(
+        "personal_data_invalid",
+        "the personal data does not match its schema",
+        {
+          issues: valid.issues.map((i) => ({ path: `/personalData${i.path}`, message: i.message })),
+        },
+      );
+    }
+    const kids = new Set(
+      ((jwe as { recipients?: Array<{ header?: { kid?: unknown } }> }).recipients ?? []).map(
+        (r) => r.header?.kid,
+      ),
+    );
+    const keys = this.encryptionKeysFor(to);
+    for (const i of to.keys()) {
+      if (!kids.has(keys[i]?.kid)) {
+        throw new LiaisonError(
+          "personal_data_not_for_us",
+          "the personal data has no recipient entry for an addressee's current encryption key",
+          { issues: [{ path: `/to/${i}`, message: "no recipient entry for its encryption key" }] },
+        );
+      }
+    }
   }
 
   /** One recipient entry per addressee, and ours: we must be able to read what we sent. */

@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { Ajv2020 } from "ajv/dist/2020.js";
 import addFormatsModule from "ajv-formats";
 import type { Hono } from "hono";
+import { calculateJwkThumbprint, exportJWK, generateKeyPair } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CaseBook } from "../../src/cases/case-book.ts";
 import { loadSchemaRegistry } from "../../src/config/schema-files.ts";
@@ -19,6 +20,7 @@ import { WakeSignal } from "../../src/delivery/wake-signal.ts";
 import { createApp } from "../../src/http/app.ts";
 import { createLogger } from "../../src/observability/logger.ts";
 import { sha256Hex } from "../../src/protocol/digest.ts";
+import { type PersonalDataKey, sealPersonalData } from "../../src/protocol/personal-data.ts";
 import type { PartyRecord } from "../../src/protocol/types.ts";
 import { generateEncryptionKeyFile, generateKeyFile } from "../../src/registry/key-files.ts";
 import { OwnKeyring } from "../../src/registry/own-keyring.ts";
@@ -58,6 +60,8 @@ let app: Hono;
 let database: Database;
 let ownKid: string;
 let ownEncKid: string;
+/** Public encryption keys, for personal data a test encrypts itself. */
+let encKeys: { own: PersonalDataKey; partner: PersonalDataKey; stranger: PersonalDataKey };
 let partnerKeysDir: string;
 let queued = 0;
 /** Lower than the request limit, as base64url makes the signed message a third larger. */
@@ -112,6 +116,15 @@ beforeAll(async () => {
       revokedAt: null,
     },
   ]);
+  const stranger = await generateKeyPair("ECDH-ES+A256KW", { crv: "X25519" });
+  encKeys = {
+    own: keyring.encryptionKey() as PersonalDataKey,
+    partner: registry.encryptionKeyOf(PARTNER.id, new Date()) as PersonalDataKey,
+    stranger: {
+      kid: await calculateJwkThumbprint(await exportJWK(stranger.publicKey), "sha256"),
+      key: stranger.publicKey,
+    },
+  };
   const schemas = loadSchemaRegistry();
   const store = createStore(database.db);
   const wake = new CountingWake();
@@ -963,7 +976,7 @@ describe("cases", () => {
     expectProblem(await request("/v1/cases/CN-HEKOU-2026-7004"), 404, "not_found");
   });
 
-  it("400 request_invalid when the body sets what the gateway makes (personalData, record)", async () => {
+  it("400 request_invalid for personal data both in clear and encrypted, or a record in the body", async () => {
     const res = await request("/v1/messages", {
       json: {
         ...victim("CN-HEKOU-2026-7005"),
@@ -971,6 +984,83 @@ describe("cases", () => {
       },
     });
     expectProblem(res, 400, "request_invalid");
+    const record = await request("/v1/messages", {
+      json: {
+        type: "handover.completed",
+        to: PARTNER.id,
+        caseRef: REF,
+        body: { record: { payload: "e30", signatures: [] } },
+      },
+    });
+    expectProblem(record, 400, "request_invalid");
+  });
+
+  describe("personal data a local system encrypted itself (body.personalData)", () => {
+    const clear = () => ({
+      ...(identified.personalData as Record<string, unknown>),
+      names: { given: CANARY, family: "Test" },
+    });
+    const submitEncrypted = (caseRef: string, jwe: unknown) =>
+      request("/v1/messages", {
+        json: {
+          type: "victim.identified",
+          to: PARTNER.id,
+          caseRef,
+          body: { ...(identified.body as object), personalData: jwe },
+        },
+      });
+
+    it("is accepted when it has an entry for every addressee and for us, and decrypts to valid content", async () => {
+      const jwe = await sealPersonalData(clear(), [encKeys.partner, encKeys.own]);
+      const res = await submitEncrypted("CN-HEKOU-2026-7101", jwe);
+      expect(res.status).toBe(202);
+      const logged = await request(`/v1/messages/${res.body.id}`);
+      const payload = JSON.parse(
+        Buffer.from(String(logged.body.jws).split(".")[1] ?? "", "base64url").toString(),
+      ) as { body: { personalData: unknown } };
+      // Sent as the local system encrypted it, byte for byte.
+      expect(payload.body.personalData).toEqual(jwe);
+      const data = await request("/v1/cases/CN-HEKOU-2026-7101/personal-data");
+      expect(
+        (data.body.items as Array<{ personalData: { names: { given: string } } }>)[0]?.personalData
+          .names.given,
+      ).toBe(CANARY);
+    });
+
+    it("422 personal_data_not_for_us without an entry for us, or for an addressee", async () => {
+      const notOurs = await submitEncrypted(
+        "CN-HEKOU-2026-7102",
+        await sealPersonalData(clear(), [encKeys.partner, encKeys.stranger]),
+      );
+      expectProblem(notOurs, 422, "personal_data_not_for_us");
+      const notTheirs = await submitEncrypted(
+        "CN-HEKOU-2026-7102",
+        await sealPersonalData(clear(), [encKeys.own, encKeys.stranger]),
+      );
+      expectProblem(notTheirs, 422, "personal_data_not_for_us");
+      expect(notTheirs.body.issues).toEqual([
+        { path: "/to/0", message: "no recipient entry for its encryption key" },
+      ]);
+      expectProblem(await request("/v1/cases/CN-HEKOU-2026-7102"), 404, "not_found");
+    });
+
+    it("422 personal_data_undecryptable when it does not decrypt, 422 personal_data_invalid when its content breaks the schema", async () => {
+      const jwe = await sealPersonalData(clear(), [encKeys.partner, encKeys.own]);
+      const tag = Buffer.from(jwe.tag, "base64url");
+      tag[0] = (tag[0] as number) ^ 1;
+      const tampered = await submitEncrypted("CN-HEKOU-2026-7103", {
+        ...jwe,
+        tag: tag.toString("base64url"),
+      });
+      expectProblem(tampered, 422, "personal_data_undecryptable");
+      const invalid = await submitEncrypted(
+        "CN-HEKOU-2026-7103",
+        await sealPersonalData({ shoeSize: CANARY }, [encKeys.partner, encKeys.own]),
+      );
+      expectProblem(invalid, 422, "personal_data_invalid");
+      expect(invalid.text).not.toContain(CANARY);
+      expectProblem(await request("/v1/cases/CN-HEKOU-2026-7103"), 404, "not_found");
+    });
   });
 
   it("409 reply_unmatched for a countersignature with no signed record to answer", async () => {

@@ -46,7 +46,7 @@ export const SUBMIT_REQUEST_SCHEMA = {
     personalData: {
       type: "object",
       description:
-        "Personal data of the person the case is about, in clear (schemas/personal-data.v1.json): the gateway validates it, encrypts it to every recipient and to itself, and puts the JWE into body.personalData. Only for types whose body has personalData.",
+        "Personal data of the person the case is about, in clear (schemas/personal-data.v1.json): the gateway validates it, encrypts it to every recipient and to itself, and puts the JWE into body.personalData. Only for types whose body has personalData. Alternatively, a local system that encrypts itself sets body.personalData to the JWE (docs/protocol.md, Personal data), with an entry for every addressee and for this gateway, and leaves this member out.",
     },
     handoverRecord: {
       type: "object",
@@ -105,7 +105,11 @@ export const postMessage = defineRoute({
       key_store_invalid:
         "no signing (or, for personal data, encryption) key of this gateway is valid now",
       personal_data_invalid:
-        "personalData does not match schemas/personal-data.v1.json; issues point into /personalData",
+        "personalData (or, encrypted by the caller, body.personalData once decrypted) does not match schemas/personal-data.v1.json; issues point into /personalData",
+      personal_data_not_for_us:
+        "body.personalData, encrypted by the caller, has no recipient entry for this gateway, or none for an addressee's current encryption key (issue /to/<i>)",
+      personal_data_undecryptable:
+        "body.personalData, encrypted by the caller, breaks the JWE profile or does not decrypt with this gateway's key",
       transition_not_allowed:
         "a step of a victim's case that the case does not allow now (state, sender or addressee); see GET /v1/cases/{ref}",
       reply_unmatched: "a reply that does not name the case's open request in inReplyTo",
