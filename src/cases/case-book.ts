@@ -77,10 +77,16 @@ export class CaseBook {
 
   private async loadAll(cases: CaseLog, caseRef: string) {
     const logged = await cases.messages(caseRef, CASE_TYPES);
-    return logged.map(({ direction, jws, refused }) => {
+    return logged.map(({ direction, jws, refused, acceptedBy }) => {
       const envelope = payloadOf(jws) as Envelope;
-      return { direction, refused, message: this.caseMessage(envelope) };
+      return { direction, refused, acceptedBy, message: this.caseMessage(envelope) };
     });
+  }
+
+  /** The latest sentAt among the case's messages, or undefined for a case with none. */
+  async lastSentAt(cases: CaseLog, caseRef: string): Promise<Date | undefined> {
+    const times = (await this.load(cases, caseRef)).map((l) => Date.parse(l.message.sentAt));
+    return times.length === 0 ? undefined : new Date(Math.max(...times));
   }
 
   /**
@@ -100,6 +106,14 @@ export class CaseBook {
     for (const [caseRef, envelopes] of byCase) {
       const loaded = await this.load(tx.cases, caseRef);
       const held = new Set(loaded.map((l) => caseMessageKey(l.message)));
+      // Who accepted which step: a step we received, we accepted by logging it; one of ours,
+      // when the other party's accepted receipt is in. A step admitted in this batch: nobody yet.
+      const logged = new Map(loaded.map((l) => [caseMessageKey(l.message), l]));
+      const acknowledged = (step: CaseMessage, party: PartyId) => {
+        const entry = logged.get(caseMessageKey(step));
+        if (entry === undefined) return false;
+        return entry.direction === "inbound" || entry.acceptedBy.includes(party);
+      };
       let current = loaded.map((l) => l.message);
       let fold: FoldResult | undefined;
       const fresh = envelopes
@@ -107,7 +121,7 @@ export class CaseBook {
         .filter((m) => !held.has(caseMessageKey(m)))
         .sort(compareCaseMessages);
       for (const m of fresh) {
-        const admission = admitToCase(current, m, this.deps.policy);
+        const admission = admitToCase(current, m, this.deps.policy, acknowledged);
         if (!admission.ok) {
           const { ok: _ok, ...refusal } = admission;
           refusals.set(caseMessageKey(m), refusal);
@@ -133,6 +147,7 @@ export class CaseBook {
         this.deps.policy,
       );
       if (view !== null) await tx.cases.save(view, loaded.length);
+      else await tx.cases.remove(caseRef);
     }
   }
 

@@ -135,6 +135,8 @@ export interface CaseView {
   openRequestId: string | null;
   /** The confirmed or proposed handover time, once a proposal is open or confirmed. */
   handoverScheduledAt: string | null;
+  /** The border crossing of that proposal: the handover record must name it. */
+  handoverBorderCrossingId: string | null;
   /** The first (singly signed) handover record, once sent: what the countersignature covers. */
   signedRecord: { messageId: string; payload: string; firstSignature: string } | null;
 }

@@ -72,21 +72,51 @@ export function foldCase(
 }
 
 /**
- * Whether `candidate` may join the case now: the fold of the case with it must apply it.
- * Messages already in the case that it displaces (they crossed it on the wire) are skipped by
- * that fold; that is allowed, and is what the other side computes too.
+ * Whether `candidate` may join the case now: the fold of the case with it must apply it, and it
+ * may not displace a step that was already applied, except a step of the other party that the
+ * candidate's sender had not acknowledged yet. That exception is two messages crossing on the
+ * wire: each side sent before it saw the other's, and the fold orders them the same way on both
+ * sides. Anything else would rewrite a history both sides had agreed on — a sender backdating
+ * `sentAt` before its own earlier steps, or before steps it had accepted — and is refused.
+ *
+ * `acknowledged(step, party)`: whether `party` had accepted `step` (its signed receipt, or, for
+ * a step the party received from us, our logging of it).
  */
 export function admitToCase(
   messages: readonly CaseMessage[],
   candidate: CaseMessage,
   policy: (owing: PartyId) => DeadlinePolicy,
+  acknowledged: (step: CaseMessage, party: PartyId) => boolean = () => true,
 ): { ok: true; fold: FoldResult } | ({ ok: false } & Refusal) {
+  const before = foldCase(messages, policy);
+  if (before.view !== null && candidate.type === "victim.identified") {
+    return {
+      ok: false,
+      code: "transition_not_allowed",
+      detail: "victim.identified: the case is already open",
+    };
+  }
   const fold = foldCase([...messages, candidate], policy);
   const outcome = fold.outcomes.get(caseMessageKey(candidate));
   if (outcome === undefined) throw new Error("the candidate has no outcome");
-  if (outcome.applied) return { ok: true, fold };
-  const { applied: _applied, ...refusal } = outcome;
-  return { ok: false, ...refusal };
+  if (!outcome.applied) {
+    const { applied: _applied, ...refusal } = outcome;
+    return { ok: false, ...refusal };
+  }
+  for (const step of messages) {
+    const key = caseMessageKey(step);
+    if (before.outcomes.get(key)?.applied !== true || fold.outcomes.get(key)?.applied !== false) {
+      continue;
+    }
+    if (step.from === candidate.from || acknowledged(step, candidate.from)) {
+      return {
+        ok: false,
+        code: "transition_not_allowed",
+        detail: `${candidate.type}: its sentAt places it before a step its sender had already sent or accepted`,
+      };
+    }
+  }
+  return { ok: true, fold };
 }
 
 /** The types `party` may send in the case now: the transition table, read for its role. */
@@ -177,6 +207,7 @@ function open(m: CaseMessage): StepResult {
       skipped: [],
       openRequestId: null,
       handoverScheduledAt: null,
+      handoverBorderCrossingId: null,
       signedRecord: null,
     },
   };
@@ -216,6 +247,8 @@ const proposal: Transition = {
       state: "handover-proposed",
       openRequestId: m.id,
       handoverScheduledAt: typeof m.body.scheduledAt === "string" ? m.body.scheduledAt : null,
+      handoverBorderCrossingId:
+        typeof m.body.borderCrossingId === "string" ? m.body.borderCrossingId : null,
     },
   }),
 };
@@ -271,10 +304,11 @@ const transitions: Record<CaseState, Partial<Record<StepType, Transition>>> = {
       apply: (view, m) =>
         m.body.decision === "confirmed"
           ? to("handover-confirmed")(view, m)
-          : to("travel-document-issued", { openRequestId: null, handoverScheduledAt: null })(
-              view,
-              m,
-            ),
+          : to("travel-document-issued", {
+              openRequestId: null,
+              handoverScheduledAt: null,
+              handoverBorderCrossingId: null,
+            })(view, m),
     },
   },
   "handover-confirmed": {
@@ -289,11 +323,10 @@ const transitions: Record<CaseState, Partial<Record<StepType, Transition>>> = {
   closed: {},
 };
 
-// Either party may close an open case at any time (the person withdrew consent, the case went to
-// another procedure, the journey ended), except while a signed handover record awaits its
-// countersignature: the record of a handover that took place is completed first.
+// Either party may close an open case at any time: the person withdrew consent, the case went to
+// another procedure, the journey ended, or a signed handover record can never be countersigned.
 for (const state of CASE_STATES) {
-  if (state === "closed" || state === "handover-signed") continue;
+  if (state === "closed") continue;
   transitions[state]["case.closed"] = { by: "either", apply: closing };
 }
 
@@ -394,6 +427,9 @@ function recordMismatch(view: CaseView, payload: Record<string, unknown>): strin
   }
   if (payload.handedOverBy !== view.identifying || payload.receivedBy !== view.origin) {
     return "the record's parties are not the case's";
+  }
+  if (payload.borderCrossingId !== view.handoverBorderCrossingId) {
+    return "the record names another border crossing than the confirmed proposal";
   }
   return null;
 }

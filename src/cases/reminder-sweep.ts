@@ -19,10 +19,22 @@ export interface ReminderSweepDeps {
 }
 
 export class ReminderSweep {
+  private running: Promise<Array<{ caseRef: string; to: PartyId; messageId: string }>> | null =
+    null;
+
   constructor(private readonly deps: ReminderSweepDeps) {}
 
-  /** One pass; returns the reminders sent. */
-  async sweep(limit = 100): Promise<Array<{ caseRef: string; to: PartyId; messageId: string }>> {
+  /** One pass (joining the one under way, if any); returns the reminders sent. */
+  sweep(limit = 100): Promise<Array<{ caseRef: string; to: PartyId; messageId: string }>> {
+    this.running ??= this.pass(limit).finally(() => {
+      this.running = null;
+    });
+    return this.running;
+  }
+
+  private async pass(
+    limit: number,
+  ): Promise<Array<{ caseRef: string; to: PartyId; messageId: string }>> {
     const { deps } = this;
     const now = deps.clock();
     const sent: Array<{ caseRef: string; to: PartyId; messageId: string }> = [];

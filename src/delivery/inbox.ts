@@ -148,6 +148,8 @@ export class Inbox {
       // took our negative receipt as final, and both sides must keep holding the same steps.
       // (Messages of no case, the common path, cost nothing here.)
       const steps = signed.map((s) => s.message.envelope).filter((e) => isCaseType(e.type));
+      // The cases' locks first: whether a step was refused before is read under them too.
+      await tx.cases.lock(steps.map((e) => e.caseRef));
       const earlier = await tx.quarantine.refusedEarlier(
         steps.map((e) => ({ from: e.from, id: e.id })),
         CASE_REFUSAL_CODES,

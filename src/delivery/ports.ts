@@ -225,6 +225,8 @@ export interface LoggedCaseMessage {
   jws: string;
   /** One of our steps the other party refused (a rejected delivery): never part of the case. */
   refused: boolean;
+  /** Our steps: the parties whose accepted receipt we hold. */
+  acceptedBy: string[];
 }
 
 export interface CaseLog {
@@ -240,12 +242,14 @@ export interface CaseLog {
   messages(caseRef: string, types: readonly string[]): Promise<LoggedCaseMessage[]>;
   /** Stores the fold's result as the case's summary row. */
   save(view: CaseView, messageCount: number): Promise<void>;
+  /** Removes the summary row of a case no message opens any more. */
+  remove(caseRef: string): Promise<void>;
   /** The cases our messages with these ids belong to, for the given types. */
   caseRefsOf(messageIds: string[], types: readonly string[]): Promise<string[]>;
   /** Cases whose earliest deadline is due at `now` and was not reminded of yet, oldest first. */
   overdue(now: Date, limit: number): Promise<Array<{ caseRef: string; awaiting: Awaiting[] }>>;
-  /** Records that the reminder for this deadline was sent. */
-  markReminded(caseRef: string, dueAt: Date): Promise<void>;
+  /** Records that the reminder for this deadline was sent; false when it was already. */
+  markReminded(caseRef: string, dueAt: Date): Promise<boolean>;
 }
 
 export interface Stores {

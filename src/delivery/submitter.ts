@@ -118,6 +118,9 @@ export class Submitter {
         });
       }
     }
+    // A step of a case is dated after every message the case holds: a partner whose clock runs
+    // ahead (within the tolerated skew) must not make our answer sort before its request.
+    const clock = isCaseType(request.type) ? await this.caseClock(request.caseRef) : deps.clock;
     const envelope = buildEnvelope(
       {
         type: request.type,
@@ -128,7 +131,7 @@ export class Submitter {
         handling: request.handling ?? DEFAULT_HANDLING,
         body: fullBody,
       },
-      { self: deps.self, clock: deps.clock, ids: deps.ids, ttlMs: deps.ttlMs },
+      { self: deps.self, clock, ids: deps.ids, ttlMs: deps.ttlMs },
     );
     const shape = deps.schemas.validateEnvelope(envelope);
     if (!shape.ok) {
@@ -166,6 +169,16 @@ export class Submitter {
     return envelope;
   }
 
+  /** Now, or 1 ms after the case's latest message when that is later. */
+  private async caseClock(caseRef: string): Promise<() => Date> {
+    const { deps } = this;
+    const last = await deps.cases.lastSentAt(deps.store.cases, caseRef);
+    const now = deps.clock();
+    const at =
+      last === undefined || last.getTime() < now.getTime() ? now : new Date(last.getTime() + 1);
+    return () => at;
+  }
+
   /** The log rows, the outbox rows and the case update: one transaction, or none at all. */
   private async commitCaseStep(message: SignedMessage): Promise<void> {
     const { store, cases } = this.deps;
@@ -176,8 +189,17 @@ export class Submitter {
       if (refused !== undefined) throw new LiaisonError(refused.code, refused.detail);
       await tx.outbound.insert([message]);
       const { type, body, caseRef } = message.envelope;
-      if (type === REMINDER_TYPE && typeof body.dueAt === "string") {
-        await tx.cases.markReminded(caseRef, new Date(body.dueAt));
+      // One reminder per deadline, whichever replica (or overlapping sweep) sends it: decided
+      // under the case's lock.
+      if (
+        type === REMINDER_TYPE &&
+        typeof body.dueAt === "string" &&
+        !(await tx.cases.markReminded(caseRef, new Date(body.dueAt)))
+      ) {
+        throw new LiaisonError(
+          "transition_not_allowed",
+          "case.reminder: a reminder for this deadline was already sent",
+        );
       }
     });
   }

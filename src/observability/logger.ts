@@ -20,6 +20,14 @@ export const REDACTED_PATHS = [
   "*.token",
   "authorization",
   "*.authorization",
+  "personalData",
+  "*.personalData",
+  "handoverRecord",
+  "*.handoverRecord",
+  "record",
+  "*.record",
+  "content",
+  "*.content",
 ];
 
 export function createLogger(

@@ -246,15 +246,30 @@ export async function countersignHandoverRecord(
 /**
  * Verifies a handover record: its exact shape, each protected header, each key, and EACH
  * signature on its own (a general-JSON verify that accepts the record when any one signature
- * verifies would let one valid signature carry a forged one). `now` is the instant the verdict
- * is about: a key must be valid then ([validFrom, validUntil)) and not revoked by then. The
- * record carries no signing time outside its payload, and backdating a claimed time is what a
- * thief of a key would do, so nothing earlier than `now` is trusted.
+ * verifies would let one valid signature carry a forged one). A key must be valid
+ * ([validFrom, validUntil)) at `opts.signedBy` — by default `now` — and not revoked by `now`
+ * (revocation is checked against the receiver's clock too, as for messages: a thief could
+ * backdate). The gateway passes the sentAt of the message that carries the record, which was
+ * held to its own clock; see `opts.self` for the receiver's own signatures.
  */
 export async function verifyHandoverRecord(
   record: unknown,
   keys: KeyResolver,
   now: Date,
+  opts: {
+    /**
+     * When the record's signatures were made, at the latest: the sentAt of the message that
+     * carries it (checked against the receiver's clock). Keys must be valid then (default: now).
+     */
+    signedBy?: Date;
+    /**
+     * The receiving party: a signature by one of its own keys is checked for the signature
+     * alone, not for the key's validity or revocation — the receiver made it, and the case
+     * requires it to be byte for byte the one it logged (a countersigned record that comes back
+     * after we rotated or revoked the key that signed it first is still ours).
+     */
+    self?: PartyId;
+  } = {},
 ): Promise<HandoverRecordVerdict> {
   const fail = (detail: string): HandoverRecordVerdict => ({
     ok: false,
@@ -271,12 +286,15 @@ export async function verifyHandoverRecord(
     const key = keys.keyById(kid);
     if (key === undefined) return fail(`signature ${n}: kid names no registered key`);
     if (key.alg !== alg) return fail(`signature ${n}: alg does not match the key`);
-    const problem = keyValidityAt(key, now, now);
+    const problem =
+      opts.self !== undefined && key.partyId === opts.self
+        ? null
+        : keyValidityAt(key, opts.signedBy ?? now, now);
     if (problem !== null) {
       return fail(
         problem.code === "key_revoked"
           ? `signature ${n}: the key is revoked`
-          : `signature ${n}: the key is not valid now`,
+          : `signature ${n}: the key is not valid when the record was sent`,
       );
     }
     if (signers.some((s) => s.partyId === key.partyId)) {

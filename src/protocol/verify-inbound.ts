@@ -270,7 +270,10 @@ export async function verifyInbound(
   // The handover record: every signature verifies with its registered key; whether the signers
   // are the right parties of the case, and the right number, is the case's rule (src/cases).
   if (envelope.type === "handover.completed") {
-    const record = await verifyHandoverRecord(envelope.body.record, ctx.keys, ctx.now);
+    const record = await verifyHandoverRecord(envelope.body.record, ctx.keys, ctx.now, {
+      signedBy: sentAt,
+      self: ctx.self,
+    });
     if (!record.ok) return reject(record.code, record.detail);
     const shape = ctx.schemas.validateHandoverRecord(record.payload);
     if (!shape.ok) {

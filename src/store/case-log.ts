@@ -25,14 +25,24 @@ export class SqlCaseLog implements CaseLog {
       .select({
         direction: messages.direction,
         jws: messages.jws,
-        refused: sql<boolean>`(${messages.direction} = 'outbound' and exists (
+        // Written out with the table's name: drizzle leaves columns unqualified here, and inside
+        // a subquery an unqualified "id" or "direction" would name the subquery's own column.
+        refused: sql<boolean>`("messages"."direction" = 'outbound' and exists (
             select 1 from deliveries d
-            where d.message_id = ${messages.id} and d.status = 'rejected'))`,
+            where d.message_id = "messages"."id" and d.status = 'rejected'))`,
+        acceptedBy: sql<string[] | null>`(select jsonb_agg(r.from_party) from receipts r
+            where "messages"."direction" = 'outbound' and r.direction = 'received'
+              and r.message_id = "messages"."id" and r.status = 'accepted')`,
       })
       .from(messages)
       .where(and(eq(messages.caseRef, caseRef), inArray(messages.type, [...types])))
       .orderBy(messages.seq);
-    return rows.map((r) => ({ ...r, refused: r.refused === true }));
+    return rows.map((r) => ({
+      direction: r.direction,
+      jws: r.jws,
+      refused: r.refused === true,
+      acceptedBy: Array.isArray(r.acceptedBy) ? r.acceptedBy : [],
+    }));
   }
 
   async save(view: CaseView, messageCount: number): Promise<void> {
@@ -94,7 +104,21 @@ export class SqlCaseLog implements CaseLog {
     return rows.map((r) => ({ caseRef: r.caseRef, awaiting: r.awaiting as Awaiting[] }));
   }
 
-  async markReminded(caseRef: string, dueAt: Date): Promise<void> {
-    await this.db.update(cases).set({ remindedDueAt: dueAt }).where(eq(cases.caseRef, caseRef));
+  async markReminded(caseRef: string, dueAt: Date): Promise<boolean> {
+    const rows = await this.db
+      .update(cases)
+      .set({ remindedDueAt: dueAt })
+      .where(
+        and(
+          eq(cases.caseRef, caseRef),
+          or(isNull(cases.remindedDueAt), ne(cases.remindedDueAt, dueAt)),
+        ),
+      )
+      .returning({ caseRef: cases.caseRef });
+    return rows.length > 0;
+  }
+
+  async remove(caseRef: string): Promise<void> {
+    await this.db.delete(cases).where(eq(cases.caseRef, caseRef));
   }
 }

@@ -462,7 +462,12 @@ interface Built {
  * What `role`'s gateway would put on the wire for `req`: personal data sealed to the receiver and
  * to the sender, `record` as body.record, the envelope signed with the sender's key.
  */
-async function wire(role: Role, req: SubmitRequest, record?: HandoverRecord): Promise<Built> {
+async function wire(
+  role: Role,
+  req: SubmitRequest,
+  record?: HandoverRecord,
+  sentAt?: Date,
+): Promise<Built> {
   const from = gatewayOf(role);
   const to = otherOf(from);
   const body: Record<string, unknown> = { ...req.body };
@@ -483,7 +488,12 @@ async function wire(role: Role, req: SubmitRequest, record?: HandoverRecord): Pr
       handling: req.handling ?? { classification: "restricted", onwardDissemination: "forbidden" },
       body,
     },
-    { self: from.party.id, clock, ids: randomUUID, ttlMs: TTL_MS },
+    {
+      self: from.party.id,
+      clock: sentAt === undefined ? clock : () => sentAt,
+      ids: randomUUID,
+      ttlMs: TTL_MS,
+    },
   );
   const { jws } = await from.keyring.sign(envelope, MESSAGE_TYP);
   return { envelope, bytes: encoder.encode(jws) };
@@ -607,11 +617,11 @@ const STEPS: Record<CaseState, Array<[StepType, Role, CaseState]>> = {
   reintegration: [["reintegration.update", "origin", "reintegration"]],
   closed: [],
 };
-/** Either party may close an open case, except while the signed record awaits countersigning. */
+/** Either party may close an open case. */
 const ALLOWED = Object.fromEntries(
   CASE_STATES.map((state) => [
     state,
-    state === "closed" || state === "handover-signed"
+    state === "closed"
       ? STEPS[state]
       : [
           ...STEPS[state],
@@ -1124,6 +1134,63 @@ describe.each(DRIVERS)("on %s", (driver) => {
   });
 
   // ─── every allowed transition, on both paths ─────────────────────────────────────────────────
+
+  // ─── a message may not rewrite what both sides agreed on ────────────────────────────────────
+
+  describe("a backdated message cannot rewrite the agreed history", () => {
+    const between = (a: Envelope, b: Envelope) =>
+      new Date((Date.parse(a.sentAt) + Date.parse(b.sentAt)) / 2);
+
+    it("a decline dated between the request and the sender's own accept is refused", async () => {
+      const j = await journeyTo(
+        "handover-proposed",
+        `CN-HEKOU-2026-96${driver === "postgres" ? 1 : 2}1`,
+      );
+      const asked = j.steps.find((e) => e.type === "repatriation.request") as Envelope;
+      const accepted = j.steps.find((e) => e.type === "repatriation.response") as Envelope;
+      const decline = await wire(
+        "origin",
+        request("repatriation.response", "origin", j, {
+          body: BODIES.declined,
+          inReplyTo: asked.id,
+        }),
+        undefined,
+        between(asked, accepted),
+      );
+      await expectWireRefused("origin", decline, "transition_not_allowed");
+      expect((await caseRow(hekou, j.caseRef))?.state).toBe("handover-proposed");
+    });
+
+    it("a close dated before a step its sender had accepted is refused; before one it had not seen, it crosses", async () => {
+      for (const [n, acceptedFirst] of [
+        [2, true],
+        [3, false],
+      ] as const) {
+        const j = await journeyTo(
+          "verification-requested",
+          `CN-HEKOU-2026-96${driver === "postgres" ? 1 : 2}${n}`,
+        );
+        const [opened, asked] = j.steps as [Envelope, Envelope];
+        // Lao Cai's receipt for the request, back at Hekou: Lao Cai had accepted it.
+        if (acceptedFirst) await returnReceipt(laocai, asked.id);
+        const close = await wire(
+          "origin",
+          request("case.closed", "origin", j, { body: { reason: "person-withdrew-consent" } }),
+          undefined,
+          between(opened, asked),
+        );
+        if (acceptedFirst) {
+          await expectWireRefused("origin", close, "transition_not_allowed");
+          expect((await caseRow(hekou, j.caseRef))?.state).toBe("verification-requested");
+        } else {
+          expect(await hekou.inbox.handle(close.bytes, hekou.party.inboundSubject)).toMatchObject({
+            outcome: "accepted",
+          });
+          expect((await caseRow(hekou, j.caseRef))?.state).toBe("closed");
+        }
+      }
+    });
+  });
 
   describe("every allowed transition is applied on both paths", () => {
     // The last allowed step of each state is taken by that state's refusal case (its refusals

@@ -403,17 +403,25 @@ describe.each(["postgres", "pglite"] as const)("the store on %s", (driver) => {
       [{ messageId: refused.envelope.id, recipient: PARTNER, status: "rejected" }],
       T0,
     );
+    // The partner's accepted receipt for the opening step: it shows who accepted it.
+    await store.receipts.insertReceived([
+      {
+        receipt: receiptFor(opened.envelope.id, opened.digest),
+        jws: `receipt-of-${opened.envelope.id}`,
+        digest: digestOf(Math.floor(Math.random() * 1e9)),
+      },
+    ]);
     const types = [
       "victim.identified",
       "identity.verification.request",
       "identity.verification.response",
     ];
     const read = await store.cases.messages(ref, types);
-    expect(read.map((m) => [m.direction, m.jws, m.refused]).sort()).toEqual(
+    expect(read.map((m) => [m.direction, m.jws, m.refused, m.acceptedBy]).sort()).toEqual(
       [
-        ["outbound", opened.jws, false],
-        ["outbound", refused.jws, true],
-        ["inbound", answer.jws, false],
+        ["outbound", opened.jws, false, [PARTNER]],
+        ["outbound", refused.jws, true, []],
+        ["inbound", answer.jws, false, []],
       ].sort(),
     );
     expect(await store.cases.caseRefsOf([opened.envelope.id, notice.envelope.id], types)).toEqual([
@@ -444,6 +452,7 @@ describe.each(["postgres", "pglite"] as const)("the store on %s", (driver) => {
       skipped: [],
       openRequestId: null,
       handoverScheduledAt: null,
+      handoverBorderCrossingId: null,
       signedRecord: null,
     });
     const due = new Date(T0.getTime() + 3_600_000);

@@ -18,6 +18,7 @@ const A = "CN-MPS-HEKOU"; // identifying: found the person, hands them over
 const B = "VN-BGC-LAOCAI"; // origin: the person's country
 const C = "TH-RTP-ATPD"; // not a party of the case
 const REF = "CN-HEKOU-2026-0107";
+const CROSSING = "CN-VN-HEKOU-LAOCAI";
 const DAY = 86_400_000;
 const POLICY: DeadlinePolicy = {
   verificationAnswerMs: 7 * DAY,
@@ -57,6 +58,7 @@ function record(proposalId: string, signatures: number, payload?: Record<string,
         caseRef: REF,
         proposalId,
         handedOverAt: "2026-11-20T09:00:00Z",
+        borderCrossingId: CROSSING,
         handedOverBy: A,
         receivedBy: B,
       },
@@ -114,7 +116,12 @@ function journeyTo(state: CaseState): { messages: CaseMessage[]; open: string | 
   if (state === "repatriation-accepted") return done();
   add(msg("travel-document.issued", B));
   if (state === "travel-document-issued") return done();
-  const proposal = add(msg("handover.proposal", A, { scheduledAt: "2026-11-20T09:00:00Z" }));
+  const proposal = add(
+    msg("handover.proposal", A, {
+      scheduledAt: "2026-11-20T09:00:00Z",
+      borderCrossingId: CROSSING,
+    }),
+  );
   if (state === "handover-proposed") return done(proposal.id);
   add(msg("handover.confirmation", B, { decision: "confirmed" }, { inReplyTo: proposal.id }));
   if (state === "handover-confirmed") return done(proposal.id);
@@ -161,13 +168,11 @@ const STEPS: Record<CaseState, Array<[StepType, "A" | "B"]>> = {
   reintegration: [["reintegration.update", "B"]],
   closed: [],
 };
-/** Either party may close an open case, except while the signed record awaits countersigning. */
+/** Either party may close an open case. */
 const ALLOWED = Object.fromEntries(
   Object.entries(STEPS).map(([state, steps]) => [
     state,
-    state === "closed" || state === "handover-signed"
-      ? steps
-      : [...steps, ["case.closed", "A"], ["case.closed", "B"]],
+    state === "closed" ? steps : [...steps, ["case.closed", "A"], ["case.closed", "B"]],
   ]),
 ) as Record<CaseState, Array<[StepType, "A" | "B"]>>;
 
@@ -177,7 +182,7 @@ function candidate(type: StepType, from: string, open: string | null, messages: 
     {
       "identity.verification.response": { result: "confirmed" },
       "repatriation.response": { decision: "accepted" },
-      "handover.proposal": { scheduledAt: "2026-11-21T09:00:00Z" },
+      "handover.proposal": { scheduledAt: "2026-11-21T09:00:00Z", borderCrossingId: CROSSING },
       "handover.confirmation": { decision: "confirmed" },
       "case.closed": { reason: "other" },
     }[type as string] ?? {};
@@ -346,7 +351,10 @@ describe("replies name the open request", () => {
 
   it("a confirmation of a superseded proposal is unmatched", () => {
     const { messages, open } = journeyTo("handover-proposed");
-    const second = msg("handover.proposal", A, { scheduledAt: "2026-11-22T09:00:00Z" });
+    const second = msg("handover.proposal", A, {
+      scheduledAt: "2026-11-22T09:00:00Z",
+      borderCrossingId: CROSSING,
+    });
     const confirmation = msg(
       "handover.confirmation",
       B,
@@ -432,6 +440,7 @@ describe("the handover record", () => {
       caseRef: REF,
       proposalId,
       handedOverAt: "2026-11-20T10:00:00Z",
+      borderCrossingId: CROSSING,
       handedOverBy: A,
       receivedBy: B,
     });
@@ -474,7 +483,10 @@ describe("messages that cross on the wire", () => {
   it("a reschedule and a confirmation of the old proposal: both sides end awaiting the new one", () => {
     const { messages, open } = journeyTo("handover-proposed");
     // Lao Cai confirms the first proposal at t+2; Hekou reschedules at t+1: they cross.
-    const reschedule = msg("handover.proposal", A, { scheduledAt: "2026-11-23T09:00:00Z" });
+    const reschedule = msg("handover.proposal", A, {
+      scheduledAt: "2026-11-23T09:00:00Z",
+      borderCrossingId: CROSSING,
+    });
     const confirmation = msg(
       "handover.confirmation",
       B,
@@ -484,8 +496,10 @@ describe("messages that cross on the wire", () => {
     // Hekou holds its reschedule; the confirmation arrives and is refused.
     const atHekou = admitToCase([...messages, reschedule], confirmation, policy);
     expect(atHekou).toMatchObject({ ok: false, code: "reply_unmatched" });
-    // Lao Cai holds its confirmation; the reschedule arrives, is admitted, and displaces it.
-    const atLaoCai = admitToCase([...messages, confirmation], reschedule, policy);
+    // Lao Cai holds its confirmation; the reschedule arrives, is admitted, and displaces it:
+    // Hekou had not seen (acknowledged) the confirmation when it rescheduled.
+    const unseen = () => false;
+    const atLaoCai = admitToCase([...messages, confirmation], reschedule, policy, unseen);
     expect(atLaoCai.ok).toBe(true);
     if (!atLaoCai.ok) return;
     expect(atLaoCai.fold.outcomes.get(`${B} ${confirmation.id}`)).toMatchObject({
@@ -507,7 +521,7 @@ describe("messages that cross on the wire", () => {
     expect(admitToCase([...messages, byA], byB, policy)).toMatchObject({
       code: "transition_not_allowed",
     });
-    const atB = admitToCase([...messages, byB], byA, policy);
+    const atB = admitToCase([...messages, byB], byA, policy, () => false);
     expect(atB.ok).toBe(true);
     if (!atB.ok) return;
     expect(atB.fold.view?.state).toBe("closed");
@@ -570,5 +584,87 @@ describe("who owes the next step, and by when", () => {
     expect(
       foldCase(journeyTo("identity-confirmed").messages, policy).view?.awaiting[0],
     ).not.toHaveProperty("dueAt");
+  });
+});
+
+describe("a message may not rewrite what both sides agreed on", () => {
+  const unseen = () => false;
+  const at = (m: CaseMessage, iso: string): CaseMessage => ({ ...m, sentAt: iso });
+  const between = (a: CaseMessage, b: CaseMessage) =>
+    new Date((Date.parse(a.sentAt) + Date.parse(b.sentAt)) / 2).toISOString();
+
+  it("refuses a step dated before its sender's own applied step (a decline slipped before an accept)", () => {
+    const { messages } = journeyTo("handover-proposed");
+    const request = messages.find((m) => m.type === "repatriation.request") as CaseMessage;
+    const accept = messages.find((m) => m.type === "repatriation.response") as CaseMessage;
+    const decline = at(
+      msg("repatriation.response", B, { decision: "declined" }, { inReplyTo: request.id }),
+      between(request, accept),
+    );
+    expect(admitToCase(messages, decline, policy, unseen)).toMatchObject({
+      ok: false,
+      code: "transition_not_allowed",
+    });
+    expect(foldCase(messages, policy).view?.state).toBe("handover-proposed");
+  });
+
+  it("refuses a step dated before steps of the other side its sender had accepted", () => {
+    const { messages } = journeyTo("travel-document-issued");
+    const opened = messages[0] as CaseMessage;
+    // Lao Cai "closes" the case just after it opened: every later step would be skipped.
+    const early = at(
+      msg("case.closed", A, { reason: "other" }),
+      between(opened, messages[1] as CaseMessage),
+    );
+    const accepted = (step: CaseMessage, party: string) => step.from !== party;
+    expect(admitToCase(messages, early, policy, accepted)).toMatchObject({
+      code: "transition_not_allowed",
+    });
+    // Even if it had accepted none of them, its own steps would be displaced: refused too.
+    const byB = at(
+      msg("case.closed", B, { reason: "other" }),
+      between(opened, messages[1] as CaseMessage),
+    );
+    expect(admitToCase(messages, byB, policy, unseen)).toMatchObject({
+      code: "transition_not_allowed",
+    });
+  });
+
+  it("a crossing reschedule is admitted only while its sender had not accepted the confirmation it displaces", () => {
+    const { messages, open } = journeyTo("handover-proposed");
+    const confirmation = msg(
+      "handover.confirmation",
+      B,
+      { decision: "confirmed" },
+      { inReplyTo: open ?? "" },
+    );
+    const reschedule = at(
+      msg("handover.proposal", A, {
+        scheduledAt: "2026-11-23T09:00:00Z",
+        borderCrossingId: CROSSING,
+      }),
+      new Date(Date.parse(confirmation.sentAt) - 1000).toISOString(),
+    );
+    expect(admitToCase([...messages, confirmation], reschedule, policy, unseen).ok).toBe(true);
+    expect(
+      admitToCase(
+        [...messages, confirmation],
+        reschedule,
+        policy,
+        (step, party) => step.id === confirmation.id && party === A,
+      ),
+    ).toMatchObject({ code: "transition_not_allowed" });
+  });
+
+  it("refuses a second victim.identified for an open case, even dated before the first (no takeover)", () => {
+    const { messages } = journeyTo("repatriation-requested");
+    const takeover = at(
+      msg("victim.identified", C, { minor: false }, { to: [A] }),
+      new Date(Date.parse((messages[0] as CaseMessage).sentAt) - 60_000).toISOString(),
+    );
+    expect(admitToCase(messages, takeover, policy, unseen)).toMatchObject({
+      code: "transition_not_allowed",
+    });
+    expect(foldCase(messages, policy).view?.identifying).toBe(A);
   });
 });

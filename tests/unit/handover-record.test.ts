@@ -6,6 +6,7 @@ import {
   countersignHandoverRecord,
   HANDOVER_RECORD_TYP,
   type HandoverRecord,
+  type HandoverSignature,
   signHandoverRecord,
   verifyHandoverRecord,
 } from "../../src/protocol/handover-record.ts";
@@ -205,7 +206,7 @@ describe("signHandoverRecord / countersignHandoverRecord / verifyHandoverRecord"
     expect((await verifyHandoverRecord(laterRecord, resolverOf(hekou, later), NOW)).ok).toBe(true);
   });
 
-  it("refuses a key not valid now (not yet valid, or rotated out)", async () => {
+  it("refuses a key not valid when the record was sent (not yet valid, or rotated out)", async () => {
     const future = await makeParty("VN-BGC-LAOCAI", {
       validFrom: new Date(NOW.getTime() + 60_000),
     });
@@ -214,10 +215,60 @@ describe("signHandoverRecord / countersignHandoverRecord / verifyHandoverRecord"
     for (const party of [future, past]) {
       await expectInvalid(
         await countersignHandoverRecord(first, party.signing),
-        /^signature 2: the key is not valid now$/,
+        /^signature 2: the key is not valid when the record was sent$/,
         resolverOf(hekou, party),
       );
     }
+  });
+
+  it("checks validity at the carrying message's sentAt, revocation also against now", async () => {
+    const rotated = await makeParty("VN-BGC-LAOCAI", { validUntil: new Date(NOW.getTime() - 1) });
+    const record = await countersignHandoverRecord(
+      await signHandoverRecord(RECORD, hekou.signing),
+      rotated.signing,
+    );
+    const keys = resolverOf(hekou, rotated);
+    // Sent while the key was valid, verified after its rotation: valid.
+    expect(
+      await verifyHandoverRecord(record, keys, NOW, { signedBy: new Date(NOW.getTime() - 60_000) }),
+    ).toMatchObject({ ok: true });
+    const revoked = await makeParty("VN-BGC-LAOCAI", { revokedAt: new Date(NOW.getTime() - 1) });
+    const byRevoked = await countersignHandoverRecord(
+      await signHandoverRecord(RECORD, hekou.signing),
+      revoked.signing,
+    );
+    expect(
+      await verifyHandoverRecord(byRevoked, resolverOf(hekou, revoked), NOW, {
+        signedBy: new Date(NOW.getTime() - 60_000),
+      }),
+    ).toMatchObject({ ok: false, detail: "signature 2: the key is revoked" });
+  });
+
+  it("checks the receiver's own signature for the signature alone (its key may have been rotated or revoked since)", async () => {
+    const ownRevoked = await makeParty("CN-MPS-HEKOU", { revokedAt: new Date(NOW.getTime() - 1) });
+    const record = await countersignHandoverRecord(
+      await signHandoverRecord(RECORD, ownRevoked.signing),
+      laocai.signing,
+    );
+    const keys = resolverOf(ownRevoked, laocai);
+    expect(await verifyHandoverRecord(record, keys, NOW)).toMatchObject({ ok: false });
+    expect(await verifyHandoverRecord(record, keys, NOW, { self: "CN-MPS-HEKOU" })).toMatchObject({
+      ok: true,
+    });
+    // Its signature must still verify.
+    const forged = {
+      ...record,
+      signatures: [
+        {
+          ...(record.signatures[0] as HandoverSignature),
+          signature: (record.signatures[1] as HandoverSignature).signature,
+        },
+        record.signatures[1] as HandoverSignature,
+      ],
+    };
+    expect(await verifyHandoverRecord(forged, keys, NOW, { self: "CN-MPS-HEKOU" })).toMatchObject({
+      ok: false,
+    });
   });
 
   it("refuses a protected header with an extra member, a wrong typ, a forbidden alg or no kid", async () => {

@@ -64,7 +64,8 @@ export const getCasePersonalData = defineRoute({
         ...(opened.ok ? { personalData: opened.content } : { error: opened.code }),
       });
     }
-    deps.log.info(
+    // At warn, so that no log level short of error silences the audit trail.
+    deps.log.warn(
       { caseRef: ref, messageIds: items.map((i) => i.messageId), audit: "personal_data_read" },
       "personal data read",
     );
