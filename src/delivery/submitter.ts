@@ -277,6 +277,26 @@ export class Submitter {
       ),
     );
     const keys = this.encryptionKeysFor(to);
+    // Only the addressees and we may read it: an entry for any other key would hand the person's
+    // data to whoever holds that key, wherever the message is kept.
+    const allowed = new Set([
+      ...keys.map((k) => k.kid),
+      ...deps.caseKeys.decryptionKeys().map((k) => k.kid),
+    ]);
+    const recipients = (jwe as { recipients?: Array<{ header?: { kid?: unknown } }> }).recipients;
+    for (const [i, r] of (recipients ?? []).entries()) {
+      if (!allowed.has(r.header?.kid as string)) {
+        throw new LiaisonError(
+          "request_invalid",
+          "the personal data has a recipient entry for a key of no addressee",
+          {
+            issues: [
+              { path: `/body/personalData/recipients/${i}`, message: "not an addressee's key" },
+            ],
+          },
+        );
+      }
+    }
     for (const i of to.keys()) {
       if (!kids.has(keys[i]?.kid)) {
         throw new LiaisonError(
@@ -333,8 +353,14 @@ export class Submitter {
     }
     // The answer to the other side's signed record: that record, countersigned.
     const file = await deps.cases.read(deps.store.cases, request.caseRef);
-    const signed = file?.view.signedRecord;
-    if (signed === undefined || signed === null || signed.messageId !== request.inReplyTo) {
+    const signed = file?.view.signedRecord ?? null;
+    if (signed === null) {
+      throw new LiaisonError(
+        "transition_not_allowed",
+        "handover.completed without handoverRecord countersigns the case's signed record: there is none",
+      );
+    }
+    if (signed.messageId !== request.inReplyTo) {
       throw new LiaisonError(
         "reply_unmatched",
         "handover.completed without handoverRecord countersigns the signed record it answers (inReplyTo)",

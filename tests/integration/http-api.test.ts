@@ -1027,7 +1027,7 @@ describe("cases", () => {
       ).toBe(CANARY);
     });
 
-    it("422 personal_data_not_for_us without an entry for us, or for an addressee", async () => {
+    it("422 personal_data_not_for_us without an entry for us, or for an addressee; 400 with an entry for anyone else", async () => {
       const notOurs = await submitEncrypted(
         "CN-HEKOU-2026-7102",
         await sealPersonalData(clear(), [encKeys.partner, encKeys.stranger]),
@@ -1035,11 +1035,19 @@ describe("cases", () => {
       expectProblem(notOurs, 422, "personal_data_not_for_us");
       const notTheirs = await submitEncrypted(
         "CN-HEKOU-2026-7102",
-        await sealPersonalData(clear(), [encKeys.own, encKeys.stranger]),
+        await sealPersonalData(clear(), [encKeys.own]),
       );
       expectProblem(notTheirs, 422, "personal_data_not_for_us");
       expect(notTheirs.body.issues).toEqual([
         { path: "/to/0", message: "no recipient entry for its encryption key" },
+      ]);
+      const extra = await submitEncrypted(
+        "CN-HEKOU-2026-7102",
+        await sealPersonalData(clear(), [encKeys.partner, encKeys.own, encKeys.stranger]),
+      );
+      expectProblem(extra, 400, "request_invalid");
+      expect(extra.body.issues).toEqual([
+        { path: "/body/personalData/recipients/2", message: "not an addressee's key" },
       ]);
       expectProblem(await request("/v1/cases/CN-HEKOU-2026-7102"), 404, "not_found");
     });
@@ -1063,7 +1071,7 @@ describe("cases", () => {
     });
   });
 
-  it("409 reply_unmatched for a countersignature with no signed record to answer", async () => {
+  it("409 transition_not_allowed for a countersignature when the case holds no signed record", async () => {
     const res = await request("/v1/messages", {
       json: {
         type: "handover.completed",
@@ -1073,7 +1081,7 @@ describe("cases", () => {
         body: {},
       },
     });
-    expectProblem(res, 409, "reply_unmatched");
+    expectProblem(res, 409, "transition_not_allowed");
   });
 
   it("404 not_found for an unknown case or a malformed reference, on both case routes", async () => {
