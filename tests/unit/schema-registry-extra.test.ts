@@ -3,6 +3,7 @@
  * JWE (personal-data) and the payload of a handover record JWS (handover-record). Required like
  * common, envelope and receipt; validated through their own functions, never as bodies.
  */
+import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { readSchemaFiles } from "../../src/config/schema-files.ts";
@@ -211,5 +212,33 @@ describe("validateHandoverRecord", () => {
     );
     expect(issues.length).toBeGreaterThanOrEqual(4);
     expect(JSON.stringify(issues)).not.toContain(SECRET);
+  });
+});
+
+describe("the shared code list of countries", () => {
+  it("accepts the ISO 3166-1 alpha-2 codes and refuses others; a nationality may also be XX", () => {
+    const ok = (country: string) => registry.validatePersonalData({ placeOfBirth: { country } }).ok;
+    for (const code of ["CN", "VN", "TH", "KH", "LA", "MM", "SS", "AX"])
+      expect(ok(code)).toBe(true);
+    for (const code of ["ZZ", "XK", "EU", "UK", "XX"]) expect(ok(code)).toBe(false);
+    const example = JSON.parse(
+      readFileSync(
+        new URL("../../docs/examples/messages/01-victim.identified.json", import.meta.url),
+        "utf8",
+      ),
+    ) as { body: Record<string, unknown> };
+    // The example body lacks only personalData (the gateway adds it): look at the nationality.
+    const nationalityIssues = (presumedNationality: string) => {
+      const result = registry.validateBody("victim.identified", 1, {
+        ...example.body,
+        presumedNationality,
+      });
+      return result?.ok === false
+        ? result.issues.filter((i) => i.path.startsWith("/presumedNationality"))
+        : [];
+    };
+    expect(nationalityIssues("VN")).toEqual([]);
+    expect(nationalityIssues("XX")).toEqual([]);
+    expect(nationalityIssues("ZZ")).not.toEqual([]);
   });
 });
