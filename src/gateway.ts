@@ -21,6 +21,7 @@ import { Submitter } from "./delivery/submitter.ts";
 import { WakeSignal } from "./delivery/wake-signal.ts";
 import { createApp } from "./http/app.ts";
 import { createLogger, type Logger } from "./observability/logger.ts";
+import { PromMetrics } from "./observability/metrics.ts";
 import { Readiness } from "./observability/readiness.ts";
 import type { PartyRecord } from "./protocol/types.ts";
 import { OwnKeyring } from "./registry/own-keyring.ts";
@@ -103,6 +104,12 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
       keys: registry,
       policy: (owing) => deadlines.byPartner[owing] ?? deadlines.defaults,
     });
+    const metrics = new PromMetrics({
+      queries,
+      keys: parties,
+      consumer: () => transport.consumerPending(config.streamName, "gateway"),
+      clock,
+    });
     const wake = new WakeSignal();
     const dispatcher = new Dispatcher({
       store,
@@ -113,6 +120,7 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
       batchSize: 100,
       pollMs: opts.pollMs ?? 500,
       retry: config.retry,
+      metrics,
     });
     const inbox = new Inbox({
       self: config.partyId,
@@ -127,6 +135,7 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
       wake,
       cases,
       caseKeys: keyring,
+      metrics,
     });
     const submitter = new Submitter({
       self: config.partyId,
@@ -206,6 +215,7 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
       caseFiles: { read: (caseRef) => cases.read(store.cases, caseRef) },
       caseKeys: keyring,
       clock,
+      metrics,
     });
     const server = await listen(app, config.http.host, config.http.port);
     cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));

@@ -7,7 +7,15 @@
  */
 
 import { errorSummary } from "./error-summary.ts";
-import type { Clock, DeliveryRef, Log, Store, Transport } from "./ports.ts";
+import {
+  type Clock,
+  type DeliveryRef,
+  type Log,
+  type Metrics,
+  NO_METRICS,
+  type Store,
+  type Transport,
+} from "./ports.ts";
 import { planDelivery, type RetryPolicy } from "./retry-schedule.ts";
 import type { WakeSignal } from "./wake-signal.ts";
 
@@ -21,6 +29,8 @@ export interface DispatcherDeps {
   /** How long to wait for the wake signal before looking again anyway. */
   pollMs: number;
   retry: RetryPolicy;
+  /** Observations for GET /metrics (none when absent). */
+  metrics?: Metrics;
 }
 
 const encoder = new TextEncoder();
@@ -82,11 +92,20 @@ export class Dispatcher {
     await Promise.all(
       due.map(async (d) => {
         const delivery = { messageId: d.messageId, to: d.recipient, attempt: d.attempts };
+        const started = performance.now();
+        const timed = (ok: boolean) =>
+          (this.deps.metrics ?? NO_METRICS).published(
+            "message",
+            ok,
+            (performance.now() - started) / 1000,
+          );
         try {
           const ack = await transport.publish(d.subject, encoder.encode(d.jws), d.digest);
+          timed(true);
           published.push(d);
           log.info({ ...delivery, duplicate: ack.duplicate }, "message published");
         } catch (err) {
+          timed(false);
           await store.outbox.markError(d, errorSummary(err), clock());
           log.warn({ ...delivery, err: errorSummary(err) }, "publish failed; will retry");
         }
@@ -106,11 +125,20 @@ export class Dispatcher {
     const published: string[] = [];
     await Promise.all(
       due.map(async (r) => {
+        const started = performance.now();
+        const timed = (ok: boolean) =>
+          (this.deps.metrics ?? NO_METRICS).published(
+            "receipt",
+            ok,
+            (performance.now() - started) / 1000,
+          );
         try {
           await transport.publish(r.subject, encoder.encode(r.jws), r.digest);
+          timed(true);
           published.push(r.id);
           log.info({ receiptId: r.id, to: r.toParty }, "receipt published");
         } catch (err) {
+          timed(false);
           log.warn(
             { receiptId: r.id, to: r.toParty, err: errorSummary(err) },
             "receipt publish failed; will retry",

@@ -25,6 +25,8 @@ import {
   type InboundItem,
   inboundKey,
   type Log,
+  type Metrics,
+  NO_METRICS,
   type Store,
   sentKey,
 } from "./ports.ts";
@@ -48,6 +50,8 @@ export interface InboxDeps {
   cases: CaseBook;
   /** Our decryption keys: personal data is decrypted on arrival to be validated. */
   caseKeys: Pick<CaseKeys, "decryptionKeys">;
+  /** Observations for GET /metrics (none when absent). */
+  metrics?: Metrics;
 }
 
 export type InboxOutcome =
@@ -72,6 +76,16 @@ export class Inbox {
   }
 
   async handleBatch(items: InboundItem[]): Promise<InboxOutcome[]> {
+    const started = performance.now();
+    const outcomes = await this.handleBatchTimed(items);
+    (this.deps.metrics ?? NO_METRICS).inboundBatch(
+      items.length,
+      (performance.now() - started) / 1000,
+    );
+    return outcomes;
+  }
+
+  private async handleBatchTimed(items: InboundItem[]): Promise<InboxOutcome[]> {
     const { deps } = this;
     const now = deps.clock();
     const context = {
@@ -310,14 +324,22 @@ export class Inbox {
           .filter((v) => fresh.has(v.receipt.id) && logged.get(v.receipt.id)?.digest === v.digest)
           .map(({ receipt }) => [receipt.id, receipt]),
       );
-      await tx.outbox.close(
+      const closedAt = clock();
+      const closed = await tx.outbox.close(
         [...closing.values()].map((receipt) => ({
           messageId: receipt.messageId as string,
           recipient: receipt.from,
           status: receipt.status,
         })),
-        clock(),
+        closedAt,
       );
+      for (const c of closed) {
+        (this.deps.metrics ?? NO_METRICS).deliveryClosed(
+          c.recipient,
+          c.status,
+          Math.max(0, closedAt.getTime() - c.sentAt.getTime()) / 1000,
+        );
+      }
       // A case step the other party refused never became part of the case: recompute it.
       const refusedSteps = [...closing.values()]
         .filter((r) => r.status === "rejected")

@@ -58,6 +58,27 @@ export interface EncryptionKeys {
   encryptionKeyOf(partyId: PartyId, at: Date): PersonalDataKey | undefined;
 }
 
+// ─── metrics ─────────────────────────────────────────────────────────────────────────────────
+
+/**
+ * What the core observes as it works (src/observability/metrics.ts records it for
+ * GET /metrics). Labels are party ids, statuses, kinds and codes: never content.
+ */
+export interface Metrics {
+  /** A delivery closed by the partner's receipt, `seconds` after its message was sent. */
+  deliveryClosed(recipient: PartyId, status: "delivered" | "rejected", seconds: number): void;
+  /** An inbound batch handled (verified, logged, answered), in `seconds`. */
+  inboundBatch(size: number, seconds: number): void;
+  /** One publish to the broker (a message or a receipt), in `seconds`. */
+  published(kind: "message" | "receipt", ok: boolean, seconds: number): void;
+}
+
+export const NO_METRICS: Metrics = {
+  deliveryClosed: () => {},
+  inboundBatch: () => {},
+  published: () => {},
+};
+
 // ─── the log ─────────────────────────────────────────────────────────────────────────────────
 
 /** Structured events: identifiers and codes only, never bodies (pino's Logger fits). */
@@ -176,8 +197,14 @@ export interface DeliveryOutbox {
   /** The broker acknowledged these publishes: `queued` becomes `sent`. */
   markSent(sent: DeliveryRef[], at: Date): Promise<void>;
   markError(delivery: DeliveryRef, error: string, at: Date): Promise<void>;
-  /** A partner's receipt ends the delivery: `delivered` or `rejected`. */
-  close(closing: Array<DeliveryRef & { status: ReceiptStatus }>, at: Date): Promise<void>;
+  /**
+   * A partner's receipt ends the delivery: `delivered` or `rejected`. Returns the deliveries it
+   * closed (not those closed before), with their message's sentAt.
+   */
+  close(
+    closing: Array<DeliveryRef & { status: ReceiptStatus }>,
+    at: Date,
+  ): Promise<Array<DeliveryRef & { status: "delivered" | "rejected"; sentAt: Date }>>;
 }
 
 export interface InboundLog {

@@ -42,6 +42,8 @@ export interface AppDeps {
   /** Our decryption keys, for the personal-data route. */
   caseKeys: Pick<CaseKeys, "decryptionKeys">;
   clock: Clock;
+  /** GET /metrics. */
+  metrics: { render(): Promise<{ contentType: string; text: string }> };
 }
 
 export function createApp(deps: AppDeps, routes: readonly RouteDeclaration[] = ROUTES): Hono {

@@ -112,20 +112,40 @@ export class SqlDeliveryOutbox implements DeliveryOutbox {
   }
 
   /** A receipt closes its delivery even after `failed`: the partner did get the message. */
-  async close(closing: Array<DeliveryRef & { status: ReceiptStatus }>, at: Date): Promise<void> {
+  async close(
+    closing: Array<DeliveryRef & { status: ReceiptStatus }>,
+    at: Date,
+  ): Promise<Array<DeliveryRef & { status: "delivered" | "rejected"; sentAt: Date }>> {
+    const closed: Array<DeliveryRef & { status: "delivered" | "rejected"; sentAt: Date }> = [];
     for (const status of ["accepted", "rejected"] as const) {
       const these = closing.filter((c) => c.status === status);
       if (these.length === 0) continue;
-      await this.db
+      const next = status === "accepted" ? "delivered" : "rejected";
+      const rows = await this.db
         .update(deliveries)
         .set({
-          status: status === "accepted" ? "delivered" : "rejected",
+          status: next,
           receiptId: sql`(select r.id from receipts r where r.direction = 'received' and r.message_id = ${deliveries.messageId} and r.from_party = ${deliveries.recipient} order by r.seq desc limit 1)`,
           lastError: null,
           updatedAt: at,
         })
-        .where(and(inArray(deliveries.status, ["queued", "sent", "failed"]), matching(these)));
+        .from(messages)
+        .where(
+          and(
+            eq(messages.id, deliveries.messageId),
+            eq(messages.direction, "outbound"),
+            inArray(deliveries.status, ["queued", "sent", "failed"]),
+            matching(these),
+          ),
+        )
+        .returning({
+          messageId: deliveries.messageId,
+          recipient: deliveries.recipient,
+          sentAt: messages.sentAt,
+        });
+      for (const row of rows) closed.push({ ...row, status: next });
     }
+    return closed;
   }
 }
 

@@ -2,7 +2,7 @@
  * The read side the HTTP API serves: one message with its deliveries and receipts, pages of the
  * log and of the quarantine, counts. Nothing here writes.
  */
-import { and, asc, desc, eq, gt, inArray, lt, lte, or, sql } from "drizzle-orm";
+import { and, asc, desc, eq, gt, inArray, isNull, lt, lte, or, sql } from "drizzle-orm";
 import type { Db } from "./database.ts";
 import {
   cases,
@@ -135,6 +135,81 @@ export class ReadQueries {
         .orderBy(asc(receipts.seq)),
     ]);
     return { deliveries: d, receipts: r };
+  }
+
+  /** What GET /metrics reports from the store, one round trip per family. */
+  async metricsSnapshot(now: Date) {
+    const [byPartner, outbox, receiptOutbox, byCode, receiptCounts, caseStates] = await Promise.all(
+      [
+        this.db
+          .select({
+            status: deliveries.status,
+            partner: deliveries.recipient,
+            n: sql<number>`count(*)::int`,
+          })
+          .from(deliveries)
+          .groupBy(deliveries.status, deliveries.recipient),
+        this.db
+          .select({
+            n: sql<number>`count(*)::int`,
+            oldest: sql<string | null>`min(${messages.sentAt})`,
+          })
+          .from(deliveries)
+          .innerJoin(
+            messages,
+            and(eq(messages.id, deliveries.messageId), eq(messages.direction, "outbound")),
+          )
+          .where(inArray(deliveries.status, ["queued", "sent"])),
+        this.db
+          .select({
+            n: sql<number>`count(*)::int`,
+            oldest: sql<string | null>`min(${receipts.createdAt})`,
+          })
+          .from(receipts)
+          .where(and(eq(receipts.direction, "issued"), isNull(receipts.publishedAt))),
+        this.db
+          .select({ code: quarantine.code, n: sql<number>`count(*)::int` })
+          .from(quarantine)
+          .groupBy(quarantine.code),
+        this.db
+          .select({
+            direction: receipts.direction,
+            status: receipts.status,
+            n: sql<number>`count(*)::int`,
+          })
+          .from(receipts)
+          .groupBy(receipts.direction, receipts.status),
+        this.db
+          .select({
+            state: cases.state,
+            n: sql<number>`count(*)::int`,
+            overdue: sql<number>`count(*) filter (where ${cases.dueAt} <= ${now.toISOString()}::timestamptz)::int`,
+          })
+          .from(cases)
+          .groupBy(cases.state),
+      ],
+    );
+    const age = (oldest: string | null | undefined) =>
+      oldest === null || oldest === undefined
+        ? 0
+        : Math.max(0, (now.getTime() - new Date(oldest).getTime()) / 1000);
+    return {
+      deliveries: byPartner.map((r) => ({ ...r, n: Number(r.n) })),
+      outbox: {
+        deliveries: { depth: Number(outbox[0]?.n ?? 0), oldestAgeSeconds: age(outbox[0]?.oldest) },
+        receipts: {
+          depth: Number(receiptOutbox[0]?.n ?? 0),
+          oldestAgeSeconds: age(receiptOutbox[0]?.oldest),
+        },
+      },
+      quarantine: byCode.map((r) => ({ code: r.code, n: Number(r.n) })),
+      receipts: receiptCounts.map((r) => ({ ...r, n: Number(r.n) })),
+      cases: caseStates.map((r) => ({
+        state: r.state,
+        n: Number(r.n),
+        overdue: Number(r.overdue),
+      })),
+    };
   }
 
   async deliveryCounts(): Promise<Record<DeliveryStatus, number>> {

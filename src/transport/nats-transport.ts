@@ -95,6 +95,15 @@ export class NatsTransport implements Transport {
    * Creates or updates this party's inbound stream and its durable consumer. Returns true when
    * the consumer had to be created (first start, or a broker that lost its state).
    */
+  /** The durable consumer's backlog: messages not yet delivered, and delivered but not acked. */
+  async consumerPending(
+    stream: string,
+    durable: string,
+  ): Promise<{ pending: number; ackPending: number }> {
+    const info = await this.jsm.consumers.info(stream, durable);
+    return { pending: info.num_pending, ackPending: info.num_ack_pending };
+  }
+
   async ensureInbox(opts: Pick<InboxOptions, "stream" | "subject" | "durable">): Promise<boolean> {
     const config = {
       name: opts.stream,

@@ -19,6 +19,7 @@ import { Submitter } from "../../src/delivery/submitter.ts";
 import { WakeSignal } from "../../src/delivery/wake-signal.ts";
 import { createApp } from "../../src/http/app.ts";
 import { createLogger } from "../../src/observability/logger.ts";
+import { PromMetrics } from "../../src/observability/metrics.ts";
 import { sha256Hex } from "../../src/protocol/digest.ts";
 import { type PersonalDataKey, sealPersonalData } from "../../src/protocol/personal-data.ts";
 import type { PartyRecord } from "../../src/protocol/types.ts";
@@ -162,6 +163,12 @@ beforeAll(async () => {
     caseFiles: { read: (caseRef) => cases.read(store.cases, caseRef) },
     caseKeys: keyring,
     clock,
+
+    metrics: new PromMetrics({
+      queries: new ReadQueries(database.db),
+      keys: new SqlPartyStore(database.db),
+      clock: () => new Date(),
+    }),
   });
   await loadDocument();
 });

@@ -7,6 +7,7 @@ import { getCasePersonalData } from "./get-case-personal-data.ts";
 import { getErrorsDoc } from "./get-errors-doc.ts";
 import { getJwks } from "./get-jwks.ts";
 import { getMessage } from "./get-message.ts";
+import { getMetrics } from "./get-metrics.ts";
 import { getOpenApi } from "./get-openapi.ts";
 import { healthz } from "./healthz.ts";
 import { listCases } from "./list-cases.ts";
@@ -30,6 +31,7 @@ export const ROUTES: readonly RouteDeclaration[] = [
   getJwks,
   healthz,
   readyz,
+  getMetrics,
   getErrorsDoc,
   getOpenApi,
   getApiReference,
