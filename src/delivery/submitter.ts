@@ -271,11 +271,9 @@ export class Submitter {
         },
       );
     }
-    const kids = new Set(
-      ((jwe as { recipients?: Array<{ header?: { kid?: unknown } }> }).recipients ?? []).map(
-        (r) => r.header?.kid,
-      ),
-    );
+    const recipients =
+      (jwe as { recipients?: Array<{ header?: { kid?: unknown } }> }).recipients ?? [];
+    const kids = new Set(recipients.map((r) => r.header?.kid));
     const keys = this.encryptionKeysFor(to);
     // Only the addressees and we may read it: an entry for any other key would hand the person's
     // data to whoever holds that key, wherever the message is kept.
@@ -283,8 +281,7 @@ export class Submitter {
       ...keys.map((k) => k.kid),
       ...deps.caseKeys.decryptionKeys().map((k) => k.kid),
     ]);
-    const recipients = (jwe as { recipients?: Array<{ header?: { kid?: unknown } }> }).recipients;
-    for (const [i, r] of (recipients ?? []).entries()) {
+    for (const [i, r] of recipients.entries()) {
       if (!allowed.has(r.header?.kid as string)) {
         throw new LiaisonError(
           "request_invalid",

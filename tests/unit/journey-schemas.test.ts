@@ -17,6 +17,7 @@ import {
   generateKeyPair,
 } from "jose";
 import { beforeAll, describe, expect, it } from "vitest";
+import { CASE_TYPES } from "../../src/cases/case-types.ts";
 import { loadSchemaRegistry } from "../../src/config/schema-files.ts";
 import type { ValidationIssue, ValidationResult } from "../../src/schemas/schema-registry.ts";
 
@@ -29,20 +30,7 @@ const BASE = "https://liaison-gateway.example/schemas/";
 const CANARY = "LO-THI-CANARY-0107";
 
 /** The types of the journey, in journey order, then the reminder (not a step). */
-const JOURNEY_TYPES = [
-  "victim.identified",
-  "identity.verification.request",
-  "identity.verification.response",
-  "repatriation.request",
-  "repatriation.response",
-  "travel-document.issued",
-  "handover.proposal",
-  "handover.confirmation",
-  "handover.completed",
-  "reintegration.update",
-  "case.closed",
-  "case.reminder",
-];
+const JOURNEY_TYPES = [...CASE_TYPES];
 
 /** Whether each type's body carries `personalData`, as docs/messages.md says. */
 const PERSONAL_DATA: Record<string, "required" | "optional" | "absent"> = {
