@@ -47,12 +47,17 @@ const compactJws = (description: string): JsonSchema => ({
   pattern: "^[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+$",
 });
 
-const closed = (properties: Record<string, JsonSchema>, description?: string): JsonSchema => ({
+/** `optional`: members the object may leave out. */
+const closed = (
+  properties: Record<string, JsonSchema>,
+  description?: string,
+  optional: Record<string, JsonSchema> = {},
+): JsonSchema => ({
   type: "object",
   ...(description === undefined ? {} : { description }),
   additionalProperties: false,
   required: Object.keys(properties),
-  properties,
+  properties: { ...properties, ...optional },
 });
 
 const MESSAGE_SUMMARY: Record<string, JsonSchema> = {
@@ -91,6 +96,14 @@ export const API_SCHEMAS = {
       inboundSubject: { type: "string", description: "the NATS subject the party receives on" },
     },
     "A party: one agency office with a gateway.",
+    {
+      natsDomain: {
+        type: "string",
+        pattern: "^[A-Za-z0-9_-]{1,32}$",
+        description:
+          "the JetStream domain of the party's own nats-server when its country is federated (docs/protocol.md, Federation); absent: it receives by direct publish to inboundSubject",
+      },
+    },
   ),
   PublicKey: {
     type: "object",

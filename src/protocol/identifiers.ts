@@ -10,4 +10,6 @@ export const PARTY_ID = new RegExp(PARTY_ID_PATTERN);
 export const COUNTRY = /^(?:[A-Z]{2}|INT)$/;
 
 /** A literal NATS subject: dot-separated tokens, no wildcards, no spaces. */
+/** A JetStream domain name (one subject token): letters, digits, `_` and `-`, up to 32. */
+export const NATS_DOMAIN = /^[A-Za-z0-9_-]{1,32}$/;
 export const LITERAL_SUBJECT = /^[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*$/;

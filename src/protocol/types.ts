@@ -94,6 +94,11 @@ export interface PartyRecord {
   country: string;
   kind: string;
   inboundSubject: string;
+  /**
+   * The JetStream domain of the party's own nats-server, when its country is federated (see
+   * docs/protocol.md, Federation); absent: it receives by direct publish to `inboundSubject`.
+   */
+  natsDomain?: string | undefined;
 }
 
 /** A public key as the registry stores it: the JWK without kid/alg/use, and its validity. */

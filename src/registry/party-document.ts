@@ -8,7 +8,7 @@
  */
 import { calculateJwkThumbprint, importJWK, type JWK } from "jose";
 import { type ErrorIssue, LiaisonError } from "../protocol/errors.ts";
-import { COUNTRY, LITERAL_SUBJECT, PARTY_ID } from "../protocol/identifiers.ts";
+import { COUNTRY, LITERAL_SUBJECT, NATS_DOMAIN, PARTY_ID } from "../protocol/identifiers.ts";
 import { checkJsonValue, MAX_JSON_DEPTH } from "../protocol/json-limits.ts";
 import { ALLOWED_ALGS, type SigningAlg } from "../protocol/jws-profile.ts";
 import { PERSONAL_DATA_ALG } from "../protocol/personal-data.ts";
@@ -119,6 +119,12 @@ export async function parsePartyDocument(
   if (!LITERAL_SUBJECT.test(party.inboundSubject as string)) {
     invalid("party.inboundSubject must be a literal NATS subject (no wildcards or spaces)");
   }
+  if (
+    party.natsDomain !== undefined &&
+    (typeof party.natsDomain !== "string" || !NATS_DOMAIN.test(party.natsDomain))
+  ) {
+    invalid("party.natsDomain must be a JetStream domain name (letters, digits, _ or -, up to 32)");
+  }
   if (!Array.isArray(keys) || keys.length === 0) invalid("keys must be a non-empty array");
   if (keys.length > 64) invalid("keys holds more than 64 keys");
   const records: KeyRecord[] = [];
@@ -191,6 +197,7 @@ export async function parsePartyDocument(
       country: party.country as string,
       kind: party.kind as string,
       inboundSubject: party.inboundSubject as string,
+      ...(party.natsDomain === undefined ? {} : { natsDomain: party.natsDomain as string }),
     },
     keys: records,
   };

@@ -22,7 +22,7 @@ export class SqlPartyStore implements PartyStorage {
     await this.db.transaction(async (tx) => {
       await tx
         .insert(parties)
-        .values(party)
+        .values({ ...party, natsDomain: party.natsDomain ?? null })
         .onConflictDoUpdate({
           target: parties.id,
           set: {
@@ -30,6 +30,7 @@ export class SqlPartyStore implements PartyStorage {
             country: party.country,
             kind: party.kind,
             inboundSubject: party.inboundSubject,
+            natsDomain: party.natsDomain ?? null,
             updatedAt: sql`now()`,
           },
         });
@@ -59,17 +60,21 @@ export class SqlPartyStore implements PartyStorage {
     });
   }
 
-  listParties(): Promise<PartyRecord[]> {
-    return this.db
+  async listParties(): Promise<PartyRecord[]> {
+    const rows = await this.db
       .select({
         id: parties.id,
         name: parties.name,
         country: parties.country,
         kind: parties.kind,
         inboundSubject: parties.inboundSubject,
+        natsDomain: parties.natsDomain,
       })
       .from(parties)
       .orderBy(asc(parties.id));
+    return rows.map(({ natsDomain, ...party }) =>
+      natsDomain === null ? party : { ...party, natsDomain },
+    );
   }
 
   listKeys(): Promise<KeyRecord[]> {

@@ -37,6 +37,12 @@ export const parties = pgTable("parties", {
   country: text("country").notNull(),
   kind: text("kind").notNull(),
   inboundSubject: text("inbound_subject").notNull(),
+  /**
+   * The JetStream domain of the party's own nats-server when its country runs one (federation):
+   * messages to it are offered in our outbound stream for it, and our inbound stream sources its
+   * outbound stream for us. Null: it receives by direct publish to its inbound subject.
+   */
+  natsDomain: text("nats_domain"),
   createdAt: tstz("created_at").notNull().defaultNow(),
   updatedAt: tstz("updated_at").notNull().defaultNow(),
 });

@@ -303,6 +303,19 @@ describe("parsePartyDocument", () => {
     ).toBe("request_invalid");
   });
 
+  it("reads a federated party's JetStream domain, and refuses one that is not a subject token", async () => {
+    const k = await publicKey("EdDSA");
+    const key = { ...k, alg: "EdDSA", validFrom: "2026-01-01T00:00:00Z" };
+    const parsed = await parsePartyDocument({ party: { ...PARTY, natsDomain: "VN" }, keys: [key] });
+    expect(parsed.party.natsDomain).toBe("VN");
+    expect((await parsePartyDocument({ party: PARTY, keys: [key] })).party).not.toHaveProperty(
+      "natsDomain",
+    );
+    for (const natsDomain of ["", "V.N", "VN>", "*", 7, "x".repeat(33)]) {
+      expect(await code({ party: { ...PARTY, natsDomain }, keys: [key] })).toBe("request_invalid");
+    }
+  });
+
   it("refuses U+0000 and lone surrogates anywhere in the document, naming the place, not the value", async () => {
     const k = await publicKey("EdDSA");
     const key = { ...k, alg: "EdDSA", validFrom: "2026-01-01T00:00:00Z" };

@@ -33,6 +33,12 @@ const PARTY_DOCUMENT_REQUEST = {
           description: "a literal NATS subject (no wildcards or spaces)",
           minLength: 1,
         },
+        natsDomain: {
+          type: "string",
+          description:
+            "the JetStream domain of the party's own nats-server, when its country is federated (letters, digits, _ or -, up to 32)",
+          minLength: 1,
+        },
       },
     },
     keys: {
