@@ -31,6 +31,17 @@ export interface Config {
   retry: { baseMs: number; maxMs: number; maxAttempts: number };
   /** Inbound bytes whose processing fails: redelivered after retryDelayMs, quarantined after maxDeliveries. */
   inbox: { maxDeliveries: number; retryDelayMs: number };
+  /**
+   * The broker: the inbound durable consumer's ack wait (a message handed out and not acked
+   * within it is redelivered, e.g. one held by a replica that was killed) and its most
+   * unacknowledged messages at once; how long the connection may be down before /readyz says not
+   * ready.
+   */
+  broker: { ackWaitMs: number; maxAckPending: number; unreachableMs: number };
+  /** The most inbound messages handled together, and the most outbox rows a dispatcher pass claims. */
+  batchSizes: { inbox: number; dispatcher: number };
+  /** How long a stop (SIGTERM, SIGINT) may take before the process gives up and exits non-zero. */
+  shutdownTimeoutMs: number;
   /** How long a party has for the case steps that wait on it: defaults, and per owing partner. */
   deadlines: { defaults: DeadlinePolicy; byPartner: Record<string, DeadlinePolicy> };
   /** How often overdue case steps are looked for (and reminders sent). */
@@ -68,6 +79,17 @@ export const SETTINGS = {
     "deliveries of an inbound message whose processing fails before it is quarantined as processing_failed (default: 5)",
   LIAISON_INBOX_RETRY_DELAY_MS:
     "wait before an inbound message whose processing failed is delivered again (default: 2000)",
+  LIAISON_NATS_ACK_WAIT_SECONDS:
+    "seconds the broker waits for the ack of an inbound message before it redelivers it (default: 60)",
+  LIAISON_NATS_MAX_ACK_PENDING:
+    "most inbound messages handed out and not yet acked at once (default: 1000)",
+  LIAISON_INBOX_BATCH_SIZE: "most inbound messages handled together (default: 100)",
+  LIAISON_DISPATCHER_BATCH_SIZE:
+    "most deliveries, and most receipts, the dispatcher publishes in one pass (default: 100)",
+  LIAISON_BROKER_UNREACHABLE_SECONDS:
+    "seconds the NATS connection may be down before /readyz answers not ready (default: 30)",
+  LIAISON_SHUTDOWN_TIMEOUT_SECONDS:
+    "seconds a stop on SIGTERM or SIGINT may take before the process exits non-zero (default: 30)",
   LIAISON_DEADLINE_VERIFICATION_ANSWER_HOURS:
     "hours the origin party has to answer an identity verification request (default: 168)",
   LIAISON_DEADLINE_REPATRIATION_ANSWER_HOURS:
@@ -195,6 +217,12 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     fail("LIAISON_STREAM", "must be 1-64 letters, digits, _ or -");
   const dataDir = resolve(cwd, env.LIAISON_DATA_DIR ?? "data");
   const retryBaseMs = integer(env, "LIAISON_RETRY_BASE_MS", 5000, 10, 3_600_000);
+  const maxAckPending = integer(env, "LIAISON_NATS_MAX_ACK_PENDING", 1000, 1, 100_000);
+  const inboxBatchSize = integer(env, "LIAISON_INBOX_BATCH_SIZE", 100, 1, 1000);
+  // A batch is made of messages handed out and not acked yet: it could never fill.
+  if (inboxBatchSize > maxAckPending) {
+    fail("LIAISON_INBOX_BATCH_SIZE", "must not exceed LIAISON_NATS_MAX_ACK_PENDING");
+  }
   const retryMaxMs = integer(env, "LIAISON_RETRY_MAX_MS", 600_000, 10, 86_400_000);
   if (retryMaxMs < retryBaseMs)
     fail("LIAISON_RETRY_MAX_MS", "must not be below LIAISON_RETRY_BASE_MS");
@@ -227,6 +255,16 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
       maxDeliveries: integer(env, "LIAISON_INBOX_MAX_DELIVERIES", 5, 2, 1000),
       retryDelayMs: integer(env, "LIAISON_INBOX_RETRY_DELAY_MS", 2000, 10, 600_000),
     },
+    broker: {
+      ackWaitMs: integer(env, "LIAISON_NATS_ACK_WAIT_SECONDS", 60, 1, 3600) * 1000,
+      maxAckPending,
+      unreachableMs: integer(env, "LIAISON_BROKER_UNREACHABLE_SECONDS", 30, 0, 3600) * 1000,
+    },
+    batchSizes: {
+      inbox: inboxBatchSize,
+      dispatcher: integer(env, "LIAISON_DISPATCHER_BATCH_SIZE", 100, 1, 1000),
+    },
+    shutdownTimeoutMs: integer(env, "LIAISON_SHUTDOWN_TIMEOUT_SECONDS", 30, 1, 3600) * 1000,
     deadlines: loadDeadlines(env),
     reminderCheckMs: integer(env, "LIAISON_REMINDER_CHECK_SECONDS", 60, 1, 86_400) * 1000,
     logLevel: logLevel as Config["logLevel"],

@@ -8,6 +8,7 @@
  */
 import {
   AckPolicy,
+  type ConsumerInfo,
   type ConsumerMessages,
   connect,
   DeliverPolicy,
@@ -36,6 +37,11 @@ export interface InboxOptions {
   durable: string;
   /** How many unacknowledged messages the consumer hands out at once. */
   maxAckPending: number;
+  /**
+   * How long the broker waits for a handed-out message's ack before it hands it out again (to
+   * this replica or another): what a replica that was killed held comes back after this.
+   */
+  ackWaitMs: number;
   /** The most messages handed to the handler at once. */
   batchSize: number;
   /**
@@ -48,7 +54,8 @@ export interface InboxOptions {
   onError: (err: unknown) => void;
 }
 
-const SECOND_NS = 1_000_000_000;
+const MS_NS = 1_000_000;
+const SECOND_NS = 1000 * MS_NS;
 /** Consumer statuses that mean our inbox is gone on a broker we are still connected to. */
 const MISSING = new Set<string>([
   "consumer_not_found",
@@ -91,10 +98,6 @@ export class NatsTransport implements Transport {
     return { seq: ack.seq, duplicate: ack.duplicate };
   }
 
-  /**
-   * Creates or updates this party's inbound stream and its durable consumer. Returns true when
-   * the consumer had to be created (first start, or a broker that lost its state).
-   */
   /** The durable consumer's backlog: messages not yet delivered, and delivered but not acked. */
   async consumerPending(
     stream: string,
@@ -104,7 +107,14 @@ export class NatsTransport implements Transport {
     return { pending: info.num_pending, ackPending: info.num_ack_pending };
   }
 
-  async ensureInbox(opts: Pick<InboxOptions, "stream" | "subject" | "durable">): Promise<boolean> {
+  /**
+   * Creates or updates this party's inbound stream and its durable consumer; an existing
+   * consumer whose ack wait or most pending acks differ from `opts` is updated to them. Returns
+   * true when the consumer had to be created (first start, or a broker that lost its state).
+   */
+  async ensureInbox(
+    opts: Pick<InboxOptions, "stream" | "subject" | "durable" | "ackWaitMs" | "maxAckPending">,
+  ): Promise<boolean> {
     const config = {
       name: opts.stream,
       subjects: [opts.subject],
@@ -127,21 +137,32 @@ export class NatsTransport implements Transport {
       if (!isNotFound(err)) throw err;
       await this.jsm.streams.add(config);
     }
+    const settings = {
+      ack_wait: opts.ackWaitMs * MS_NS,
+      max_ack_pending: opts.maxAckPending,
+    };
+    let existing: ConsumerInfo;
     try {
-      await this.jsm.consumers.info(opts.stream, opts.durable);
-      return false;
+      existing = await this.jsm.consumers.info(opts.stream, opts.durable);
     } catch (err) {
       if (!isNotFound(err)) throw err;
       await this.jsm.consumers.add(opts.stream, {
         durable_name: opts.durable,
         ack_policy: AckPolicy.Explicit,
         deliver_policy: DeliverPolicy.All,
-        ack_wait: 60 * SECOND_NS,
-        max_ack_pending: 1000,
         filter_subject: opts.subject,
+        ...settings,
       });
       return true;
     }
+    // Settings changed since the consumer was made (by an earlier start, or another replica).
+    if (
+      existing.config.ack_wait !== settings.ack_wait ||
+      existing.config.max_ack_pending !== settings.max_ack_pending
+    ) {
+      await this.jsm.consumers.update(opts.stream, opts.durable, settings);
+    }
+    return false;
   }
 
   /**

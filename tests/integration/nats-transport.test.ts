@@ -4,6 +4,7 @@
  * deliveries and terminated, the others are handled meanwhile, and the loop keeps pulling.
  */
 import { randomBytes } from "node:crypto";
+import { connect } from "nats";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import type { InboundItem } from "../../src/delivery/ports.ts";
 import { type InboundHandler, NatsTransport } from "../../src/transport/nats-transport.ts";
@@ -51,6 +52,7 @@ beforeAll(async () => {
       subject: SUBJECT,
       durable: "gateway",
       maxAckPending: 100,
+      ackWaitMs: 60_000,
       batchSize: 10,
       maxDeliveries: 3,
       retryDelayMs: 100,
@@ -100,4 +102,60 @@ describe("the inbox loop", () => {
     const entry = recorder.quarantined.find((q) => q.text === "poison-2");
     expect(entry?.deliveries).toBeGreaterThan(3);
   });
+});
+
+describe("the inbound consumer's settings", () => {
+  const stream = `T_${tag}_SETTINGS`;
+  const subject = `test.${tag}.inbox.settings`;
+  const options = (ackWaitMs: number, maxAckPending: number) => ({
+    stream,
+    subject,
+    durable: "gateway",
+    maxAckPending,
+    ackWaitMs,
+    batchSize: 10,
+    maxDeliveries: 3,
+    retryDelayMs: 100,
+    onError: () => {},
+  });
+
+  it("applies a changed ack wait and max ack pending to the existing durable consumer on the next start", async () => {
+    const nc = await connect({ servers: inject("natsUrl") });
+    const jsm = await nc.jetstreamManager();
+    const first = await NatsTransport.connect(inject("natsUrl"), "settings-first");
+    const second = await NatsTransport.connect(inject("natsUrl"), "settings-second");
+    try {
+      // A first start with the defaults creates the consumer with them.
+      expect(await first.ensureInbox(options(60_000, 1000))).toBe(true);
+      const before = await jsm.consumers.info(stream, "gateway");
+      expect(before.config.ack_wait).toBe(60 * 1e9);
+      expect(before.config.max_ack_pending).toBe(1000);
+      // A replica is killed with a message in hand: nobody acks it.
+      await first.publish(subject, enc.encode("held"), `${tag}-held`);
+      const held = await (await nc.jetstream().consumers.get(stream, "gateway")).next({
+        expires: 5000,
+      });
+      expect(held === null ? undefined : dec.decode(held.data)).toBe("held");
+
+      // Restarted with new settings: the consumer that exists is updated, not left as it was.
+      const recorder = new Recorder();
+      const startedAt = Date.now();
+      await second.consumeInbox(options(2000, 50), recorder);
+      const after = await jsm.consumers.info(stream, "gateway");
+      expect(after.config.ack_wait).toBe(2 * 1e9);
+      expect(after.config.max_ack_pending).toBe(50);
+      expect(after.config.durable_name).toBe("gateway");
+      // What the killed replica held comes back after the new ack wait, not after 60 s.
+      await waitFor(
+        "the held message redelivered",
+        async () => (recorder.handled.includes("held") ? true : undefined),
+        20_000,
+      );
+      expect(Date.now() - startedAt).toBeLessThan(20_000);
+    } finally {
+      await first.close();
+      await second.close();
+      await nc.drain();
+    }
+  }, 40_000);
 });

@@ -72,10 +72,50 @@ describe("loadConfig", () => {
     [{ ...BASE, LIAISON_COUNTRY: "VN" }, "LIAISON_COUNTRY"],
     [{ ...BASE, LIAISON_ADMIN_TOKEN: "short" }, "LIAISON_ADMIN_TOKEN"],
     [{ ...BASE, LIAISON_ADMIN_TOKEN: "x".repeat(32) }, "LIAISON_ADMIN_TOKEN"],
+    [{ ...BASE, LIAISON_NATS_ACK_WAIT_SECONDS: "0" }, "LIAISON_NATS_ACK_WAIT_SECONDS"],
+    [{ ...BASE, LIAISON_NATS_ACK_WAIT_SECONDS: "1.5" }, "LIAISON_NATS_ACK_WAIT_SECONDS"],
+    [{ ...BASE, LIAISON_NATS_MAX_ACK_PENDING: "0" }, "LIAISON_NATS_MAX_ACK_PENDING"],
+    [{ ...BASE, LIAISON_INBOX_BATCH_SIZE: "0" }, "LIAISON_INBOX_BATCH_SIZE"],
+    [{ ...BASE, LIAISON_INBOX_BATCH_SIZE: "5000" }, "LIAISON_INBOX_BATCH_SIZE"],
+    // A batch is made of unacked messages: more than the broker hands out could never fill.
+    [
+      { ...BASE, LIAISON_NATS_MAX_ACK_PENDING: "50", LIAISON_INBOX_BATCH_SIZE: "100" },
+      "LIAISON_INBOX_BATCH_SIZE",
+    ],
+    [{ ...BASE, LIAISON_DISPATCHER_BATCH_SIZE: "0" }, "LIAISON_DISPATCHER_BATCH_SIZE"],
+    [{ ...BASE, LIAISON_BROKER_UNREACHABLE_SECONDS: "-1" }, "LIAISON_BROKER_UNREACHABLE_SECONDS"],
+    [{ ...BASE, LIAISON_SHUTDOWN_TIMEOUT_SECONDS: "0" }, "LIAISON_SHUTDOWN_TIMEOUT_SECONDS"],
+    [{ ...BASE, LIAISON_SHUTDOWN_TIMEOUT_SECONDS: "soon" }, "LIAISON_SHUTDOWN_TIMEOUT_SECONDS"],
   ])("stops with config_invalid naming the setting (%#)", (env, setting) => {
     const err = configError(env as Record<string, string>);
     expect(err.code).toBe("config_invalid");
     expect(err.message.startsWith(`${setting}:`)).toBe(true);
+  });
+
+  it("reads the broker, batch and shutdown settings, with their defaults", () => {
+    const defaults = loadConfig(BASE, "/srv");
+    expect(defaults.broker).toEqual({
+      ackWaitMs: 60_000,
+      maxAckPending: 1000,
+      unreachableMs: 30_000,
+    });
+    expect(defaults.batchSizes).toEqual({ inbox: 100, dispatcher: 100 });
+    expect(defaults.shutdownTimeoutMs).toBe(30_000);
+    const c = loadConfig(
+      {
+        ...BASE,
+        LIAISON_NATS_ACK_WAIT_SECONDS: "15",
+        LIAISON_NATS_MAX_ACK_PENDING: "200",
+        LIAISON_INBOX_BATCH_SIZE: "200",
+        LIAISON_DISPATCHER_BATCH_SIZE: "25",
+        LIAISON_BROKER_UNREACHABLE_SECONDS: "0",
+        LIAISON_SHUTDOWN_TIMEOUT_SECONDS: "10",
+      },
+      "/srv",
+    );
+    expect(c.broker).toEqual({ ackWaitMs: 15_000, maxAckPending: 200, unreachableMs: 0 });
+    expect(c.batchSizes).toEqual({ inbox: 200, dispatcher: 25 });
+    expect(c.shutdownTimeoutMs).toBe(10_000);
   });
 
   it("never echoes the token in its error", () => {
