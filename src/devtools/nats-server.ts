@@ -6,7 +6,7 @@
  * Node process exits (or receives SIGINT/SIGTERM/SIGHUP) are killed so they never outlive it.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { rmSync } from "node:fs";
+import { rmSync, writeFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { get as httpGet } from "node:http";
 import { tmpdir } from "node:os";
@@ -28,6 +28,8 @@ export interface NatsServerHandle {
   port: number;
   /** JetStream store directory (`-sd`). */
   storeDir: string;
+  /** The monitoring endpoint, e.g. `http://127.0.0.1:8222`. */
+  monitorUrl: string;
   /** Stops the server (SIGTERM, SIGKILL after 5 s) and removes the store dir if it was created here. */
   stop(): Promise<void>;
 }
@@ -37,6 +39,14 @@ export interface StartNatsServerOptions {
   storeDir?: string;
   /** Client port. Default: a free port. */
   port?: number;
+  /** `server_name` (federated servers need distinct names). */
+  name?: string;
+  /** JetStream on this server (default true); a federation hub runs without. */
+  jetStream?: boolean;
+  /** The server's JetStream domain (federation: one per country). */
+  domain?: string;
+  /** More configuration, in nats-server's configuration syntax (leafnodes, authorization, ...). */
+  config?: string;
 }
 
 const READY_TIMEOUT_MS = 10_000;
@@ -71,7 +81,7 @@ export async function startNatsServer(
       const port = opts.port ?? (await freePort());
       const monitorPort = await freePort();
       try {
-        return await launch(binary, storeDir, ownsStoreDir, port, monitorPort);
+        return await launch(binary, storeDir, ownsStoreDir, port, monitorPort, opts);
       } catch (err) {
         // freePort() is racy: another process may take the port before nats-server binds it.
         if (err instanceof PortInUseError && attempt < MAX_START_ATTEMPTS) continue;
@@ -90,18 +100,24 @@ async function launch(
   ownsStoreDir: boolean,
   port: number,
   monitorPort: number,
+  opts: StartNatsServerOptions,
 ): Promise<NatsServerHandle> {
-  const args = [
-    "-js",
-    "-sd",
-    storeDir,
-    "-a",
-    "127.0.0.1",
-    "-p",
-    String(port),
-    "-m",
-    String(monitorPort),
-  ];
+  const args = ["-a", "127.0.0.1", "-p", String(port), "-m", String(monitorPort)];
+  if (opts.jetStream !== false) args.push("-js", "-sd", storeDir);
+  if (opts.name !== undefined || opts.domain !== undefined || opts.config !== undefined) {
+    // The command line sets address, ports and store; the file the rest. Next to the store, so
+    // that a restart on the same store dir finds the same file.
+    const lines = [
+      ...(opts.name === undefined ? [] : [`server_name: ${JSON.stringify(opts.name)}`]),
+      ...(opts.domain === undefined
+        ? []
+        : [`jetstream { domain: ${JSON.stringify(opts.domain)} }`]),
+      opts.config ?? "",
+    ];
+    const file = join(storeDir, "nats-server.conf");
+    writeFileSync(file, `${lines.join("\n")}\n`, { mode: 0o600 });
+    args.push("-c", file);
+  }
   const child = spawn(binary, args, { stdio: ["ignore", "pipe", "pipe"] });
   const output = captureOutput(child);
   const exited = new Promise<ExitInfo>((resolve) => {
@@ -149,7 +165,13 @@ async function launch(
     await sleep(50);
   }
 
-  return { url: `nats://127.0.0.1:${port}`, port, storeDir, stop };
+  return {
+    url: `nats://127.0.0.1:${port}`,
+    port,
+    storeDir,
+    monitorUrl: `http://127.0.0.1:${monitorPort}`,
+    stop,
+  };
 }
 
 /** GET /healthz on the monitoring port; true on HTTP 200 (JetStream included). */
