@@ -209,7 +209,12 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
       queries,
       registry,
       submitter,
-      readiness: new Readiness({ database: queries, broker: transport, keys: keyring }),
+      readiness: new Readiness({
+        database: queries,
+        broker: transport,
+        keys: keyring,
+        brokerUnreachableMs: config.broker.unreachableMs,
+      }),
       schemas,
       maxRequestBytes: config.maxMessageBytes,
       log,

@@ -72,11 +72,30 @@ export class NatsTransport implements Transport {
   /** The connection's status iterators (a QueuedIterator: `stop()` ends it). */
   private statusFeeds: Array<{ stop(): void }> = [];
 
+  /** Since when the connection has been down (disconnected, reconnecting, or closed). */
+  private downSince: Date | undefined;
+
   private constructor(
     readonly connection: NatsConnection,
     private readonly js: JetStreamClient,
     private readonly jsm: JetStreamManager,
-  ) {}
+  ) {
+    // Broker reachability from the connection's own events: down from the first "disconnect"
+    // until a "reconnect"; closed for good once the connection is closed.
+    const statuses = connection.status();
+    this.statusFeeds.push(statuses as unknown as { stop(): void });
+    this.watchers.push(
+      (async () => {
+        for await (const status of statuses) {
+          if (status.type === "disconnect") this.downSince ??= new Date();
+          else if (status.type === "reconnect") this.downSince = undefined;
+        }
+      })(),
+    );
+    void connection.closed().then(() => {
+      this.downSince ??= new Date();
+    });
+  }
 
   static async connect(url: string, name: string): Promise<NatsTransport> {
     const nc = await connect({
@@ -91,6 +110,14 @@ export class NatsTransport implements Transport {
 
   isClosed(): boolean {
     return this.connection.isClosed();
+  }
+
+  /**
+   * When the broker became unreachable: the connection's first disconnect not followed by a
+   * reconnect, or its close; undefined while it is connected.
+   */
+  unreachableSince(): Date | undefined {
+    return this.downSince;
   }
 
   async publish(subject: string, data: Uint8Array, msgId: string): Promise<PublishResult> {

@@ -10,7 +10,7 @@ export const readyz = defineRoute({
   tags: ["operations"],
   summary: "The gateway can do its work",
   description:
-    "Ready when the database answers, the NATS connection is not closed (one that is reconnecting counts as ready) and one of our signing keys is valid now.",
+    "Ready when the database answers, the NATS connection is not closed and has not been down (disconnected, reconnecting) for longer than LIAISON_BROKER_UNREACHABLE_SECONDS, and one of our signing keys is valid now.",
   responses: {
     200: jsonResponse("Ready.", {
       type: "object",
