@@ -42,6 +42,8 @@ export const LOCAL_ERROR_CODES = [
   "config_invalid",
   "key_store_invalid",
   "not_ready",
+  /** A submission while the gateway stops (SIGTERM, SIGINT): submit again elsewhere or later. */
+  "shutting_down",
   "internal",
   /**
    * A delivery ended without the partner's receipt (no receipt within the retry budget, or the
