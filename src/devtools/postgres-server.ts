@@ -1,8 +1,10 @@
 /**
  * Starts a throw-away PostgreSQL server (fresh `initdb` cluster in a temp dir) for tests and
  * local development. It listens on 127.0.0.1 on a free port with `trust` auth, and is stopped
- * with `handle.stop()`, which also deletes the cluster. Servers still running when the Node
- * process exits (or receives SIGINT/SIGTERM/SIGHUP) are shut down so they never outlive it.
+ * with `handle.stop()`, which also deletes the cluster; `shutdown()`, `start()` and `restart()`
+ * take it down and bring it back on the same port and data directory, for tests of a database
+ * outage. Servers still running when the Node process exits (or receives SIGINT/SIGTERM/SIGHUP)
+ * are shut down so they never outlive it.
  *
  * `initdb` and `postgres` refuse to run as root: when uid is 0 they are spawned with the uid/gid
  * of the `postgres` system user (Node's `spawn({ uid, gid })`), which owns the temp dir. We do
@@ -32,6 +34,15 @@ export interface PostgresServerHandle {
   port: number;
   /** The cluster's data directory (inside a temp dir removed by stop()). */
   dataDir: string;
+  /**
+   * Fast shutdown (SIGINT: open sessions get `57P01 admin_shutdown`, then the server exits),
+   * keeping the cluster: start() brings it back. For tests of a database outage.
+   */
+  shutdown(): Promise<void>;
+  /** Starts the server again after shutdown(), on the same port and data directory. */
+  start(): Promise<void>;
+  /** shutdown() then start(): what `pg_ctl restart -m fast` does. */
+  restart(): Promise<void>;
   /** Fast shutdown (SIGINT), waits for exit, removes the temp dir. */
   stop(): Promise<void>;
 }
@@ -45,6 +56,8 @@ const READY_TIMEOUT_MS = 15_000;
 const INITDB_TIMEOUT_MS = 60_000;
 const STOP_GRACE_MS = 10_000;
 const MAX_START_ATTEMPTS = 3;
+/** How long start() after shutdown() waits for its port, should another process hold it. */
+const RESTART_PORT_WAIT_MS = 10_000;
 /** Unix socket paths are limited to ~107 bytes; leave room for `/.s.PGSQL.<port>`. */
 const MAX_SOCKET_DIR_LENGTH = 80;
 
@@ -101,8 +114,10 @@ export async function startPostgresServer(): Promise<PostgresServerHandle> {
     const socketDir = rootDir.length <= MAX_SOCKET_DIR_LENGTH ? rootDir : "";
     for (let attempt = 1; ; attempt++) {
       const port = await freePort();
+      const cluster = { rootDir, dataDir, socketDir, port, runAs };
       try {
-        return await launch(binaries, { rootDir, dataDir, socketDir, port, runAs }, tracked);
+        const first = await launch(binaries, cluster, tracked);
+        return serverHandle(binaries, cluster, tracked, first);
       } catch (err) {
         if (err instanceof PortInUseError && attempt < MAX_START_ATTEMPTS) continue;
         throw err;
@@ -167,17 +182,102 @@ async function initdb(
   }
 }
 
+interface Cluster {
+  rootDir: string;
+  dataDir: string;
+  socketDir: string;
+  port: number;
+  runAs: RunAs | undefined;
+}
+
+/** One run of the postmaster, accepting connections. */
+interface Postmaster {
+  /** Fast shutdown (SIGINT), then SIGQUIT and SIGKILL if it lingers; resolves once it exited. */
+  shutdown(): Promise<void>;
+}
+
+/**
+ * The handle over the cluster's successive postmasters: shutdown()/start() stop it and bring it
+ * back on the same port and data directory; stop() ends the last one and removes the cluster.
+ */
+function serverHandle(
+  binaries: PostgresBinaries,
+  cluster: Cluster,
+  tracked: Tracked,
+  first: Postmaster,
+): PostgresServerHandle {
+  let running: Postmaster | undefined = first;
+  // One change of state at a time: a start() and a shutdown() never overlap.
+  let busy: Promise<void> = Promise.resolve();
+  const serial = (step: () => Promise<void>): Promise<void> => {
+    const next = busy.then(step);
+    busy = next.catch(() => {});
+    return next;
+  };
+  let removed = false;
+
+  const shutdown = (): Promise<void> =>
+    serial(async () => {
+      const postmaster = running;
+      running = undefined;
+      await postmaster?.shutdown();
+    });
+
+  const start = (): Promise<void> =>
+    serial(async () => {
+      if (removed) throw new Error("postgres: start() after stop()");
+      if (running !== undefined) return;
+      // The port was ours a moment ago; should another process have taken it meanwhile, retry
+      // for a few seconds rather than move (the URL must stay the same).
+      const deadline = Date.now() + RESTART_PORT_WAIT_MS;
+      for (;;) {
+        try {
+          running = await launch(binaries, cluster, tracked);
+          return;
+        } catch (err) {
+          if (!(err instanceof PortInUseError) || Date.now() > deadline) throw err;
+          await sleep(200);
+        }
+      }
+    });
+
+  let stopping: Promise<void> | undefined;
+  const stop = (): Promise<void> => {
+    stopping ??= serial(async () => {
+      removed = true;
+      const postmaster = running;
+      running = undefined;
+      await postmaster?.shutdown();
+      untrack(tracked);
+      await rm(cluster.rootDir, { recursive: true, force: true });
+    });
+    return stopping;
+  };
+
+  return {
+    url: `postgres://postgres@127.0.0.1:${cluster.port}/postgres`,
+    port: cluster.port,
+    dataDir: cluster.dataDir,
+    shutdown,
+    start,
+    restart: async () => {
+      await shutdown();
+      await start();
+    },
+    stop,
+  };
+}
+
+/**
+ * Starts the postmaster on the cluster and waits until it accepts connections. On failure the
+ * postmaster is gone and the error says why (PortInUseError: try another port); the cluster
+ * stays, still tracked, for the caller to retry or remove.
+ */
 async function launch(
   binaries: PostgresBinaries,
-  o: {
-    rootDir: string;
-    dataDir: string;
-    socketDir: string;
-    port: number;
-    runAs: RunAs | undefined;
-  },
+  o: Cluster,
   tracked: Tracked,
-): Promise<PostgresServerHandle> {
+): Promise<Postmaster> {
   const args = [
     "-D",
     o.dataDir,
@@ -201,7 +301,7 @@ async function launch(
   });
 
   let stopping: Promise<void> | undefined;
-  const stop = (): Promise<void> => {
+  const shutdown = (): Promise<void> => {
     stopping ??= (async () => {
       if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
         child.kill("SIGINT"); // fast shutdown
@@ -213,8 +313,6 @@ async function launch(
       } else {
         await exited;
       }
-      untrack(tracked);
-      await rm(o.rootDir, { recursive: true, force: true });
     })();
     return stopping;
   };
@@ -233,7 +331,7 @@ async function launch(
     if (result === true) break;
     lastError = result;
     if (Date.now() > deadline) {
-      await stop();
+      await shutdown();
       throw new Error(
         describe(`did not accept connections within ${READY_TIMEOUT_MS} ms (last: ${lastError})`),
       );
@@ -241,7 +339,7 @@ async function launch(
     await sleep(100);
   }
 
-  return { url, port: o.port, dataDir: o.dataDir, stop };
+  return { shutdown };
 }
 
 /** true when `SELECT 1` works, else the error message. */
