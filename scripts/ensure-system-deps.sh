@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Makes sure the system programs the tests and the demo need are installed.
 #
-#   bash scripts/ensure-system-deps.sh [nats|postgres|python|all]     (default: all)
+#   bash scripts/ensure-system-deps.sh [nats|postgres|python|faketime|all]     (default: all)
 #
 #   nats      nats-server (JetStream broker), Debian package `nats-server`.
 #   postgres  PostgreSQL server binaries (initdb, postgres), Debian package `postgresql`.
 #             Skipped when LIAISON_TEST_DATABASE_URL is set (tests then use that server).
 #   python    jwcrypto for Debian's /usr/bin/python3 (the Python partner of the interop test),
 #             Debian package `python3-jwcrypto`.
+#   faketime  libfaketime (the fault suite shifts a gateway's clock with it), Debian package
+#             `faketime`.
 #
 # Idempotent: when everything is present it only looks, and returns in well under a second.
 # When something is missing: as root it is installed with apt-get; otherwise the script says
@@ -15,12 +17,12 @@
 set -euo pipefail
 
 usage() {
-  sed -n '2,14s/^# \{0,1\}//p' "$0"
+  sed -n '2,16s/^# \{0,1\}//p' "$0"
 }
 
 what="${1:-all}"
 case "$what" in
-  nats | postgres | python | all) ;;
+  nats | postgres | python | faketime | all) ;;
   -h | --help)
     usage
     exit 0
@@ -172,14 +174,53 @@ ensure_python() {
   fi
 }
 
+# libfaketime's multi-threaded library (a Node process has threads), where Debian puts it.
+find_faketime() {
+  local candidate
+  for candidate in /usr/lib/*/faketime/libfaketimeMT.so.1 /usr/lib/faketime/libfaketimeMT.so.1; do
+    if [ -f "$candidate" ]; then
+      echo "$candidate"
+      return 0
+    fi
+  done
+  return 1
+}
+
+faketime_version() {
+  dpkg-query -W -f='${Version}' libfaketime 2>/dev/null || echo "version unknown"
+}
+
+ensure_faketime() {
+  local lib
+  if lib="$(find_faketime)"; then
+    echo "libfaketime: found $lib ($(faketime_version))"
+    return 0
+  fi
+  if ! is_root; then
+    echo "libfaketime: MISSING — install it as root: apt-get install faketime" \
+      "(or run this script as root)" >&2
+    failed=1
+    return 0
+  fi
+  echo "libfaketime: not found, installing with apt-get (faketime)..."
+  if apt_install faketime && lib="$(find_faketime)"; then
+    echo "libfaketime: installed $lib ($(faketime_version))"
+  else
+    echo "libfaketime: installation FAILED (apt-get install faketime)" >&2
+    failed=1
+  fi
+}
+
 case "$what" in
   nats) ensure_nats ;;
   postgres) ensure_postgres ;;
   python) ensure_python ;;
+  faketime) ensure_faketime ;;
   all)
     ensure_nats
     ensure_postgres
     ensure_python
+    ensure_faketime
     ;;
 esac
 
