@@ -7,6 +7,7 @@
 import { type Handler, Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import type { CaseFile } from "../cases/case-book.ts";
+import { errorSummary } from "../delivery/error-summary.ts";
 import type { CaseKeys, Clock } from "../delivery/ports.ts";
 import type { SubmitRequest } from "../delivery/submitter.ts";
 import type { Logger } from "../observability/logger.ts";
@@ -14,6 +15,7 @@ import { LiaisonError } from "../protocol/errors.ts";
 import type { Envelope, KeyRecord, PartyRecord } from "../protocol/types.ts";
 import type { PartnerRegistry } from "../registry/partner-registry.ts";
 import type { SchemaRegistry } from "../schemas/schema-registry.ts";
+import { isStoreUnavailable } from "../store/database.ts";
 import type { ReadQueries } from "../store/read-queries.ts";
 import { bearerAuth } from "./auth.ts";
 import { buildOpenApiDocument } from "./openapi.ts";
@@ -51,6 +53,15 @@ export function createApp(deps: AppDeps, routes: readonly RouteDeclaration[] = R
 
   app.onError((err, c) => {
     if (err instanceof LiaisonError) return problem(c, err.code, err.message, err.issues);
+    if (isStoreUnavailable(err)) {
+      // Transient: the pool reconnects by itself once the database answers again.
+      deps.log.warn({ err: errorSummary(err), path: c.req.path }, "database unavailable");
+      return problem(
+        c,
+        "store_unavailable",
+        "the database cannot be reached right now; try again after Retry-After seconds",
+      );
+    }
     deps.log.error({ err: err.name, path: c.req.path }, "unhandled error in HTTP route");
     return problem(c, "internal", "an internal error occurred; see the gateway's log");
   });

@@ -21,6 +21,7 @@ const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   payload_too_large: 413,
   not_ready: 503,
   shutting_down: 503,
+  store_unavailable: 503,
   config_invalid: 500,
   key_store_invalid: 500,
   internal: 500,
@@ -61,10 +62,20 @@ const TITLES: Partial<Record<ErrorCode, string>> = {
   payload_too_large: "The request is too large",
   not_ready: "The gateway is not ready",
   shutting_down: "The gateway is shutting down",
+  store_unavailable: "The database is unavailable",
   internal: "Internal error",
   personal_data_invalid: "The personal data does not match its schema",
   transition_not_allowed: "The case does not allow this step now",
   reply_unmatched: "The message answers nothing the case awaits",
+};
+
+/**
+ * Codes of a transient condition: their answers carry `Retry-After` (seconds), when to try the
+ * same request again.
+ */
+export const RETRY_AFTER_SECONDS: Partial<Record<ErrorCode, number>> = {
+  // A PostgreSQL restart or failover takes seconds; the pool reconnects within 2 s of its end.
+  store_unavailable: 5,
 };
 
 export function problem(
@@ -74,6 +85,7 @@ export function problem(
   issues: ErrorIssue[] = [],
 ): Response {
   const status = STATUS[code];
+  const retryAfter = RETRY_AFTER_SECONDS[code];
   const body = {
     type: `${ERRORS_DOC}#${code}`,
     title: TITLES[code] ?? code,
@@ -85,6 +97,7 @@ export function problem(
   };
   return c.newResponse(JSON.stringify(body), status, {
     "content-type": "application/problem+json",
+    ...(retryAfter === undefined ? {} : { "retry-after": String(retryAfter) }),
   });
 }
 
@@ -129,6 +142,10 @@ export const PROBLEM_SCHEMA: JsonSchema = {
   },
 };
 
+/** What `store_unavailable` means on every route that reads or writes the database. */
+export const STORE_UNAVAILABLE =
+  "the database cannot be reached right now (restarting, failing over, down): try the same request again after Retry-After seconds";
+
 /**
  * Problem responses of a route, one per status: each code with what it means there. The codes
  * of one status are listed in its schema, so an answer with another code is documentation drift.
@@ -143,9 +160,20 @@ export function problemResponses(
   }
   const responses: Record<number, ResponseDeclaration> = {};
   for (const [status, entries] of byStatus) {
+    const retrying = entries.filter(([code]) => RETRY_AFTER_SECONDS[code] !== undefined);
     responses[status] = {
       description: entries.map(([code, meaning]) => `\`${code}\`: ${meaning}`).join("; "),
       contentType: "application/problem+json",
+      ...(retrying.length === 0
+        ? {}
+        : {
+            headers: {
+              "Retry-After": {
+                description: `seconds after which the same request may be tried again (with ${retrying.map(([code]) => `\`${code}\``).join(", ")})`,
+                schema: { type: "string", pattern: "^[0-9]+$" },
+              },
+            },
+          }),
       schema: {
         type: "object",
         allOf: [{ $ref: "#/components/schemas/Problem" }],

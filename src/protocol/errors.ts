@@ -44,6 +44,11 @@ export const LOCAL_ERROR_CODES = [
   "not_ready",
   /** A submission while the gateway stops (SIGTERM, SIGINT): submit again elsewhere or later. */
   "shutting_down",
+  /**
+   * The database cannot be reached right now (restarting, failing over, down): retry after the
+   * answer's Retry-After. Classified by `isStoreUnavailable` (src/store/database.ts).
+   */
+  "store_unavailable",
   "internal",
   /**
    * A delivery ended without the partner's receipt (no receipt within the retry budget, or the

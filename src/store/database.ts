@@ -26,9 +26,27 @@ export const MIGRATIONS_FOLDER = fileURLToPath(new URL("../../drizzle", import.m
 
 export type DatabaseTarget = { url: string } | { dataDir: string } | { inMemory: true };
 
+/**
+ * Seconds a closed connection of the postgres.js pool waits before it reconnects, after
+ * `failures` connections in a row ended in an error: none after a clean close, then 0.1 s,
+ * doubling, at most 2 s. (postgres.js's default grows to 20 s after a handful of refused
+ * connections, so a gateway would stay unable to reach a database for up to 20 s after the
+ * database came back from a restart.) The pool reconnects lazily: a query on a closed connection
+ * opens it again, and a query that fails meanwhile rejects (store unavailable) for the caller to
+ * retry: the dispatcher on its next pass, the inbox by a redelivery, the HTTP client after
+ * `Retry-After`.
+ */
+export function reconnectBackoffSeconds(failures: number): number {
+  return failures <= 0 ? 0 : Math.min(0.05 * 2 ** failures, 2);
+}
+
 export async function openDatabase(target: DatabaseTarget): Promise<Database> {
   if ("url" in target) {
-    const client = postgres(target.url, { max: 10, onnotice: () => {} });
+    const client = postgres(target.url, {
+      max: 10,
+      onnotice: () => {},
+      backoff: reconnectBackoffSeconds,
+    });
     const db = drizzlePostgres({ client, schema });
     try {
       await migratePostgres(db, { migrationsFolder: MIGRATIONS_FOLDER });
@@ -53,4 +71,84 @@ export async function openDatabase(target: DatabaseTarget): Promise<Database> {
     throw err;
   }
   return { db: db as unknown as Db, driver: "pglite", close: () => client.close() };
+}
+
+/** Node's socket errors that mean the database server cannot be reached (now). */
+const NETWORK_CODES = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "EPIPE",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "EAI_AGAIN",
+]);
+
+/** postgres.js's own connection errors (`Errors.connection`: `code` and `errno` both the name). */
+const DRIVER_CODES = new Set([
+  "CONNECTION_CLOSED",
+  "CONNECTION_ENDED",
+  "CONNECTION_DESTROYED",
+  "CONNECT_TIMEOUT",
+]);
+
+/**
+ * SQLSTATEs of a server going away or not taking connections: class 08 (connection exception,
+ * but not 08P01, a protocol violation: a bug), 57P01 admin_shutdown (a fast shutdown or
+ * restart), 57P02 crash_shutdown, 57P03 cannot_connect_now (starting up, shutting down, in
+ * recovery), 53300 too_many_connections.
+ */
+const SQLSTATES = new Set([
+  "08000",
+  "08001",
+  "08003",
+  "08004",
+  "08006",
+  "57P01",
+  "57P02",
+  "57P03",
+  "53300",
+]);
+
+/** PGlite's errors once the embedded database was closed (the gateway is stopping). */
+const PGLITE_MESSAGES = new Set(["PGlite is closed", "PGlite is closing"]);
+
+/**
+ * Whether `err` says the store cannot be reached right now — the database server restarting,
+ * failing over, down or unreachable, or the embedded database closed — rather than that the
+ * request or the data is wrong. Such a failure is transient: the same work succeeds once the
+ * database is back (HTTP answers `503 store_unavailable` with `Retry-After`). The one place that
+ * classifies them; it looks through `cause` chains (drizzle wraps a failed query's error in a
+ * DrizzleQueryError whose message quotes the SQL and its parameters) and AggregateErrors.
+ */
+export function isStoreUnavailable(err: unknown): boolean {
+  const seen = new Set<unknown>();
+  const pending: unknown[] = [err];
+  while (pending.length > 0) {
+    const e = pending.pop();
+    if (typeof e !== "object" || e === null || seen.has(e) || seen.size > 20) continue;
+    seen.add(e);
+    if (unavailable(e)) return true;
+    if ("cause" in e) pending.push(e.cause);
+    if (e instanceof AggregateError) pending.push(...e.errors);
+  }
+  return false;
+}
+
+function unavailable(e: object): boolean {
+  const { code, errno, syscall, name, message } = e as {
+    code?: unknown;
+    errno?: unknown;
+    syscall?: unknown;
+    name?: unknown;
+    message?: unknown;
+  };
+  if (typeof code === "string") {
+    // A Node socket error (it names its system call), not another library's code of that name.
+    if (NETWORK_CODES.has(code) && typeof syscall === "string") return true;
+    // postgres.js's connection errors; nats.js has a CONNECTION_CLOSED of its own, without errno.
+    if (DRIVER_CODES.has(code) && errno === code) return true;
+    if (name === "PostgresError" && SQLSTATES.has(code)) return true;
+  }
+  return e instanceof Error && typeof message === "string" && PGLITE_MESSAGES.has(message);
 }

@@ -6,7 +6,7 @@
 import { LiaisonError } from "../../protocol/errors.ts";
 import { openPersonalData } from "../../protocol/personal-data.ts";
 import { shared } from "../api-schemas.ts";
-import { problemResponses } from "../problem.ts";
+import { problemResponses, STORE_UNAVAILABLE } from "../problem.ts";
 import { defineRoute, jsonResponse } from "../route.ts";
 import { CASE_REF_PARAM } from "./get-case.ts";
 
@@ -45,7 +45,10 @@ export const getCasePersonalData = defineRoute({
         },
       },
     }),
-    ...problemResponses({ not_found: "no victim.identified opened a case with this reference" }),
+    ...problemResponses({
+      not_found: "no victim.identified opened a case with this reference",
+      store_unavailable: STORE_UNAVAILABLE,
+    }),
   },
   async handler(c, input, { deps }) {
     const ref = input.params.ref ?? "";

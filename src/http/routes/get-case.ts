@@ -1,7 +1,7 @@
 /** GET /v1/cases/:ref: one case, its deadlines, what may come next, and its timeline. */
 import { LiaisonError } from "../../protocol/errors.ts";
 import { CASE_DETAIL_SCHEMA, caseDetail } from "../case-view.ts";
-import { problemResponses } from "../problem.ts";
+import { problemResponses, STORE_UNAVAILABLE } from "../problem.ts";
 import { defineRoute, jsonResponse } from "../route.ts";
 
 export const CASE_REF_PARAM = {
@@ -22,7 +22,10 @@ export const getCase = defineRoute({
   request: { params: { ref: CASE_REF_PARAM } },
   responses: {
     200: jsonResponse("The case.", CASE_DETAIL_SCHEMA),
-    ...problemResponses({ not_found: "no victim.identified opened a case with this reference" }),
+    ...problemResponses({
+      not_found: "no victim.identified opened a case with this reference",
+      store_unavailable: STORE_UNAVAILABLE,
+    }),
   },
   async handler(c, input, { deps }) {
     const file = await deps.caseFiles.read(input.params.ref ?? "");

@@ -2,7 +2,7 @@
 import { LiaisonError } from "../../protocol/errors.ts";
 import { ref } from "../api-schemas.ts";
 import { messageDetail } from "../message-view.ts";
-import { problemResponses } from "../problem.ts";
+import { problemResponses, STORE_UNAVAILABLE } from "../problem.ts";
 import { defineRoute, jsonResponse } from "../route.ts";
 
 const NOT_FOUND = "no message with this id";
@@ -30,7 +30,10 @@ export const getMessage = defineRoute({
   },
   responses: {
     200: jsonResponse("The message.", ref("MessageDetail")),
-    ...problemResponses({ not_found: "the id is not a UUID, or no message in the log has it" }),
+    ...problemResponses({
+      not_found: "the id is not a UUID, or no message in the log has it",
+      store_unavailable: STORE_UNAVAILABLE,
+    }),
   },
   async handler(c, input, { deps }) {
     const found = await deps.queries.getMessage((input.params.id ?? "").toLowerCase());

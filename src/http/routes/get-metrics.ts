@@ -3,7 +3,7 @@
  * Behind the API token (Prometheus sends it with `authorization: {type: Bearer, credentials}`):
  * the figures name partners and volumes, which are nobody else's business.
  */
-import { problemResponses } from "../problem.ts";
+import { problemResponses, STORE_UNAVAILABLE } from "../problem.ts";
 import { defineRoute } from "../route.ts";
 
 export const getMetrics = defineRoute({
@@ -20,7 +20,7 @@ export const getMetrics = defineRoute({
       description: "The Prometheus text exposition format, version 0.0.4.",
       contentType: "text/plain",
     },
-    ...problemResponses({}),
+    ...problemResponses({ store_unavailable: STORE_UNAVAILABLE }),
   },
   async handler(c, _input, { deps }) {
     const { contentType, text } = await deps.metrics.render();

@@ -3,7 +3,7 @@ import { CASE_STATES } from "../../cases/case-types.ts";
 import { PARTY_ID_PATTERN } from "../../protocol/identifiers.ts";
 import { CASE_SUMMARY_SCHEMA, caseSummary } from "../case-view.ts";
 import { limitParam } from "../paging.ts";
-import { problemResponses } from "../problem.ts";
+import { problemResponses, STORE_UNAVAILABLE } from "../problem.ts";
 import { defineRoute, jsonResponse } from "../route.ts";
 
 const CURSOR = "^[A-Za-z0-9_-]{1,100}$";
@@ -68,7 +68,10 @@ export const listCases = defineRoute({
         nextCursor: { type: ["string", "null"], pattern: CURSOR },
       },
     }),
-    ...problemResponses({ request_invalid: "a filter, limit or cursor is not valid" }),
+    ...problemResponses({
+      request_invalid: "a filter, limit or cursor is not valid",
+      store_unavailable: STORE_UNAVAILABLE,
+    }),
   },
   async handler(c, input, { deps }) {
     const limit = input.query.limit as number;

@@ -2,7 +2,7 @@
 import { ref } from "../api-schemas.ts";
 import { messageSummary } from "../message-view.ts";
 import { cursorParam, decodeCursor, limitParam, nextCursor, pageSchema } from "../paging.ts";
-import { problemResponses } from "../problem.ts";
+import { problemResponses, STORE_UNAVAILABLE } from "../problem.ts";
 import { defineRoute, jsonResponse } from "../route.ts";
 
 export const listMessages = defineRoute({
@@ -31,7 +31,10 @@ export const listMessages = defineRoute({
   },
   responses: {
     200: jsonResponse("A page of the log.", pageSchema(ref("MessageSummary"))),
-    ...problemResponses({ request_invalid: "direction, limit or cursor is not valid" }),
+    ...problemResponses({
+      request_invalid: "direction, limit or cursor is not valid",
+      store_unavailable: STORE_UNAVAILABLE,
+    }),
   },
   async handler(c, input, { deps }) {
     const limit = input.query.limit as number;

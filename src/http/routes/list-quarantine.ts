@@ -1,7 +1,7 @@
 /** GET /v1/quarantine: inbound bytes that were not accepted, oldest first. */
 import { ref } from "../api-schemas.ts";
 import { cursorParam, decodeCursor, limitParam, nextCursor, pageSchema } from "../paging.ts";
-import { problemResponses } from "../problem.ts";
+import { problemResponses, STORE_UNAVAILABLE } from "../problem.ts";
 import { defineRoute, jsonResponse } from "../route.ts";
 
 export const listQuarantine = defineRoute({
@@ -16,7 +16,10 @@ export const listQuarantine = defineRoute({
   request: { query: { limit: limitParam, cursor: cursorParam } },
   responses: {
     200: jsonResponse("A page of the quarantine.", pageSchema(ref("QuarantineItem"))),
-    ...problemResponses({ request_invalid: "limit or cursor is not valid" }),
+    ...problemResponses({
+      request_invalid: "limit or cursor is not valid",
+      store_unavailable: STORE_UNAVAILABLE,
+    }),
   },
   async handler(c, input, { deps }) {
     const limit = input.query.limit as number;

@@ -5,7 +5,7 @@
 import type { SubmitRequest } from "../../delivery/submitter.ts";
 import { PARTY_ID_PATTERN } from "../../protocol/identifiers.ts";
 import { shared } from "../api-schemas.ts";
-import { problemResponses } from "../problem.ts";
+import { problemResponses, STORE_UNAVAILABLE } from "../problem.ts";
 import { defineRoute, jsonResponse } from "../route.ts";
 
 export const SUBMIT_REQUEST_SCHEMA = {
@@ -116,6 +116,7 @@ export const postMessage = defineRoute({
       handover_record_invalid:
         "handoverRecord does not match schemas/handover-record.v1.json, or the record does not fit the case",
       internal: "an unexpected error; see the gateway's log",
+      store_unavailable: STORE_UNAVAILABLE,
     }),
   },
   async handler(c, input, { deps }) {

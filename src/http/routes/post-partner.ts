@@ -6,7 +6,7 @@
 import { LiaisonError } from "../../protocol/errors.ts";
 import { parsePartyDocument } from "../../registry/party-document.ts";
 import { ref, shared } from "../api-schemas.ts";
-import { problemResponses } from "../problem.ts";
+import { problemResponses, STORE_UNAVAILABLE } from "../problem.ts";
 import { defineRoute, jsonResponse } from "../route.ts";
 
 const MAX_PARTY_DOCUMENT = 64 * 1024;
@@ -85,6 +85,7 @@ export const postPartner = defineRoute({
       request_invalid:
         "the body is not application/json, not UTF-8, not JSON, nested deeper than 32 levels, not a valid party document, or this gateway's own",
       payload_too_large: "the body exceeds 64 KiB",
+      store_unavailable: STORE_UNAVAILABLE,
     }),
   },
   async handler(c, input, { deps }) {
