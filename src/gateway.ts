@@ -31,9 +31,11 @@ import { type Database, openDatabase } from "./store/database.ts";
 import { SqlPartyStore } from "./store/party-store.ts";
 import { ReadQueries } from "./store/read-queries.ts";
 import { createStore } from "./store/store.ts";
+import { FederatedTransport, type FederationView, inboundSources } from "./transport/federation.ts";
 import { NatsTransport } from "./transport/nats-transport.ts";
 
 const RELOAD_MS = 30_000;
+const DAY_MS = 86_400_000;
 
 export interface GatewayOptions {
   clock?: Clock;
@@ -78,6 +80,7 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
     country: config.country,
     kind: config.partyKind,
     inboundSubject: config.inboundSubject,
+    ...(config.natsDomain === undefined ? {} : { natsDomain: config.natsDomain }),
   };
 
   const keyring = await OwnKeyring.read({ dir: config.keysDir, self, clock });
@@ -110,10 +113,15 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
       consumer: () => transport.consumerPending(config.streamName, "gateway"),
       clock,
     });
+    // Federation: messages for partners in another country's domain go through our outbound
+    // stream for each; our inbound stream sources theirs for us (src/transport/federation.ts).
+    const federation: FederationView = { self: config.partyId, domain: config.natsDomain };
+    const outbound = new FederatedTransport(transport, federation, config.messageTtlMs + DAY_MS);
+    await outbound.sync(registry.listParties());
     const wake = new WakeSignal();
     const dispatcher = new Dispatcher({
       store,
-      transport,
+      transport: outbound,
       clock,
       wake,
       log,
@@ -152,13 +160,17 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
       caseKeys: keyring,
       encryption: registry,
     });
+    const inboxOptions = {
+      stream: config.streamName,
+      subject: config.inboundSubject,
+      durable: "gateway",
+      maxAckPending: config.broker.maxAckPending,
+      ackWaitMs: config.broker.ackWaitMs,
+      sources: () => inboundSources(federation, registry.listParties()),
+    };
     await transport.consumeInbox(
       {
-        stream: config.streamName,
-        subject: config.inboundSubject,
-        durable: "gateway",
-        maxAckPending: config.broker.maxAckPending,
-        ackWaitMs: config.broker.ackWaitMs,
+        ...inboxOptions,
         batchSize: config.batchSizes.inbox,
         maxDeliveries: config.inbox.maxDeliveries,
         retryDelayMs: config.inbox.retryDelayMs,
@@ -189,6 +201,21 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
     // Replicas sharing one PostgreSQL database see partners registered through another replica;
     // a key generated or revoked with the CLI is picked up (and published) without a restart.
     // Independent: a bad key file must not stop partners' changes from arriving, nor the reverse.
+    // A partner registered (or moved to another domain) since: our outbound stream for it, and
+    // our inbound stream's sources. The stream is updated only when its sources change.
+    let sourced = JSON.stringify(inboxOptions.sources());
+    const syncFederation = async () => {
+      if (federation.domain === undefined) return;
+      await outbound.sync(registry.listParties());
+      const now = JSON.stringify(inboxOptions.sources());
+      if (now === sourced) return;
+      await transport.ensureInbox(inboxOptions);
+      sourced = now;
+      log.info(
+        { sources: inboxOptions.sources().map((s) => s.name) },
+        "federation sources updated",
+      );
+    };
     const reload = setInterval(() => {
       keyring
         .reload()
@@ -196,6 +223,7 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
         .catch((err: unknown) => log.error({ err: errorSummary(err) }, "own key reload failed"));
       registry
         .reload()
+        .then(() => syncFederation())
         .catch((err: unknown) => log.error({ err: errorSummary(err) }, "registry reload failed"));
     }, opts.reloadMs ?? RELOAD_MS);
     reload.unref();

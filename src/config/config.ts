@@ -6,7 +6,7 @@
 import { resolve } from "node:path";
 import type { DeadlinePolicy } from "../cases/case-types.ts";
 import { LiaisonError } from "../protocol/errors.ts";
-import { COUNTRY, LITERAL_SUBJECT, PARTY_ID } from "../protocol/identifiers.ts";
+import { COUNTRY, LITERAL_SUBJECT, NATS_DOMAIN, PARTY_ID } from "../protocol/identifiers.ts";
 
 export interface Config {
   partyId: string;
@@ -18,6 +18,12 @@ export interface Config {
   streamName: string;
   http: { host: string; port: number };
   natsUrl: string;
+  /**
+   * The JetStream domain of our country's nats-server when the country is federated (each
+   * country its own server, joined by leaf nodes): published in our party document, and the
+   * domain partners source our outbound streams from. Undefined: we publish directly.
+   */
+  natsDomain: string | undefined;
   /** postgres:// URL; when absent the embedded PGlite store lives in `dataDir/db`. */
   databaseUrl: string | undefined;
   dataDir: string;
@@ -64,6 +70,8 @@ export const SETTINGS = {
   LIAISON_HTTP_HOST: "HTTP listen address (default: 127.0.0.1)",
   LIAISON_HTTP_PORT: "HTTP listen port (default: 8080)",
   LIAISON_NATS_URL: "NATS server URL (default: nats://127.0.0.1:4222)",
+  LIAISON_NATS_DOMAIN:
+    "JetStream domain of our country's nats-server when federated (docs/operations.md, Federation; default: none, publish directly)",
   DATABASE_URL: "postgres:// URL; unset = embedded PGlite in LIAISON_DATA_DIR/db",
   LIAISON_DATA_DIR: "directory for the embedded database and keys (default: ./data)",
   LIAISON_KEYS_DIR: "directory of private key files, mode 0700 (default: LIAISON_DATA_DIR/keys)",
@@ -200,6 +208,10 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
   const natsUrl = env.LIAISON_NATS_URL ?? "nats://127.0.0.1:4222";
   if (!/^(nats|tls|wss?):\/\/[^\s]+$/.test(natsUrl))
     fail("LIAISON_NATS_URL", "must be a nats:// URL");
+  const natsDomain = env.LIAISON_NATS_DOMAIN === "" ? undefined : env.LIAISON_NATS_DOMAIN;
+  if (natsDomain !== undefined && !NATS_DOMAIN.test(natsDomain)) {
+    fail("LIAISON_NATS_DOMAIN", "must be letters, digits, _ or -, up to 32");
+  }
   const logLevel = env.LIAISON_LOG_LEVEL ?? "info";
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
     fail("LIAISON_LOG_LEVEL", `must be one of ${LOG_LEVELS.join(", ")}`);
@@ -238,6 +250,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
       port: integer(env, "LIAISON_HTTP_PORT", 8080, 0, 65535),
     },
     natsUrl,
+    natsDomain,
     databaseUrl,
     dataDir,
     keysDir: resolve(cwd, env.LIAISON_KEYS_DIR ?? resolve(dataDir, "keys")),

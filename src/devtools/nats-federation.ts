@@ -208,8 +208,9 @@ export async function startNatsFederation(countries: FederatedCountry[]): Promis
   const certs = mkdtempSync(join(tmpdir(), "liaison-federation-tls-"));
   const started: NatsServerHandle[] = [];
   const links: Record<string, Link> = {};
+  const extra: Link[] = [];
   const stop = async () => {
-    for (const link of Object.values(links)) await link.close();
+    for (const link of [...Object.values(links), ...extra]) await link.close();
     await Promise.allSettled(started.map((s) => s.stop()));
     rmSync(certs, { recursive: true, force: true });
   };
@@ -222,12 +223,18 @@ export async function startNatsFederation(countries: FederatedCountry[]): Promis
       countries.map((c) => [c.domain, randomBytes(18).toString("base64url")]),
     );
     const leafPort = await freePort();
+    // The hub tells its leaves where it listens, and a leaf would then reconnect there directly,
+    // around its link (no_advertise does not stop that for leaf connections): the hub advertises
+    // a port of ours that refuses every connection, so a leaf comes back only through its link.
+    const nowhere = await startLink(leafPort);
+    nowhere.cut();
+    extra.push(nowhere);
     const hub = await startNatsServer({
       name: "hub",
       jetStream: false,
       config: [
         hubAuthorization(countries, passwords),
-        `leafnodes {\n  listen: "127.0.0.1:${leafPort}"\n  tls { cert_file: "${join(certs, "hub.pem")}", key_file: "${join(certs, "hub.key")}", ca_file: "${join(certs, "ca.pem")}", verify: true, timeout: 3 }\n}`,
+        `leafnodes {\n  listen: "127.0.0.1:${leafPort}"\n  advertise: "127.0.0.1:${nowhere.port}"\n  tls { cert_file: "${join(certs, "hub.pem")}", key_file: "${join(certs, "hub.key")}", ca_file: "${join(certs, "ca.pem")}", verify: true, timeout: 3 }\n}`,
       ].join("\n"),
     });
     started.push(hub);

@@ -12,6 +12,7 @@
  * The names below are the protocol between federated gateways (docs/protocol.md, Federation): a
  * partner's gateway in any language must use the same ones.
  */
+import type { PublishResult, Transport } from "../delivery/ports.ts";
 import type { PartyRecord } from "../protocol/types.ts";
 
 /** `CN-MPS-HEKOU` → `CN_MPS_HEKOU`: party ids as stream-name tokens. */
@@ -96,4 +97,72 @@ export function outboundRoutes(
     });
   }
   return routes;
+}
+
+// ─── the transport side ─────────────────────────────────────────────────────────────────────
+
+/** What the federation needs of the NATS adapter: publishing, and managing streams. */
+export interface StreamBroker {
+  publish(subject: string, data: Uint8Array, msgId: string): Promise<PublishResult>;
+  /** Creates the stream when it does not exist; leaves an existing one as it is. */
+  ensureStream(config: OutboundStreamConfig): Promise<void>;
+}
+
+export interface OutboundStreamConfig {
+  name: string;
+  subject: string;
+  /** How long a message is kept for a partner that has not taken it (its link down). */
+  maxAgeMs: number;
+}
+
+/**
+ * The Transport the dispatcher publishes through: a message for a federated partner goes to our
+ * outbound stream for it (created on first use, and again should the broker have lost it), any
+ * other directly to the partner's inbound subject.
+ */
+export class FederatedTransport implements Transport {
+  private routes = new Map<string, OutboundRoute>();
+  private readonly ensured = new Set<string>();
+
+  constructor(
+    private readonly broker: StreamBroker,
+    private readonly view: FederationView,
+    /** How long our outbound streams keep a message: its time to live, and a day's margin. */
+    private readonly retentionMs: number,
+  ) {}
+
+  /** Takes the current partners: the publish routes and the outbound streams they need. */
+  async sync(parties: PartyRecord[]): Promise<void> {
+    this.routes = outboundRoutes(this.view, parties);
+    for (const route of this.routes.values()) await this.ensure(route);
+  }
+
+  async publish(subject: string, data: Uint8Array, msgId: string): Promise<PublishResult> {
+    const route = this.routes.get(subject);
+    if (route === undefined) return this.broker.publish(subject, data, msgId);
+    try {
+      return await this.broker.publish(route.subject, data, msgId);
+    } catch (err) {
+      // Our own stream is missing (a broker that lost its state): make it again, publish again.
+      if (!isNoResponders(err)) throw err;
+      this.ensured.delete(route.subject);
+      await this.ensure(route);
+      return this.broker.publish(route.subject, data, msgId);
+    }
+  }
+
+  private async ensure(route: OutboundRoute): Promise<void> {
+    if (route.stream === undefined || this.ensured.has(route.subject)) return;
+    await this.broker.ensureStream({
+      name: route.stream,
+      subject: route.subject,
+      maxAgeMs: this.retentionMs,
+    });
+    this.ensured.add(route.subject);
+  }
+}
+
+function isNoResponders(err: unknown): boolean {
+  const e = err as { code?: string; message?: string };
+  return e.code === "503" || /no responders/i.test(e.message ?? "");
 }

@@ -20,6 +20,7 @@ import {
   StorageType,
 } from "nats";
 import type { InboundItem, PublishResult, Transport } from "../delivery/ports.ts";
+import type { DomainSource, OutboundStreamConfig } from "./federation.ts";
 
 /** Takes a batch of inbound bytes and has committed every outcome when it returns (the inbox). */
 export interface InboundHandler {
@@ -52,6 +53,11 @@ export interface InboxOptions {
   /** How long the broker waits before it redelivers a message whose processing failed. */
   retryDelayMs: number;
   onError: (err: unknown) => void;
+  /**
+   * Federation: the partners' outbound streams our inbound stream sources (read each time the
+   * stream is ensured, so a partner registered since is included).
+   */
+  sources?: () => DomainSource[];
 }
 
 const MS_NS = 1_000_000;
@@ -139,8 +145,33 @@ export class NatsTransport implements Transport {
    * consumer whose ack wait or most pending acks differ from `opts` is updated to them. Returns
    * true when the consumer had to be created (first start, or a broker that lost its state).
    */
+  /**
+   * Federation: one of our outbound streams, in our own domain, which a partner's inbound stream
+   * sources. Limits retention: sourcing does not acknowledge, so a message stays for `maxAgeMs`
+   * (a partner whose link is down takes it when the link is back; one that already took it
+   * takes nothing twice, as its source remembers the last sequence it took).
+   */
+  async ensureStream(config: OutboundStreamConfig): Promise<void> {
+    try {
+      await this.jsm.streams.info(config.name);
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+      await this.jsm.streams.add({
+        name: config.name,
+        subjects: [config.subject],
+        retention: RetentionPolicy.Limits,
+        storage: StorageType.File,
+        max_age: config.maxAgeMs * 1_000_000,
+        duplicate_window: 10 * 60 * SECOND_NS,
+      });
+    }
+  }
+
   async ensureInbox(
-    opts: Pick<InboxOptions, "stream" | "subject" | "durable" | "ackWaitMs" | "maxAckPending">,
+    opts: Pick<
+      InboxOptions,
+      "stream" | "subject" | "durable" | "ackWaitMs" | "maxAckPending" | "sources"
+    >,
   ): Promise<boolean> {
     const config = {
       name: opts.stream,
@@ -152,6 +183,7 @@ export class NatsTransport implements Transport {
       storage: StorageType.File,
       max_age: 30 * DAY_NS,
       duplicate_window: 10 * 60 * SECOND_NS,
+      sources: opts.sources?.() ?? [],
     };
     try {
       await this.jsm.streams.info(opts.stream);
@@ -171,13 +203,21 @@ export class NatsTransport implements Transport {
     let existing: ConsumerInfo;
     try {
       existing = await this.jsm.consumers.info(opts.stream, opts.durable);
+      // A consumer made before federation filters on our inbound subject and would never see
+      // what the stream sources (it keeps the partners' subjects): it is made again without the
+      // filter. Nothing is lost: unacknowledged messages stay in the work-queue stream, and the
+      // new consumer starts from its first message.
+      if (config.sources.length > 0 && (existing.config.filter_subject ?? "") !== "") {
+        await this.jsm.consumers.delete(opts.stream, opts.durable);
+        throw new Error("consumer not found: made again without a filter");
+      }
     } catch (err) {
       if (!isNotFound(err)) throw err;
+      // No filter: the stream holds only what is ours, on our inbound subject or sourced.
       await this.jsm.consumers.add(opts.stream, {
         durable_name: opts.durable,
         ack_policy: AckPolicy.Explicit,
         deliver_policy: DeliverPolicy.All,
-        filter_subject: opts.subject,
         ...settings,
       });
       return true;

@@ -1,0 +1,215 @@
+/**
+ * Each country on its own nats-server, joined by NATS's own federation (leaf nodes to a hub, a
+ * JetStream domain per country, mutual TLS, per-country permissions): messages and their
+ * receipts cross through stream sourcing; with the link cut, the border post keeps accepting
+ * and delivers everything, once, when the link is back; a country cannot read what is not
+ * addressed to it, nor publish into another country's subjects.
+ */
+import { connect as tcpConnect } from "node:net";
+import { connect, type NatsConnection, RetentionPolicy, StorageType } from "nats";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type Federation, startNatsFederation } from "../../src/devtools/nats-federation.ts";
+import { outboundStreamName, outboundSubject } from "../../src/transport/federation.ts";
+import {
+  call,
+  introduce,
+  startNode,
+  type TestNode,
+  uniqueTag,
+  waitFor,
+} from "../helpers/network.ts";
+import { CASE_NOTICE_BODY } from "../helpers/protocol-fixtures.ts";
+
+const HEKOU = "CN-MPS-HEKOU";
+const LAOCAI = "VN-BGC-LAOCAI";
+const MAESAI = "TH-RTP-MAESAI";
+
+let federation: Federation;
+let hekou: TestNode;
+let laocai: TestNode;
+const clients: NatsConnection[] = [];
+
+beforeAll(async () => {
+  federation = await startNatsFederation([
+    { domain: "CN", parties: [HEKOU] },
+    { domain: "VN", parties: [LAOCAI] },
+    { domain: "TH", parties: [MAESAI] },
+  ]);
+  const tag = uniqueTag();
+  const servers = federation.servers as Record<"CN" | "VN" | "TH", { url: string }>;
+  hekou = await startNode(servers.CN.url, tag, {
+    partyId: HEKOU,
+    env: { LIAISON_NATS_DOMAIN: "CN" },
+  });
+  laocai = await startNode(servers.VN.url, tag, {
+    partyId: LAOCAI,
+    env: { LIAISON_NATS_DOMAIN: "VN" },
+  });
+  await introduce([hekou, laocai]);
+});
+
+afterAll(async () => {
+  for (const c of clients) await c.close().catch(() => {});
+  await hekou?.gateway.stop();
+  await laocai?.gateway.stop();
+  await federation?.stop();
+});
+
+async function submit(caseRef: string): Promise<string> {
+  const res = await call(hekou, "/v1/messages", {
+    method: "POST",
+    json: { type: "case.notice", to: LAOCAI, caseRef, body: CASE_NOTICE_BODY },
+  });
+  expect(res.status).toBe(202);
+  return res.body.id as string;
+}
+
+async function status(id: string): Promise<string> {
+  return (await call(hekou, `/v1/messages/${id}`)).body.status as string;
+}
+
+async function deliveredAll(ids: string[], timeoutMs = 30_000): Promise<void> {
+  await waitFor(
+    `${ids.length} deliveries`,
+    async () => {
+      for (const id of ids) if ((await status(id)) !== "delivered") return undefined;
+      return true;
+    },
+    timeoutMs,
+  );
+}
+
+/** How many times Lao Cai logged each message. */
+async function loggedAtLaocai(ids: string[]): Promise<Map<string, number>> {
+  const res = await laocai.gateway.database.db.execute(
+    "select id from messages where direction = 'inbound'",
+  );
+  const rows = (Array.isArray(res) ? res : (res as { rows: unknown[] }).rows) as { id: string }[];
+  const counts = new Map<string, number>(ids.map((id) => [id, 0]));
+  for (const { id } of rows) if (counts.has(id)) counts.set(id, (counts.get(id) ?? 0) + 1);
+  return counts;
+}
+
+async function client(domain: "CN" | "VN" | "TH"): Promise<NatsConnection> {
+  const nc = await connect({ servers: federation.servers[domain]?.url });
+  clients.push(nc);
+  return nc;
+}
+
+describe("federation: a nats-server per country, joined by leaf nodes", {
+  timeout: 120_000,
+}, () => {
+  it("carries messages one way and signed receipts back, through each country's own domain", async () => {
+    // The registries reload every 200 ms in tests: each inbound stream then sources the other's
+    // outbound stream for it.
+    const ids: string[] = [];
+    for (let i = 0; i < 20; i++) ids.push(await submit(`CN-HEKOU-2026-${1000 + i}`));
+    await deliveredAll(ids);
+    expect([...(await loggedAtLaocai(ids)).values()]).toEqual(ids.map(() => 1));
+
+    // It went through Hekou's outbound stream for Lao Cai, in China's domain, and Lao Cai's
+    // inbound stream sources it through China's API; the receipts the other way.
+    const cn = await (await client("CN")).jetstreamManager();
+    const out = await cn.streams.info(outboundStreamName(HEKOU, LAOCAI));
+    expect(out.state.messages).toBeGreaterThanOrEqual(20);
+    const vn = await (await client("VN")).jetstreamManager();
+    const inbound = await vn.streams.info(laocai.gateway.config.streamName);
+    expect(inbound.config.sources?.map((s) => [s.name, s.external?.api])).toEqual([
+      [outboundStreamName(HEKOU, LAOCAI), "$JS.CN.API"],
+    ]);
+    const back = await vn.streams.info(outboundStreamName(LAOCAI, HEKOU));
+    expect(back.state.messages).toBeGreaterThanOrEqual(20);
+  });
+
+  it("keeps accepting with the link cut, and delivers everything exactly once when it is back", async () => {
+    federation.links.VN?.cut();
+    const ids: string[] = [];
+    for (let i = 0; i < 30; i++) ids.push(await submit(`CN-HEKOU-2026-${2000 + i}`));
+    // Accepted by China's own server (our outbound stream), but nothing crosses the cut link.
+    await waitFor("all sent to the outbound stream", async () => {
+      for (const id of ids) if ((await status(id)) !== "sent") return undefined;
+      return true;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    for (const id of ids) expect(await status(id)).toBe("sent");
+    expect([...(await loggedAtLaocai(ids)).values()].every((n) => n === 0)).toBe(true);
+
+    federation.links.VN?.restore();
+    await federation.connected();
+    await deliveredAll(ids, 60_000);
+    expect([...(await loggedAtLaocai(ids)).values()]).toEqual(ids.map(() => 1));
+  });
+
+  it("lets a country source only the streams addressed to its own parties", async () => {
+    // A stream in China's domain for a Thai party, with a message in it.
+    const cnConnection = await client("CN");
+    const cn = await cnConnection.jetstreamManager();
+    const forThailand = outboundStreamName(HEKOU, MAESAI);
+    await cn.streams.add({
+      name: forThailand,
+      subjects: [outboundSubject(HEKOU, MAESAI)],
+      retention: RetentionPolicy.Limits,
+      storage: StorageType.File,
+    });
+    await cnConnection.jetstream().publish(outboundSubject(HEKOU, MAESAI), new Uint8Array([1]));
+    const sourcing = (domain: string) => ({
+      name: forThailand,
+      external: { api: "$JS.CN.API", deliver: `liaison.deliver.${domain}` },
+    });
+
+    // Thailand's server sources it, as a Thai gateway's inbound stream would (the positive
+    // control), and Vietnam's server tries the same at the same time.
+    const th = await (await client("TH")).jetstreamManager();
+    await th.streams.add({ name: "TH_PROBE", subjects: ["probe.th"], sources: [sourcing("TH")] });
+    const vn = await (await client("VN")).jetstreamManager();
+    await vn.streams.add({ name: "VN_PROBE", subjects: ["probe.vn"], sources: [sourcing("VN")] });
+    await waitFor("Thailand sourced its message", async () =>
+      (await th.streams.info("TH_PROBE")).state.messages === 1 ? true : undefined,
+    );
+    // Vietnam had as long, and three seconds more, and got nothing.
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    expect((await vn.streams.info("VN_PROBE")).state.messages).toBe(0);
+
+    // Asked directly, China's domain does not answer Vietnam: not the consumer API, not the
+    // stream API.
+    const vnConnection = await client("VN");
+    const ask = (subject: string, body: unknown) =>
+      vnConnection.request(subject, new TextEncoder().encode(JSON.stringify(body)), {
+        timeout: 2000,
+      });
+    await expect(
+      ask(`$JS.CN.API.CONSUMER.CREATE.${outboundStreamName(HEKOU, MAESAI)}`, {
+        stream_name: forThailand,
+        config: { ack_policy: "none", deliver_subject: "liaison.deliver.VN.snoop" },
+      }),
+    ).rejects.toThrow();
+    await expect(ask(`$JS.CN.API.STREAM.INFO.${forThailand}`, {})).rejects.toThrow();
+  });
+
+  it("does not carry a plain publish into another country's subjects", async () => {
+    const vnJs = (await client("VN")).jetstream();
+    await expect(
+      vnJs.publish(hekou.gateway.config.inboundSubject, new TextEncoder().encode("{}"), {
+        timeout: 2000,
+      }),
+    ).rejects.toThrow();
+    await expect(
+      vnJs.publish(outboundSubject(HEKOU, LAOCAI), new TextEncoder().encode("{}"), {
+        timeout: 2000,
+      }),
+    ).rejects.toThrow();
+  });
+
+  it("joins the servers over TLS only", async () => {
+    const info = await new Promise<string>((resolve, reject) => {
+      const socket = tcpConnect(federation.links.CN?.port ?? 0, "127.0.0.1");
+      socket.once("data", (data) => {
+        resolve(data.toString());
+        socket.destroy();
+      });
+      socket.once("error", reject);
+    });
+    expect(info.startsWith("INFO ")).toBe(true);
+    expect(JSON.parse(info.slice(5).trim())).toMatchObject({ tls_required: true });
+  });
+});
