@@ -1,6 +1,8 @@
 /**
- * `npm run demo`: a two-country network on one machine. It starts its own nats-server (JetStream,
- * temporary storage, a free port), two gateways on embedded PGlite stores — China's Hekou border
+ * `npm run demo`: a two-country network on one machine. Each country runs its own nats-server
+ * with its own JetStream domain, joined by NATS's federation (leaf nodes to a hub, over mutual
+ * TLS, each country allowed only what it needs: docs/operations.md, Federation); two gateways on
+ * embedded PGlite stores — China's Hekou border
  * police liaison office and Vietnam's Lao Cai border guard office — registers each with the
  * other from its published JWKS, sends the example messages in seeds/messages both ways, injects
  * one forged message (a Hekou message whose signature was tampered with) straight onto Lao Cai's
@@ -19,7 +21,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect } from "nats";
 import { loadConfig } from "../src/config/config.ts";
-import { startNatsServer } from "../src/devtools/nats-server.ts";
+import { startNatsFederation } from "../src/devtools/nats-federation.ts";
 import { type Gateway, startGateway } from "../src/gateway.ts";
 import { buildEnvelope } from "../src/protocol/build-envelope.ts";
 import { MESSAGE_TYP } from "../src/protocol/jws-profile.ts";
@@ -81,11 +83,30 @@ async function main(): Promise<number> {
     rmSync(workDir, { recursive: true, force: true });
   };
   try {
-    const nats = await startNatsServer();
-    stops.push(() => nats.stop());
-    console.log(`nats-server with JetStream at ${nats.url}`);
-
     const parties = readJson<PartyRecord[]>("seeds/parties.json");
+    const natsUrlOf = (country: string): string => {
+      const server = federation.servers[country];
+      if (server === undefined) throw new Error(`no nats-server for ${country}`);
+      return server.url;
+    };
+    const countryOf = (id: string): string => {
+      const party = parties.find((p) => p.id === id);
+      if (party === undefined) throw new Error(`seeds/parties.json has no ${id}`);
+      return party.country;
+    };
+    // A country's JetStream domain is its ISO code here; any name both sides agree on will do.
+    const countries = [...new Set(RUNNING.map(countryOf))].map((domain) => ({
+      domain,
+      parties: RUNNING.filter((id) => countryOf(id) === domain),
+    }));
+    const federation = await startNatsFederation(countries);
+    stops.push(() => federation.stop());
+    console.log(
+      `nats federation: hub ${federation.hub.url} (no JetStream, leaf connections over TLS)`,
+    );
+    for (const [domain, server] of Object.entries(federation.servers)) {
+      console.log(`  ${domain}: nats-server with JetStream domain ${domain} at ${server.url}`);
+    }
     const nodes = new Map<string, Node>();
     for (const id of RUNNING) {
       const party = parties.find((p) => p.id === id);
@@ -101,12 +122,15 @@ async function main(): Promise<number> {
         LIAISON_PARTY_KIND: party.kind,
         LIAISON_INBOUND_SUBJECT: party.inboundSubject,
         LIAISON_HTTP_PORT: "0",
-        LIAISON_NATS_URL: nats.url,
+        LIAISON_NATS_URL: natsUrlOf(party.country),
+        LIAISON_NATS_DOMAIN: party.country,
         LIAISON_DATA_DIR: dataDir,
         LIAISON_API_TOKEN: token,
         LIAISON_LOG_LEVEL: process.env.LIAISON_LOG_LEVEL ?? "error",
       });
-      const gateway = await startGateway(config, { pollMs: 100 });
+      // Registries re-read every second (30 s by default), so that each side sources the
+      // other's outbound stream right after the registration below.
+      const gateway = await startGateway(config, { pollMs: 100, reloadMs: 1000 });
       stops.push(() => gateway.stop());
       nodes.set(id, { gateway, token });
       console.log(`gateway ${id} (${party.name}) at ${gateway.url}, PGlite in ${dataDir}`);
@@ -180,7 +204,8 @@ async function main(): Promise<number> {
     );
     const genuine = await signCompact(forgedEnvelope, hekouKey.signing, MESSAGE_TYP);
     const forged = tamperSignature(genuine);
-    const nc = await connect({ servers: nats.url });
+    // Onto Lao Cai's own nats-server: an attacker inside Vietnam's network, past the federation.
+    const nc = await connect({ servers: natsUrlOf(laocai.gateway.config.country) });
     await nc
       .jetstream()
       .publish(laocai.gateway.config.inboundSubject, new TextEncoder().encode(forged), {
@@ -259,7 +284,7 @@ async function main(): Promise<number> {
       });
     }
     console.log(
-      `\ndemo: sent=${sent.length} delivered=${delivered} rejected=${rejected} quarantined=${quarantined} failed=${failed} injected=1 cases_closed=${casesClosed} refused_steps=${journey.refused}`,
+      `\ndemo: sent=${sent.length} delivered=${delivered} rejected=${rejected} quarantined=${quarantined} failed=${failed} injected=1 cases_closed=${casesClosed} refused_steps=${journey.refused} nats_servers=${federation.serverCount}`,
     );
     return ok ? 0 : 1;
   } finally {
