@@ -23,6 +23,7 @@ import { createApp } from "./http/app.ts";
 import { createLogger, type Logger } from "./observability/logger.ts";
 import { PromMetrics } from "./observability/metrics.ts";
 import { Readiness } from "./observability/readiness.ts";
+import { LiaisonError } from "./protocol/errors.ts";
 import type { PartyRecord } from "./protocol/types.ts";
 import { OwnKeyring } from "./registry/own-keyring.ts";
 import { PartnerRegistry } from "./registry/partner-registry.ts";
@@ -66,7 +67,15 @@ export interface Gateway {
   dispatcher: Dispatcher;
   transport: NatsTransport;
   log: Logger;
+  /**
+   * Stops in order: intake closed (submits answer 503 shutting_down, /readyz not ready) and the
+   * HTTP server closed once the requests in flight finished; the timers; inbound consumption
+   * (the batch in hand finished and acked); the dispatcher's current pass; the NATS connection
+   * drained; the database closed.
+   */
   stop(): Promise<void>;
+  /** While stop() runs: the steps not finished yet, the one running first. */
+  unfinishedStopSteps(): string[];
 }
 
 export async function startGateway(config: Config, opts: GatewayOptions = {}): Promise<Gateway> {
@@ -85,9 +94,19 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
 
   const keyring = await OwnKeyring.read({ dir: config.keysDir, self, clock });
   const database = await openDatabase(databaseTarget(config));
-  const cleanups: Array<() => Promise<void>> = [() => database.close()];
+  let stopping = false;
+  // Undone in reverse order; each step named, so that a stop that takes too long can say where.
+  const cleanups: Array<[string, () => Promise<void>]> = [["database", () => database.close()]];
+  const unfinished = new Set<string>();
   const cleanup = async () => {
-    for (const fn of cleanups.reverse()) await fn().catch(() => {});
+    const steps = cleanups.splice(0).reverse();
+    for (const [name] of steps) unfinished.add(name);
+    for (const [name, fn] of steps) {
+      await fn().catch((err: unknown) =>
+        log.error({ err: errorSummary(err), step: name }, "stop step failed"),
+      );
+      unfinished.delete(name);
+    }
   };
   try {
     const store = createStore(database.db);
@@ -100,7 +119,7 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
       config.natsUrl,
       `liaison-gateway ${config.partyId}`,
     );
-    cleanups.push(() => transport.close());
+    cleanups.push(["nats connection (drain)", () => transport.close()]);
 
     const deadlines = config.deadlines;
     const cases = new CaseBook({
@@ -180,7 +199,8 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
       inbox,
     );
     dispatcher.start();
-    cleanups.push(() => dispatcher.stop());
+    cleanups.push(["dispatcher (current pass)", () => dispatcher.stop()]);
+    cleanups.push(["inbound consumer (batch in hand)", () => transport.stopConsuming()]);
 
     // Overdue case steps: a signed reminder to the party that owes each, once per deadline.
     const reminders = new ReminderSweep({
@@ -196,7 +216,7 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
         .catch((err: unknown) => log.error({ err: errorSummary(err) }, "reminder sweep failed"));
     }, config.reminderCheckMs);
     sweep.unref();
-    cleanups.push(async () => clearInterval(sweep));
+    cleanups.push(["reminder sweep", async () => clearInterval(sweep)]);
 
     // Replicas sharing one PostgreSQL database see partners registered through another replica;
     // a key generated or revoked with the CLI is picked up (and published) without a restart.
@@ -227,7 +247,7 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
         .catch((err: unknown) => log.error({ err: errorSummary(err) }, "registry reload failed"));
     }, opts.reloadMs ?? RELOAD_MS);
     reload.unref();
-    cleanups.push(async () => clearInterval(reload));
+    cleanups.push(["reload timer", async () => clearInterval(reload)]);
 
     const app = createApp({
       apiToken: config.apiToken,
@@ -236,8 +256,20 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
       keyring,
       queries,
       registry,
-      submitter,
+      // Intake closes first when stopping; submits already past this check finish.
+      submitter: {
+        submit: (request) => {
+          if (stopping) {
+            throw new LiaisonError(
+              "shutting_down",
+              "the gateway is shutting down; submit again to another replica, or once it is back",
+            );
+          }
+          return submitter.submit(request);
+        },
+      },
       readiness: new Readiness({
+        stopping: () => stopping,
         database: queries,
         broker: transport,
         keys: keyring,
@@ -252,7 +284,20 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
       metrics,
     });
     const server = await listen(app, config.http.host, config.http.port);
-    cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    cleanups.push([
+      "http server (requests in flight)",
+      () =>
+        new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          // Keep-alive connections with no request in flight would hold the close open.
+          if ("closeIdleConnections" in server) server.closeIdleConnections();
+        }),
+    ]);
+    // Once stopping, every answer ends its connection: a client that keeps its connection alive
+    // and keeps sending (503 shutting_down) must not hold the server's close open.
+    server.on("request", (_req, res) => {
+      if (stopping && !res.headersSent) res.setHeader("connection", "close");
+    });
     const port = (server.address() as AddressInfo).port;
     const url = `http://${config.http.host}:${port}`;
     log.info(
@@ -279,7 +324,9 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
       dispatcher,
       transport,
       log,
+      unfinishedStopSteps: () => [...unfinished],
       stop: async () => {
+        stopping = true;
         await cleanup();
         log.info("gateway stopped");
       },

@@ -2,7 +2,8 @@
  * `/readyz`: the gateway can do its work — the database answers, the broker connection is not
  * closed and has not been down (disconnected, reconnecting) for longer than `brokerUnreachableMs`
  * (a short interruption does not take a replica out of a load balancer; a longer one does, and it
- * comes back once the connection is back), and one of our signing keys is valid now.
+ * comes back once the connection is back), one of our signing keys is valid now, and the gateway
+ * is not stopping.
  */
 export interface ReadinessChecks {
   database: { ping(): Promise<void> };
@@ -10,6 +11,8 @@ export interface ReadinessChecks {
   keys: { hasValidKey(): boolean };
   /** How long the broker may be unreachable before the gateway is not ready. */
   brokerUnreachableMs: number;
+  /** True from the moment the gateway begins to stop. */
+  stopping?: () => boolean;
   /** The time now (the real clock: the broker's events are timed with it). */
   now?: () => number;
 }
@@ -28,6 +31,7 @@ export class Readiness {
 
   async isReady(): Promise<boolean> {
     const { database, keys } = this.checks;
+    if (this.checks.stopping?.() === true) return false;
     if (this.brokerDown() || !keys.hasValidKey()) return false;
     try {
       await database.ping();

@@ -315,7 +315,8 @@ export class NatsTransport implements Transport {
       }
     };
     const worker = (async () => {
-      while (!stopped || queue.length > 0) {
+      // On stop, the batch in hand is finished (and acked); what waits behind it is handed back.
+      while (!stopped) {
         if (queue.length === 0) {
           await new Promise<void>((resolve) => {
             wake = resolve;
@@ -342,9 +343,12 @@ export class NatsTransport implements Transport {
     this.stops.push(async () => {
       stopped = true;
       current?.stop();
-      await Promise.allSettled(readers);
       wake?.();
       await worker;
+      await Promise.allSettled(readers);
+      // Pulled but not handed to the handler: back to the broker at once, for another replica
+      // (or this one, restarted), instead of waiting out the ack wait.
+      for (const msg of queue.splice(0)) msg.nak();
     });
   }
 
@@ -374,9 +378,18 @@ export class NatsTransport implements Transport {
     msg.term(`processing failed on ${deliveries} deliveries; quarantined`);
   }
 
-  /** Stops consuming, lets the handler finish what it holds, and drains the connection. */
+  /**
+   * Stops pulling inbound messages: the batch the handler holds is finished and acked, messages
+   * pulled behind it are nak'ed so the broker hands them out again at once. Idempotent.
+   */
+  async stopConsuming(): Promise<void> {
+    const stops = this.stops.splice(0);
+    for (const stop of stops) await stop();
+  }
+
+  /** Stops consuming (stopConsuming), then drains the connection. */
   async close(): Promise<void> {
-    for (const stop of this.stops) await stop();
+    await this.stopConsuming();
     if (!this.connection.isClosed()) await this.connection.drain();
     for (const feed of this.statusFeeds) feed.stop();
     await Promise.allSettled(this.watchers);

@@ -115,6 +115,8 @@ export const postMessage = defineRoute({
       reply_unmatched: "a reply that does not name the case's open request in inReplyTo",
       handover_record_invalid:
         "handoverRecord does not match schemas/handover-record.v1.json, or the record does not fit the case",
+      shutting_down:
+        "the gateway is stopping (SIGTERM, SIGINT) and takes no new submissions; submit again to another replica, or once it is back",
       internal: "an unexpected error; see the gateway's log",
       store_unavailable: STORE_UNAVAILABLE,
     }),
