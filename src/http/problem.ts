@@ -74,7 +74,7 @@ const TITLES: Partial<Record<ErrorCode, string>> = {
  * same request again.
  */
 export const RETRY_AFTER_SECONDS: Partial<Record<ErrorCode, number>> = {
-  // A PostgreSQL restart or failover takes seconds; the pool reconnects within 2 s of its end.
+  // A PostgreSQL restart or failover takes seconds; the pool reconnects within 1 s of its end.
   store_unavailable: 5,
 };
 

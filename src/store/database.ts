@@ -29,15 +29,15 @@ export type DatabaseTarget = { url: string } | { dataDir: string } | { inMemory:
 /**
  * Seconds a closed connection of the postgres.js pool waits before it reconnects, after
  * `failures` connections in a row ended in an error: none after a clean close, then 0.1 s,
- * doubling, at most 2 s. (postgres.js's default grows to 20 s after a handful of refused
+ * doubling, at most 1 s. (postgres.js's default grows to 20 s after a handful of refused
  * connections, so a gateway would stay unable to reach a database for up to 20 s after the
- * database came back from a restart.) The pool reconnects lazily: a query on a closed connection
+ * database came back from a restart, and a request meanwhile would wait as long for its 503.) The pool reconnects lazily: a query on a closed connection
  * opens it again, and a query that fails meanwhile rejects (store unavailable) for the caller to
  * retry: the dispatcher on its next pass, the inbox by a redelivery, the HTTP client after
  * `Retry-After`.
  */
 export function reconnectBackoffSeconds(failures: number): number {
-  return failures <= 0 ? 0 : Math.min(0.05 * 2 ** failures, 2);
+  return failures <= 0 ? 0 : Math.min(0.05 * 2 ** failures, 1);
 }
 
 export async function openDatabase(target: DatabaseTarget): Promise<Database> {

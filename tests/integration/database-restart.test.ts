@@ -75,10 +75,21 @@ interface Answer {
   status: number;
   headers: Headers;
   body: Record<string, unknown>;
+  /** How long the answer took. */
+  ms: number;
 }
+
+/**
+ * While the database is down, the answer comes within its own Retry-After: a refused connection
+ * fails at once, and a closed connection of the pool waits at most 1 s before it tries again
+ * (a request may wait for two such attempts when all are in use). With the flush timer left set
+ * on close (the second part of the postgres.js patch undone), answers took up to 8 s.
+ */
+const OUTAGE_ANSWER_MS = 5_000;
 
 /** Over real HTTP, as a local user's system calls the gateway. */
 async function request(node: TestNode, path: string, init: RequestInit = {}): Promise<Answer> {
+  const started = performance.now();
   const res = await fetch(`${node.gateway.url}${path}`, {
     ...init,
     headers: {
@@ -91,6 +102,7 @@ async function request(node: TestNode, path: string, init: RequestInit = {}): Pr
     status: res.status,
     headers: res.headers,
     body: (await res.json()) as Record<string, unknown>,
+    ms: performance.now() - started,
   };
 }
 
@@ -169,6 +181,102 @@ async function waitAllDelivered(ids: string[], timeoutMs: number): Promise<void>
 function describeError(err: unknown): string {
   return err instanceof Error ? `${err.name}: ${err.message}\n${err.stack ?? ""}` : String(err);
 }
+
+/** Settles with "pending" when `promise` has not settled within `ms`. */
+function within<T>(promise: Promise<T>, ms: number): Promise<T | "pending"> {
+  return Promise.race([
+    promise,
+    new Promise<"pending">((resolve) => setTimeout(() => resolve("pending"), ms)),
+  ]);
+}
+
+/** The error a promise rejects with, or "resolved" / "pending". */
+async function outcome(promise: Promise<unknown>, ms = 5_000): Promise<unknown> {
+  return within(
+    promise.then(
+      () => "resolved",
+      (err: unknown) => err,
+    ),
+    ms,
+  );
+}
+
+/** Lets a rejection nobody handled reach the recorder (Node reports it after a turn). */
+const settle = () => new Promise((resolve) => setTimeout(resolve, 200));
+
+/**
+ * The driver's defects one at a time, each reproduced as its upstream report does, against this
+ * file's server (each test terminates only the backends of its own client).
+ */
+describe("postgres.js 3.4.9 as patched (patches/postgres+3.4.9.patch)", () => {
+  const clients: postgres.Sql[] = [];
+  const client = (options: postgres.Options<Record<string, never>> = {}) => {
+    const sql = postgres((server as PostgresServerHandle).url, { onnotice: () => {}, ...options });
+    clients.push(sql);
+    return sql;
+  };
+  afterAll(async () => {
+    await Promise.all(clients.map((sql) => sql.end({ timeout: 1 }).catch(() => {})));
+  });
+
+  it("a query on a connection whose backend died rejects CONNECTION_CLOSED (porsager/postgres#1208)", async () => {
+    const sql = client({ max: 2 });
+    const killer = client({ max: 1 });
+    const reserved = await sql.reserve();
+    const [row] = await reserved<{ pid: number }[]>`SELECT pg_backend_pid() AS pid`;
+    await killer`SELECT pg_terminate_backend(${row?.pid as number})`;
+    // Rejects, CONNECTION_CLOSED or ECONNRESET, depending on when the driver saw the close.
+    await outcome(reserved`SELECT 1`);
+    // Unpatched: nextWrite writes to the null socket in a setImmediate callback, an uncaught
+    // TypeError (the process ends), and this query never settles.
+    const second = await outcome(reserved`SELECT 1`);
+    await settle();
+    expect(uncaught.map(describeError)).toEqual([]);
+    expect(second).toMatchObject({ code: "CONNECTION_CLOSED" });
+  });
+
+  it("a transaction whose connection died runs nothing more, on the reconnected connection neither (porsager/postgres#1216)", async () => {
+    const sql = client({ max: 1 });
+    const killer = client({ max: 1 });
+    await sql`CREATE TABLE IF NOT EXISTS patch_probe (n int)`;
+    await sql`DELETE FROM patch_probe`;
+    let proceed: () => void = () => {};
+    const reconnected = new Promise<void>((resolve) => {
+      proceed = resolve;
+    });
+    let callback: Promise<unknown> = Promise.resolve();
+    const transaction = sql.begin((tx) => {
+      callback = (async () => {
+        const [row] = await tx<{ pid: number }[]>`SELECT pg_backend_pid() AS pid`;
+        await killer`SELECT pg_terminate_backend(${row?.pid as number})`;
+        await reconnected;
+        // The transaction is gone; unpatched, this INSERT runs on the pool's new session,
+        // outside any transaction, and commits.
+        await tx`INSERT INTO patch_probe VALUES (1)`;
+      })();
+      return callback;
+    });
+    expect(await outcome(transaction)).toMatchObject({ code: "CONNECTION_CLOSED" });
+    // The pool reconnects its one connection for the next query.
+    await waitFor("the pool reconnected", async () =>
+      (await outcome(sql`SELECT 1`)) === "resolved" ? true : undefined,
+    );
+    proceed();
+    expect(await outcome(callback)).toMatchObject({ code: "CONNECTION_CLOSED" });
+    const [count] = await sql<{ n: number }[]>`SELECT count(*)::int AS n FROM patch_probe`;
+    expect(count?.n).toBe(0);
+    await settle();
+    expect(uncaught.map(describeError)).toEqual([]);
+  });
+
+  it("a failed array-type query of a new connection is no unhandled rejection (porsager/postgres#1192)", async () => {
+    // A 1 ms statement_timeout from the startup packet cancels the driver's own pg_type query.
+    const sql = client({ max: 1, connection: { statement_timeout: 1 } });
+    await outcome(sql`SELECT pg_sleep(0.05)`);
+    await settle();
+    expect(unhandled.map(describeError)).toEqual([]);
+  });
+});
 
 describe("PostgreSQL restarts under running gateways", () => {
   it("a fast restart mid-flow: no crash, every accepted message delivered and logged once", async () => {
@@ -254,17 +362,20 @@ describe("PostgreSQL restarts under running gateways", () => {
       expect(during.body.code).toBe("store_unavailable");
       expect(during.body.type).toBe("/docs/errors.md#store_unavailable");
       expect(Number(during.headers.get("retry-after"))).toBeGreaterThan(0);
+      expect(during.ms).toBeLessThan(OUTAGE_ANSWER_MS);
 
       for (const path of ["/v1/messages", "/v1/cases", "/v1/quarantine"]) {
         const read = await request(hekou, path);
         expect(read.status, `${path}: ${JSON.stringify(read.body)}`).toBe(503);
         expect(read.body.code).toBe("store_unavailable");
         expect(read.headers.get("retry-after")).not.toBeNull();
+        expect(read.ms, path).toBeLessThan(OUTAGE_ANSWER_MS);
       }
       // Lao Cai, whose database is on the same server, answers the same.
       const other = await request(laocai, "/v1/messages?direction=outbound");
       expect(other.status).toBe(503);
       expect(other.body.code).toBe("store_unavailable");
+      expect(other.ms).toBeLessThan(OUTAGE_ANSWER_MS);
     } finally {
       await db.start();
     }
