@@ -1,151 +1,799 @@
 /**
- * `npm run bench`: throughput and latency of the whole path between two gateways on this
- * machine — HTTP submit, sign, log + outbox, publish, verify, log + receipt, receipt back,
- * verified and applied. Starts its own nats-server, and with `--store postgres` its own
- * PostgreSQL server (one database per gateway); the default is PGlite. Both gateways run in
- * this one Node process, as in the demo. Prints figures; it asserts nothing.
+ * `npm run bench`: throughput, latency and memory of the whole path between two gateways on this
+ * machine, and of a bare pipeline over the same NATS and PostgreSQL for comparison. It measures,
+ * in one run:
  *
- *   npm run bench -- [--messages 2000] [--concurrency 64] [--store pglite|postgres] [--rate 100]
+ *   (a) end-to-end throughput: case notices submitted over the HTTP API (in process:
+ *       `app.request`, no socket) as fast as `--concurrency` submits in flight allow, until the
+ *       partner's verified receipt for every one is applied at the sender (the delivery is
+ *       `delivered`);
+ *   (b) a bare pipeline over the same nats-server and PostgreSQL server doing the same writes and
+ *       publishes, batched the same way, without HTTP, signing, verifying or validating (see
+ *       `bare()` below);
+ *   (c) latency at a fixed offered load (`--rate`, 500 msg/s): submits on an open-loop schedule,
+ *       each timed from its scheduled start to its receipt applied at the sender
+ *       (`deliveries.updated_at`), so a stalled gateway cannot hide its queue;
+ *   (d) resident memory: the process's peak RSS while (a) and (c) ran.
+ *
+ * Both gateways (and the bench itself) run in this one Node process, as in the demo. The bench
+ * starts its own nats-server and PostgreSQL server unless `--nats-url` / `--database-url` (a
+ * server URL whose user may CREATE DATABASE; one new database per gateway and per bare side) are
+ * given. It prints a table and ends with one line:
+ *
+ *   bench: e2e_msgs_per_s=… bare_msgs_per_s=… ratio=… p50_ms=… p99_ms=… rss_mb=…
+ *
+ * It asserts nothing. `--quick` finishes in under a minute; `--profile file.cpuprofile` writes a
+ * CPU profile of phase (a) alone (node:inspector).
+ *
+ *   npm run bench -- [--quick] [--messages 5000] [--concurrency 64] [--rate 500] [--seconds 15]
+ *                    [--store postgres|pglite] [--phases abc] [--nats-url nats://…]
+ *                    [--database-url postgres://…] [--profile a.cpuprofile]
  */
-import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { createHash, randomBytes, randomUUID } from "node:crypto";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { Session } from "node:inspector/promises";
+import { cpus, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { inArray, sql } from "drizzle-orm";
+import { AckPolicy, connect, DeliverPolicy, type JsMsg, RetentionPolicy, StorageType } from "nats";
+import postgres from "postgres";
 import { loadConfig } from "../src/config/config.ts";
 import { startNatsServer } from "../src/devtools/nats-server.ts";
 import { startPostgresServer } from "../src/devtools/postgres-server.ts";
 import { type Gateway, startGateway } from "../src/gateway.ts";
 import { generateKeyFile } from "../src/registry/key-files.ts";
 import { parsePartyDocument } from "../src/registry/party-document.ts";
+import { openDatabase } from "../src/store/database.ts";
+import { deliveries } from "../src/store/schema.ts";
 import { createTestDatabase } from "../tests/helpers/databases.ts";
 import { CASE_NOTICE_BODY } from "../tests/helpers/protocol-fixtures.ts";
 
 const { values } = parseArgs({
   options: {
-    messages: { type: "string", default: "2000" },
+    quick: { type: "boolean", default: false },
+    messages: { type: "string" },
     concurrency: { type: "string", default: "64" },
-    store: { type: "string", default: "pglite" },
-    rate: { type: "string" },
+    rate: { type: "string", default: "500" },
+    seconds: { type: "string" },
+    store: { type: "string", default: "postgres" },
+    phases: { type: "string", default: "abc" },
+    "nats-url": { type: "string" },
+    "database-url": { type: "string" },
+    profile: { type: "string" },
   },
 });
 if (values.store !== "pglite" && values.store !== "postgres")
   throw new Error("--store must be pglite or postgres");
-const N = Number(values.messages);
+const QUICK = values.quick === true;
+const N = Number(values.messages ?? (QUICK ? 2000 : 5000));
+const WARMUP = QUICK ? 300 : 600;
 const CONCURRENCY = Number(values.concurrency);
-const RATE = values.rate === undefined ? undefined : Number(values.rate);
+const RATE = Number(values.rate);
+const RATE_SECONDS = Number(values.seconds ?? (QUICK ? 6 : 15));
+const PHASES = new Set(values.phases);
+/** Gateways' batch sizes (src/gateway.ts), which the bare pipeline copies. */
+const BATCH = 100;
+const GROUP = 500;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] as number;
+}
+
+/** Peak resident set size while `on` is true, sampled every 100 ms. */
+const rss = {
+  on: false,
+  peak: 0,
+  sample() {
+    if (this.on) this.peak = Math.max(this.peak, process.memoryUsage.rss());
+  },
+};
+setInterval(() => rss.sample(), 100).unref();
+
+/**
+ * CPU seconds (user + system) used so far by this process, and by the PostgreSQL server
+ * (postmaster and its backends) and the nats-server the bench started: CPU per message is what
+ * other load on a shared machine disturbs least. Linux /proc; zero where unavailable.
+ */
+function cpuSeconds(servers: { pgDataDir?: string; natsStoreDir?: string }) {
+  const tick = 100; // USER_HZ on Linux
+  const stat = (pid: string) => {
+    try {
+      const f = readFileSync(`/proc/${pid}/stat`, "utf8");
+      const rest = f.slice(f.lastIndexOf(")") + 2).split(" ");
+      return { ppid: rest[1] as string, cpu: (Number(rest[11]) + Number(rest[12])) / tick };
+    } catch {
+      return undefined;
+    }
+  };
+  const pids = readdirSync("/proc").filter((d) => /^\d+$/.test(d));
+  let postgres = 0;
+  let nats = 0;
+  if (servers.pgDataDir !== undefined) {
+    try {
+      const master = readFileSync(join(servers.pgDataDir, "postmaster.pid"), "utf8").split("\n")[0];
+      for (const pid of pids) {
+        const st = stat(pid);
+        if (st !== undefined && (pid === master || st.ppid === master)) postgres += st.cpu;
+      }
+    } catch {}
+  }
+  if (servers.natsStoreDir !== undefined) {
+    for (const pid of pids) {
+      try {
+        if (readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(servers.natsStoreDir))
+          nats += stat(pid)?.cpu ?? 0;
+      } catch {}
+    }
+  }
+  const own = process.cpuUsage();
+  return { node: (own.user + own.system) / 1e6, postgres, nats };
+}
+
+interface Figures {
+  /** CPU milliseconds per message during (a): this process, PostgreSQL, nats-server. */
+  cpuMsPerMsg?: { node: number; postgres: number; nats: number };
+  submitPerS?: number;
+  e2ePerS?: number;
+  e2eSeconds?: number;
+  barePerS?: number;
+  bareSeconds?: number;
+  latency?: { n: number; lost: number; p50: number; p90: number; p99: number; max: number };
+  achievedRate?: number;
+  jwsBytes?: number;
 }
 
 async function main(): Promise<void> {
   const work = mkdtempSync(join(tmpdir(), "liaison-bench-"));
-  const nats = await startNatsServer();
-  const postgres = values.store === "postgres" ? await startPostgresServer() : undefined;
+  const started = performance.now();
+  const nats = values["nats-url"] === undefined ? await startNatsServer() : undefined;
+  const natsUrl = values["nats-url"] ?? (nats?.url as string);
+  const pgServer =
+    values.store === "postgres" && values["database-url"] === undefined
+      ? await startPostgresServer()
+      : undefined;
+  const pgUrl = values["database-url"] ?? pgServer?.url;
+  const newDatabase = async () => {
+    if (pgUrl === undefined) throw new Error("no PostgreSQL server");
+    return (await createTestDatabase(pgUrl)).url;
+  };
   const gateways: Array<{ gateway: Gateway; token: string }> = [];
+  const figures: Figures = {};
   try {
-    for (const id of ["CN-MPS-HEKOU", "VN-BGC-LAOCAI"]) {
-      const dbUrl =
-        postgres === undefined ? undefined : (await createTestDatabase(postgres.url)).url;
-      const dataDir = join(work, id);
-      await generateKeyFile(join(dataDir, "keys"));
-      const token = randomBytes(24).toString("base64url");
-      const config = loadConfig({
-        LIAISON_PARTY_ID: id,
-        LIAISON_HTTP_PORT: "0",
-        LIAISON_NATS_URL: nats.url,
-        LIAISON_DATA_DIR: dataDir,
-        LIAISON_API_TOKEN: token,
-        LIAISON_LOG_LEVEL: "error",
-        LIAISON_RETRY_BASE_MS: "30000",
-        ...(dbUrl === undefined ? {} : { DATABASE_URL: dbUrl }),
-      });
-      gateways.push({ gateway: await startGateway(config, { pollMs: 20 }), token });
-    }
-    const [a, b] = gateways as [(typeof gateways)[0], (typeof gateways)[0]];
-    for (const [x, y] of [
-      [a, b],
-      [b, a],
-    ] as const) {
-      const { party, keys } = await parsePartyDocument(
-        await (await fetch(`${y.gateway.url}/.well-known/jwks.json`)).json(),
+    if (PHASES.has("a") || PHASES.has("c")) {
+      for (const id of ["CN-MPS-HEKOU", "VN-BGC-LAOCAI"]) {
+        const dbUrl = values.store === "postgres" ? await newDatabase() : undefined;
+        const dataDir = join(work, id);
+        await generateKeyFile(join(dataDir, "keys"));
+        const token = randomBytes(24).toString("base64url");
+        const config = loadConfig({
+          LIAISON_PARTY_ID: id,
+          LIAISON_HTTP_PORT: "0",
+          LIAISON_NATS_URL: natsUrl,
+          LIAISON_DATA_DIR: dataDir,
+          LIAISON_API_TOKEN: token,
+          LIAISON_LOG_LEVEL: "error",
+          LIAISON_RETRY_BASE_MS: "30000",
+          ...(dbUrl === undefined ? {} : { DATABASE_URL: dbUrl }),
+        });
+        gateways.push({ gateway: await startGateway(config, { pollMs: 20 }), token });
+      }
+      const [a, b] = gateways as [(typeof gateways)[0], (typeof gateways)[0]];
+      for (const [x, y] of [
+        [a, b],
+        [b, a],
+      ] as const) {
+        const { party, keys } = await parsePartyDocument(
+          await (await fetch(`${y.gateway.url}/.well-known/jwks.json`)).json(),
+        );
+        await x.gateway.registry.add(party, keys);
+      }
+      console.log(
+        `bench: case notices CN-MPS-HEKOU -> VN-BGC-LAOCAI, stores ${a.gateway.database.driver}/${b.gateway.database.driver}, both gateways in this process${QUICK ? ", quick" : ""}`,
       );
-      await x.gateway.registry.add(party, keys);
+      const sender = new Sender(a.gateway, a.token);
+      // Warm-up (JIT, connection pools, the broker's streams): not measured.
+      await sender.closedLoop(WARMUP, CONCURRENCY);
+      await sender.waitDelivered(120_000);
+      rss.on = true;
+      if (PHASES.has("a")) {
+        const session = values.profile === undefined ? undefined : new Session();
+        if (session !== undefined) {
+          session.connect();
+          await session.post("Profiler.enable");
+          await session.post("Profiler.setSamplingInterval", { interval: 200 });
+          await session.post("Profiler.start");
+        }
+        const servers = { pgDataDir: pgServer?.dataDir, natsStoreDir: nats?.storeDir };
+        const cpu0 = cpuSeconds(servers);
+        const t0 = performance.now();
+        await sender.closedLoop(N, CONCURRENCY);
+        figures.submitPerS = N / ((performance.now() - t0) / 1000);
+        await sender.waitDelivered(600_000);
+        figures.e2eSeconds = (performance.now() - t0) / 1000;
+        figures.e2ePerS = N / figures.e2eSeconds;
+        const cpu1 = cpuSeconds(servers);
+        figures.cpuMsPerMsg = {
+          node: ((cpu1.node - cpu0.node) * 1000) / N,
+          postgres: ((cpu1.postgres - cpu0.postgres) * 1000) / N,
+          nats: ((cpu1.nats - cpu0.nats) * 1000) / N,
+        };
+        if (session !== undefined && values.profile !== undefined) {
+          const { profile } = await session.post("Profiler.stop");
+          writeFileSync(values.profile, JSON.stringify(profile));
+          session.disconnect();
+        }
+        figures.jwsBytes = await sender.averageJwsBytes();
+      }
+      if (PHASES.has("c")) {
+        await sleep(500);
+        const { latencies, lost, achieved } = await sender.openLoop(RATE, RATE_SECONDS);
+        figures.achievedRate = achieved;
+        figures.latency = {
+          n: latencies.length,
+          lost,
+          p50: percentile(latencies, 50),
+          p90: percentile(latencies, 90),
+          p99: percentile(latencies, 99),
+          max: latencies.at(-1) ?? Number.NaN,
+        };
+      }
+      rss.sample();
+      rss.on = false;
+      for (const g of gateways.splice(0)) await g.gateway.stop();
     }
-    console.log(
-      `bench: ${N} case notices CN-MPS-HEKOU -> VN-BGC-LAOCAI, ${CONCURRENCY} submits in flight${RATE === undefined ? "" : `, offered ${RATE}/s`}, stores: ${a.gateway.database.driver}/${b.gateway.database.driver}`,
-    );
+    if (PHASES.has("b")) {
+      if (pgUrl === undefined) throw new Error("the bare pipeline needs PostgreSQL");
+      const t = await bare({
+        natsUrl,
+        dbA: await newDatabase(),
+        dbB: await newDatabase(),
+        n: N,
+        warmup: WARMUP,
+        concurrency: CONCURRENCY,
+        jwsBytes: figures.jwsBytes ?? 1500,
+      });
+      figures.barePerS = N / t;
+      figures.bareSeconds = t;
+    }
+    report(figures, (performance.now() - started) / 1000);
+  } finally {
+    for (const g of gateways) await g.gateway.stop();
+    await nats?.stop();
+    await pgServer?.stop();
+    rmSync(work, { recursive: true, force: true });
+  }
+}
 
-    const request = JSON.stringify({
-      type: "case.notice",
-      to: "VN-BGC-LAOCAI",
-      caseRef: "CN-HEKOU-2026-0042",
-      body: CASE_NOTICE_BODY,
+/** Submits through the sender's HTTP API and reads back what its store recorded. */
+class Sender {
+  private readonly request = JSON.stringify({
+    type: "case.notice",
+    to: "VN-BGC-LAOCAI",
+    caseRef: "CN-HEKOU-2026-0042",
+    body: CASE_NOTICE_BODY,
+  });
+
+  constructor(
+    private readonly gateway: Gateway,
+    private readonly token: string,
+  ) {}
+
+  async submit(): Promise<string> {
+    const res = await this.gateway.app.request("/v1/messages", {
+      method: "POST",
+      headers: { authorization: `Bearer ${this.token}`, "content-type": "application/json" },
+      body: this.request,
     });
-    const submittedAt = new Map<string, number>();
-    const t0 = performance.now();
+    if (res.status !== 202) throw new Error(`submit answered ${res.status}`);
+    return ((await res.json()) as { id: string }).id;
+  }
+
+  /** `n` submits, `concurrency` in flight. */
+  async closedLoop(n: number, concurrency: number): Promise<void> {
     let next = 0;
     await Promise.all(
-      Array.from({ length: CONCURRENCY }, async () => {
-        while (next < N) {
-          const i = next;
+      Array.from({ length: concurrency }, async () => {
+        while (next < n) {
           next += 1;
-          // --rate: an offered load of that many submits per second, not as fast as possible.
-          if (RATE !== undefined) {
-            const wait = t0 + (i * 1000) / RATE - performance.now();
-            if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-          }
-          const res = await a.gateway.app.request("/v1/messages", {
-            method: "POST",
-            headers: { authorization: `Bearer ${a.token}`, "content-type": "application/json" },
-            body: request,
-          });
-          if (res.status !== 202) throw new Error(`submit answered ${res.status}`);
-          const { id } = (await res.json()) as { id: string };
-          submittedAt.set(id, performance.now());
+          await this.submit();
         }
       }),
     );
-    const submitSeconds = (performance.now() - t0) / 1000;
+  }
 
-    let counts = await a.gateway.queries.deliveryCounts();
-    while (counts.delivered + counts.rejected + counts.failed < N) {
-      await new Promise((r) => setTimeout(r, 50));
-      counts = await a.gateway.queries.deliveryCounts();
-      if ((performance.now() - t0) / 1000 > 600) break;
+  /**
+   * Until every delivery submitted so far is closed by its receipt (or failed). Polls the count
+   * of open deliveries, which the outbox's partial index answers without reading closed rows:
+   * the poll must not cost the database more than the work it watches.
+   */
+  async waitDelivered(timeoutMs: number): Promise<void> {
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      const result = (await this.gateway.database.db.execute(
+        sql`select count(*)::int as open from deliveries where status in ('queued', 'sent')`,
+      )) as unknown;
+      const [row] = (Array.isArray(result) ? result : (result as { rows: unknown[] }).rows) as [
+        { open: number },
+      ];
+      if (Number(row.open) === 0) return;
+      if (performance.now() > deadline) throw new Error(`${row.open} deliveries still open`);
+      await sleep(10);
     }
-    const totalSeconds = (performance.now() - t0) / 1000;
+  }
 
-    // Latency: from the submit's answer to the receipt applied at the sender (deliveries.updated_at).
-    const latencies: number[] = [];
+  async averageJwsBytes(): Promise<number> {
+    const [row] = await this.gateway.queries.listMessages({ direction: "outbound", limit: 1 });
+    return row === undefined ? 1500 : Buffer.byteLength(row.jws);
+  }
+
+  /**
+   * Submits at `rate` per second for `seconds` on a fixed schedule (not waiting for answers),
+   * then the latency of each from its scheduled start to its receipt applied at the sender.
+   */
+  async openLoop(
+    rate: number,
+    seconds: number,
+  ): Promise<{ latencies: number[]; lost: number; achieved: number }> {
+    const total = Math.round(rate * seconds);
     const wallOffset = Date.now() - performance.now();
-    for (const [id, at] of submittedAt) {
-      const found = await a.gateway.queries.getMessage(id);
-      const d = found?.deliveries[0];
-      if (d?.status === "delivered") latencies.push(d.updatedAt.getTime() - (at + wallOffset));
+    const scheduled = new Map<string, number>();
+    const inFlight: Promise<void>[] = [];
+    const t0 = performance.now() + 20;
+    let i = 0;
+    while (i < total) {
+      const now = performance.now();
+      // Fire every submit whose time has come (catching up after a late timer).
+      while (i < total && t0 + (i * 1000) / rate <= now) {
+        const at = t0 + (i * 1000) / rate;
+        inFlight.push(
+          this.submit().then((id) => {
+            scheduled.set(id, at + wallOffset);
+          }),
+        );
+        i += 1;
+      }
+      const wait = t0 + (i * 1000) / rate - performance.now();
+      if (wait > 0) await sleep(wait);
+    }
+    await Promise.all(inFlight);
+    const achieved = total / ((performance.now() - t0) / 1000);
+    let lost = 0;
+    try {
+      await this.waitDelivered(120_000);
+    } catch {
+      lost = -1;
+    }
+    const ids = [...scheduled.keys()];
+    const closed = new Map<string, number>();
+    for (let k = 0; k < ids.length; k += 1000) {
+      const rows = await this.gateway.database.db
+        .select({ id: deliveries.messageId, at: deliveries.updatedAt, status: deliveries.status })
+        .from(deliveries)
+        .where(inArray(deliveries.messageId, ids.slice(k, k + 1000)));
+      for (const r of rows) if (r.status === "delivered") closed.set(r.id, r.at.getTime());
+    }
+    const latencies: number[] = [];
+    for (const [id, at] of scheduled) {
+      const done = closed.get(id);
+      if (done === undefined) lost += 1;
+      else latencies.push(done - at);
     }
     latencies.sort((x, y) => x - y);
-    const mem = process.memoryUsage();
-    console.log(`submit (HTTP, sign, log + outbox): ${(N / submitSeconds).toFixed(0)} msg/s`);
-    console.log(
-      `end to end (submit to verified receipt applied): ${(N / totalSeconds).toFixed(0)} msg/s over ${totalSeconds.toFixed(1)} s`,
-    );
-    console.log(
-      `delivered=${counts.delivered} rejected=${counts.rejected} failed=${counts.failed}`,
-    );
-    console.log(
-      `latency after submit answer, ms: p50=${percentile(latencies, 50).toFixed(0)} p90=${percentile(latencies, 90).toFixed(0)} p99=${percentile(latencies, 99).toFixed(0)} max=${(latencies.at(-1) ?? Number.NaN).toFixed(0)}`,
-    );
-    console.log(
-      `process rss=${(mem.rss / 2 ** 20).toFixed(0)} MiB heap=${(mem.heapUsed / 2 ** 20).toFixed(0)} MiB (both gateways in one process)`,
-    );
-  } finally {
-    for (const g of gateways) await g.gateway.stop();
-    await nats.stop();
-    await postgres?.stop();
-    rmSync(work, { recursive: true, force: true });
+    return { latencies, lost: Math.max(0, lost), achieved };
   }
+}
+
+/**
+ * (b) The bare pipeline: two sides, each with its own database (the gateway's schema) and NATS
+ * connection, doing the gateway's writes and publishes with its batching, by hand-written SQL
+ * (postgres.js, multi-row statements) and no HTTP, signing, verifying or validating:
+ *
+ *  - sender: concurrent "submits" share group commits (up to 500: insert the message rows and
+ *    the delivery rows, one transaction); a dispatcher claims up to 100 due deliveries (select
+ *    for update skip locked, one update, in a transaction), publishes them in flight together
+ *    with Nats-Msg-Id, and marks them sent;
+ *  - receiver: reads its durable consumer in batches of up to 100; per batch, one transaction
+ *    looks the ids up, inserts the message rows and a receipt row for each, then acks each
+ *    message; its dispatcher claims the unpublished receipts the same way, publishes them and
+ *    marks them published;
+ *  - sender again: reads the receipts in batches, inserts them and closes the deliveries in
+ *    one transaction, acks.
+ *
+ * The messages are JSON of the length of a real signed message; the digest is SHA-256. Returns
+ * the seconds from the first submit until the last delivery was closed.
+ */
+async function bare(opts: {
+  natsUrl: string;
+  dbA: string;
+  dbB: string;
+  n: number;
+  warmup: number;
+  concurrency: number;
+  jwsBytes: number;
+}): Promise<number> {
+  for (const url of [opts.dbA, opts.dbB]) await (await openDatabase({ url })).close();
+  const A = "XA-BARE-SENDER";
+  const B = "XB-BARE-RECEIVER";
+  const sides = await Promise.all(
+    [
+      { party: A, db: opts.dbA },
+      { party: B, db: opts.dbB },
+    ].map(async ({ party, db }) => {
+      const sql = postgres(db, { max: 10, onnotice: () => {} });
+      const nc = await connect({ servers: opts.natsUrl, name: `bench bare ${party}` });
+      const subject = `bench.bare.${party}`;
+      const stream = `BENCH_BARE_${party.replaceAll("-", "_")}`;
+      const jsm = await nc.jetstreamManager();
+      await jsm.streams.add({
+        name: stream,
+        subjects: [subject],
+        retention: RetentionPolicy.Workqueue,
+        storage: StorageType.File,
+        duplicate_window: 10 * 60 * 1e9,
+      });
+      await jsm.consumers.add(stream, {
+        durable_name: "bare",
+        ack_policy: AckPolicy.Explicit,
+        deliver_policy: DeliverPolicy.All,
+        ack_wait: 60 * 1e9,
+        max_ack_pending: 1000,
+      });
+      for (const [id, subj] of [
+        [A, `bench.bare.${A}`],
+        [B, `bench.bare.${B}`],
+      ]) {
+        await sql`insert into parties (id, name, country, kind, inbound_subject)
+          values (${id as string}, ${id as string}, 'XX', 'border-police', ${subj as string})`;
+      }
+      return { party, sql, nc, js: nc.jetstream(), stream, subject };
+    }),
+  );
+  const [sa, sb] = sides as [(typeof sides)[0], (typeof sides)[0]];
+  const pad = "x".repeat(Math.max(0, opts.jwsBytes - 260));
+  let stopped = false;
+  let delivered = 0;
+  let onDelivered: (() => void) | undefined;
+
+  /** A dispatcher-like loop: woken, or polling every 20 ms like the bench's gateways. */
+  const loop = (pass: () => Promise<number>) => {
+    let raised = false;
+    let waiter: (() => void) | undefined;
+    const wake = () => {
+      raised = true;
+      waiter?.();
+    };
+    const done = (async () => {
+      while (!stopped) {
+        raised = false;
+        const handled = await pass();
+        if (handled === 0 && !raised && !stopped) {
+          await new Promise<void>((r) => {
+            const t = setTimeout(r, 20);
+            waiter = () => {
+              clearTimeout(t);
+              r();
+            };
+          });
+          waiter = undefined;
+        }
+      }
+    })();
+    return { wake, done };
+  };
+
+  // Sender: group commit of concurrent submits.
+  type Row = ReturnType<typeof makeRow>;
+  let queue: Array<{ row: Row; resolve: () => void }> = [];
+  let flushing = false;
+  const flush = async () => {
+    flushing = true;
+    while (queue.length > 0) {
+      const group = queue.slice(0, GROUP);
+      queue = queue.slice(GROUP);
+      await sa.sql.begin(async (tx) => {
+        await tx`insert into messages ${tx(group.map((g) => g.row))}`;
+        await tx`insert into deliveries ${tx(
+          group.map((g) => ({
+            message_id: g.row.id,
+            recipient: B,
+            next_attempt_at: g.row.sent_at,
+          })),
+        )}`;
+      });
+      for (const g of group) g.resolve();
+      senderLoop.wake();
+    }
+    flushing = false;
+  };
+  function makeRow() {
+    const id = randomUUID();
+    const now = new Date();
+    const body = JSON.stringify({ id, from: A, to: [B], type: "case.notice", pad });
+    return {
+      id,
+      direction: "outbound",
+      type: "case.notice",
+      schema_version: 1,
+      from_party: A,
+      to_parties: sa.sql.json([B]),
+      case_ref: "CN-HEKOU-2026-0042",
+      in_reply_to: null,
+      sent_at: now,
+      expires_at: new Date(now.getTime() + 86_400_000),
+      classification: "restricted",
+      kid: "bench",
+      jws: body,
+      digest: createHash("sha256").update(body).digest("hex"),
+    };
+  }
+  const submit = () => {
+    const row = makeRow();
+    return new Promise<void>((resolve) => {
+      queue.push({ row, resolve });
+      if (!flushing) void flush();
+    });
+  };
+
+  const senderLoop = loop(async () => {
+    const now = new Date();
+    const due = await sa.sql.begin(async (tx) => {
+      const rows = await tx<Array<{ message_id: string; jws: string; digest: string }>>`
+        select d.message_id, m.jws, m.digest, p.inbound_subject from deliveries d
+        join messages m on m.id = d.message_id and m.direction = 'outbound'
+        join parties p on p.id = d.recipient
+        where d.status in ('queued', 'sent') and d.next_attempt_at <= ${now}
+        order by d.next_attempt_at limit ${BATCH} for update of d skip locked`;
+      if (rows.length === 0) return rows;
+      await tx`update deliveries set attempts = attempts + 1,
+          next_attempt_at = ${new Date(now.getTime() + 30_000)}, updated_at = ${now}
+        where recipient = ${B} and message_id = any(${rows.map((r) => r.message_id)}::uuid[])`;
+      return rows;
+    });
+    if (due.length === 0) return 0;
+    await Promise.all(
+      due.map((d) => sa.js.publish(sb.subject, Buffer.from(d.jws), { msgID: d.digest })),
+    );
+    await sa.sql`update deliveries set status = 'sent', updated_at = ${new Date()}
+      where status = 'queued' and recipient = ${B}
+        and message_id = any(${due.map((d) => d.message_id)}::uuid[])`;
+    return due.length;
+  });
+
+  const receiverLoop = loop(async () => {
+    const now = new Date();
+    const due = await sb.sql.begin(async (tx) => {
+      const rows = await tx<Array<{ id: string; jws: string; digest: string }>>`
+        select r.id, r.jws, r.digest, p.inbound_subject from receipts r
+        join parties p on p.id = r.to_party
+        where r.direction = 'issued' and r.published_at is null and r.next_publish_at <= ${now}
+        order by r.next_publish_at limit ${BATCH} for update of r skip locked`;
+      if (rows.length === 0) return rows;
+      await tx`update receipts set publish_attempts = publish_attempts + 1,
+          next_publish_at = ${new Date(now.getTime() + 30_000)}
+        where direction = 'issued' and id = any(${rows.map((r) => r.id)}::uuid[])`;
+      return rows;
+    });
+    if (due.length === 0) return 0;
+    await Promise.all(
+      due.map((r) => sb.js.publish(sa.subject, Buffer.from(r.jws), { msgID: r.digest })),
+    );
+    await sb.sql`update receipts set published_at = ${new Date()}
+      where direction = 'issued' and id = any(${due.map((r) => r.id)}::uuid[])`;
+    return due.length;
+  });
+
+  /** Reads a side's consumer in batches of up to BATCH, as the transport does. */
+  const consume = async (
+    side: typeof sa,
+    handle: (batch: Array<{ msg: JsMsg; data: Record<string, unknown> }>) => Promise<void>,
+  ) => {
+    const consumer = await side.js.consumers.get(side.stream, "bare");
+    const messages = await consumer.consume({ max_messages: 512 });
+    const queued: JsMsg[] = [];
+    let wake: (() => void) | undefined;
+    const worker = (async () => {
+      while (!stopped || queued.length > 0) {
+        if (queued.length === 0) {
+          await new Promise<void>((r) => {
+            wake = r;
+          });
+          wake = undefined;
+          continue;
+        }
+        const batch = queued.splice(0, BATCH);
+        await handle(
+          batch.map((msg) => ({
+            msg,
+            data: JSON.parse(Buffer.from(msg.data).toString()) as Record<string, unknown>,
+          })),
+        );
+        for (const m of batch) m.ack();
+      }
+    })();
+    void (async () => {
+      for await (const msg of messages) {
+        queued.push(msg);
+        wake?.();
+      }
+    })();
+    return async () => {
+      messages.stop();
+      wake?.();
+      await worker;
+    };
+  };
+
+  const stopReceiver = await consume(sb, async (batch) => {
+    const now = new Date();
+    const receipts = batch.map(({ msg, data }) => {
+      const jws = JSON.stringify({
+        id: randomUUID(),
+        messageId: data.id,
+        status: "accepted",
+        pad: "r".repeat(600),
+      });
+      return {
+        id: randomUUID(),
+        direction: "issued",
+        message_id: data.id as string,
+        message_digest: createHash("sha256").update(msg.data).digest("hex"),
+        from_party: B,
+        to_party: A,
+        status: "accepted",
+        errors: sb.sql.json([]),
+        jws,
+        digest: createHash("sha256").update(jws).digest("hex"),
+        next_publish_at: now,
+      };
+    });
+    await sb.sql.begin(async (tx) => {
+      await tx`select id, from_party, digest from messages
+        where direction = 'inbound' and id = any(${batch.map((b) => b.data.id as string)}::uuid[])`;
+      const rows = batch.map(({ msg, data }) => ({
+        id: data.id as string,
+        direction: "inbound",
+        type: "case.notice",
+        schema_version: 1,
+        from_party: A,
+        to_parties: tx.json([B]),
+        case_ref: "CN-HEKOU-2026-0042",
+        in_reply_to: null,
+        sent_at: now,
+        expires_at: new Date(now.getTime() + 86_400_000),
+        classification: "restricted",
+        kid: "bench",
+        jws: Buffer.from(msg.data).toString(),
+        digest: createHash("sha256").update(msg.data).digest("hex"),
+      }));
+      await tx`insert into messages ${tx(rows)} on conflict do nothing returning id`;
+      await tx`insert into receipts ${tx(receipts)}`;
+    });
+    receiverLoop.wake();
+  });
+
+  const stopSender = await consume(sa, async (batch) => {
+    const now = new Date();
+    await sa.sql.begin(async (tx) => {
+      const ids = batch.map((b) => b.data.messageId as string);
+      await tx`select m.id, d.recipient, m.digest from messages m
+        join deliveries d on d.message_id = m.id
+        where m.direction = 'outbound' and m.id = any(${ids}::uuid[])`;
+      const rows = batch.map(({ msg, data }) => ({
+        id: data.id as string,
+        direction: "received",
+        message_id: data.messageId as string,
+        message_digest: "0".repeat(64),
+        from_party: B,
+        to_party: A,
+        status: "accepted",
+        errors: tx.json([]),
+        jws: Buffer.from(msg.data).toString(),
+        digest: createHash("sha256").update(msg.data).digest("hex"),
+      }));
+      await tx`insert into receipts ${tx(rows)} on conflict do nothing returning id`;
+      const closed = await tx`update deliveries set status = 'delivered', last_error = null,
+          updated_at = ${now},
+          receipt_id = (select r.id from receipts r where r.direction = 'received'
+            and r.message_id = deliveries.message_id order by r.seq desc limit 1)
+        where status in ('queued', 'sent', 'failed') and recipient = ${B}
+          and message_id = any(${ids}::uuid[]) returning message_id`;
+      delivered += closed.length;
+    });
+    onDelivered?.();
+  });
+
+  const run = async (n: number, concurrency: number) => {
+    const target = delivered + n;
+    let next = 0;
+    const t0 = performance.now();
+    await Promise.all(
+      Array.from({ length: concurrency }, async () => {
+        while (next < n) {
+          next += 1;
+          await submit();
+        }
+      }),
+    );
+    if (process.env.BENCH_DEBUG)
+      console.log(
+        `bare submits done ${((performance.now() - t0) / 1000).toFixed(2)} s, delivered ${delivered - target + n}`,
+      );
+    while (delivered < target) {
+      await new Promise<void>((r) => {
+        onDelivered = r;
+        setTimeout(r, 100);
+      });
+    }
+    return (performance.now() - t0) / 1000;
+  };
+  try {
+    await run(opts.warmup, opts.concurrency);
+    return await run(opts.n, opts.concurrency);
+  } finally {
+    stopped = true;
+    senderLoop.wake();
+    receiverLoop.wake();
+    await Promise.all([senderLoop.done, receiverLoop.done, stopReceiver(), stopSender()]);
+    for (const s of sides) {
+      await s.nc.drain();
+      await s.sql.end({ timeout: 5 });
+    }
+  }
+}
+
+function report(f: Figures, seconds: number): void {
+  const fmt = (x: number | undefined, digits = 0) =>
+    x === undefined || Number.isNaN(x) ? "n/a" : x.toFixed(digits);
+  const ratio =
+    f.e2ePerS !== undefined && f.barePerS !== undefined ? f.e2ePerS / f.barePerS : undefined;
+  const rssMb = rss.peak === 0 ? undefined : rss.peak / 2 ** 20;
+  const l = f.latency;
+  const rows: Array<[string, string, string]> = [
+    ["(a) submit (HTTP, validate, sign, log + outbox)", fmt(f.submitPerS), "msg/s"],
+    [
+      `(a) end to end, ${N} msgs, ${CONCURRENCY} in flight: submit to receipt applied`,
+      fmt(f.e2ePerS),
+      `msg/s (${fmt(f.e2eSeconds, 2)} s)`,
+    ],
+    [
+      `(b) bare pipeline, ${N} msgs, same NATS + PostgreSQL`,
+      fmt(f.barePerS),
+      `msg/s (${fmt(f.bareSeconds, 2)} s)`,
+    ],
+    [
+      "(a) CPU per message: node / PostgreSQL / nats-server",
+      `${fmt(f.cpuMsPerMsg?.node, 2)} / ${fmt(f.cpuMsPerMsg?.postgres, 2)} / ${fmt(f.cpuMsPerMsg?.nats, 2)}`,
+      "ms",
+    ],
+    ["(a)/(b) ratio", fmt(ratio, 2), ""],
+    [
+      `(c) offered ${RATE} msg/s for ${RATE_SECONDS} s (achieved)`,
+      fmt(f.achievedRate),
+      `msg/s, ${l?.n ?? 0} timed, ${l?.lost ?? 0} not delivered`,
+    ],
+    [
+      "(c) latency p50 / p90 / p99 / max",
+      `${fmt(l?.p50)} / ${fmt(l?.p90)} / ${fmt(l?.p99)} / ${fmt(l?.max)}`,
+      "ms",
+    ],
+    ["(d) peak RSS during (a) and (c), one process", fmt(rssMb), "MiB"],
+    [
+      "machine",
+      `${cpus().length} cpus, ${(totalmem() / 2 ** 30).toFixed(1)} GiB`,
+      `node ${process.version}`,
+    ],
+    ["bench wall time", fmt(seconds, 1), "s"],
+  ];
+  const w0 = Math.max(...rows.map((r) => r[0].length));
+  const w1 = Math.max(...rows.map((r) => r[1].length));
+  for (const [k, v, u] of rows) console.log(`${k.padEnd(w0)}  ${v.padStart(w1)}  ${u}`);
+  console.log(
+    `bench: e2e_msgs_per_s=${fmt(f.e2ePerS)} bare_msgs_per_s=${fmt(f.barePerS)} ratio=${fmt(ratio, 2)} p50_ms=${fmt(l?.p50)} p99_ms=${fmt(l?.p99)} rss_mb=${fmt(rssMb)} cpu_ms_per_msg=${fmt(f.cpuMsPerMsg?.node, 2)}+${fmt(f.cpuMsPerMsg?.postgres, 2)}+${fmt(f.cpuMsPerMsg?.nats, 2)}`,
+  );
 }
 
 await main();
