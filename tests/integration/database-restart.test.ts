@@ -13,12 +13,18 @@
  * test process records every uncaught exception and unhandled rejection and asserts there were
  * none (vitest would also fail the run on them).
  */
+import { PGlite } from "@electric-sql/pglite";
+import { drizzle } from "drizzle-orm/postgres-js";
+import { connect } from "nats";
 import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { freePort } from "../../src/devtools/free-port.ts";
 import {
   type PostgresServerHandle,
   startPostgresServer,
 } from "../../src/devtools/postgres-server.ts";
+import { LiaisonError } from "../../src/protocol/errors.ts";
+import { isStoreUnavailable } from "../../src/store/database.ts";
 import { createTestDatabase, type TestDatabase } from "../helpers/databases.ts";
 import { type Pair, startPair, type TestNode, waitFor } from "../helpers/network.ts";
 import { CASE_NOTICE_BODY } from "../helpers/protocol-fixtures.ts";
@@ -275,6 +281,86 @@ describe("postgres.js 3.4.9 as patched (patches/postgres+3.4.9.patch)", () => {
     await outcome(sql`SELECT pg_sleep(0.05)`);
     await settle();
     expect(unhandled.map(describeError)).toEqual([]);
+  });
+});
+
+/** The error `work` fails with. */
+async function failure(work: () => Promise<unknown>): Promise<unknown> {
+  try {
+    await work();
+  } catch (err) {
+    return err;
+  }
+  throw new Error("expected a failure");
+}
+
+describe("isStoreUnavailable: one classification of the store's connection errors", () => {
+  it("says yes to real errors of a database that cannot be reached, through drizzle's wrapping", async () => {
+    const url = (server as PostgresServerHandle).url;
+    const closedPort = new URL(url);
+    closedPort.port = String(await freePort());
+    const refused = postgres(closedPort.toString(), { max: 1, onnotice: () => {} });
+    const refusedError = await failure(() => refused`SELECT 1`);
+    await refused.end({ timeout: 1 });
+    expect(refusedError).toMatchObject({ code: "ECONNREFUSED" });
+    expect(isStoreUnavailable(refusedError)).toBe(true);
+
+    // drizzle wraps the driver's error: DrizzleQueryError, its message quoting the SQL.
+    const viaDrizzle = postgres(closedPort.toString(), { max: 1, onnotice: () => {} });
+    const wrapped = await failure(() => drizzle({ client: viaDrizzle }).execute("SELECT 1"));
+    await viaDrizzle.end({ timeout: 1 });
+    expect((wrapped as Error).cause).toMatchObject({ code: "ECONNREFUSED" });
+    expect(isStoreUnavailable(wrapped)).toBe(true);
+
+    // The server ends the session: 57P01 admin_shutdown (or the close itself, by timing).
+    const victim = postgres(url, { max: 1, onnotice: () => {} });
+    const killer = postgres(url, { max: 1, onnotice: () => {} });
+    const [row] = await victim<{ pid: number }[]>`SELECT pg_backend_pid() AS pid`;
+    const sleeping = failure(() => victim`SELECT pg_sleep(10)`);
+    await waitFor("the sleep to run", async () => {
+      const [active] = await killer<{ n: number }[]>`
+        SELECT count(*)::int AS n FROM pg_stat_activity
+        WHERE pid = ${row?.pid as number} AND state = 'active'`;
+      return active?.n === 1 ? true : undefined;
+    });
+    await killer`SELECT pg_terminate_backend(${row?.pid as number})`;
+    const terminated = await sleeping;
+    await victim.end({ timeout: 1 });
+    await killer.end({ timeout: 1 });
+    expect(["57P01", "CONNECTION_CLOSED", "ECONNRESET"]).toContain(
+      (terminated as { code?: string }).code,
+    );
+    expect(isStoreUnavailable(terminated)).toBe(true);
+
+    // The embedded store, closed (the gateway is stopping).
+    const pglite = await PGlite.create();
+    await pglite.close();
+    const closed = await failure(() => pglite.query("SELECT 1"));
+    expect(isStoreUnavailable(closed)).toBe(true);
+  });
+
+  it("says no to errors of the request or the data, and to another library's CONNECTION_CLOSED", async () => {
+    const sql = postgres((server as PostgresServerHandle).url, { max: 1, onnotice: () => {} });
+    try {
+      const undefinedTable = await failure(() =>
+        drizzle({ client: sql }).execute("SELECT * FROM no_such_table"),
+      );
+      expect((undefinedTable as Error).cause).toMatchObject({ code: "42P01" });
+      expect(isStoreUnavailable(undefinedTable)).toBe(false);
+      const divisionByZero = await failure(() => sql`SELECT 1 / 0`);
+      expect(divisionByZero).toMatchObject({ code: "22012" });
+      expect(isStoreUnavailable(divisionByZero)).toBe(false);
+    } finally {
+      await sql.end({ timeout: 1 });
+    }
+    // nats.js's NatsError has a CONNECTION_CLOSED code of its own: not the store's.
+    const nc = await connect({ servers: inject("natsUrl") });
+    await nc.close();
+    const natsClosed = await failure(async () => nc.publish("liaison.test.closed"));
+    expect(natsClosed).toMatchObject({ code: "CONNECTION_CLOSED" });
+    expect(isStoreUnavailable(natsClosed)).toBe(false);
+    expect(isStoreUnavailable(new LiaisonError("schema_invalid", "body invalid"))).toBe(false);
+    expect(isStoreUnavailable(undefined)).toBe(false);
   });
 });
 
