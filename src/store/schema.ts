@@ -117,6 +117,8 @@ export const deliveries = pgTable(
   (t) => [
     primaryKey({ columns: [t.messageId, t.recipient] }),
     index("deliveries_due_idx").on(t.nextAttemptAt).where(sql`status in ('queued', 'sent')`),
+    // What the alert watch reads each pass (src/store/alert-log.ts); failed rows are few.
+    index("deliveries_failed_idx").on(t.updatedAt).where(sql`status = 'failed'`),
   ],
 );
 
@@ -207,3 +209,40 @@ export const cases = pgTable(
     index("cases_due_idx").on(t.dueAt).where(sql`due_at is not null`),
   ],
 );
+
+export const ALERT_KINDS = ["delivery_failed"] as const;
+export type AlertKind = (typeof ALERT_KINDS)[number];
+
+/**
+ * Alerts an operator must see (src/delivery/alert-watch.ts): `delivery_failed` while deliveries
+ * to a partner fail (retry budget spent or expired) and none reached it since. One row per
+ * episode: `since` is the first failure, `last_failure_at` the latest, `count` the failed
+ * deliveries; `resolved_at` is when a later delivery to the partner closed with its receipt.
+ * At most one active (unresolved) alert per kind and partner.
+ */
+export const alerts = pgTable(
+  "alerts",
+  {
+    id: bigint("id", { mode: "number" }).primaryKey().generatedAlwaysAsIdentity(),
+    kind: text("kind", { enum: ALERT_KINDS }).notNull(),
+    partner: text("partner").notNull(),
+    since: tstz("since").notNull(),
+    lastFailureAt: tstz("last_failure_at").notNull(),
+    count: integer("count").notNull(),
+    resolvedAt: tstz("resolved_at"),
+  },
+  (t) => [
+    uniqueIndex("alerts_active_uq").on(t.kind, t.partner).where(sql`resolved_at is null`),
+    index("alerts_partner_idx").on(t.kind, t.partner, t.id),
+  ],
+);
+
+/**
+ * How far the alert watch has read the deliveries, per alert kind: one row each, locked by the
+ * pass that reads and moves it, so that replicas sharing the database take turns.
+ */
+export const alertWatch = pgTable("alert_watch", {
+  kind: text("kind", { enum: ALERT_KINDS }).primaryKey(),
+  /** Deliveries that failed after this (less an overlap) are read by the next pass. */
+  watermark: tstz("watermark"),
+});
