@@ -128,9 +128,7 @@ async function main(): Promise<number> {
         LIAISON_API_TOKEN: token,
         LIAISON_LOG_LEVEL: process.env.LIAISON_LOG_LEVEL ?? "error",
       });
-      // Registries re-read every second (30 s by default), so that each side sources the
-      // other's outbound stream right after the registration below.
-      const gateway = await startGateway(config, { pollMs: 100, reloadMs: 1000 });
+      const gateway = await startGateway(config, { pollMs: 100 });
       stops.push(() => gateway.stop());
       nodes.set(id, { gateway, token });
       console.log(`gateway ${id} (${party.name}) at ${gateway.url}, PGlite in ${dataDir}`);

@@ -236,6 +236,11 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
         "federation sources updated",
       );
     };
+    registry.onAdded(() =>
+      syncFederation().catch((err: unknown) =>
+        log.error({ err: errorSummary(err) }, "federation sync after a registration failed"),
+      ),
+    );
     const reload = setInterval(() => {
       keyring
         .reload()

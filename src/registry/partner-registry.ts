@@ -32,6 +32,8 @@ export class PartnerRegistry implements KeyResolver {
   private encryptionKeys = new Map<PartyId, EncryptionKey[]>();
   /** Counts add() calls, so a reload that overlapped one does not drop what it added. */
   private version = 0;
+  /** Called after add() registered a party (federation follows at once, not at the next reload). */
+  private readonly added: Array<() => Promise<void>> = [];
 
   private constructor(private readonly store: PartyStorage) {}
 
@@ -76,6 +78,15 @@ export class PartnerRegistry implements KeyResolver {
     this.version += 1;
     // The store decides what holds (a revocation is never lifted): cache what it now says.
     await this.refresh();
+    for (const listener of this.added) await listener().catch(() => {});
+  }
+
+  /**
+   * `listener` runs after each add(); it reports its own failures (the party is registered all
+   * the same, and the reload timer catches up), and add() ignores them.
+   */
+  onAdded(listener: () => Promise<void>): void {
+    this.added.push(listener);
   }
 
   hasParty(partyId: string): boolean {

@@ -316,6 +316,25 @@ describe("parsePartyDocument", () => {
     }
   });
 
+  it("tells its listeners after a registration, with the party in place, and registers even when one fails", async () => {
+    const sig = await publicKey("EdDSA");
+    const { party, keys } = await parsePartyDocument({
+      party: { ...PARTY, natsDomain: "VN" },
+      keys: [{ ...sig, alg: "EdDSA", validFrom: "2026-01-01T00:00:00Z" }],
+    });
+    const registry = await PartnerRegistry.load(memoryStorage());
+    const seen: Array<string | undefined> = [];
+    registry.onAdded(async () => {
+      seen.push(registry.party(PARTY.id)?.natsDomain);
+    });
+    registry.onAdded(async () => {
+      throw new Error("the broker is down");
+    });
+    await registry.add(party, keys);
+    expect(seen).toEqual(["VN"]);
+    expect(registry.hasParty(PARTY.id)).toBe(true);
+  });
+
   it("refuses U+0000 and lone surrogates anywhere in the document, naming the place, not the value", async () => {
     const k = await publicKey("EdDSA");
     const key = { ...k, alg: "EdDSA", validFrom: "2026-01-01T00:00:00Z" };
