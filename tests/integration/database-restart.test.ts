@@ -450,13 +450,16 @@ describe("PostgreSQL restarts under running gateways", () => {
       expect(Number(during.headers.get("retry-after"))).toBeGreaterThan(0);
       expect(during.ms).toBeLessThan(OUTAGE_ANSWER_MS);
 
-      for (const path of ["/v1/messages", "/v1/cases", "/v1/quarantine"]) {
+      for (const path of ["/v1/messages", "/v1/cases", "/v1/quarantine", "/metrics"]) {
         const read = await request(hekou, path);
         expect(read.status, `${path}: ${JSON.stringify(read.body)}`).toBe(503);
         expect(read.body.code).toBe("store_unavailable");
         expect(read.headers.get("retry-after")).not.toBeNull();
         expect(read.ms, path).toBeLessThan(OUTAGE_ANSWER_MS);
       }
+      const ready = await request(hekou, "/readyz");
+      expect(ready.status).toBe(503);
+      expect(ready.body.code).toBe("not_ready");
       // Lao Cai, whose database is on the same server, answers the same.
       const other = await request(laocai, "/v1/messages?direction=outbound");
       expect(other.status).toBe(503);
