@@ -88,8 +88,9 @@ interface Answer {
 /**
  * While the database is down, the answer comes within its own Retry-After: a refused connection
  * fails at once, and a closed connection of the pool waits at most 1 s before it tries again
- * (a request may wait for two such attempts when all are in use). With the flush timer left set
- * on close (the second part of the postgres.js patch undone), answers took up to 8 s.
+ * (a request may wait for two such attempts when all are in use). Measured 10 ms to 3.8 s on a
+ * loaded 2-core machine; 8 s in one run with postgres.js's flush timer left set on close and a
+ * 2 s reconnect cap.
  */
 const OUTAGE_ANSWER_MS = 5_000;
 
