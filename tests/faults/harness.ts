@@ -19,6 +19,10 @@ import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { freePort } from "../../src/devtools/free-port.ts";
 import { type NatsServerHandle, startNatsServer } from "../../src/devtools/nats-server.ts";
+import {
+  type PostgresServerHandle,
+  startPostgresServer,
+} from "../../src/devtools/postgres-server.ts";
 import { exitGuard } from "../../src/devtools/process-guard.ts";
 import { generateEncryptionKeyFile, generateKeyFile } from "../../src/registry/key-files.ts";
 import { createTestDatabase, type TestDatabase } from "../helpers/databases.ts";
@@ -114,6 +118,10 @@ export class GatewayProcess {
   private child: ChildProcess | undefined;
   private exited: Promise<void> = Promise.resolve();
   private tracked: Tracked | undefined;
+  /** Set by kill9() and stop(): the next exit is ours. */
+  private exitExpected = false;
+  /** Exits nobody asked for (a crash), e.g. `code 1` or `signal SIGABRT`. */
+  readonly crashes: string[] = [];
 
   private constructor(
     readonly spec: GatewaySpec,
@@ -175,9 +183,17 @@ export class GatewayProcess {
     guard.track(tracked);
     this.child = child;
     this.tracked = tracked;
+    this.exitExpected = false;
     this.exited = new Promise<void>((resolve) => {
-      child.once("exit", () => resolve());
-      child.once("error", () => resolve());
+      child.once("exit", (code, signal) => {
+        if (!this.exitExpected)
+          this.crashes.push(signal === null ? `code ${code}` : `signal ${signal}`);
+        resolve();
+      });
+      child.once("error", (err) => {
+        this.crashes.push(err.message);
+        resolve();
+      });
     });
     void this.exited.then(() => guard.untrack(tracked));
 
@@ -210,6 +226,7 @@ export class GatewayProcess {
   async signal(signal: "SIGKILL" | "SIGTERM" | "SIGSTOP" | "SIGCONT"): Promise<void> {
     const child = this.child;
     if (child === undefined || !this.running) throw new Error(`${this.spec.name} is not running`);
+    if (signal === "SIGKILL" || signal === "SIGTERM") this.exitExpected = true;
     child.kill(signal);
     if (signal === "SIGKILL" || signal === "SIGTERM") await this.exited;
   }
@@ -230,6 +247,7 @@ export class GatewayProcess {
   async stop(graceMs = 15_000): Promise<void> {
     const child = this.child;
     if (child === undefined || !this.running) return;
+    this.exitExpected = true;
     child.kill("SIGCONT"); // a paused process could not act on SIGTERM
     child.kill("SIGTERM");
     const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
@@ -307,20 +325,21 @@ export async function startCaseNats(): Promise<CaseNats> {
   };
 }
 
-/** The `gateway` consumer of a party's inbound stream, as the broker counts it. */
+/** The inbound stream of a gateway: LIAISON_STREAM, or its default. */
+function inboundStream(spec: GatewaySpec): string {
+  return spec.env?.LIAISON_STREAM ?? `LIAISON_${spec.partyId.replaceAll("-", "_")}`;
+}
+
+/** The `gateway` consumer of a gateway's inbound stream, as the broker counts it. */
 export async function consumerInfo(
   natsUrl: string,
-  partyId: string,
-): Promise<{ redelivered: number; ackPending: number; pending: number }> {
+  gateway: GatewayProcess,
+): Promise<{ ackPending: number; pending: number }> {
   const nc = await connect({ servers: natsUrl, reconnect: false, timeout: 5000 });
   try {
     const jsm = await nc.jetstreamManager();
-    const info = await jsm.consumers.info(`LIAISON_${partyId.replaceAll("-", "_")}`, "gateway");
-    return {
-      redelivered: info.num_redelivered,
-      ackPending: info.num_ack_pending,
-      pending: info.num_pending,
-    };
+    const info = await jsm.consumers.info(inboundStream(gateway.spec), "gateway");
+    return { ackPending: info.num_ack_pending, pending: info.num_pending };
   } finally {
     await nc.close();
   }
@@ -341,7 +360,7 @@ export async function killWhileHolding(
   await waitUntil(
     `${gateway.spec.name} to hold ${minHeld} unacknowledged messages`,
     async () => {
-      held = (await consumerInfo(natsUrl, gateway.spec.partyId)).ackPending;
+      held = (await consumerInfo(natsUrl, gateway)).ackPending;
       return held >= minHeld;
     },
     10_000,
@@ -377,8 +396,11 @@ export interface Network {
   sender: Party;
   receiver: Party;
   workDir: string;
-  /** Stops every process, drops the databases and removes the work directory. */
-  stop(): Promise<void>;
+  /**
+   * Stops every process, drops the databases and removes the work directory (with the
+   * processes' logs, unless keepLogs).
+   */
+  stop(opts?: { keepLogs?: boolean }): Promise<void>;
 }
 
 /**
@@ -395,14 +417,18 @@ export async function startNetwork(opts: {
 }): Promise<Network> {
   const workDir = mkdtempSync(join(tmpdir(), `liaison-faults-${opts.name}-`));
   const parties: Party[] = [];
-  const stop = async (): Promise<void> => {
+  const stop = async (stopOpts: { keepLogs?: boolean } = {}): Promise<void> => {
     const all = parties.flatMap((p) => p.replicas);
     await Promise.allSettled(all.map((g) => g.stop()));
     for (const p of parties) {
       await p.sql.end({ timeout: 5 }).catch(() => {});
       await p.database.drop().catch(() => {});
     }
-    await rm(workDir, { recursive: true, force: true });
+    if (stopOpts.keepLogs === true) {
+      console.log(`faults: the logs of ${opts.name} are kept in ${workDir}`);
+    } else {
+      await rm(workDir, { recursive: true, force: true });
+    }
   };
   try {
     const make = async (id: string, short: string, spec: PartySpec): Promise<Party> => {
@@ -532,11 +558,16 @@ export class Load {
         await Promise.race([...running, sleep(50)]);
         continue;
       }
+      const targets = this.sender.replicas;
+      if (targets.every((g) => !g.running && g.crashes.length > 0)) {
+        throw new Error(
+          `load: the sender exited by itself (${targets.flatMap((g) => g.crashes).join(", ")}) after ${this.accepted.length} submits were accepted`,
+        );
+      }
       const wait = next - performance.now();
       if (wait > 0) await sleep(wait);
       // A steady rate: no burst to catch up after a stall.
       next = Math.max(next + interval, performance.now() - interval);
-      const targets = this.sender.replicas;
       const target = targets[turn++ % targets.length] as GatewayProcess;
       const submit = this.submit(target.url).finally(() => running.delete(submit));
       running.add(submit);
@@ -765,6 +796,13 @@ export function problems(tally: Tally, minimum: number): string[] {
   return found;
 }
 
+/** Processes of the network that exited when nobody stopped or killed them. */
+export function crashes(net: Network): string[] {
+  return [...net.sender.replicas, ...net.receiver.replicas].flatMap((g) =>
+    g.crashes.map((how) => `${g.spec.name} exited by itself (${how})`),
+  );
+}
+
 /** The last log lines of every process of the network, for a failure's message. */
 export function logTails(net: Network, lines = 15): string {
   return [...net.sender.replicas, ...net.receiver.replicas]
@@ -777,6 +815,8 @@ export function logTails(net: Network, lines = 15): string {
 export interface CaseContext {
   net: Network;
   nats: CaseNats;
+  /** The case's own PostgreSQL server, when it asked for one (ownDatabaseServer). */
+  postgres: PostgresServerHandle | undefined;
   load: Load;
 }
 
@@ -797,6 +837,8 @@ export interface FaultCase {
   /** Settings of each party (its nats-server is the case's own unless given). */
   sender?: Partial<PartySpec>;
   receiver?: Partial<PartySpec>;
+  /** A PostgreSQL server of the case's own (one it restarts) instead of the suite's. */
+  ownDatabaseServer?: boolean;
   /** How long the checker waits for every delivery to end, after the load (default 120 s). */
   settleMs?: number;
   /**
@@ -820,16 +862,19 @@ export interface FaultCase {
 export function defineFaultCase(spec: FaultCase): void {
   describe(spec.name, () => {
     let nats: CaseNats | undefined;
+    let postgres: PostgresServerHandle | undefined;
     let net: Network | undefined;
 
     let setupSeconds = Number.NaN;
+    let failed = false;
 
     beforeAll(async () => {
       const t0 = Date.now();
       nats = await startCaseNats();
+      if (spec.ownDatabaseServer === true) postgres = await startPostgresServer();
       net = await startNetwork({
         name: spec.name,
-        databaseServerUrl: inject("faultsDatabaseUrl"),
+        databaseServerUrl: postgres?.url ?? inject("faultsDatabaseUrl"),
         sender: { natsUrl: nats.url, ...spec.sender },
         receiver: { natsUrl: nats.url, ...spec.receiver },
       });
@@ -837,38 +882,56 @@ export function defineFaultCase(spec: FaultCase): void {
     });
 
     afterAll(async () => {
-      await net?.stop();
+      await net?.stop({ keepLogs: failed });
       await nats?.stop();
+      await postgres?.stop();
     });
 
     it(spec.title, async () => {
       if (net === undefined || nats === undefined) throw new Error("the network did not start");
-      const count = spec.count ?? 2000;
-      const startedAt = Date.now();
-      const load = startLoad(net, { count, ratePerSecond: spec.rate ?? 100 });
-      const ctx: CaseContext = { net, nats, load };
       const network = net;
-      await Promise.race([
-        waitUntil("the receiver to log a quarter of the messages", async () => {
-          return (await loggedAtReceiver(network)) >= count / 4;
-        }),
-        // A load that fails (the sender never answers) ends the wait early.
-        load.done.then(() => {
-          throw new Error("the load ended before the receiver logged a quarter of it");
-        }),
-      ]);
-      const faultFields = (await spec.fault(ctx)) ?? {};
-      await load.done;
-      const tally = await settle(net, load, { startedAt, deadlineMs: spec.settleMs ?? 120_000 });
-      const answeredAgain = net.receiver.replicas.reduce((n, g) => n + g.answeredAgain(), 0);
-      const own = (await spec.check?.(ctx)) ?? {};
-      report(spec.name, tally, {
-        ...faultFields,
-        again: answeredAgain,
-        ...own.fields,
-        setup_seconds: setupSeconds.toFixed(1),
-      });
-      expect([...problems(tally, count), ...(own.problems ?? [])], logTails(net)).toEqual([]);
+      try {
+        await runCase(spec, { net, nats, postgres }, setupSeconds);
+      } catch (err) {
+        failed = true;
+        const crashed = crashes(network);
+        if (err instanceof Error) {
+          err.message += `${crashed.length > 0 ? `\n${crashed.join("\n")}` : ""}\n${logTails(network)}`;
+        }
+        throw err;
+      }
     });
   });
+}
+
+async function runCase(
+  spec: FaultCase,
+  { net, nats, postgres }: Omit<CaseContext, "load">,
+  setupSeconds: number,
+): Promise<void> {
+  const count = spec.count ?? 2000;
+  const startedAt = Date.now();
+  const load = startLoad(net, { count, ratePerSecond: spec.rate ?? 100 });
+  const ctx: CaseContext = { net, nats, postgres, load };
+  await Promise.race([
+    waitUntil("the receiver to log a quarter of the messages", async () => {
+      return (await loggedAtReceiver(net)) >= count / 4;
+    }),
+    // A load that fails (the sender never answers) ends the wait early.
+    load.done.then(() => {
+      throw new Error("the load ended before the receiver logged a quarter of it");
+    }),
+  ]);
+  const faultFields = (await spec.fault(ctx)) ?? {};
+  await load.done;
+  const tally = await settle(net, load, { startedAt, deadlineMs: spec.settleMs ?? 120_000 });
+  const answeredAgain = net.receiver.replicas.reduce((n, g) => n + g.answeredAgain(), 0);
+  const own = (await spec.check?.(ctx)) ?? {};
+  report(spec.name, tally, {
+    ...faultFields,
+    again: answeredAgain,
+    ...own.fields,
+    setup_seconds: setupSeconds.toFixed(1),
+  });
+  expect([...problems(tally, count), ...crashes(net), ...(own.problems ?? [])]).toEqual([]);
 }
