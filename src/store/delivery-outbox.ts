@@ -5,7 +5,7 @@
  * publish the same row at once; what happens to each claimed row (its next attempt, or failure)
  * is decided by the caller's retry schedule, not here.
  */
-import { and, asc, eq, inArray, lte, or, sql } from "drizzle-orm";
+import { and, eq, or, sql } from "drizzle-orm";
 import type {
   DeliveryCandidate,
   DeliveryOutbox,
@@ -15,7 +15,8 @@ import type {
 } from "../delivery/ports.ts";
 import type { ReceiptStatus } from "../protocol/types.ts";
 import type { Db } from "./database.ts";
-import { deliveries, messages, parties } from "./schema.ts";
+import { deliveries } from "./schema.ts";
+import { pgArray, rows as setRows } from "./set-sql.ts";
 
 export class SqlDeliveryOutbox implements DeliveryOutbox {
   constructor(private readonly db: Db) {}
@@ -27,38 +28,34 @@ export class SqlDeliveryOutbox implements DeliveryOutbox {
     plan: (candidate: DeliveryCandidate) => DeliveryPlan;
   }): Promise<{ due: DueDelivery[]; failed: Array<DeliveryRef & { reason: string }> }> {
     return this.db.transaction(async (tx) => {
-      const rows = await tx
-        .select({
-          messageId: deliveries.messageId,
-          recipient: deliveries.recipient,
-          status: deliveries.status,
-          attempts: deliveries.attempts,
-          expiresAt: messages.expiresAt,
-          jws: messages.jws,
-          digest: messages.digest,
-          subject: parties.inboundSubject,
-        })
-        .from(deliveries)
-        .innerJoin(
-          messages,
-          and(eq(messages.id, deliveries.messageId), eq(messages.direction, "outbound")),
-        )
-        .innerJoin(parties, eq(parties.id, deliveries.recipient))
-        .where(
-          and(
-            inArray(deliveries.status, ["queued", "sent"]),
-            lte(deliveries.nextAttemptAt, opts.now),
-          ),
-        )
-        .orderBy(asc(deliveries.nextAttemptAt))
-        .limit(opts.limit)
-        .for("update", { of: deliveries, skipLocked: true });
+      const rows = await setRows<{
+        messageId: string;
+        recipient: string;
+        status: "queued" | "sent";
+        attempts: number;
+        expiresAt: string;
+        jws: string;
+        digest: string;
+        subject: string;
+      }>(
+        tx as unknown as Db,
+        sql`select d.message_id as "messageId", d.recipient, d.status, d.attempts,
+            m.expires_at as "expiresAt", m.jws, m.digest, p.inbound_subject as subject
+          from deliveries d
+          join messages m on m.id = d.message_id and m.direction = 'outbound'
+          join parties p on p.id = d.recipient
+          where d.status in ('queued', 'sent')
+            and d.next_attempt_at <= ${opts.now.toISOString()}::timestamptz
+          order by d.next_attempt_at
+          limit ${opts.limit}::int
+          for update of d skip locked`,
+      );
       if (rows.length === 0) return { due: [], failed: [] };
 
       const due: DueDelivery[] = [];
       const failed: Array<DeliveryRef & { reason: string }> = [];
       const updates = rows.map((row) => {
-        const plan = opts.plan({ ...row, status: row.status as "queued" | "sent" });
+        const plan = opts.plan({ ...row, expiresAt: new Date(row.expiresAt) });
         const ref = { message_id: row.messageId, recipient: row.recipient };
         if (plan.action === "fail") {
           failed.push({ messageId: row.messageId, recipient: row.recipient, reason: plan.reason });
@@ -97,11 +94,11 @@ export class SqlDeliveryOutbox implements DeliveryOutbox {
 
   async markSent(sent: DeliveryRef[], at: Date): Promise<void> {
     if (sent.length === 0) return;
-    await this.db
-      .update(deliveries)
-      // The first publish the broker accepted: the retry budget counts from here.
-      .set({ status: "sent", attempts: 1, lastError: null, updatedAt: at })
-      .where(and(eq(deliveries.status, "queued"), matching(sent)));
+    // The first publish the broker accepted: the retry budget counts from here.
+    await this.db.execute(sql`
+      update deliveries set status = 'sent', attempts = 1, last_error = null,
+        updated_at = ${at.toISOString()}::timestamptz
+      where status = 'queued' and (message_id, recipient) in (${refs(sent)})`);
   }
 
   async markError(delivery: DeliveryRef, error: string, at: Date): Promise<void> {
@@ -111,43 +108,57 @@ export class SqlDeliveryOutbox implements DeliveryOutbox {
       .where(matching([delivery]));
   }
 
-  /** A receipt closes its delivery even after `failed`: the partner did get the message. */
+  /**
+   * A receipt closes its delivery even after `failed`: the partner did get the message. One
+   * statement for the batch; should two receipts in it close the same delivery, the accepted
+   * one does (as it would, processed first).
+   */
   async close(
     closing: Array<DeliveryRef & { status: ReceiptStatus }>,
     at: Date,
   ): Promise<Array<DeliveryRef & { status: "delivered" | "rejected"; sentAt: Date }>> {
-    const closed: Array<DeliveryRef & { status: "delivered" | "rejected"; sentAt: Date }> = [];
-    for (const status of ["accepted", "rejected"] as const) {
-      const these = closing.filter((c) => c.status === status);
-      if (these.length === 0) continue;
-      const next = status === "accepted" ? "delivered" : "rejected";
-      const rows = await this.db
-        .update(deliveries)
-        .set({
-          status: next,
-          receiptId: sql`(select r.id from receipts r where r.direction = 'received' and r.message_id = ${deliveries.messageId} and r.from_party = ${deliveries.recipient} order by r.seq desc limit 1)`,
-          lastError: null,
-          updatedAt: at,
-        })
-        .from(messages)
-        .where(
-          and(
-            eq(messages.id, deliveries.messageId),
-            eq(messages.direction, "outbound"),
-            inArray(deliveries.status, ["queued", "sent", "failed"]),
-            matching(these),
-          ),
-        )
-        .returning({
-          messageId: deliveries.messageId,
-          recipient: deliveries.recipient,
-          sentAt: messages.sentAt,
-        });
-      for (const row of rows) closed.push({ ...row, status: next });
+    const byDelivery = new Map<string, DeliveryRef & { status: ReceiptStatus }>();
+    for (const c of closing) {
+      const key = `${c.messageId} ${c.recipient}`;
+      if (byDelivery.get(key)?.status !== "accepted") byDelivery.set(key, c);
     }
-    return closed;
+    const these = [...byDelivery.values()].filter((c) => UUID_LIKE.test(c.messageId));
+    if (these.length === 0) return [];
+    const closed = await setRows<{
+      messageId: string;
+      recipient: string;
+      status: "delivered" | "rejected";
+      sentAt: string;
+    }>(
+      this.db,
+      sql`update deliveries d set
+          status = v.next,
+          receipt_id = (select r.id from receipts r where r.direction = 'received'
+            and r.message_id = d.message_id and r.from_party = d.recipient
+            order by r.seq desc limit 1),
+          last_error = null,
+          updated_at = ${at.toISOString()}::timestamptz
+        from messages m, unnest(${pgArray(these.map((c) => c.messageId))}::uuid[],
+            ${pgArray(these.map((c) => c.recipient))}::text[],
+            ${pgArray(these.map((c) => (c.status === "accepted" ? "delivered" : "rejected")))}::text[])
+          as v(message_id, recipient, next)
+        where m.id = d.message_id and m.direction = 'outbound'
+          and d.status in ('queued', 'sent', 'failed')
+          and d.message_id = v.message_id and d.recipient = v.recipient
+        returning d.message_id as "messageId", d.recipient, d.status, m.sent_at as "sentAt"`,
+    );
+    return closed.map((c) => ({ ...c, sentAt: new Date(c.sentAt) }));
   }
 }
+
+/** `select …` of (message_id, recipient) pairs, for `(message_id, recipient) in (…)`. */
+function refs(these: DeliveryRef[]) {
+  const ok = these.filter((d) => UUID_LIKE.test(d.messageId));
+  return sql`select * from unnest(${pgArray(ok.map((d) => d.messageId))}::uuid[],
+    ${pgArray(ok.map((d) => d.recipient))}::text[])`;
+}
+
+const UUID_LIKE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 function matching(refs: DeliveryRef[]) {
   return or(

@@ -1,5 +1,5 @@
 /** The inbound side of the message log: partners' messages we verified and accepted. */
-import { and, eq, inArray } from "drizzle-orm";
+import { sql } from "drizzle-orm";
 import {
   type InboundKey,
   type InboundLog,
@@ -8,8 +8,8 @@ import {
 } from "../delivery/ports.ts";
 import type { PartyId } from "../protocol/types.ts";
 import type { Db } from "./database.ts";
-import { messageRow } from "./message-row.ts";
-import { messages } from "./schema.ts";
+import { MESSAGE_COLUMNS, messageDocuments, messageRowsFrom } from "./message-row.ts";
+import { pgArray, rows, uuidsOnly } from "./set-sql.ts";
 
 export class SqlInboundLog implements InboundLog {
   constructor(private readonly db: Db) {}
@@ -17,35 +17,31 @@ export class SqlInboundLog implements InboundLog {
   async find(
     keys: Array<{ from: PartyId; id: string }>,
   ): Promise<Map<InboundKey, { digest: string; jws: string }>> {
-    if (keys.length === 0) return new Map();
-    const rows = await this.db
-      .select({
-        id: messages.id,
-        from: messages.fromParty,
-        digest: messages.digest,
-        jws: messages.jws,
-      })
-      .from(messages)
-      .where(
-        and(
-          eq(messages.direction, "inbound"),
-          inArray(
-            messages.id,
-            keys.map((k) => k.id),
-          ),
-        ),
-      );
-    return new Map(rows.map((r) => [inboundKey(r.from, r.id), { digest: r.digest, jws: r.jws }]));
+    const ids = uuidsOnly(keys.map((k) => k.id));
+    if (ids.length === 0) return new Map();
+    const found = await rows<{ id: string; from_party: string; digest: string; jws: string }>(
+      this.db,
+      sql`select id, from_party, digest, jws from messages
+        where direction = 'inbound' and id = any(${pgArray(ids)}::uuid[])`,
+    );
+    return new Map(
+      found.map((r) => [inboundKey(r.from_party, r.id), { digest: r.digest, jws: r.jws }]),
+    );
   }
 
-  /** A (sender, id) already logged — another replica, a redelivery — is not stored again. */
+  /**
+   * A (sender, id) already logged — another replica, a redelivery — is not stored again. One
+   * statement for the batch.
+   */
   async insert(group: SignedMessage[]): Promise<Set<InboundKey>> {
     if (group.length === 0) return new Set();
-    const inserted = await this.db
-      .insert(messages)
-      .values(group.map((m) => messageRow("inbound", m)))
-      .onConflictDoNothing()
-      .returning({ id: messages.id, from: messages.fromParty });
-    return new Set(inserted.map((r) => inboundKey(r.from, r.id)));
+    const inserted = await rows<{ id: string; from_party: string }>(
+      this.db,
+      sql`insert into messages (${MESSAGE_COLUMNS})
+        ${messageRowsFrom("inbound", messageDocuments(group))}
+        on conflict do nothing
+        returning id, from_party`,
+    );
+    return new Set(inserted.map((r) => inboundKey(r.from_party, r.id)));
   }
 }

@@ -2,39 +2,42 @@
  * The outbound side of the message log: what we signed and sent, each message with one delivery
  * row per recipient (the outbox the dispatcher drains, see delivery-outbox.ts).
  */
-import { and, eq, inArray } from "drizzle-orm";
+import { sql } from "drizzle-orm";
 import { type OutboundLog, type SignedMessage, sentKey } from "../delivery/ports.ts";
 import type { Db } from "./database.ts";
-import { messageRow } from "./message-row.ts";
-import { deliveries, messages } from "./schema.ts";
+import { MESSAGE_COLUMNS, messageDocuments, messageRowsFrom } from "./message-row.ts";
+import { pgArray, rows, uuidsOnly } from "./set-sql.ts";
 
 export class SqlOutboundLog implements OutboundLog {
   constructor(private readonly db: Db) {}
 
-  /** Two multi-row statements, in the caller's transaction or one of its own. */
+  /**
+   * One statement for the whole group, whatever its size (atomic on its own, or part of the
+   * caller's transaction): the message rows, in the group's order, and one delivery row per
+   * recipient, due at the message's sentAt.
+   */
   async insert(group: SignedMessage[]): Promise<void> {
     if (group.length === 0) return;
-    await this.db.transaction(async (tx) => {
-      await tx.insert(messages).values(group.map((m) => messageRow("outbound", m)));
-      await tx.insert(deliveries).values(
-        group.flatMap((m) =>
-          m.envelope.to.map((recipient) => ({
-            messageId: m.envelope.id,
-            recipient,
-            nextAttemptAt: new Date(m.envelope.sentAt),
-          })),
-        ),
-      );
-    });
+    await this.db.execute(sql`
+      with logged as (
+        insert into messages (${MESSAGE_COLUMNS})
+        ${messageRowsFrom("outbound", messageDocuments(group))}
+        returning id, to_parties, sent_at)
+      insert into deliveries (message_id, recipient, next_attempt_at)
+      select logged.id, r.recipient, logged.sent_at
+      from logged cross join lateral jsonb_array_elements_text(logged.to_parties)
+        with ordinality as r(recipient, n)`);
   }
 
   async sentDigests(messageIds: string[]): Promise<Map<string, string>> {
-    if (messageIds.length === 0) return new Map();
-    const rows = await this.db
-      .select({ id: messages.id, recipient: deliveries.recipient, digest: messages.digest })
-      .from(messages)
-      .innerJoin(deliveries, eq(deliveries.messageId, messages.id))
-      .where(and(eq(messages.direction, "outbound"), inArray(messages.id, messageIds)));
-    return new Map(rows.map((r) => [sentKey(r.id, r.recipient), r.digest]));
+    const ids = uuidsOnly(messageIds);
+    if (ids.length === 0) return new Map();
+    const found = await rows<{ id: string; recipient: string; digest: string }>(
+      this.db,
+      sql`select m.id, d.recipient, m.digest from messages m
+        join deliveries d on d.message_id = m.id
+        where m.direction = 'outbound' and m.id = any(${pgArray(ids)}::uuid[])`,
+    );
+    return new Map(found.map((r) => [sentKey(r.id, r.recipient), r.digest]));
   }
 }

@@ -1,33 +1,59 @@
 /**
  * Receipts both ways. `issued` rows are ours, answering inbound bytes, and double as the receipt
  * outbox (`published_at` null until the broker acknowledged them); `received` rows are partners'
- * receipts for our messages.
+ * receipts for our messages. The batch statements are set-based (set-sql.ts): one statement,
+ * one parameter, whatever the batch's size.
  */
-import { and, asc, eq, inArray, isNull, lte, sql } from "drizzle-orm";
+import { and, eq, type SQL, sql } from "drizzle-orm";
 import type { DueReceipt, IssuedReceipt, ReceiptLog, ReceivedReceipt } from "../delivery/ports.ts";
+import type { Receipt } from "../protocol/types.ts";
 import type { Db } from "./database.ts";
-import { parties, receipts } from "./schema.ts";
+import { receipts } from "./schema.ts";
+import { pgArray, rows, uuidsOnly } from "./set-sql.ts";
+
+/** The receipt rows of one direction as one JSON document, in the batch's order. */
+function receiptDocuments(
+  batch: Array<{ receipt: Receipt; messageDigest: string; jws: string; digest: string }>,
+): string {
+  return JSON.stringify(
+    batch.map(({ receipt: r, messageDigest, jws, digest }) => ({
+      id: r.id,
+      messageId: r.messageId,
+      messageDigest,
+      from: r.from,
+      to: r.to,
+      status: r.status,
+      errors: r.errors,
+      jws,
+      digest,
+      sentAt: r.sentAt,
+    })),
+  );
+}
+
+/**
+ * `select …` of the rows of a receiptDocuments document, parsed once, with `tail` (more
+ * columns) after the receipt's own, in the batch's order.
+ */
+function receiptRows(documents: string, tail: SQL) {
+  return sql`select id, "messageId", "messageDigest", "from", "to", status, errors, jws, digest,
+      ${tail}
+    from rows from (json_to_recordset(${documents}::json) as (id uuid, "messageId" uuid,
+        "messageDigest" text, "from" text, "to" text, status text, errors jsonb, jws text,
+        digest text, "sentAt" timestamptz))
+      with ordinality as r
+    order by ordinality`;
+}
 
 export class SqlReceiptLog implements ReceiptLog {
   constructor(private readonly db: Db) {}
 
   async insertIssued(issued: IssuedReceipt[]): Promise<void> {
     if (issued.length === 0) return;
-    await this.db.insert(receipts).values(
-      issued.map((r) => ({
-        id: r.receipt.id,
-        direction: "issued" as const,
-        messageId: r.receipt.messageId,
-        messageDigest: r.messageDigest,
-        fromParty: r.receipt.from,
-        toParty: r.receipt.to,
-        status: r.receipt.status,
-        errors: r.receipt.errors,
-        jws: r.jws,
-        digest: r.digest,
-        nextPublishAt: new Date(r.receipt.sentAt),
-      })),
-    );
+    await this.db.execute(sql`
+      insert into receipts (id, message_id, message_digest, from_party, to_party, status, errors,
+        jws, digest, next_publish_at, direction)
+      ${receiptRows(receiptDocuments(issued), sql`"sentAt", 'issued'`)}`);
   }
 
   async requeueIssued(messageId: string, messageDigest: string, at: Date): Promise<boolean> {
@@ -55,88 +81,75 @@ export class SqlReceiptLog implements ReceiptLog {
 
   async insertReceived(received: ReceivedReceipt[]): Promise<Set<string>> {
     if (received.length === 0) return new Set();
-    const inserted = await this.db
-      .insert(receipts)
-      .values(
-        received.map(({ receipt, jws, digest }) => ({
-          id: receipt.id,
-          direction: "received" as const,
-          messageId: receipt.messageId,
-          messageDigest: receipt.digest.value,
-          fromParty: receipt.from,
-          toParty: receipt.to,
-          status: receipt.status,
-          errors: receipt.errors,
-          jws,
-          digest,
-        })),
-      )
-      .onConflictDoNothing()
-      .returning({ id: receipts.id });
+    const inserted = await rows<{ id: string }>(
+      this.db,
+      sql`insert into receipts (id, message_id, message_digest, from_party, to_party, status,
+          errors, jws, digest, direction)
+        ${receiptRows(
+          receiptDocuments(received.map((r) => ({ ...r, messageDigest: r.receipt.digest.value }))),
+          sql`'received'`,
+        )}
+        on conflict do nothing
+        returning id`,
+    );
     return new Set(inserted.map((r) => r.id));
   }
 
   async findReceived(ids: string[]): Promise<Map<string, { digest: string; jws: string }>> {
-    if (ids.length === 0) return new Map();
-    const rows = await this.db
-      .select({ id: receipts.id, digest: receipts.digest, jws: receipts.jws })
-      .from(receipts)
-      .where(and(eq(receipts.direction, "received"), inArray(receipts.id, ids)));
-    return new Map(rows.map((r) => [r.id, { digest: r.digest, jws: r.jws }]));
+    const wanted = uuidsOnly(ids);
+    if (wanted.length === 0) return new Map();
+    const found = await rows<{ id: string; digest: string; jws: string }>(
+      this.db,
+      sql`select id, digest, jws from receipts
+        where direction = 'received' and id = any(${pgArray(wanted)}::uuid[])`,
+    );
+    return new Map(found.map((r) => [r.id, { digest: r.digest, jws: r.jws }]));
   }
 
-  /** Issued receipts not yet acknowledged by the broker, leased like deliveries. */
+  /**
+   * Issued receipts not yet acknowledged by the broker, leased like deliveries: one statement
+   * locks the due rows (skipping those another replica holds), moves their next attempt to the
+   * end of the lease and returns them, oldest due first.
+   */
   async claimUnpublished(opts: {
     now: Date;
     limit: number;
     leaseMs: number;
   }): Promise<DueReceipt[]> {
-    return this.db.transaction(async (tx) => {
-      const rows = await tx
-        .select({
-          id: receipts.id,
-          toParty: receipts.toParty,
-          jws: receipts.jws,
-          digest: receipts.digest,
-          subject: parties.inboundSubject,
-        })
-        .from(receipts)
-        .innerJoin(parties, eq(parties.id, receipts.toParty))
-        .where(
-          and(
-            eq(receipts.direction, "issued"),
-            isNull(receipts.publishedAt),
-            lte(receipts.nextPublishAt, opts.now),
-          ),
-        )
-        .orderBy(asc(receipts.nextPublishAt))
-        .limit(opts.limit)
-        .for("update", { of: receipts, skipLocked: true });
-      if (rows.length === 0) return [];
-      await tx
-        .update(receipts)
-        .set({
-          publishAttempts: sql`${receipts.publishAttempts} + 1`,
-          nextPublishAt: new Date(opts.now.getTime() + opts.leaseMs),
-        })
-        .where(
-          and(
-            eq(receipts.direction, "issued"),
-            inArray(
-              receipts.id,
-              rows.map((r) => r.id),
-            ),
-          ),
-        );
-      return rows;
-    });
+    const claimed = await rows<DueReceipt & { due: string }>(
+      this.db,
+      sql`with due as (
+          select r.seq, r.next_publish_at from receipts r
+          join parties p on p.id = r.to_party
+          where r.direction = 'issued' and r.published_at is null
+            and r.next_publish_at <= ${opts.now.toISOString()}::timestamptz
+          order by r.next_publish_at
+          limit ${opts.limit}::int
+          for update of r skip locked),
+        claimed as (
+          update receipts r set
+            publish_attempts = r.publish_attempts + 1,
+            next_publish_at = ${new Date(opts.now.getTime() + opts.leaseMs).toISOString()}::timestamptz
+          from due, parties p
+          where r.seq = due.seq and p.id = r.to_party
+          returning r.id, r.to_party as "toParty", r.jws, r.digest, p.inbound_subject as subject,
+            due.next_publish_at as due, r.seq)
+        select * from claimed order by due, seq`,
+    );
+    return claimed.map(({ id, toParty, jws, digest, subject }) => ({
+      id,
+      toParty,
+      jws,
+      digest,
+      subject,
+    }));
   }
 
   async markPublished(ids: string[], at: Date): Promise<void> {
-    if (ids.length === 0) return;
-    await this.db
-      .update(receipts)
-      .set({ publishedAt: at })
-      .where(and(eq(receipts.direction, "issued"), inArray(receipts.id, ids)));
+    const published = uuidsOnly(ids);
+    if (published.length === 0) return;
+    await this.db.execute(sql`
+      update receipts set published_at = ${at.toISOString()}::timestamptz
+      where direction = 'issued' and id = any(${pgArray(published)}::uuid[])`);
   }
 }
