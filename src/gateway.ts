@@ -12,6 +12,7 @@ import { CaseBook } from "./cases/case-book.ts";
 import { ReminderSweep } from "./cases/reminder-sweep.ts";
 import { type Config, databaseTarget } from "./config/config.ts";
 import { loadSchemaRegistry } from "./config/schema-files.ts";
+import { AlertWatch } from "./delivery/alert-watch.ts";
 import { Dispatcher } from "./delivery/dispatcher.ts";
 import { errorSummary } from "./delivery/error-summary.ts";
 import { Inbox } from "./delivery/inbox.ts";
@@ -28,7 +29,8 @@ import type { PartyRecord } from "./protocol/types.ts";
 import { OwnKeyring } from "./registry/own-keyring.ts";
 import { PartnerRegistry } from "./registry/partner-registry.ts";
 import type { SchemaRegistry } from "./schemas/schema-registry.ts";
-import { type Database, openDatabase } from "./store/database.ts";
+import { SqlAlertLog } from "./store/alert-log.ts";
+import { type Database, isStoreUnavailable, openDatabase } from "./store/database.ts";
 import { SqlPartyStore } from "./store/party-store.ts";
 import { ReadQueries } from "./store/read-queries.ts";
 import { createStore } from "./store/store.ts";
@@ -195,6 +197,8 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
         retryDelayMs: config.inbox.retryDelayMs,
         onError: (err) =>
           log.error({ err: errorSummary(err) }, "inbound processing failed; redelivery scheduled"),
+        // A message that failed only because the database was down is not a poison message.
+        transient: isStoreUnavailable,
       },
       inbox,
     );
@@ -217,6 +221,17 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
     }, config.reminderCheckMs);
     sweep.unref();
     cleanups.push(["reminder sweep", async () => clearInterval(sweep)]);
+
+    // Failures are visible: deliveries that failed raise an alert naming the partner
+    // (GET /v1/alerts, /metrics, the log) until a delivery to it gets its receipt again.
+    const alertWatch = new AlertWatch({
+      alerts: new SqlAlertLog(database.db),
+      clock,
+      log,
+      intervalMs: config.alertCheckMs,
+    });
+    alertWatch.start();
+    cleanups.push(["alert watch (pass under way)", () => alertWatch.stop()]);
 
     // Replicas sharing one PostgreSQL database see partners registered through another replica;
     // a key generated or revoked with the CLI is picked up (and published) without a restart.

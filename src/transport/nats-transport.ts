@@ -54,6 +54,11 @@ export interface InboxOptions {
   retryDelayMs: number;
   onError: (err: unknown) => void;
   /**
+   * Failures that say nothing about the message (the database is unreachable): such a message is
+   * always redelivered, never quarantined as unprocessable, however often it came back.
+   */
+  transient?: (err: unknown) => boolean;
+  /**
    * Federation: the partners' outbound streams our inbound stream sources (read each time the
    * stream is ensured, so a partner registered since is included).
    */
@@ -311,7 +316,8 @@ export class NatsTransport implements Transport {
         }
         opts.onError(err);
         const [msg] = batch as [JsMsg];
-        await this.giveUpOrRetry(msg, handler, opts);
+        if (opts.transient?.(err) === true) msg.nak(opts.retryDelayMs);
+        else await this.giveUpOrRetry(msg, handler, opts);
       }
     };
     const worker = (async () => {

@@ -21,12 +21,15 @@ class Recorder implements InboundHandler {
   handled: string[] = [];
   quarantined: Array<{ text: string; deliveries: number }> = [];
   failQuarantine = false;
+  /** While set, "outage" messages fail as they would with the database down. */
+  storeDown = false;
   private flakyFailed = new Set<string>();
 
   async handleBatch(batch: InboundItem[]): Promise<void> {
     for (const item of batch) {
       const text = dec.decode(item.data);
       if (text.startsWith("poison")) throw new Error("cannot process this on purpose");
+      if (text.startsWith("outage") && this.storeDown) throw new StoreDown();
       if (text.startsWith("flaky") && !this.flakyFailed.has(text)) {
         this.flakyFailed.add(text);
         throw new Error("fails once on purpose");
@@ -38,6 +41,12 @@ class Recorder implements InboundHandler {
   async quarantineUnprocessable(item: InboundItem, deliveries: number): Promise<void> {
     if (this.failQuarantine) throw new Error("database down, on purpose");
     this.quarantined.push({ text: dec.decode(item.data), deliveries });
+  }
+}
+
+class StoreDown extends Error {
+  constructor() {
+    super("the database is unreachable, on purpose");
   }
 }
 
@@ -57,6 +66,7 @@ beforeAll(async () => {
       maxDeliveries: 3,
       retryDelayMs: 100,
       onError: () => {},
+      transient: (err) => err instanceof StoreDown,
     },
     recorder,
   );
@@ -101,6 +111,21 @@ describe("the inbox loop", () => {
     );
     const entry = recorder.quarantined.find((q) => q.text === "poison-2");
     expect(entry?.deliveries).toBeGreaterThan(3);
+  });
+});
+
+describe("a failure that says nothing about the message", () => {
+  it("redelivers it however often it failed, and never quarantines it as unprocessable", async () => {
+    recorder.storeDown = true;
+    await publish("outage-1");
+    // Time for far more deliveries than maxDeliveries (3), 100 ms apart.
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    expect(recorder.handled).not.toContain("outage-1");
+    recorder.storeDown = false;
+    await waitFor("outage-1 handled once the store is back", async () =>
+      recorder.handled.includes("outage-1") ? true : undefined,
+    );
+    expect(recorder.quarantined.map((q) => q.text)).not.toContain("outage-1");
   });
 });
 
