@@ -52,6 +52,8 @@ export interface Config {
   deadlines: { defaults: DeadlinePolicy; byPartner: Record<string, DeadlinePolicy> };
   /** How often overdue case steps are looked for (and reminders sent). */
   reminderCheckMs: number;
+  /** How often the alert watch looks for failed deliveries and partners reachable again. */
+  alertCheckMs: number;
   logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
 }
 
@@ -109,6 +111,8 @@ export const SETTINGS = {
   LIAISON_DEADLINES_BY_PARTNER:
     "JSON object: per owing partner id, any of verificationAnswerHours, repatriationAnswerHours, handoverConfirmationLeadHours, countersignatureHours (default: {})",
   LIAISON_REMINDER_CHECK_SECONDS: "how often overdue case steps are looked for (default: 60)",
+  LIAISON_ALERT_CHECK_SECONDS:
+    "how often failed deliveries are looked for, to raise and resolve alerts (default: 15)",
   LIAISON_LOG_LEVEL: `one of ${LOG_LEVELS.join(", ")} (default: info)`,
 } as const;
 
@@ -280,6 +284,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     shutdownTimeoutMs: integer(env, "LIAISON_SHUTDOWN_TIMEOUT_SECONDS", 30, 1, 3600) * 1000,
     deadlines: loadDeadlines(env),
     reminderCheckMs: integer(env, "LIAISON_REMINDER_CHECK_SECONDS", 60, 1, 86_400) * 1000,
+    alertCheckMs: integer(env, "LIAISON_ALERT_CHECK_SECONDS", 15, 1, 3600) * 1000,
     logLevel: logLevel as Config["logLevel"],
   };
 }

@@ -12,7 +12,7 @@
 import { ALLOWED_ALGS } from "../protocol/jws-profile.ts";
 import { PERSONAL_DATA_ALG } from "../protocol/personal-data.ts";
 import { SCHEMA_ID_BASE } from "../schemas/schema-registry.ts";
-import { DELIVERY_STATUSES } from "../store/schema.ts";
+import { ALERT_KINDS, DELIVERY_STATUSES } from "../store/schema.ts";
 import type { JsonSchema } from "./route.ts";
 
 /** A definition of `schemas/<file>` by JSON pointer, e.g. shared("common/v1", "/$defs/partyId"). */
@@ -208,5 +208,25 @@ export const API_SCHEMAS = {
       receiptId: nullable(messageId(), "the negative receipt answering them, if one was sent"),
     },
     "Inbound bytes that were not accepted, once per distinct byte string.",
+  ),
+  Alert: closed(
+    {
+      id: { type: "integer", minimum: 1 },
+      kind: {
+        enum: [...ALERT_KINDS],
+        description:
+          "`delivery_failed`: deliveries to the partner failed (no receipt within the retry budget, or expired) and none got a receipt since",
+      },
+      partner: partyId("the partner the failed deliveries were for"),
+      active: { type: "boolean", description: "true until the alert is resolved" },
+      since: timestamp("the first failure of the episode"),
+      lastFailureAt: timestamp("the latest failure of the episode"),
+      count: { type: "integer", minimum: 1, description: "failed deliveries in the episode" },
+      resolvedAt: nullable(
+        shared("common/v1", "/$defs/timestamp"),
+        "when a later delivery to the partner closed with its receipt; null while active",
+      ),
+    },
+    "An episode of failed deliveries to one partner; at most one active per kind and partner.",
   ),
 } satisfies Record<string, JsonSchema>;

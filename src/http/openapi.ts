@@ -46,7 +46,10 @@ const TAGS = [
     description: "Submit messages and follow them; read the log and quarantine.",
   },
   { name: "partners", description: "The partner registry and our own party document." },
-  { name: "operations", description: "Health and readiness probes." },
+  {
+    name: "operations",
+    description: "Health and readiness probes, metrics, and alerts of failing deliveries.",
+  },
   { name: "documentation", description: "This document, its reference page and the error codes." },
 ];
 

@@ -2,7 +2,8 @@
  * GET /metrics, in the Prometheus text format (prom-client): what the core observes as it works
  * (latencies, publishes: the `Metrics` port) and, at each scrape, what the store and the broker
  * hold (deliveries by status and partner, the two outboxes' depth and oldest age, quarantine by
- * code, receipts, cases by state, the consumer's backlog, keys' remaining validity).
+ * code, receipts, cases by state, active alerts, the consumer's backlog, keys' remaining
+ * validity).
  *
  * Labels are party ids, kids, statuses, kinds and error codes, never content: no label value
  * comes from a message body, and nothing here reads one.
@@ -145,6 +146,28 @@ export class PromMetrics implements Metrics {
       async collect() {
         this.reset();
         for (const c of (await read()).cases) this.set({ state: c.state }, c.overdue);
+      },
+    });
+    new Gauge({
+      name: "liaison_alerts_active",
+      help: "Active alerts (1 each), by partner and kind: deliveries to the partner failed and none got a receipt since",
+      labelNames: ["partner", "kind"],
+      registers,
+      async collect() {
+        this.reset();
+        for (const a of (await read()).alerts) this.set({ partner: a.partner, kind: a.kind }, 1);
+      },
+    });
+    new Gauge({
+      name: "liaison_alert_since_seconds",
+      help: "When each active alert began (its first failure), in Unix time",
+      labelNames: ["partner", "kind"],
+      registers,
+      async collect() {
+        this.reset();
+        for (const a of (await read()).alerts) {
+          this.set({ partner: a.partner, kind: a.kind }, a.since.getTime() / 1000);
+        }
       },
     });
     const consumer = sources.consumer;

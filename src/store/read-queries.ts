@@ -2,9 +2,10 @@
  * The read side the HTTP API serves: one message with its deliveries and receipts, pages of the
  * log and of the quarantine, counts. Nothing here writes.
  */
-import { and, asc, desc, eq, gt, inArray, isNull, lt, lte, or, sql } from "drizzle-orm";
+import { and, asc, desc, eq, gt, inArray, isNotNull, isNull, lt, lte, or, sql } from "drizzle-orm";
 import type { Db } from "./database.ts";
 import {
+  alerts,
   cases,
   type DeliveryStatus,
   deliveries,
@@ -18,6 +19,7 @@ export type DeliveryRow = typeof deliveries.$inferSelect;
 export type ReceiptRow = typeof receipts.$inferSelect;
 export type QuarantineRow = typeof quarantine.$inferSelect;
 export type CaseRow = typeof cases.$inferSelect;
+export type AlertRow = typeof alerts.$inferSelect;
 
 export interface MessageDetail {
   message: MessageRow;
@@ -121,6 +123,29 @@ export class ReadQueries {
       .limit(opts.limit);
   }
 
+  /** Alerts, newest first, before an id; `active`: only unresolved (true) or resolved (false). */
+  listAlerts(opts: {
+    active?: boolean | undefined;
+    before?: number | undefined;
+    limit: number;
+  }): Promise<AlertRow[]> {
+    return this.db
+      .select()
+      .from(alerts)
+      .where(
+        and(
+          opts.active === undefined
+            ? undefined
+            : opts.active
+              ? isNull(alerts.resolvedAt)
+              : isNotNull(alerts.resolvedAt),
+          opts.before === undefined ? undefined : lt(alerts.id, opts.before),
+        ),
+      )
+      .orderBy(desc(alerts.id))
+      .limit(opts.limit);
+  }
+
   /** Deliveries of our messages and every receipt (both ways) naming these ids. */
   async caseTimeline(
     messageIds: string[],
@@ -139,8 +164,8 @@ export class ReadQueries {
 
   /** What GET /metrics reports from the store, one round trip per family. */
   async metricsSnapshot(now: Date) {
-    const [byPartner, outbox, receiptOutbox, byCode, receiptCounts, caseStates] = await Promise.all(
-      [
+    const [byPartner, outbox, receiptOutbox, byCode, receiptCounts, caseStates, activeAlerts] =
+      await Promise.all([
         this.db
           .select({
             status: deliveries.status,
@@ -187,8 +212,11 @@ export class ReadQueries {
           })
           .from(cases)
           .groupBy(cases.state),
-      ],
-    );
+        this.db
+          .select({ kind: alerts.kind, partner: alerts.partner, since: alerts.since })
+          .from(alerts)
+          .where(isNull(alerts.resolvedAt)),
+      ]);
     const age = (oldest: string | null | undefined) =>
       oldest === null || oldest === undefined
         ? 0
@@ -209,6 +237,7 @@ export class ReadQueries {
         n: Number(r.n),
         overdue: Number(r.overdue),
       })),
+      alerts: activeAlerts,
     };
   }
 

@@ -86,6 +86,9 @@ describe("loadConfig", () => {
     [{ ...BASE, LIAISON_BROKER_UNREACHABLE_SECONDS: "-1" }, "LIAISON_BROKER_UNREACHABLE_SECONDS"],
     [{ ...BASE, LIAISON_SHUTDOWN_TIMEOUT_SECONDS: "0" }, "LIAISON_SHUTDOWN_TIMEOUT_SECONDS"],
     [{ ...BASE, LIAISON_SHUTDOWN_TIMEOUT_SECONDS: "soon" }, "LIAISON_SHUTDOWN_TIMEOUT_SECONDS"],
+    [{ ...BASE, LIAISON_ALERT_CHECK_SECONDS: "0" }, "LIAISON_ALERT_CHECK_SECONDS"],
+    [{ ...BASE, LIAISON_ALERT_CHECK_SECONDS: "3601" }, "LIAISON_ALERT_CHECK_SECONDS"],
+    [{ ...BASE, LIAISON_ALERT_CHECK_SECONDS: "0.5" }, "LIAISON_ALERT_CHECK_SECONDS"],
   ])("stops with config_invalid naming the setting (%#)", (env, setting) => {
     const err = configError(env as Record<string, string>);
     expect(err.code).toBe("config_invalid");
@@ -116,6 +119,13 @@ describe("loadConfig", () => {
     expect(c.broker).toEqual({ ackWaitMs: 15_000, maxAckPending: 200, unreachableMs: 0 });
     expect(c.batchSizes).toEqual({ inbox: 200, dispatcher: 25 });
     expect(c.shutdownTimeoutMs).toBe(10_000);
+  });
+
+  it("reads how often the alert watch runs: 15 s by default", () => {
+    expect(loadConfig(BASE, "/srv").alertCheckMs).toBe(15_000);
+    expect(loadConfig({ ...BASE, LIAISON_ALERT_CHECK_SECONDS: "2" }, "/srv").alertCheckMs).toBe(
+      2000,
+    );
   });
 
   it("never echoes the token in its error", () => {

@@ -1,5 +1,6 @@
 /** Every route the app serves, in the order they are registered and documented. */
 import type { RouteDeclaration } from "../route.ts";
+import { getAlerts } from "./get-alerts.ts";
 import { getApiReference } from "./get-api-reference.ts";
 import { getApiReferenceScript } from "./get-api-reference-script.ts";
 import { getCase } from "./get-case.ts";
@@ -32,6 +33,7 @@ export const ROUTES: readonly RouteDeclaration[] = [
   healthz,
   readyz,
   getMetrics,
+  getAlerts,
   getErrorsDoc,
   getOpenApi,
   getApiReference,
