@@ -140,6 +140,7 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
     const outbound = new FederatedTransport(transport, federation, config.messageTtlMs + DAY_MS);
     await outbound.sync(registry.listParties());
     const wake = new WakeSignal();
+    const receiptIssuer = new ReceiptIssuer(config.partyId, keyring, clock, ids);
     const dispatcher = new Dispatcher({
       store,
       transport: outbound,
@@ -150,13 +151,14 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
       pollMs: opts.pollMs ?? 500,
       retry: config.retry,
       metrics,
+      renewReceipt: (jws) => receiptIssuer.renew(jws),
     });
     const inbox = new Inbox({
       self: config.partyId,
       store,
       keys: registry,
       schemas,
-      receipts: new ReceiptIssuer(config.partyId, keyring, clock, ids),
+      receipts: receiptIssuer,
       clock,
       clockSkewMs: config.clockSkewMs,
       maxMessageBytes: config.maxMessageBytes,

@@ -10,6 +10,7 @@ import { errorSummary } from "./error-summary.ts";
 import {
   type Clock,
   type DeliveryRef,
+  type IssuedReceipt,
   type Log,
   type Metrics,
   NO_METRICS,
@@ -31,6 +32,11 @@ export interface DispatcherDeps {
   retry: RetryPolicy;
   /** Observations for GET /metrics (none when absent). */
   metrics?: Metrics;
+  /**
+   * A receipt whose signing key is no longer valid, signed again (the same answer, a new id);
+   * undefined when the stored bytes are still good to send.
+   */
+  renewReceipt?: (jws: string) => Promise<IssuedReceipt | undefined>;
 }
 
 const encoder = new TextEncoder();
@@ -124,7 +130,7 @@ export class Dispatcher {
     });
     const published: string[] = [];
     await Promise.all(
-      due.map(async (r) => {
+      due.map(async (claimed) => {
         const started = performance.now();
         const timed = (ok: boolean) =>
           (this.deps.metrics ?? NO_METRICS).published(
@@ -133,6 +139,18 @@ export class Dispatcher {
             (performance.now() - started) / 1000,
           );
         try {
+          let r = claimed;
+          // Signed with a key revoked (or expired) since: the partner would refuse these bytes
+          // (key_revoked), so the same answer goes out signed with the key valid now.
+          const fresh = await this.deps.renewReceipt?.(r.jws);
+          if (fresh !== undefined) {
+            await store.receipts.supersede(r.id, fresh);
+            log.info(
+              { receiptId: r.id, replacedBy: fresh.receipt.id, to: r.toParty },
+              "receipt signed again: its key is no longer valid",
+            );
+            r = { ...r, id: fresh.receipt.id, jws: fresh.jws, digest: fresh.digest };
+          }
           await transport.publish(r.subject, encoder.encode(r.jws), r.digest);
           timed(true);
           published.push(r.id);
@@ -140,7 +158,7 @@ export class Dispatcher {
         } catch (err) {
           timed(false);
           log.warn(
-            { receiptId: r.id, to: r.toParty, err: errorSummary(err) },
+            { receiptId: claimed.id, to: claimed.toParty, err: errorSummary(err) },
             "receipt publish failed; will retry",
           );
         }

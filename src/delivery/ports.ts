@@ -39,6 +39,8 @@ export interface InboundItem {
 export interface Signer {
   /** Signs with the key valid now; `key_store_invalid` when there is none. */
   sign(payload: unknown, typ: JwsTyp): Promise<{ jws: string; kid: string }>;
+  /** Whether a signature by `kid` is still good to send (our key, valid now, not revoked). */
+  canSignWith(kid: string): boolean;
 }
 
 /** Our keys for the case workflow: encryption of personal data, the handover record. */
@@ -228,6 +230,12 @@ export interface ReceiptLog {
   /** The partners' receipts logged under these ids: their bytes and digest. */
   findReceived(ids: string[]): Promise<Map<string, { digest: string; jws: string }>>;
   claimUnpublished(opts: { now: Date; limit: number; leaseMs: number }): Promise<DueReceipt[]>;
+  /**
+   * Replaces an unpublished receipt whose signing key is no longer valid by `fresh` (the same
+   * answer, signed again): `fresh` is stored to be published, the old one kept, marked superseded,
+   * never published again.
+   */
+  supersede(oldId: string, fresh: IssuedReceipt): Promise<void>;
   markPublished(ids: string[], at: Date): Promise<void>;
 }
 

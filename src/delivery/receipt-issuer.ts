@@ -2,10 +2,11 @@
  * Our signed receipts: accepted for a message we logged, rejected (one error per invalid field,
  * with its JSON pointer, never a value) for bytes we quarantined.
  */
+import { decodeJwt, decodeProtectedHeader } from "jose";
 import { buildReceipt } from "../protocol/build-receipt.ts";
 import { sha256Hex } from "../protocol/digest.ts";
 import { RECEIPT_TYP } from "../protocol/jws-profile.ts";
-import type { PartyId, ReceiptError } from "../protocol/types.ts";
+import type { PartyId, Receipt, ReceiptError } from "../protocol/types.ts";
 import type { Rejection } from "../protocol/verify-inbound.ts";
 import type { Clock, IdSource, IssuedReceipt, Signer } from "./ports.ts";
 
@@ -29,6 +30,19 @@ export class ReceiptIssuer {
     );
     const { jws } = await this.signer.sign(receipt, RECEIPT_TYP);
     return { receipt, messageDigest, jws, digest: sha256Hex(jws) };
+  }
+
+  /**
+   * A receipt about to be published again whose signing key has been revoked or has expired
+   * since: the same answer (recipient, message, digest, errors) as a new receipt, with a new id
+   * and time, signed with the key valid now — the old bytes would be refused `key_revoked`.
+   * Undefined when the stored one is still good to send.
+   */
+  async renew(jws: string): Promise<IssuedReceipt | undefined> {
+    const { kid } = decodeProtectedHeader(jws);
+    if (typeof kid === "string" && this.signer.canSignWith(kid)) return undefined;
+    const old = decodeJwt(jws) as unknown as Receipt;
+    return this.issue(old.to, old.messageId, old.digest.value, old.errors);
   }
 }
 

@@ -226,6 +226,11 @@ function validAt(key: OwnKey, now: Date): boolean {
   );
 }
 
+/** Whether `kid` is one of our signing keys, valid now and not revoked. */
+export function signingKeyValid(keys: readonly OwnKey[], kid: string, now: Date): boolean {
+  return keys.some((k) => k.use === "sig" && k.kid === kid && validAt(k, now));
+}
+
 /** The newest of `keys` valid now, by validFrom. */
 function newest<K extends OwnKey>(keys: K[], now: Date): K | undefined {
   return keys

@@ -24,6 +24,7 @@ import {
   loadKeyFiles,
   type OwnEncryptionKey,
   type OwnKey,
+  signingKeyValid,
 } from "./key-files.ts";
 import type { PartnerRegistry } from "./partner-registry.ts";
 
@@ -82,6 +83,11 @@ export class OwnKeyring implements Signer, CaseKeys {
       throw new LiaisonError("key_store_invalid", "no signing key is valid now");
     }
     return key.signing;
+  }
+
+  /** Whether a signature by `kid` is still good to send: our signing key, valid now, not revoked. */
+  canSignWith(kid: string): boolean {
+    return signingKeyValid(this.keys, kid, this.clock());
   }
 
   hasValidKey(): boolean {

@@ -4,7 +4,7 @@
  * receipts for our messages. The batch statements are set-based (set-sql.ts): one statement,
  * one parameter, whatever the batch's size.
  */
-import { and, eq, type SQL, sql } from "drizzle-orm";
+import { and, eq, isNull, or, type SQL, sql } from "drizzle-orm";
 import type { DueReceipt, IssuedReceipt, ReceiptLog, ReceivedReceipt } from "../delivery/ports.ts";
 import type { Receipt } from "../protocol/types.ts";
 import type { Db } from "./database.ts";
@@ -66,6 +66,7 @@ export class SqlReceiptLog implements ReceiptLog {
           eq(receipts.messageId, messageId),
           eq(receipts.messageDigest, messageDigest),
           eq(receipts.status, "accepted"),
+          isNull(receipts.supersededBy),
         ),
       )
       .returning({ id: receipts.id });
@@ -76,7 +77,33 @@ export class SqlReceiptLog implements ReceiptLog {
     await this.db
       .update(receipts)
       .set({ publishedAt: null, nextPublishAt: at })
-      .where(and(eq(receipts.direction, "issued"), eq(receipts.id, receiptId)));
+      .where(
+        and(
+          eq(receipts.direction, "issued"),
+          // The receipt itself, or the one that replaced it when it was signed again.
+          or(
+            and(eq(receipts.id, receiptId), isNull(receipts.supersededBy)),
+            sql`${receipts.id} = (select r.superseded_by from receipts r
+              where r.direction = 'issued' and r.id = ${receiptId})`,
+          ),
+        ),
+      );
+  }
+
+  async supersede(oldId: string, fresh: IssuedReceipt): Promise<void> {
+    await this.db.transaction(async (tx) => {
+      await new SqlReceiptLog(tx as unknown as Db).insertIssued([fresh]);
+      // Every receipt the old one replaced points at the newest, so a requeue finds it.
+      await tx
+        .update(receipts)
+        .set({ supersededBy: fresh.receipt.id })
+        .where(
+          and(
+            eq(receipts.direction, "issued"),
+            or(eq(receipts.id, oldId), eq(receipts.supersededBy, oldId)),
+          ),
+        );
+    });
   }
 
   async insertReceived(received: ReceivedReceipt[]): Promise<Set<string>> {
@@ -121,7 +148,7 @@ export class SqlReceiptLog implements ReceiptLog {
       sql`with due as (
           select r.seq, r.next_publish_at from receipts r
           join parties p on p.id = r.to_party
-          where r.direction = 'issued' and r.published_at is null
+          where r.direction = 'issued' and r.published_at is null and r.superseded_by is null
             and r.next_publish_at <= ${opts.now.toISOString()}::timestamptz
           order by r.next_publish_at
           limit ${opts.limit}::int

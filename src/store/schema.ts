@@ -145,6 +145,12 @@ export const receipts = pgTable(
     publishedAt: tstz("published_at"),
     publishAttempts: integer("publish_attempts").notNull().default(0),
     nextPublishAt: tstz("next_publish_at").notNull().defaultNow(),
+    /**
+     * An issued receipt whose signing key was revoked (or expired) before it was published
+     * again: the id of the receipt that replaced it, signed with a key valid then. Kept as
+     * evidence of what we signed; never published again.
+     */
+    supersededBy: uuid("superseded_by"),
   },
   (t) => [
     uniqueIndex("receipts_direction_id_uq").on(t.direction, t.id),

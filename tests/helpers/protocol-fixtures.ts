@@ -128,6 +128,7 @@ export function signerOf(party: TestParty): Signer {
       jws: await signCompact(payload, party.signing, typ),
       kid: party.signing.kid,
     }),
+    canSignWith: (kid) => kid === party.signing.kid,
   };
 }
 
