@@ -190,6 +190,7 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
       maxAckPending: config.broker.maxAckPending,
       ackWaitMs: config.broker.ackWaitMs,
       sources: () => inboundSources(federation, registry.listParties()),
+      keepAcknowledged: federation.domain !== undefined,
     };
     await transport.consumeInbox(
       {

@@ -10,13 +10,17 @@
  */
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server, type Socket, connect as tcpConnect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { deliverPrefix, outboundStreamName } from "../transport/federation.ts";
 import { freePort } from "./free-port.ts";
-import { type NatsServerHandle, startNatsServer } from "./nats-server.ts";
+import {
+  type NatsServerHandle,
+  type StartNatsServerOptions,
+  startNatsServer,
+} from "./nats-server.ts";
 
 export interface FederatedCountry {
   /** The country's JetStream domain (conventionally its ISO code, e.g. "VN"). */
@@ -43,7 +47,7 @@ export function leafPermissions(
   const publish = ["$JS.FC.>", "$JSC.R.>"];
   for (const other of all) {
     if (other.domain === country.domain) continue;
-    publish.push(`${deliverPrefix(other.domain)}.>`);
+    publish.push(`${deliverPrefix(other.domain, country.domain)}.>`);
     for (const sender of other.parties) {
       for (const recipient of country.parties) {
         const stream = outboundStreamName(sender, recipient);
@@ -60,7 +64,7 @@ export function leafPermissions(
       `$JS.${country.domain}.API.>`,
       "$JS.FC.>",
       "$JSC.R.>",
-      `${deliverPrefix(country.domain)}.>`,
+      `liaison.deliver.${country.domain}.>`,
     ],
   };
 }
@@ -148,6 +152,8 @@ export interface Federation {
   serverCount: number;
   /** Waits until every country's leaf connection is up (after a start or a restored link). */
   connected(timeoutMs?: number): Promise<void>;
+  /** Stops a country's server and starts it again on the same port and store. */
+  restartCountry(domain: string): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -239,15 +245,21 @@ export async function startNatsFederation(countries: FederatedCountry[]): Promis
     });
     started.push(hub);
     const servers: Record<string, NatsServerHandle> = {};
+    const countryOptions: Record<string, StartNatsServerOptions> = {};
     for (const c of countries) {
       const link = await startLink(leafPort);
       links[c.domain] = link;
       const name = `leaf-${c.domain}`;
-      const server = await startNatsServer({
+      // A store of ours (in the certificates' directory), so that a restart keeps the streams.
+      const storeDir = join(certs, `store-${c.domain}`);
+      mkdirSync(storeDir);
+      countryOptions[c.domain] = {
         name: `country-${c.domain}`,
         domain: c.domain,
+        storeDir,
         config: `leafnodes {\n  reconnect: 1\n  remotes = [ { url: "nats-leaf://${leafUser(c.domain)}:${passwords[c.domain]}@127.0.0.1:${link.port}", tls: { cert_file: "${join(certs, `${name}.pem`)}", key_file: "${join(certs, `${name}.key`)}", ca_file: "${join(certs, "ca.pem")}" } } ]\n}`,
-      });
+      };
+      const server = await startNatsServer(countryOptions[c.domain]);
       started.push(server);
       servers[c.domain] = server;
     }
@@ -257,6 +269,15 @@ export async function startNatsFederation(countries: FederatedCountry[]): Promis
       links,
       serverCount: started.length,
       connected: (timeoutMs = 15_000) => leafsConnected(hub, countries.length, timeoutMs),
+      async restartCountry(domain) {
+        const old = servers[domain];
+        const options = countryOptions[domain];
+        if (old === undefined || options === undefined) throw new Error(`no server for ${domain}`);
+        await old.stop();
+        const server = await startNatsServer({ ...options, port: old.port });
+        started[started.indexOf(old)] = server;
+        servers[domain] = server;
+      },
       stop,
     };
     await federation.connected();

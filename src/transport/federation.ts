@@ -31,11 +31,12 @@ export function outboundSubject(sender: string, recipient: string): string {
 }
 
 /**
- * The prefix of the subjects sourced messages travel on to a domain's servers; the hub lets only
- * that domain's server receive them.
+ * The prefix of the subjects messages sourced from `fromDomain` travel on to `toDomain`'s
+ * server: the hub lets only `toDomain`'s server receive them, and only `fromDomain`'s server
+ * publish them, so a third country cannot slip anything into that flow.
  */
-export function deliverPrefix(domain: string): string {
-  return `liaison.deliver.${domain}`;
+export function deliverPrefix(toDomain: string, fromDomain: string): string {
+  return `liaison.deliver.${toDomain}.${fromDomain}`;
 }
 
 /** A JetStream stream source across domains, as the stream configuration takes it. */
@@ -64,12 +65,15 @@ export function federatedPartners(view: FederationView, parties: PartyRecord[]):
 
 /** What our inbound stream sources: each federated partner's outbound stream for us. */
 export function inboundSources(view: FederationView, parties: PartyRecord[]): DomainSource[] {
-  if (view.domain === undefined) return [];
-  const deliver = deliverPrefix(view.domain);
+  const domain = view.domain;
+  if (domain === undefined) return [];
   return federatedPartners(view, parties)
     .map((p) => ({
       name: outboundStreamName(p.id, view.self),
-      external: { api: `$JS.${p.natsDomain}.API`, deliver },
+      external: {
+        api: `$JS.${p.natsDomain}.API`,
+        deliver: deliverPrefix(domain, p.natsDomain as string),
+      },
     }))
     .sort((a, b) => a.name.localeCompare(b.name));
 }

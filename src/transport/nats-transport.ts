@@ -63,6 +63,14 @@ export interface InboxOptions {
    * stream is ensured, so a partner registered since is included).
    */
   sources?: () => DomainSource[];
+  /**
+   * Federation: keep acknowledged messages (limits retention, for the stream's maximum age)
+   * instead of a work queue. nats-server 2.9 finds where each source stopped from the headers of
+   * the messages the stream still holds; a work-queue stream emptied by our acks would, after a
+   * restart of its server, resume its sources by time and skip what the partners stored during a
+   * cut. Applies when the stream is created; NATS cannot change a stream's retention in place.
+   */
+  keepAcknowledged?: boolean;
 }
 
 const MS_NS = 1_000_000;
@@ -175,7 +183,13 @@ export class NatsTransport implements Transport {
   async ensureInbox(
     opts: Pick<
       InboxOptions,
-      "stream" | "subject" | "durable" | "ackWaitMs" | "maxAckPending" | "sources"
+      | "stream"
+      | "subject"
+      | "durable"
+      | "ackWaitMs"
+      | "maxAckPending"
+      | "sources"
+      | "keepAcknowledged"
     >,
   ): Promise<boolean> {
     const config = {
@@ -184,7 +198,8 @@ export class NatsTransport implements Transport {
       // Work-queue: a message leaves the stream once acked (after our database commit), so the
       // broker does not keep a second copy of message bodies; unconsumed ones age out after 30
       // days.
-      retention: RetentionPolicy.Workqueue,
+      retention:
+        opts.keepAcknowledged === true ? RetentionPolicy.Limits : RetentionPolicy.Workqueue,
       storage: StorageType.File,
       max_age: 30 * DAY_NS,
       duplicate_window: 10 * 60 * SECOND_NS,

@@ -9,7 +9,11 @@ import { connect as tcpConnect } from "node:net";
 import { connect, type NatsConnection, RetentionPolicy, StorageType } from "nats";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Federation, startNatsFederation } from "../../src/devtools/nats-federation.ts";
-import { outboundStreamName, outboundSubject } from "../../src/transport/federation.ts";
+import {
+  deliverPrefix,
+  outboundStreamName,
+  outboundSubject,
+} from "../../src/transport/federation.ts";
 import {
   call,
   introduce,
@@ -140,6 +144,41 @@ describe("federation: a nats-server per country, joined by leaf nodes", {
     expect([...(await loggedAtLaocai(ids)).values()]).toEqual(ids.map(() => 1));
   });
 
+  it("loses nothing when the receiving country's server restarts while the link is cut", async () => {
+    // Something Lao Cai already logged, to send it again later on its own server.
+    const earlier = await submit("CN-HEKOU-2026-3000");
+    await deliveredAll([earlier]);
+    const earlierJws = String((await call(hekou, `/v1/messages/${earlier}`)).body.jws);
+
+    federation.links.CN?.cut();
+    const ids: string[] = [];
+    for (let i = 1; i <= 10; i++) ids.push(await submit(`CN-HEKOU-2026-${3000 + i}`));
+    await waitFor("all sent to the outbound stream", async () => {
+      for (const id of ids) if ((await status(id)) !== "sent") return undefined;
+      return true;
+    });
+    // Later than those, something else reaches Lao Cai's stream (here a late copy of an earlier
+    // message, on Vietnam's own server), and Lao Cai handles it.
+    const vn = await client("VN");
+    await vn
+      .jetstream()
+      .publish(laocai.gateway.config.inboundSubject, new TextEncoder().encode(earlierJws), {
+        msgID: `late-copy-${earlier}`,
+      });
+    const vnm = await vn.jetstreamManager();
+    await waitFor("the copy handled", async () => {
+      const info = await vnm.consumers.info(laocai.gateway.config.streamName, "gateway");
+      return info.num_pending === 0 && info.num_ack_pending === 0 ? true : undefined;
+    });
+
+    // Vietnam's server restarts during the cut; then the link comes back.
+    await federation.restartCountry("VN");
+    federation.links.CN?.restore();
+    await federation.connected();
+    await deliveredAll(ids, 60_000);
+    expect([...(await loggedAtLaocai(ids)).values()]).toEqual(ids.map(() => 1));
+  });
+
   it("lets a country source only the streams addressed to its own parties", async () => {
     // A stream in China's domain for a Thai party, with a message in it.
     const cnConnection = await client("CN");
@@ -154,7 +193,7 @@ describe("federation: a nats-server per country, joined by leaf nodes", {
     await cnConnection.jetstream().publish(outboundSubject(HEKOU, MAESAI), new Uint8Array([1]));
     const sourcing = (domain: string) => ({
       name: forThailand,
-      external: { api: "$JS.CN.API", deliver: `liaison.deliver.${domain}` },
+      external: { api: "$JS.CN.API", deliver: deliverPrefix(domain, "CN") },
     });
 
     // Thailand's server sources it, as a Thai gateway's inbound stream would (the positive
@@ -198,6 +237,30 @@ describe("federation: a nats-server per country, joined by leaf nodes", {
         timeout: 2000,
       }),
     ).rejects.toThrow();
+  });
+
+  it("carries deliveries from one country to another only from that country", async () => {
+    const vn = await client("VN");
+    const seen: string[] = [];
+    const sub = vn.subscribe(`${deliverPrefix("VN", "CN")}.probe`, {
+      callback: (_err, msg) => seen.push(new TextDecoder().decode(msg.data)),
+    });
+    await vn.flush();
+    const th = await client("TH");
+    const cn = await client("CN");
+    // The interest takes a moment to reach the hub and the other leaves: China's publish, which
+    // is allowed, is repeated until it arrives (the positive control).
+    await waitFor("China's delivery", async () => {
+      th.publish(`${deliverPrefix("VN", "CN")}.probe`, new TextEncoder().encode("forged by TH"));
+      cn.publish(`${deliverPrefix("VN", "CN")}.probe`, new TextEncoder().encode("from CN"));
+      await th.flush();
+      await cn.flush();
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      return seen.includes("from CN") ? true : undefined;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    sub.unsubscribe();
+    expect(seen).not.toContain("forged by TH");
   });
 
   it("joins the servers over TLS only", async () => {
