@@ -4,12 +4,22 @@
  * notices through the HTTP API at a steady rate, and a checker that reads both parties'
  * databases at the end.
  *
- * Every child is tracked with the devtools' exit guard: it is killed (SIGKILL, which also ends
- * a stopped process) when the test process exits or is interrupted, so none outlives the suite.
+ * No gateway outlives the suite: each is tracked with the devtools' exit guard (killed with
+ * SIGKILL, which also ends a stopped process, when the test process exits or is interrupted),
+ * the test process exits when vitest's main process is gone, and a gateway whose test process
+ * died without running any handler (SIGKILL) kills itself (parent-watch.ts).
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+} from "node:fs";
 import { rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -111,6 +121,27 @@ const guard = exitGuard<Tracked>(({ child }) => {
   if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
 });
 
+/** Directories of ours (work directories, nats stores), removed at exit if not before. */
+const dirGuard = exitGuard<string>((dir) => rmSync(dir, { recursive: true, force: true }));
+
+function tempDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  dirGuard.track(dir);
+  return dir;
+}
+
+async function removeDir(dir: string): Promise<void> {
+  await rm(dir, { recursive: true, force: true });
+  dirGuard.untrack(dir);
+}
+
+// A test worker whose parent (vitest) died alone goes on running the case with nobody to
+// report to; it exits at once instead, and the exit guards stop what it started.
+process.once("disconnect", () => process.exit(1));
+
+/** The gateway's preload that ends it when this process is gone (its stdin closes). */
+const PARENT_WATCH = new URL("./parent-watch.ts", import.meta.url).href;
+
 /** One gateway process; it keeps its HTTP port across restarts. */
 export class GatewayProcess {
   readonly url: string;
@@ -171,11 +202,11 @@ export class GatewayProcess {
     const out = openSync(this.logFile, "a");
     let child: ChildProcess;
     try {
-      child = spawn(process.execPath, ["--import", "tsx", "src/serve.ts"], {
-        cwd: REPO,
-        env,
-        stdio: ["ignore", out, out],
-      });
+      child = spawn(
+        process.execPath,
+        ["--import", "tsx", "--import", PARENT_WATCH, "src/serve.ts"],
+        { cwd: REPO, env, stdio: ["pipe", out, out] },
+      );
     } finally {
       closeSync(out);
     }
@@ -308,7 +339,7 @@ export interface CaseNats {
 }
 
 export async function startCaseNats(): Promise<CaseNats> {
-  const storeDir = mkdtempSync(join(tmpdir(), "liaison-faults-nats-"));
+  const storeDir = tempDir("liaison-faults-nats-");
   let server: NatsServerHandle = await startNatsServer({ storeDir });
   const port = server.port;
   return {
@@ -320,7 +351,7 @@ export async function startCaseNats(): Promise<CaseNats> {
     },
     async stop() {
       await server.stop();
-      await rm(storeDir, { recursive: true, force: true });
+      await removeDir(storeDir);
     },
   };
 }
@@ -415,7 +446,7 @@ export async function startNetwork(opts: {
   sender: PartySpec;
   receiver: PartySpec;
 }): Promise<Network> {
-  const workDir = mkdtempSync(join(tmpdir(), `liaison-faults-${opts.name}-`));
+  const workDir = tempDir(`liaison-faults-${opts.name}-`);
   const parties: Party[] = [];
   const stop = async (stopOpts: { keepLogs?: boolean } = {}): Promise<void> => {
     const all = parties.flatMap((p) => p.replicas);
@@ -425,9 +456,10 @@ export async function startNetwork(opts: {
       await p.database.drop().catch(() => {});
     }
     if (stopOpts.keepLogs === true) {
+      dirGuard.untrack(workDir);
       console.log(`faults: the logs of ${opts.name} are kept in ${workDir}`);
     } else {
-      await rm(workDir, { recursive: true, force: true });
+      await removeDir(workDir);
     }
   };
   try {
