@@ -28,6 +28,7 @@ import { connect } from "nats";
 import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { freePort } from "../../src/devtools/free-port.ts";
+import { type Federation, startNatsFederation } from "../../src/devtools/nats-federation.ts";
 import { type NatsServerHandle, startNatsServer } from "../../src/devtools/nats-server.ts";
 import {
   type PostgresServerHandle,
@@ -849,6 +850,11 @@ export interface CaseContext {
   nats: CaseNats;
   /** The case's own PostgreSQL server, when it asked for one (ownDatabaseServer). */
   postgres: PostgresServerHandle | undefined;
+  /**
+   * With `federated`: each country's own nats-server (domains CN and VN) joined as leaf nodes of
+   * a hub (src/devtools/nats-federation.ts); the gateways use those, not `nats`.
+   */
+  federation: Federation | undefined;
   load: Load;
 }
 
@@ -871,6 +877,8 @@ export interface FaultCase {
   receiver?: Partial<PartySpec>;
   /** A PostgreSQL server of the case's own (one it restarts) instead of the suite's. */
   ownDatabaseServer?: boolean;
+  /** Each country on its own nats-server, federated (CaseContext.federation). */
+  federated?: boolean;
   /** How long the checker waits for every delivery to end, after the load (default 120 s). */
   settleMs?: number;
   /**
@@ -896,6 +904,7 @@ export function defineFaultCase(spec: FaultCase): void {
     let nats: CaseNats | undefined;
     let postgres: PostgresServerHandle | undefined;
     let net: Network | undefined;
+    let federation: Federation | undefined;
 
     let setupSeconds = Number.NaN;
     let failed = false;
@@ -904,11 +913,26 @@ export function defineFaultCase(spec: FaultCase): void {
       const t0 = Date.now();
       nats = await startCaseNats();
       if (spec.ownDatabaseServer === true) postgres = await startPostgresServer();
+      const country = (domain: "CN" | "VN", party: Partial<PartySpec> | undefined) => {
+        const server = federation?.servers[domain];
+        if (server === undefined) return { natsUrl: nats?.url ?? "", ...party };
+        return {
+          ...party,
+          natsUrl: server.url,
+          env: { ...party?.env, LIAISON_NATS_DOMAIN: domain },
+        };
+      };
+      if (spec.federated === true) {
+        federation = await startNatsFederation([
+          { domain: "CN", parties: [SENDER] },
+          { domain: "VN", parties: [RECEIVER] },
+        ]);
+      }
       net = await startNetwork({
         name: spec.name,
         databaseServerUrl: postgres?.url ?? inject("faultsDatabaseUrl"),
-        sender: { natsUrl: nats.url, ...spec.sender },
-        receiver: { natsUrl: nats.url, ...spec.receiver },
+        sender: country("CN", spec.sender),
+        receiver: country("VN", spec.receiver),
       });
       setupSeconds = (Date.now() - t0) / 1000;
     });
@@ -916,6 +940,7 @@ export function defineFaultCase(spec: FaultCase): void {
     afterAll(async () => {
       await net?.stop({ keepLogs: failed });
       await nats?.stop();
+      await federation?.stop();
       await postgres?.stop();
     });
 
@@ -923,7 +948,7 @@ export function defineFaultCase(spec: FaultCase): void {
       if (net === undefined || nats === undefined) throw new Error("the network did not start");
       const network = net;
       try {
-        await runCase(spec, { net, nats, postgres }, setupSeconds);
+        await runCase(spec, { net, nats, postgres, federation }, setupSeconds);
       } catch (err) {
         failed = true;
         const crashed = crashes(network);
@@ -938,13 +963,13 @@ export function defineFaultCase(spec: FaultCase): void {
 
 async function runCase(
   spec: FaultCase,
-  { net, nats, postgres }: Omit<CaseContext, "load">,
+  { net, nats, postgres, federation }: Omit<CaseContext, "load">,
   setupSeconds: number,
 ): Promise<void> {
   const count = spec.count ?? 2000;
   const startedAt = Date.now();
   const load = startLoad(net, { count, ratePerSecond: spec.rate ?? 100 });
-  const ctx: CaseContext = { net, nats, postgres, load };
+  const ctx: CaseContext = { net, nats, postgres, federation, load };
   await Promise.race([
     waitUntil("the receiver to log a quarter of the messages", async () => {
       return (await loggedAtReceiver(net)) >= count / 4;
