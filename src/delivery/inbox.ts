@@ -30,7 +30,7 @@ import {
   type Store,
   sentKey,
 } from "./ports.ts";
-import { Quarantiner } from "./quarantiner.ts";
+import { type Kept, Quarantiner } from "./quarantiner.ts";
 import type { ReceiptIssuer } from "./receipt-issuer.ts";
 import type { WakeSignal } from "./wake-signal.ts";
 
@@ -155,9 +155,11 @@ export class Inbox {
       })),
     );
     // The log rows, our receipts for them and the cases they move: one transaction. A case step
-    // its case does not allow is refused (and quarantined below), never logged. Another replica
-    // may have logged some meanwhile: those are not stored again and their receipts not written.
-    const { stored, refused } = await store.transaction(async (tx) => {
+    // its case does not allow is refused, never logged, and quarantined with our negative
+    // receipt in that same transaction, under the case's lock: a replica handling another copy
+    // meanwhile finds it refused, never admits it. Another replica may have logged some
+    // meanwhile: those are not stored again and their receipts not written.
+    const { stored, refused, kept } = await store.transaction(async (tx) => {
       // A case step refused once stays refused, whatever the case allows by now: the sender
       // took our negative receipt as final, and both sides must keep holding the same steps.
       // (Messages of no case, the common path, cost nothing here.)
@@ -180,13 +182,24 @@ export class Inbox {
           .filter((s) => keys.has(inboundKey(s.message.envelope.from, s.message.envelope.id)))
           .map((s) => s.receipt),
       );
-      return { stored: keys, refused };
+      const kept = new Map<number, { rejection: Rejection; kept: Kept }>();
+      for (const m of fresh) {
+        const refusal = refused.get(caseMessageKey(m.verdict.envelope));
+        if (refusal === undefined) continue;
+        const rejection = stepRejection(m.verdict, refusal);
+        const receipt = await this.quarantiner.answer(rejection);
+        kept.set(m.index, {
+          rejection,
+          kept: await this.quarantiner.record(tx, m.item, rejection, receipt),
+        });
+      }
+      return { stored: keys, refused, kept };
     });
     for (const m of fresh) {
       const { envelope } = m.verdict;
-      const refusal = refused.get(caseMessageKey(envelope));
+      const refusal = kept.get(m.index);
       if (refusal !== undefined) {
-        settle(m.index, await this.refuseStep(m, refusal));
+        settle(m.index, this.quarantiner.report(refusal.rejection, refusal.kept));
         continue;
       }
       if (!stored.has(inboundKey(envelope.from, envelope.id))) {
@@ -224,17 +237,7 @@ export class Inbox {
     { item, verdict }: Indexed<VerifiedMessage>,
     refusal: Refusal,
   ): Promise<InboxOutcome> {
-    const { envelope } = verdict;
-    return this.quarantiner.keep(item, {
-      ok: false,
-      code: refusal.code,
-      detail: refusal.detail,
-      issues: [],
-      digest: verdict.digest,
-      kind: "message",
-      claimedFrom: envelope.from,
-      messageId: envelope.id,
-    });
+    return this.quarantiner.keep(item, stepRejection(verdict, refusal));
   }
 
   /**
@@ -447,4 +450,18 @@ export class Inbox {
 /** `header.payload`: what the signature covers. */
 function signingInput(jws: string): string {
   return jws.slice(0, jws.lastIndexOf("."));
+}
+
+/** The rejection of a verified case step its case refused: the case's code, no field issues. */
+function stepRejection(verdict: VerifiedMessage, refusal: Refusal): Rejection {
+  return {
+    ok: false,
+    code: refusal.code,
+    detail: refusal.detail,
+    issues: [],
+    digest: verdict.digest,
+    kind: "message",
+    claimedFrom: verdict.envelope.from,
+    messageId: verdict.envelope.id,
+  };
 }
