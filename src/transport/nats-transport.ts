@@ -154,15 +154,10 @@ export class NatsTransport implements Transport {
   }
 
   /**
-   * Creates or updates this party's inbound stream and its durable consumer; an existing
-   * consumer whose ack wait or most pending acks differ from `opts` is updated to them. Returns
-   * true when the consumer had to be created (first start, or a broker that lost its state).
-   */
-  /**
    * Federation: one of our outbound streams, in our own domain, which a partner's inbound stream
-   * sources. Limits retention: sourcing does not acknowledge, so a message stays for `maxAgeMs`
-   * (a partner whose link is down takes it when the link is back; one that already took it
-   * takes nothing twice, as its source remembers the last sequence it took).
+   * sources. Limits retention: sourcing does not acknowledge, so a message stays for `maxAgeMs`;
+   * a partner whose link is down takes it when the link is back, resuming after the last message
+   * its source took. An existing stream is left as it is (docs/operations.md, Federation).
    */
   async ensureStream(config: OutboundStreamConfig): Promise<void> {
     try {
@@ -180,6 +175,11 @@ export class NatsTransport implements Transport {
     }
   }
 
+  /**
+   * Creates or updates this party's inbound stream and its durable consumer; an existing
+   * consumer whose ack wait or most pending acks differ from `opts` is updated to them. Returns
+   * true when the consumer had to be created (first start, or a broker that lost its state).
+   */
   async ensureInbox(
     opts: Pick<
       InboxOptions,
@@ -196,8 +196,8 @@ export class NatsTransport implements Transport {
       name: opts.stream,
       subjects: [opts.subject],
       // Work-queue: a message leaves the stream once acked (after our database commit), so the
-      // broker does not keep a second copy of message bodies; unconsumed ones age out after 30
-      // days.
+      // broker does not keep a second copy of message bodies; federated, acked messages are kept
+      // (see keepAcknowledged). Unconsumed ones age out after 30 days.
       retention:
         opts.keepAcknowledged === true ? RetentionPolicy.Limits : RetentionPolicy.Workqueue,
       storage: StorageType.File,
@@ -220,19 +220,25 @@ export class NatsTransport implements Transport {
       ack_wait: opts.ackWaitMs * MS_NS,
       max_ack_pending: opts.maxAckPending,
     };
-    let existing: ConsumerInfo;
+    let existing: ConsumerInfo | undefined;
     try {
       existing = await this.jsm.consumers.info(opts.stream, opts.durable);
-      // A consumer made before federation filters on our inbound subject and would never see
-      // what the stream sources (it keeps the partners' subjects): it is made again without the
-      // filter. Nothing is lost: unacknowledged messages stay in the work-queue stream, and the
-      // new consumer starts from its first message.
-      if (config.sources.length > 0 && (existing.config.filter_subject ?? "") !== "") {
-        await this.jsm.consumers.delete(opts.stream, opts.durable);
-        throw new Error("consumer not found: made again without a filter");
-      }
     } catch (err) {
       if (!isNotFound(err)) throw err;
+    }
+    // A consumer made before federation filters on our inbound subject and would never see what
+    // the stream sources (it keeps the partners' subjects): it is made again without the filter.
+    // Nothing is lost: unacknowledged messages stay in the work-queue stream, and the new
+    // consumer starts from its first message.
+    if (
+      existing !== undefined &&
+      config.sources.length > 0 &&
+      (existing.config.filter_subject ?? "") !== ""
+    ) {
+      await this.jsm.consumers.delete(opts.stream, opts.durable);
+      existing = undefined;
+    }
+    if (existing === undefined) {
       // No filter: the stream holds only what is ours, on our inbound subject or sourced.
       await this.jsm.consumers.add(opts.stream, {
         durable_name: opts.durable,
