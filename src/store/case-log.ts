@@ -7,6 +7,7 @@ import type { Awaiting, CaseView } from "../cases/case-types.ts";
 import type { CaseLog, LoggedCaseMessage } from "../delivery/ports.ts";
 import type { Db } from "./database.ts";
 import { cases, messages } from "./schema.ts";
+import { run } from "./set-sql.ts";
 
 export class SqlCaseLog implements CaseLog {
   constructor(private readonly db: Db) {}
@@ -15,7 +16,7 @@ export class SqlCaseLog implements CaseLog {
     // Transaction-scoped advisory locks: released at commit or rollback, held by no row, so a
     // case that does not exist yet can be locked too. Sorted: no two transactions wait in a cycle.
     for (const ref of [...new Set(caseRefs)].sort()) {
-      await this.db.execute(sql`select pg_advisory_xact_lock(hashtextextended(${ref}, 0))`);
+      await run(this.db, sql`select pg_advisory_xact_lock(hashtextextended(${ref}, 0))`);
     }
   }
 

@@ -16,7 +16,7 @@ import type {
 import type { ReceiptStatus } from "../protocol/types.ts";
 import type { Db } from "./database.ts";
 import { deliveries } from "./schema.ts";
-import { pgArray, rows as setRows } from "./set-sql.ts";
+import { pgArray, run, rows as setRows } from "./set-sql.ts";
 
 export class SqlDeliveryOutbox implements DeliveryOutbox {
   constructor(private readonly db: Db) {}
@@ -78,7 +78,9 @@ export class SqlDeliveryOutbox implements DeliveryOutbox {
         };
       });
       // One statement for the batch: each row's decision travels as one JSON document.
-      await tx.execute(sql`
+      await run(
+        tx as unknown as Db,
+        sql`
         update ${deliveries} set
           status = v.status,
           attempts = v.attempts,
@@ -87,7 +89,8 @@ export class SqlDeliveryOutbox implements DeliveryOutbox {
           updated_at = ${opts.now.toISOString()}::timestamptz
         from jsonb_to_recordset(${JSON.stringify(updates)}::jsonb)
           as v(message_id uuid, recipient text, status text, attempts int, next timestamptz, error text)
-        where ${deliveries.messageId} = v.message_id and ${deliveries.recipient} = v.recipient`);
+        where ${deliveries.messageId} = v.message_id and ${deliveries.recipient} = v.recipient`,
+      );
       return { due, failed };
     });
   }
@@ -95,10 +98,13 @@ export class SqlDeliveryOutbox implements DeliveryOutbox {
   async markSent(sent: DeliveryRef[], at: Date): Promise<void> {
     if (sent.length === 0) return;
     // The first publish the broker accepted: the retry budget counts from here.
-    await this.db.execute(sql`
+    await run(
+      this.db,
+      sql`
       update deliveries set status = 'sent', attempts = 1, last_error = null,
         updated_at = ${at.toISOString()}::timestamptz
-      where status = 'queued' and (message_id, recipient) in (${refs(sent)})`);
+      where status = 'queued' and (message_id, recipient) in (${refs(sent)})`,
+    );
   }
 
   async markError(delivery: DeliveryRef, error: string, at: Date): Promise<void> {

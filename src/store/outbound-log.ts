@@ -6,7 +6,7 @@ import { sql } from "drizzle-orm";
 import { type OutboundLog, type SignedMessage, sentKey } from "../delivery/ports.ts";
 import type { Db } from "./database.ts";
 import { MESSAGE_COLUMNS, messageDocuments, messageRowsFrom } from "./message-row.ts";
-import { pgArray, rows, uuidsOnly } from "./set-sql.ts";
+import { pgArray, rows, run, uuidsOnly } from "./set-sql.ts";
 
 export class SqlOutboundLog implements OutboundLog {
   constructor(private readonly db: Db) {}
@@ -18,7 +18,9 @@ export class SqlOutboundLog implements OutboundLog {
    */
   async insert(group: SignedMessage[]): Promise<void> {
     if (group.length === 0) return;
-    await this.db.execute(sql`
+    await run(
+      this.db,
+      sql`
       with logged as (
         insert into messages (${MESSAGE_COLUMNS})
         ${messageRowsFrom("outbound", messageDocuments(group))}
@@ -26,7 +28,8 @@ export class SqlOutboundLog implements OutboundLog {
       insert into deliveries (message_id, recipient, next_attempt_at)
       select logged.id, r.recipient, logged.sent_at
       from logged cross join lateral jsonb_array_elements_text(logged.to_parties)
-        with ordinality as r(recipient, n)`);
+        with ordinality as r(recipient, n)`,
+    );
   }
 
   async sentDigests(messageIds: string[]): Promise<Map<string, string>> {

@@ -9,7 +9,7 @@ import type { DueReceipt, IssuedReceipt, ReceiptLog, ReceivedReceipt } from "../
 import type { Receipt } from "../protocol/types.ts";
 import type { Db } from "./database.ts";
 import { receipts } from "./schema.ts";
-import { pgArray, rows, uuidsOnly } from "./set-sql.ts";
+import { pgArray, rows, run, uuidsOnly } from "./set-sql.ts";
 
 /** The receipt rows of one direction as one JSON document, in the batch's order. */
 function receiptDocuments(
@@ -50,10 +50,13 @@ export class SqlReceiptLog implements ReceiptLog {
 
   async insertIssued(issued: IssuedReceipt[]): Promise<void> {
     if (issued.length === 0) return;
-    await this.db.execute(sql`
+    await run(
+      this.db,
+      sql`
       insert into receipts (id, message_id, message_digest, from_party, to_party, status, errors,
         jws, digest, next_publish_at, direction)
-      ${receiptRows(receiptDocuments(issued), sql`"sentAt", 'issued'`)}`);
+      ${receiptRows(receiptDocuments(issued), sql`"sentAt", 'issued'`)}`,
+    );
   }
 
   async requeueIssued(messageId: string, messageDigest: string, at: Date): Promise<boolean> {
@@ -175,8 +178,11 @@ export class SqlReceiptLog implements ReceiptLog {
   async markPublished(ids: string[], at: Date): Promise<void> {
     const published = uuidsOnly(ids);
     if (published.length === 0) return;
-    await this.db.execute(sql`
+    await run(
+      this.db,
+      sql`
       update receipts set published_at = ${at.toISOString()}::timestamptz
-      where direction = 'issued' and id = any(${pgArray(published)}::uuid[])`);
+      where direction = 'issued' and id = any(${pgArray(published)}::uuid[])`,
+    );
   }
 }
