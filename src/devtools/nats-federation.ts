@@ -69,20 +69,31 @@ export function leafPermissions(
   };
 }
 
-/** The hub's `authorization` block: one leaf user per country, with its permissions. */
+/**
+ * The hub's `authorization` block: one user per country, named by the subject of that country's
+ * leaf certificate (`leafnodes { tls { verify_and_map: true } }` takes the user from the
+ * certificate, and the password must be that user's too), with its permissions, and usable only
+ * for a leaf connection (`allowed_connection_types`): nobody can log in on the hub's client port.
+ */
 export function hubAuthorization(
   countries: FederatedCountry[],
   passwords: Record<string, string>,
 ): string {
   const users = countries.map((c) => {
     const { publish, subscribe } = leafPermissions(c, countries);
-    return `    { user: ${JSON.stringify(leafUser(c.domain))}, password: ${JSON.stringify(passwords[c.domain])}, permissions: { publish: { allow: ${JSON.stringify(publish)} }, subscribe: { allow: ${JSON.stringify(subscribe)} } } }`;
+    return `    { user: ${JSON.stringify(leafUser(c.domain))}, password: ${JSON.stringify(passwords[c.domain])}, allowed_connection_types: ["LEAFNODE"], permissions: { publish: { allow: ${JSON.stringify(publish)} }, subscribe: { allow: ${JSON.stringify(subscribe)} } } }`;
   });
   return `authorization {\n  users = [\n${users.join(",\n")}\n  ]\n}`;
 }
 
-function leafUser(domain: string): string {
-  return `leaf-${domain.toLowerCase()}`;
+/** The common name of a country's leaf certificate. */
+function leafCertName(domain: string): string {
+  return `leaf-${domain}`;
+}
+
+/** The hub's user for a country's leaf connection: its certificate's subject. */
+export function leafUser(domain: string): string {
+  return `CN=${leafCertName(domain)}`;
 }
 
 /** A cuttable TCP link: forwards a local port to a target until cut. */
@@ -154,45 +165,65 @@ export interface Federation {
   connected(timeoutMs?: number): Promise<void>;
   /** Stops a country's server and starts it again on the same port and store. */
   restartCountry(domain: string): Promise<void>;
+  /** The hub's port for leaf connections (TLS), reached directly, not through a link. */
+  hubLeafPort: number;
+  /** The federation's CA certificate (PEM file). */
+  caFile: string;
+  /** A country's leaf certificate and the hub's user and password for it. */
+  leafCredentials(domain: string): CertificateFiles & { user: string; password: string };
+  /** A new certificate of the federation's CA with subject `CN=<commonName>` (test equipment). */
+  issueCertificate(commonName: string): CertificateFiles;
   stop(): Promise<void>;
 }
 
-/** Makes a CA, a hub certificate and one client certificate per country, with openssl. */
-function makeCertificates(dir: string, domains: string[]): void {
-  const ssl = (...args: string[]) => execFileSync("openssl", args, { stdio: "pipe" });
-  const key = (name: string) => [
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:P-256",
-    "-nodes",
-    "-keyout",
-    join(dir, `${name}.key`),
-  ];
-  ssl(
-    "req",
-    "-x509",
-    ...key("ca"),
-    "-out",
-    join(dir, "ca.pem"),
-    "-days",
-    "7",
-    "-subj",
-    "/CN=liaison federation test CA",
-  );
-  for (const name of ["hub", ...domains.map((d) => `leaf-${d}`)]) {
-    ssl("req", ...key(name), "-out", join(dir, `${name}.csr`), "-subj", `/CN=${name}`);
+/** A certificate and its key, as files. */
+export interface CertificateFiles {
+  cert: string;
+  key: string;
+}
+
+/** A throw-away CA, made with openssl, that issues the hub's and the leaves' certificates. */
+class TestCa {
+  readonly caFile: string;
+
+  constructor(private readonly dir: string) {
+    this.caFile = join(dir, "ca.pem");
+    this.ssl(
+      "req",
+      "-x509",
+      ...this.newKey("ca"),
+      "-out",
+      this.caFile,
+      "-days",
+      "7",
+      "-subj",
+      "/CN=liaison federation test CA",
+    );
+  }
+
+  /** A certificate with subject `CN=<commonName>`, for TLS client and server use on loopback. */
+  issue(commonName: string): CertificateFiles {
+    const dir = this.dir;
+    const name = `issued-${commonName}`;
+    this.ssl(
+      "req",
+      ...this.newKey(name),
+      "-out",
+      join(dir, `${name}.csr`),
+      "-subj",
+      `/CN=${commonName}`,
+    );
     writeFileSync(
       join(dir, `${name}.ext`),
       "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n",
     );
-    ssl(
+    this.ssl(
       "x509",
       "-req",
       "-in",
       join(dir, `${name}.csr`),
       "-CA",
-      join(dir, "ca.pem"),
+      this.caFile,
       "-CAkey",
       join(dir, "ca.key"),
       "-CAcreateserial",
@@ -203,6 +234,23 @@ function makeCertificates(dir: string, domains: string[]): void {
       "-extfile",
       join(dir, `${name}.ext`),
     );
+    return { cert: join(dir, `${name}.pem`), key: join(dir, `${name}.key`) };
+  }
+
+  private ssl(...args: string[]): void {
+    execFileSync("openssl", args, { stdio: "pipe" });
+  }
+
+  private newKey(name: string): string[] {
+    return [
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:P-256",
+      "-nodes",
+      "-keyout",
+      join(this.dir, `${name}.key`),
+    ];
   }
 }
 
@@ -221,9 +269,10 @@ export async function startNatsFederation(countries: FederatedCountry[]): Promis
     rmSync(certs, { recursive: true, force: true });
   };
   try {
-    makeCertificates(
-      certs,
-      countries.map((c) => c.domain),
+    const ca = new TestCa(certs);
+    const hubCert = ca.issue("hub");
+    const leafCerts = Object.fromEntries(
+      countries.map((c) => [c.domain, ca.issue(leafCertName(c.domain))]),
     );
     const passwords = Object.fromEntries(
       countries.map((c) => [c.domain, randomBytes(18).toString("base64url")]),
@@ -240,7 +289,9 @@ export async function startNatsFederation(countries: FederatedCountry[]): Promis
       jetStream: false,
       config: [
         hubAuthorization(countries, passwords),
-        `leafnodes {\n  listen: "127.0.0.1:${leafPort}"\n  advertise: "127.0.0.1:${nowhere.port}"\n  tls { cert_file: "${join(certs, "hub.pem")}", key_file: "${join(certs, "hub.key")}", ca_file: "${join(certs, "ca.pem")}", verify: true, timeout: 3 }\n}`,
+        // verify_and_map: a leaf must present a certificate of the CA, and it logs in as the user
+        // its certificate names (with that user's password), never as another.
+        `leafnodes {\n  listen: "127.0.0.1:${leafPort}"\n  advertise: "127.0.0.1:${nowhere.port}"\n  tls { cert_file: "${hubCert.cert}", key_file: "${hubCert.key}", ca_file: "${ca.caFile}", verify_and_map: true, timeout: 3 }\n}`,
       ].join("\n"),
     });
     started.push(hub);
@@ -249,7 +300,6 @@ export async function startNatsFederation(countries: FederatedCountry[]): Promis
     for (const c of countries) {
       const link = await startLink(leafPort);
       links[c.domain] = link;
-      const name = `leaf-${c.domain}`;
       // A store of ours (in the certificates' directory), so that a restart keeps the streams.
       const storeDir = join(certs, `store-${c.domain}`);
       mkdirSync(storeDir);
@@ -257,7 +307,8 @@ export async function startNatsFederation(countries: FederatedCountry[]): Promis
         name: `country-${c.domain}`,
         domain: c.domain,
         storeDir,
-        config: `leafnodes {\n  reconnect: 1\n  remotes = [ { url: "nats-leaf://${leafUser(c.domain)}:${passwords[c.domain]}@127.0.0.1:${link.port}", tls: { cert_file: "${join(certs, `${name}.pem`)}", key_file: "${join(certs, `${name}.key`)}", ca_file: "${join(certs, "ca.pem")}" } } ]\n}`,
+        // The user comes from the certificate: the URL carries the password only.
+        config: `leafnodes {\n  reconnect: 1\n  remotes = [ { url: "nats-leaf://:${passwords[c.domain]}@127.0.0.1:${link.port}", tls: { cert_file: "${leafCerts[c.domain]?.cert}", key_file: "${leafCerts[c.domain]?.key}", ca_file: "${ca.caFile}" } } ]\n}`,
       };
       const server = await startNatsServer(countryOptions[c.domain]);
       started.push(server);
@@ -278,6 +329,15 @@ export async function startNatsFederation(countries: FederatedCountry[]): Promis
         started[started.indexOf(old)] = server;
         servers[domain] = server;
       },
+      hubLeafPort: leafPort,
+      caFile: ca.caFile,
+      leafCredentials(domain) {
+        const files = leafCerts[domain];
+        const password = passwords[domain];
+        if (files === undefined || password === undefined) throw new Error(`no leaf for ${domain}`);
+        return { ...files, user: leafUser(domain), password };
+      },
+      issueCertificate: (commonName) => ca.issue(commonName),
       stop,
     };
     await federation.connected();

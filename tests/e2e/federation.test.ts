@@ -5,10 +5,16 @@
  * and delivers everything, once, when the link is back; a country cannot read what is not
  * addressed to it, nor publish into another country's subjects.
  */
+import { readFileSync } from "node:fs";
 import { connect as tcpConnect } from "node:net";
+import { connect as tlsConnect } from "node:tls";
 import { connect, type NatsConnection, RetentionPolicy, StorageType } from "nats";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type Federation, startNatsFederation } from "../../src/devtools/nats-federation.ts";
+import {
+  type CertificateFiles,
+  type Federation,
+  startNatsFederation,
+} from "../../src/devtools/nats-federation.ts";
 import {
   deliverPrefix,
   outboundStreamName,
@@ -99,6 +105,93 @@ async function client(domain: "CN" | "VN" | "TH"): Promise<NatsConnection> {
   clients.push(nc);
   return nc;
 }
+
+/**
+ * Logs in on the hub's leaf port as a leaf node would (INFO, TLS with `certificate`, CONNECT with
+ * `user` and `password`, PING) and returns what the hub answered: its INFO and PONG once it took
+ * the connection, `-ERR 'Authorization Violation'`, or the TLS error.
+ */
+async function leafLogin(
+  certificate: CertificateFiles | undefined,
+  user: string,
+  password: string,
+): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const raw = tcpConnect(federation.hubLeafPort, "127.0.0.1");
+    raw.once("error", reject);
+    raw.once("data", () => {
+      const tls = tlsConnect({
+        socket: raw,
+        ca: readFileSync(federation.caFile),
+        servername: "localhost",
+        ...(certificate === undefined
+          ? {}
+          : { cert: readFileSync(certificate.cert), key: readFileSync(certificate.key) }),
+      });
+      let answer = "";
+      const done = (text: string) => {
+        tls.destroy();
+        resolve(text);
+      };
+      tls.on("error", (err) => done(`TLS error: ${err.message}`));
+      tls.on("close", () => done(`closed: ${answer}`));
+      tls.on("data", (data) => {
+        answer += data.toString();
+        if (/\r\nPONG\r\n|^-ERR|\r\n-ERR/.test(answer)) done(answer);
+      });
+      tls.once("secureConnect", () => {
+        const connect = { user, pass: password, tls_required: true, name: "probe", headers: true };
+        tls.write(`CONNECT ${JSON.stringify(connect)}\r\nPING\r\n`);
+      });
+    });
+  });
+}
+
+/** What the hub lets the leaf connection it took receive, from its INFO. */
+function importsOf(answer: string): string[] {
+  const info = answer.split("\r\n").find((line) => line.startsWith("INFO "));
+  if (info === undefined) return [];
+  return (JSON.parse(info.slice(5)) as { import?: { allow?: string[] } }).import?.allow ?? [];
+}
+
+describe("federation: the hub takes each country's leaf only with that country's certificate", {
+  timeout: 60_000,
+}, () => {
+  it("takes a country's leaf with its own certificate and password (the control)", async () => {
+    const cn = federation.leafCredentials("CN");
+    const answer = await leafLogin(cn, "", cn.password);
+    expect(answer).toContain("PONG");
+    // Taken as China: the hub forwards it China's API requests.
+    expect(importsOf(answer)).toContain("$JS.CN.API.>");
+  });
+
+  it("refuses a leaf without a client certificate", async () => {
+    const vn = federation.leafCredentials("VN");
+    expect(await leafLogin(undefined, vn.user, vn.password)).toMatch(/^TLS error/);
+  });
+
+  it("refuses a leaf presenting one country's certificate with another's credentials", async () => {
+    const cn = federation.leafCredentials("CN");
+    const vn = federation.leafCredentials("VN");
+    expect(await leafLogin(cn, vn.user, vn.password)).toContain("Authorization Violation");
+    expect(await leafLogin(cn, "", vn.password)).toContain("Authorization Violation");
+  });
+
+  it("refuses a certificate of the federation's CA that names no country", async () => {
+    const vn = federation.leafCredentials("VN");
+    const stranger = federation.issueCertificate("stranger");
+    expect(await leafLogin(stranger, vn.user, vn.password)).toContain("Authorization Violation");
+  });
+
+  it("lets no one log in on the hub's client port, not even with a country's leaf credentials", async () => {
+    for (const domain of ["CN", "VN", "TH"]) {
+      const { user, password } = federation.leafCredentials(domain);
+      await expect(connect({ servers: federation.hub.url, user, pass: password })).rejects.toThrow(
+        /Authorization Violation/i,
+      );
+    }
+  });
+});
 
 describe("federation: a nats-server per country, joined by leaf nodes", {
   timeout: 120_000,
