@@ -179,7 +179,7 @@ async function main(): Promise<void> {
           LIAISON_RETRY_BASE_MS: "30000",
           ...(dbUrl === undefined ? {} : { DATABASE_URL: dbUrl }),
         });
-        gateways.push({ gateway: await startGateway(config, { pollMs: 20 }), token });
+        gateways.push({ gateway: await startGateway(config), token });
       }
       const [a, b] = gateways as [(typeof gateways)[0], (typeof gateways)[0]];
       for (const [x, y] of [

@@ -152,6 +152,7 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
       retry: config.retry,
       metrics,
       renewReceipt: (jws) => receiptIssuer.renew(jws),
+      subjectOf: (party) => registry.party(party)?.inboundSubject,
     });
     const inbox = new Inbox({
       self: config.partyId,
@@ -164,6 +165,7 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
       maxMessageBytes: config.maxMessageBytes,
       log,
       wake,
+      prompt: dispatcher,
       cases,
       caseKeys: keyring,
       metrics,
@@ -179,6 +181,7 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
       ttlMs: config.messageTtlMs,
       maxMessageBytes: config.maxMessageBytes,
       wake,
+      prompt: dispatcher,
       cases,
       caseKeys: keyring,
       encryption: registry,

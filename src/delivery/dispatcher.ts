@@ -4,20 +4,29 @@
  * due (leased by the retry schedule) until the partner's signed receipt arrives or the budget is
  * spent; a receipt is done once the broker acknowledged it (a sender's retry brings a re-send if
  * it was lost after that). Between passes it waits on the wake signal, or polls.
+ *
+ * What the submitter and the inbox have just committed does not wait for a pass: their commit
+ * leases the rows to this process and hands them over (PromptPublisher), and they are published
+ * at once from memory. A pass only finds rows whose lease ended unpublished.
  */
 
+import type { PartyId } from "../protocol/types.ts";
 import { errorSummary } from "./error-summary.ts";
 import {
   type Clock,
   type DeliveryRef,
+  type DueDelivery,
+  type DueReceipt,
   type IssuedReceipt,
+  type Lease,
   type Log,
   type Metrics,
   NO_METRICS,
+  type PromptPublisher,
   type Store,
   type Transport,
 } from "./ports.ts";
-import { planDelivery, type RetryPolicy } from "./retry-schedule.ts";
+import { planDelivery, type RetryPolicy, retryDelayMs } from "./retry-schedule.ts";
 import type { WakeSignal } from "./wake-signal.ts";
 
 export interface DispatcherDeps {
@@ -37,13 +46,18 @@ export interface DispatcherDeps {
    * undefined when the stored bytes are still good to send.
    */
   renewReceipt?: (jws: string) => Promise<IssuedReceipt | undefined>;
+  /** A party's inbound subject (the registry's), for the prompt path. */
+  subjectOf: (party: PartyId) => string | undefined;
 }
 
 const encoder = new TextEncoder();
 
-export class Dispatcher {
+export class Dispatcher implements PromptPublisher {
   private running = false;
+  private stopped = false;
   private loop: Promise<void> | undefined;
+  /** Prompt publishes under way. */
+  private readonly prompt = new Set<Promise<void>>();
 
   constructor(private readonly deps: DispatcherDeps) {}
 
@@ -53,10 +67,54 @@ export class Dispatcher {
     this.loop = this.run();
   }
 
+  /** Ends the passes, then waits for the pass and the prompt publishes under way. */
   async stop(): Promise<void> {
     this.running = false;
+    this.stopped = true;
     this.deps.wake.raise();
     await this.loop;
+    await Promise.all(this.prompt);
+  }
+
+  deliveryLease(): Lease {
+    const { clock, retry } = this.deps;
+    return { until: new Date(clock().getTime() + retryDelayMs(0, retry)) };
+  }
+
+  receiptLease(): Lease {
+    return { until: new Date(this.deps.clock().getTime() + this.deps.retry.baseMs) };
+  }
+
+  sendDeliveries(due: Array<Omit<DueDelivery, "subject">>): void {
+    const routed = this.route(due, (d) => d.recipient);
+    if (routed.length > 0) this.track(this.publishDeliveries(routed));
+  }
+
+  sendReceipts(due: Array<Omit<DueReceipt, "subject">>): void {
+    const routed = this.route(due, (r) => r.toParty);
+    if (routed.length > 0) this.track(this.publishReceipts(routed));
+  }
+
+  /**
+   * With their subjects. After stop (shutdown) nothing: the rows stay leased, and the next
+   * start's passes publish them when the lease ends. So does a row whose party has no subject.
+   */
+  private route<T>(due: T[], party: (row: T) => PartyId): Array<T & { subject: string }> {
+    if (this.stopped) return [];
+    return due.flatMap((row) => {
+      const subject = this.deps.subjectOf(party(row));
+      return subject === undefined ? [] : [{ ...row, subject }];
+    });
+  }
+
+  private track(work: Promise<void>): void {
+    const tracked: Promise<void> = work
+      .catch((err) => {
+        // The rows stay leased and are due again when the lease ends.
+        this.deps.log.error({ err: errorSummary(err) }, "prompt publish failed");
+      })
+      .finally(() => this.prompt.delete(tracked));
+    this.prompt.add(tracked);
   }
 
   /** One pass over both outboxes; returns how many rows it handled. */
@@ -84,7 +142,7 @@ export class Dispatcher {
   }
 
   private async dispatchMessages(): Promise<number> {
-    const { store, transport, clock, log, retry } = this.deps;
+    const { store, clock, log, retry } = this.deps;
     const now = clock();
     const { due, failed } = await store.outbox.claimDue({
       now,
@@ -94,6 +152,13 @@ export class Dispatcher {
     for (const f of failed) {
       log.warn({ messageId: f.messageId, to: f.recipient, code: "delivery_failed" }, f.reason);
     }
+    await this.publishDeliveries(due);
+    return due.length + failed.length;
+  }
+
+  /** Publishes claimed deliveries, all in flight together, then marks those the broker took. */
+  private async publishDeliveries(due: DueDelivery[]): Promise<void> {
+    const { store, transport, clock, log } = this.deps;
     const published: DeliveryRef[] = [];
     await Promise.all(
       due.map(async (d) => {
@@ -118,16 +183,22 @@ export class Dispatcher {
       }),
     );
     await store.outbox.markSent(published, clock());
-    return due.length + failed.length;
   }
 
   private async dispatchReceipts(): Promise<number> {
-    const { store, transport, clock, log } = this.deps;
+    const { store, clock } = this.deps;
     const due = await store.receipts.claimUnpublished({
       now: clock(),
       limit: this.deps.batchSize,
       leaseMs: this.deps.retry.baseMs,
     });
+    await this.publishReceipts(due);
+    return due.length;
+  }
+
+  /** Publishes claimed receipts, all in flight together, then marks those the broker took. */
+  private async publishReceipts(due: DueReceipt[]): Promise<void> {
+    const { store, transport, clock, log } = this.deps;
     const published: string[] = [];
     await Promise.all(
       due.map(async (claimed) => {
@@ -165,6 +236,5 @@ export class Dispatcher {
       }),
     );
     await store.receipts.markPublished(published, clock());
-    return due.length;
   }
 }

@@ -27,6 +27,7 @@ import {
   type Log,
   type Metrics,
   NO_METRICS,
+  type PromptPublisher,
   type Store,
   sentKey,
 } from "./ports.ts";
@@ -46,6 +47,11 @@ export interface InboxDeps {
   log: Log;
   /** Raised when receipts wait in the outbox, so the dispatcher sends them now. */
   wake: WakeSignal;
+  /**
+   * The dispatcher's prompt path: the receipts for newly logged messages are leased to it at
+   * commit and published at once (instead of raising `wake` for its next pass).
+   */
+  prompt?: PromptPublisher;
   /** Admits case steps, in the transaction that logs them. */
   cases: CaseBook;
   /** Our decryption keys: personal data is decrypted on arrival to be validated. */
@@ -115,7 +121,13 @@ export class Inbox {
     await this.acceptMessages(messages, settle);
     await this.applyReceipts(receipts, settle);
     await this.rejectOrRecognise(rejected, settle);
-    if (outcomes.some((o) => o?.outcome === "accepted" || o?.outcome === "duplicate")) {
+    // A duplicate's receipt was requeued; an accepted message's went the prompt path, if any.
+    if (
+      outcomes.some(
+        (o) =>
+          o?.outcome === "duplicate" || (o?.outcome === "accepted" && deps.prompt === undefined),
+      )
+    ) {
       deps.wake.raise();
     }
     return outcomes.map((o) => {
@@ -159,7 +171,8 @@ export class Inbox {
     // receipt in that same transaction, under the case's lock: a replica handling another copy
     // meanwhile finds it refused, never admits it. Another replica may have logged some
     // meanwhile: those are not stored again and their receipts not written.
-    const { stored, refused, kept } = await store.transaction(async (tx) => {
+    const lease = this.deps.prompt?.receiptLease();
+    const { stored, refused, kept, issued } = await store.transaction(async (tx) => {
       // A case step refused once stays refused, whatever the case allows by now: the sender
       // took our negative receipt as final, and both sides must keep holding the same steps.
       // (Messages of no case, the common path, cost nothing here.)
@@ -177,11 +190,10 @@ export class Inbox {
       for (const [key, refusal] of earlier) refused.set(key, refusal as Refusal);
       const admitted = signed.filter((s) => !refused.has(caseMessageKey(s.message.envelope)));
       const keys = await tx.inbound.insert(admitted.map((s) => s.message));
-      await tx.receipts.insertIssued(
-        admitted
-          .filter((s) => keys.has(inboundKey(s.message.envelope.from, s.message.envelope.id)))
-          .map((s) => s.receipt),
-      );
+      const issued = admitted
+        .filter((s) => keys.has(inboundKey(s.message.envelope.from, s.message.envelope.id)))
+        .map((s) => s.receipt);
+      await tx.receipts.insertIssued(issued, lease);
       const kept = new Map<number, { rejection: Rejection; kept: Kept }>();
       for (const m of fresh) {
         const refusal = refused.get(caseMessageKey(m.verdict.envelope));
@@ -193,8 +205,18 @@ export class Inbox {
           kept: await this.quarantiner.record(tx, m.item, rejection, receipt),
         });
       }
-      return { stored: keys, refused, kept };
+      return { stored: keys, refused, kept, issued };
     });
+    if (lease !== undefined) {
+      this.deps.prompt?.sendReceipts(
+        issued.map(({ receipt, jws, digest }) => ({
+          id: receipt.id,
+          toParty: receipt.to,
+          jws,
+          digest,
+        })),
+      );
+    }
     for (const m of fresh) {
       const { envelope } = m.verdict;
       const refusal = kept.get(m.index);

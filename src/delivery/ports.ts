@@ -165,6 +165,23 @@ export interface DeliveryRef {
   recipient: PartyId;
 }
 
+/**
+ * The dispatcher's prompt path. A commit that writes deliveries or receipts leases them to this
+ * process (Lease) and hands them over as soon as it has committed: they are published at once,
+ * not at the dispatcher's next pass, and never read back from the database. Should that publish
+ * not happen or fail, the rows are due again when the lease ends, for any pass of any replica.
+ */
+export interface PromptPublisher {
+  /** The lease a delivery takes at insert: as long as a claim's (the first retry's delay). */
+  deliveryLease(): Lease;
+  /** The lease a receipt takes at insert: as long as a claim's. */
+  receiptLease(): Lease;
+  /** Publishes these committed, leased deliveries (the subject is the registry's). */
+  sendDeliveries(due: Array<Omit<DueDelivery, "subject">>): void;
+  /** Publishes these committed, leased receipts. */
+  sendReceipts(due: Array<Omit<DueReceipt, "subject">>): void;
+}
+
 /** `${from} ${id}`: inbound ids are unique per sender. */
 export type InboundKey = string;
 
@@ -179,9 +196,18 @@ export function sentKey(messageId: string, recipient: PartyId): string {
 
 // ─── the store, one interface per aggregate ──────────────────────────────────────────────────
 
+/**
+ * Rows claimed at insert by the process that wrote them, to publish at once after the commit:
+ * no other pass (nor replica) takes them before `until`, when they are due again should that
+ * publish not have happened (the process died, the broker refused).
+ */
+export interface Lease {
+  until: Date;
+}
+
 export interface OutboundLog {
-  /** The messages and one delivery (outbox row) per recipient. */
-  insert(messages: SignedMessage[]): Promise<void>;
+  /** The messages and one delivery (outbox row) per recipient; leased, see Lease. */
+  insert(messages: SignedMessage[], lease?: Lease): Promise<void>;
   /** Digests of what we sent, keyed by sentKey(messageId, recipient). */
   sentDigests(messageIds: string[]): Promise<Map<string, string>>;
 }
@@ -220,7 +246,7 @@ export interface InboundLog {
 
 export interface ReceiptLog {
   /** Our receipts; they wait in the receipt outbox until published. */
-  insertIssued(receipts: IssuedReceipt[]): Promise<void>;
+  insertIssued(receipts: IssuedReceipt[], lease?: Lease): Promise<void>;
   /** Our accepted receipt for these exact bytes goes out again; false when there is none. */
   requeueIssued(messageId: string, messageDigest: string, at: Date): Promise<boolean>;
   /** Sends one of our receipts again (the bytes it answers came again). */

@@ -28,6 +28,8 @@ import type {
   Clock,
   EncryptionKeys,
   IdSource,
+  Lease,
+  PromptPublisher,
   SignedMessage,
   Signer,
   Store,
@@ -66,6 +68,11 @@ export interface SubmitterDeps {
   maxMessageBytes: number;
   /** Raised when a message is in the outbox, so the dispatcher publishes it now. */
   wake: WakeSignal;
+  /**
+   * The dispatcher's prompt path: committed messages are leased to it and published at once
+   * (instead of raising `wake` for its next pass to find them).
+   */
+  prompt?: PromptPublisher;
   /** Admits case steps and keeps the case row in step, in the log's transaction. */
   cases: CaseBook;
   /** Our encryption key and the handover record signatures. */
@@ -84,7 +91,31 @@ export class Submitter {
 
   constructor(private readonly deps: SubmitterDeps) {
     // The log rows and their outbox rows: one transaction per group (outbound.insert opens it).
-    this.commits = new GroupCommit((group) => deps.store.outbound.insert(group));
+    this.commits = new GroupCommit(async (group) => {
+      const lease = deps.prompt?.deliveryLease();
+      await deps.store.outbound.insert(group, lease);
+      this.committed(group, lease);
+    });
+  }
+
+  /** Committed: the prompt path publishes leased deliveries now, else the next pass does. */
+  private committed(messages: SignedMessage[], lease: Lease | undefined): void {
+    const { prompt, wake } = this.deps;
+    if (prompt === undefined || lease === undefined) {
+      wake.raise();
+      return;
+    }
+    prompt.sendDeliveries(
+      messages.flatMap(({ envelope, jws, digest }) =>
+        envelope.to.map((recipient) => ({
+          messageId: envelope.id,
+          recipient,
+          jws,
+          digest,
+          attempts: 1,
+        })),
+      ),
+    );
   }
 
   async submit(request: SubmitRequest): Promise<Envelope> {
@@ -165,7 +196,6 @@ export class Submitter {
     const message = { envelope, jws, digest: sha256Hex(jws), kid };
     if (isCaseType(envelope.type)) await this.commitCaseStep(message);
     else await this.commits.add(message);
-    deps.wake.raise();
     return envelope;
   }
 
@@ -181,13 +211,14 @@ export class Submitter {
 
   /** The log rows, the outbox rows and the case update: one transaction, or none at all. */
   private async commitCaseStep(message: SignedMessage): Promise<void> {
-    const { store, cases } = this.deps;
+    const { store, cases, prompt } = this.deps;
+    const lease = prompt?.deliveryLease();
     await store.transaction(async (tx) => {
       const refused = (await cases.admit(tx, [message.envelope])).get(
         caseMessageKey(message.envelope),
       );
       if (refused !== undefined) throw new LiaisonError(refused.code, refused.detail);
-      await tx.outbound.insert([message]);
+      await tx.outbound.insert([message], lease);
       const { type, body, caseRef } = message.envelope;
       // One reminder per deadline, whichever replica (or overlapping sweep) sends it: decided
       // under the case's lock.
@@ -202,6 +233,7 @@ export class Submitter {
         );
       }
     });
+    this.committed([message], lease);
   }
 
   /**

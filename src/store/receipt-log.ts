@@ -5,7 +5,13 @@
  * one parameter, whatever the batch's size.
  */
 import { and, eq, isNull, or, type SQL, sql } from "drizzle-orm";
-import type { DueReceipt, IssuedReceipt, ReceiptLog, ReceivedReceipt } from "../delivery/ports.ts";
+import type {
+  DueReceipt,
+  IssuedReceipt,
+  Lease,
+  ReceiptLog,
+  ReceivedReceipt,
+} from "../delivery/ports.ts";
 import type { Receipt } from "../protocol/types.ts";
 import type { Db } from "./database.ts";
 import { receipts } from "./schema.ts";
@@ -48,14 +54,21 @@ function receiptRows(documents: string, tail: SQL) {
 export class SqlReceiptLog implements ReceiptLog {
   constructor(private readonly db: Db) {}
 
-  async insertIssued(issued: IssuedReceipt[]): Promise<void> {
+  async insertIssued(issued: IssuedReceipt[], lease?: Lease): Promise<void> {
     if (issued.length === 0) return;
+    // Leased: claimed at insert, as claimUnpublished would (one attempt, due again at the
+    // lease's end), for the caller to publish at once.
+    const until = lease === undefined ? null : lease.until.toISOString();
     await run(
       this.db,
       sql`
       insert into receipts (id, message_id, message_digest, from_party, to_party, status, errors,
-        jws, digest, next_publish_at, direction)
-      ${receiptRows(receiptDocuments(issued), sql`"sentAt", 'issued'`)}`,
+        jws, digest, next_publish_at, publish_attempts, direction)
+      ${receiptRows(
+        receiptDocuments(issued),
+        sql`coalesce(${until}::timestamptz, "sentAt"),
+          case when ${until}::timestamptz is null then 0 else 1 end, 'issued'`,
+      )}`,
     );
   }
 

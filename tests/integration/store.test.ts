@@ -597,6 +597,39 @@ describe.each(["postgres", "pglite"] as const)("the store on %s", (driver) => {
     ).toContain(r.receipt.id);
   });
 
+  it("leaves deliveries and receipts leased at insert (the prompt path) to their writer until the lease ends", async () => {
+    const until = new Date(T0.getTime() + 30_000);
+    const e = envelope();
+    await store.outbound.insert(
+      [{ envelope: e, jws: "jws-leased", digest: digestOf(21), kid: "k" }],
+      {
+        until,
+      },
+    );
+    const mine = (r: { due: Array<{ messageId: string; attempts: number }> }) =>
+      r.due.filter((d) => d.messageId === e.id);
+    const claim = (now: Date) => claimDue({ now, limit: 100, maxAttempts: 5, ...retry });
+    // Claimed at insert, as a pass would have: one attempt, due again at the lease's end.
+    const row = (await queries.getMessage(e.id))?.deliveries[0];
+    expect(row).toMatchObject({ status: "queued", attempts: 1 });
+    expect(row?.nextAttemptAt.getTime()).toBe(until.getTime());
+    expect(mine(await claim(T0))).toEqual([]);
+    expect(mine(await claim(new Date(until.getTime() - 1)))).toEqual([]);
+    // Not published (the writer died, or the broker refused): any pass takes it after the lease.
+    expect(mine(await claim(until)).map((d) => d.attempts)).toEqual([2]);
+
+    const m = envelope([SELF], PARTNER);
+    const r = issued({ ...receiptFor(m.id, digestOf(22)), from: SELF, to: PARTNER }, digestOf(22));
+    await store.receipts.insertIssued([r], { until });
+    const receiptDue = async (now: Date) =>
+      (await store.receipts.claimUnpublished({ now, limit: 100, leaseMs: 1000 })).filter(
+        (d) => d.id === r.receipt.id,
+      );
+    expect(await receiptDue(T0)).toEqual([]);
+    expect(await receiptDue(new Date(until.getTime() - 1))).toEqual([]);
+    expect((await receiptDue(until)).map((d) => d.id)).toEqual([r.receipt.id]);
+  });
+
   it("keeps quarantined bytes exactly, once per digest, and knows the receipt that answered them", async () => {
     const raw = new Uint8Array([0, 255, 1, 254, 0x2e, 10, 13, 0]);
     const r = issued(

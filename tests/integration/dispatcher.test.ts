@@ -1,0 +1,193 @@
+/**
+ * The dispatcher's prompt path on a real nats-server and PostgreSQL: rows a commit leased to the
+ * process are published at once from memory, without a pass; rows whose prompt publish never
+ * happened (the process stopped between commit and publish) wait out their lease and are then
+ * published by a pass, as any due row.
+ */
+import { randomUUID } from "node:crypto";
+import { connect, type JetStreamManager, type NatsConnection } from "nats";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { Dispatcher } from "../../src/delivery/dispatcher.ts";
+import type { IssuedReceipt, Log, SignedMessage, Store } from "../../src/delivery/ports.ts";
+import { WakeSignal } from "../../src/delivery/wake-signal.ts";
+import type { Envelope } from "../../src/protocol/types.ts";
+import { type Database, openDatabase } from "../../src/store/database.ts";
+import { SqlPartyStore } from "../../src/store/party-store.ts";
+import { ReadQueries } from "../../src/store/read-queries.ts";
+import { createStore } from "../../src/store/store.ts";
+import { NatsTransport } from "../../src/transport/nats-transport.ts";
+import { createTestDatabase } from "../helpers/databases.ts";
+import { uniqueTag, waitFor } from "../helpers/network.ts";
+
+const SELF = "CN-MPS-HEKOU";
+const PARTNER = "VN-BGC-LAOCAI";
+const tag = uniqueTag();
+const STREAM = `T_${tag}_PROMPT`;
+const SUBJECT = `test.${tag}.inbox.${PARTNER}`;
+const RETRY = { baseMs: 30_000, maxMs: 60_000, maxAttempts: 5 };
+const quiet: Log = { info() {}, warn() {}, error() {} };
+
+let database: Database;
+let drop: () => Promise<void>;
+let store: Store;
+let queries: ReadQueries;
+let transport: NatsTransport;
+let nc: NatsConnection;
+let jsm: JetStreamManager;
+let now = new Date();
+
+beforeAll(async () => {
+  const db = await createTestDatabase(inject("databaseUrl"));
+  drop = db.drop;
+  database = await openDatabase({ url: db.url });
+  store = createStore(database.db);
+  queries = new ReadQueries(database.db);
+  const parties = new SqlPartyStore(database.db);
+  for (const id of [SELF, PARTNER]) {
+    await parties.register(
+      {
+        id,
+        name: id,
+        country: id.slice(0, 2),
+        kind: "border-police-liaison-office",
+        inboundSubject: id === PARTNER ? SUBJECT : `test.${tag}.inbox.${id}`,
+      },
+      [],
+    );
+  }
+  transport = await NatsTransport.connect(inject("natsUrl"), "dispatcher-test");
+  await transport.ensureStream({ name: STREAM, subject: SUBJECT, maxAgeMs: 3_600_000 });
+  nc = await connect({ servers: inject("natsUrl") });
+  jsm = await nc.jetstreamManager();
+});
+
+afterAll(async () => {
+  await jsm?.streams.delete(STREAM).catch(() => {});
+  await nc?.close();
+  await transport?.close();
+  await database?.close();
+  await drop?.();
+});
+
+function dispatcher(): Dispatcher {
+  return new Dispatcher({
+    store,
+    transport,
+    clock: () => now,
+    wake: new WakeSignal(),
+    log: quiet,
+    batchSize: 100,
+    pollMs: 50,
+    retry: RETRY,
+    subjectOf: (party) => (party === PARTNER ? SUBJECT : undefined),
+  });
+}
+
+function message(): SignedMessage {
+  const sentAt = now;
+  const envelope: Envelope = {
+    id: randomUUID(),
+    type: "case.notice",
+    schemaVersion: 1,
+    from: SELF,
+    to: [PARTNER],
+    caseRef: "CN-HEKOU-2026-0042",
+    sentAt: sentAt.toISOString(),
+    expiresAt: new Date(sentAt.getTime() + 86_400_000).toISOString(),
+    handling: { classification: "restricted", onwardDissemination: "forbidden" },
+    body: {},
+  };
+  const digest = randomUUID().replaceAll("-", "").padEnd(64, "0");
+  return { envelope, jws: `jws-${envelope.id}`, digest, kid: "k" };
+}
+
+function receipt(): IssuedReceipt {
+  const id = randomUUID();
+  return {
+    receipt: {
+      id,
+      type: "receipt",
+      schemaVersion: 1,
+      from: SELF,
+      to: PARTNER,
+      sentAt: now.toISOString(),
+      messageId: randomUUID(),
+      digest: { alg: "sha-256", value: "a".repeat(64) },
+      status: "accepted",
+      errors: [],
+    },
+    messageDigest: "a".repeat(64),
+    jws: `receipt-${id}`,
+    digest: id.replaceAll("-", "").padEnd(64, "1"),
+  };
+}
+
+/** The payloads the partner's stream holds. */
+async function published(): Promise<string[]> {
+  const info = await jsm.streams.info(STREAM);
+  const out: string[] = [];
+  for (
+    let seq = info.state.first_seq;
+    seq <= info.state.last_seq && info.state.messages > 0;
+    seq++
+  ) {
+    const m = await jsm.streams.getMessage(STREAM, { seq }).catch(() => undefined);
+    if (m !== undefined) out.push(new TextDecoder().decode(m.data));
+  }
+  return out;
+}
+
+async function status(messageId: string) {
+  const d = (await queries.getMessage(messageId))?.deliveries[0];
+  return d === undefined ? undefined : { status: d.status, attempts: d.attempts };
+}
+
+describe("the dispatcher's prompt path", () => {
+  it("publishes what a commit leased to it at once, without a pass, and marks it", async () => {
+    now = new Date();
+    const d = dispatcher(); // never started: no pass runs
+    const m = message();
+    await store.outbound.insert([m], d.deliveryLease());
+    const r = receipt();
+    await store.receipts.insertIssued([r], d.receiptLease());
+    d.sendDeliveries([
+      { messageId: m.envelope.id, recipient: PARTNER, jws: m.jws, digest: m.digest, attempts: 1 },
+    ]);
+    d.sendReceipts([{ id: r.receipt.id, toParty: PARTNER, jws: r.jws, digest: r.digest }]);
+    await d.stop(); // waits for the prompt publishes under way
+
+    expect(await published()).toEqual(expect.arrayContaining([m.jws, r.jws]));
+    expect(await status(m.envelope.id)).toEqual({ status: "sent", attempts: 1 });
+    // Nothing was left for a pass: the receipt is marked published, the delivery leased.
+    expect(await dispatcher().tick()).toBe(0);
+  });
+
+  it("leaves rows whose prompt publish never happened to a pass once their lease ends", async () => {
+    now = new Date();
+    const stopped = dispatcher();
+    await stopped.stop();
+    const m = message();
+    const lease = stopped.deliveryLease();
+    await store.outbound.insert([m], lease);
+    const r = receipt();
+    await store.receipts.insertIssued([r], stopped.receiptLease());
+    // Stopped between commit and publish (a shutdown): nothing goes out.
+    stopped.sendDeliveries([
+      { messageId: m.envelope.id, recipient: PARTNER, jws: m.jws, digest: m.digest, attempts: 1 },
+    ]);
+    stopped.sendReceipts([{ id: r.receipt.id, toParty: PARTNER, jws: r.jws, digest: r.digest }]);
+    const later = dispatcher();
+    expect(await later.tick()).toBe(0); // still leased: no pass takes them
+    expect(await published()).not.toContain(m.jws);
+    expect(await status(m.envelope.id)).toEqual({ status: "queued", attempts: 1 });
+
+    now = new Date(Math.max(lease.until.getTime(), now.getTime() + RETRY.baseMs) + 1);
+    // (The first test's delivery, sent without a receipt, is due again by now too.)
+    expect(await later.tick()).toBeGreaterThanOrEqual(2);
+    await waitFor("both published", async () => {
+      const all = await published();
+      return all.includes(m.jws) && all.includes(r.jws) ? true : undefined;
+    });
+    expect(await status(m.envelope.id)).toEqual({ status: "sent", attempts: 1 });
+  });
+});
