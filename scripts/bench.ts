@@ -393,13 +393,11 @@ class Sender {
  * (postgres.js, multi-row statements) and no HTTP, signing, verifying or validating:
  *
  *  - sender: concurrent "submits" share group commits (up to 500: insert the message rows and
- *    the delivery rows, one transaction); a dispatcher claims up to 100 due deliveries (select
- *    for update skip locked, one update, in a transaction), publishes them in flight together
- *    with Nats-Msg-Id, and marks them sent;
+ *    the delivery rows, leased, one transaction); once committed the group is published from
+ *    memory, in flight together with Nats-Msg-Id, and marked sent (the gateways' prompt path);
  *  - receiver: reads its durable consumer in batches of up to 100; per batch, one transaction
- *    looks the ids up, inserts the message rows and a receipt row for each, then acks each
- *    message; its dispatcher claims the unpublished receipts the same way, publishes them and
- *    marks them published;
+ *    looks the ids up, inserts the message rows and a receipt row for each (leased); then the
+ *    receipts are published from memory and marked published, and each message acked;
  *  - sender again: reads the receipts in batches, inserts them and closes the deliveries in
  *    one transaction, acks.
  *
@@ -458,32 +456,13 @@ async function bare(opts: {
   let delivered = 0;
   let onDelivered: (() => void) | undefined;
 
-  /** A dispatcher-like loop: woken, or polling every 20 ms like the bench's gateways. */
-  const loop = (pass: () => Promise<number>) => {
-    let raised = false;
-    let waiter: (() => void) | undefined;
-    const wake = () => {
-      raised = true;
-      waiter?.();
-    };
-    const done = (async () => {
-      while (!stopped) {
-        raised = false;
-        const handled = await pass();
-        if (handled === 0 && !raised && !stopped) {
-          await new Promise<void>((r) => {
-            const t = setTimeout(r, 20);
-            waiter = () => {
-              clearTimeout(t);
-              r();
-            };
-          });
-          waiter = undefined;
-        }
-      }
-    })();
-    return { wake, done };
+  /** Publishes under way (the gateways' prompt path: published from memory after the commit). */
+  const inFlight = new Set<Promise<void>>();
+  const track = (work: Promise<void>) => {
+    const t: Promise<void> = work.finally(() => inFlight.delete(t));
+    inFlight.add(t);
   };
+  const LEASE_MS = 30_000;
 
   // Sender: group commit of concurrent submits.
   type Row = ReturnType<typeof makeRow>;
@@ -494,18 +473,21 @@ async function bare(opts: {
     while (queue.length > 0) {
       const group = queue.slice(0, GROUP);
       queue = queue.slice(GROUP);
+      // Written leased to this process, then published from memory once committed.
+      const leased = new Date(Date.now() + LEASE_MS);
       await sa.sql.begin(async (tx) => {
         await tx`insert into messages ${tx(group.map((g) => g.row))}`;
         await tx`insert into deliveries ${tx(
           group.map((g) => ({
             message_id: g.row.id,
             recipient: B,
-            next_attempt_at: g.row.sent_at,
+            attempts: 1,
+            next_attempt_at: leased,
           })),
         )}`;
       });
       for (const g of group) g.resolve();
-      senderLoop.wake();
+      track(publishMessages(group.map((g) => g.row)));
     }
     flushing = false;
   };
@@ -538,53 +520,22 @@ async function bare(opts: {
     });
   };
 
-  const senderLoop = loop(async () => {
-    const now = new Date();
-    const due = await sa.sql.begin(async (tx) => {
-      const rows = await tx<Array<{ message_id: string; jws: string; digest: string }>>`
-        select d.message_id, m.jws, m.digest, p.inbound_subject from deliveries d
-        join messages m on m.id = d.message_id and m.direction = 'outbound'
-        join parties p on p.id = d.recipient
-        where d.status in ('queued', 'sent') and d.next_attempt_at <= ${now}
-        order by d.next_attempt_at limit ${BATCH} for update of d skip locked`;
-      if (rows.length === 0) return rows;
-      await tx`update deliveries set attempts = attempts + 1,
-          next_attempt_at = ${new Date(now.getTime() + 30_000)}, updated_at = ${now}
-        where recipient = ${B} and message_id = any(${rows.map((r) => r.message_id)}::uuid[])`;
-      return rows;
-    });
-    if (due.length === 0) return 0;
+  const publishMessages = async (rows: Row[]) => {
     await Promise.all(
-      due.map((d) => sa.js.publish(sb.subject, Buffer.from(d.jws), { msgID: d.digest })),
+      rows.map((d) => sa.js.publish(sb.subject, Buffer.from(d.jws), { msgID: d.digest })),
     );
     await sa.sql`update deliveries set status = 'sent', updated_at = ${new Date()}
       where status = 'queued' and recipient = ${B}
-        and message_id = any(${due.map((d) => d.message_id)}::uuid[])`;
-    return due.length;
-  });
+        and message_id = any(${rows.map((d) => d.id)}::uuid[])`;
+  };
 
-  const receiverLoop = loop(async () => {
-    const now = new Date();
-    const due = await sb.sql.begin(async (tx) => {
-      const rows = await tx<Array<{ id: string; jws: string; digest: string }>>`
-        select r.id, r.jws, r.digest, p.inbound_subject from receipts r
-        join parties p on p.id = r.to_party
-        where r.direction = 'issued' and r.published_at is null and r.next_publish_at <= ${now}
-        order by r.next_publish_at limit ${BATCH} for update of r skip locked`;
-      if (rows.length === 0) return rows;
-      await tx`update receipts set publish_attempts = publish_attempts + 1,
-          next_publish_at = ${new Date(now.getTime() + 30_000)}
-        where direction = 'issued' and id = any(${rows.map((r) => r.id)}::uuid[])`;
-      return rows;
-    });
-    if (due.length === 0) return 0;
+  const publishReceipts = async (rows: Array<{ id: string; jws: string; digest: string }>) => {
     await Promise.all(
-      due.map((r) => sb.js.publish(sa.subject, Buffer.from(r.jws), { msgID: r.digest })),
+      rows.map((r) => sb.js.publish(sa.subject, Buffer.from(r.jws), { msgID: r.digest })),
     );
     await sb.sql`update receipts set published_at = ${new Date()}
-      where direction = 'issued' and id = any(${due.map((r) => r.id)}::uuid[])`;
-    return due.length;
-  });
+      where direction = 'issued' and id = any(${rows.map((r) => r.id)}::uuid[])`;
+  };
 
   /** Reads a side's consumer in batches of up to BATCH, as the transport does. */
   const consume = async (
@@ -647,7 +598,8 @@ async function bare(opts: {
         errors: sb.sql.json([]),
         jws,
         digest: createHash("sha256").update(jws).digest("hex"),
-        next_publish_at: now,
+        publish_attempts: 1,
+        next_publish_at: new Date(now.getTime() + LEASE_MS),
       };
     });
     await sb.sql.begin(async (tx) => {
@@ -672,7 +624,7 @@ async function bare(opts: {
       await tx`insert into messages ${tx(rows)} on conflict do nothing returning id`;
       await tx`insert into receipts ${tx(receipts)}`;
     });
-    receiverLoop.wake();
+    track(publishReceipts(receipts));
   });
 
   const stopSender = await consume(sa, async (batch) => {
@@ -735,9 +687,8 @@ async function bare(opts: {
     return await run(opts.n, opts.concurrency);
   } finally {
     stopped = true;
-    senderLoop.wake();
-    receiverLoop.wake();
-    await Promise.all([senderLoop.done, receiverLoop.done, stopReceiver(), stopSender()]);
+    await Promise.all(inFlight);
+    await Promise.all([stopReceiver(), stopSender()]);
     for (const s of sides) {
       await s.nc.drain();
       await s.sql.end({ timeout: 5 });
