@@ -52,12 +52,17 @@ export interface DispatcherDeps {
 
 const encoder = new TextEncoder();
 
+/** The most rows the prompt path has in flight at once; beyond, rows wait for their lease. */
+export const MAX_PROMPT_ROWS = 2_000;
+
 export class Dispatcher implements PromptPublisher {
   private running = false;
   private stopped = false;
   private loop: Promise<void> | undefined;
   /** Prompt publishes under way. */
   private readonly prompt = new Set<Promise<void>>();
+  /** Rows those publishes hold. */
+  private promptRows = 0;
 
   constructor(private readonly deps: DispatcherDeps) {}
 
@@ -87,33 +92,39 @@ export class Dispatcher implements PromptPublisher {
 
   sendDeliveries(due: Array<Omit<DueDelivery, "subject">>): void {
     const routed = this.route(due, (d) => d.recipient);
-    if (routed.length > 0) this.track(this.publishDeliveries(routed));
+    if (routed.length > 0) this.track(routed.length, this.publishDeliveries(routed));
   }
 
   sendReceipts(due: Array<Omit<DueReceipt, "subject">>): void {
     const routed = this.route(due, (r) => r.toParty);
-    if (routed.length > 0) this.track(this.publishReceipts(routed));
+    if (routed.length > 0) this.track(routed.length, this.publishReceipts(routed));
   }
 
   /**
    * With their subjects. After stop (shutdown) nothing: the rows stay leased, and the next
-   * start's passes publish them when the lease ends. So does a row whose party has no subject.
+   * start's passes publish them when the lease ends. So does a row whose party has no subject,
+   * and so do rows beyond MAX_PROMPT_ROWS in flight (a broker slow to answer: what waits on it
+   * stays bounded, in memory and in requests).
    */
   private route<T>(due: T[], party: (row: T) => PartyId): Array<T & { subject: string }> {
-    if (this.stopped) return [];
+    if (this.stopped || this.promptRows + due.length > MAX_PROMPT_ROWS) return [];
     return due.flatMap((row) => {
       const subject = this.deps.subjectOf(party(row));
       return subject === undefined ? [] : [{ ...row, subject }];
     });
   }
 
-  private track(work: Promise<void>): void {
+  private track(rows: number, work: Promise<void>): void {
+    this.promptRows += rows;
     const tracked: Promise<void> = work
       .catch((err) => {
         // The rows stay leased and are due again when the lease ends.
         this.deps.log.error({ err: errorSummary(err) }, "prompt publish failed");
       })
-      .finally(() => this.prompt.delete(tracked));
+      .finally(() => {
+        this.promptRows -= rows;
+        this.prompt.delete(tracked);
+      });
     this.prompt.add(tracked);
   }
 

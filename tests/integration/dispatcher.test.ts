@@ -7,7 +7,7 @@
 import { randomUUID } from "node:crypto";
 import { connect, type JetStreamManager, type NatsConnection } from "nats";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { Dispatcher } from "../../src/delivery/dispatcher.ts";
+import { Dispatcher, MAX_PROMPT_ROWS } from "../../src/delivery/dispatcher.ts";
 import type { IssuedReceipt, Log, SignedMessage, Store } from "../../src/delivery/ports.ts";
 import { WakeSignal } from "../../src/delivery/wake-signal.ts";
 import type { Envelope } from "../../src/protocol/types.ts";
@@ -189,5 +189,24 @@ describe("the dispatcher's prompt path", () => {
       return all.includes(m.jws) && all.includes(r.jws) ? true : undefined;
     });
     expect(await status(m.envelope.id)).toEqual({ status: "sent", attempts: 1 });
+  });
+
+  it("leaves rows beyond what it may hold in flight to their lease", async () => {
+    now = new Date();
+    const d = dispatcher();
+    const m = message();
+    await store.outbound.insert([m], d.deliveryLease());
+    const row = {
+      messageId: m.envelope.id,
+      recipient: PARTNER,
+      jws: m.jws,
+      digest: m.digest,
+      attempts: 1,
+    };
+    // One batch larger than the bound: none of it goes out now, all of it waits for its lease.
+    d.sendDeliveries(Array.from({ length: MAX_PROMPT_ROWS + 1 }, () => row));
+    await d.stop();
+    expect(await published()).not.toContain(m.jws);
+    expect(await status(m.envelope.id)).toEqual({ status: "queued", attempts: 1 });
   });
 });
