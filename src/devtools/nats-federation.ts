@@ -1,8 +1,10 @@
 /**
  * A federation of throw-away nats-servers for the demo and the tests, built the way
  * docs/operations.md tells operators to build theirs: a hub without JetStream, and one server per
- * country with its own JetStream domain, joined to the hub as a leaf node over mutual TLS, each
- * country's leaf user allowed only what federation needs (`hubAuthorization`).
+ * country with its own JetStream domain and two accounts (the gateways', and an outbound account
+ * holding mirrors of the gateways' outbound streams, which the partners source), joined to the
+ * hub by one leaf connection per account over mutual TLS, each bound on the hub to an account of
+ * its own that sees only what federation needs (`hubAccounts`).
  *
  * Each leaf reaches the hub through a TCP relay of this module, so that a test can cut one
  * country's link and restore it while both servers keep running, as a cut cable would. The relay
@@ -14,6 +16,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server, type Socket, connect as tcpConnect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { connect, nanos, RetentionPolicy, StorageType } from "nats";
 import { deliverPrefix, outboundStreamName } from "../transport/federation.ts";
 import { freePort } from "./free-port.ts";
 import {
@@ -30,70 +33,170 @@ export interface FederatedCountry {
 }
 
 /**
- * The hub's permissions for one country's leaf connection. For a leaf connection, what the
- * user may publish is what the leaf may send into the hub, and what it may subscribe to is what
- * the hub forwards to it. A country may:
- * - ask another domain only to create (or delete) the consumer that sources the outbound stream
- *   of one of that domain's parties for one of its own parties;
- * - receive API requests for its own domain (the other countries' permissions decide which reach
- *   it), and deliveries only on its own prefix;
- * - exchange the replies and flow control that stream sourcing uses.
- * Nothing else crosses: no core publish to another country's subjects, no other domain's API.
+ * Each country's server joins the hub twice, each leaf connection bound to one account of that
+ * server (docs/operations.md, Federation):
+ * - `sourcing`, bound to the gateways' account (`LIAISON`): the inbound streams there source the
+ *   partners' outbound streams through it;
+ * - `outbound`, bound to an account of its own (`OUTBOUND`) that holds only mirrors of the
+ *   gateways' outbound streams: the partners source those. A partner creates its consumer there
+ *   and may choose its delivery subject, but whatever it chooses, the deliveries stay in that
+ *   account, where no stream takes anything from a subject and no gateway listens.
  */
-export function leafPermissions(
-  country: FederatedCountry,
-  all: FederatedCountry[],
-): { publish: string[]; subscribe: string[] } {
-  const publish = ["$JS.FC.>", "$JSC.R.>"];
-  for (const other of all) {
-    if (other.domain === country.domain) continue;
-    publish.push(`${deliverPrefix(other.domain, country.domain)}.>`);
-    for (const sender of other.parties) {
-      for (const recipient of country.parties) {
-        const stream = outboundStreamName(sender, recipient);
-        publish.push(
-          `$JS.${other.domain}.API.CONSUMER.CREATE.${stream}`,
-          `$JS.${other.domain}.API.CONSUMER.DELETE.${stream}.>`,
+export type LeafSide = "sourcing" | "outbound";
+
+/** The gateways' account on a country's server (clients without credentials land there). */
+export const GATEWAY_ACCOUNT = "LIAISON";
+/** The account on a country's server that holds the mirrors the partners source. */
+export const OUTBOUND_ACCOUNT = "OUTBOUND";
+/** The API prefix under which the outbound account reaches the gateways' account's consumers. */
+const GATEWAY_API = `$JS.${GATEWAY_ACCOUNT}.API`;
+/** Where the gateways' account delivers to the mirrors in the outbound account. */
+const MIRROR_DELIVER = "liaison.mirror";
+
+/** The hub's account for one of a country's leaf connections. */
+export function hubAccount(domain: string, side: LeafSide): string {
+  return `${domain}_${side.toUpperCase()}`;
+}
+
+/**
+ * What crosses the hub between one country's sourcing leaf (`to`, whose inbound streams source)
+ * and another's outbound leaf (`from`, which holds the streams they source), as stream exports
+ * of the hub's accounts. Only stream exports and imports: a service import would add a request
+ * header naming a hub account, which the far server's JetStream would take for one of its own.
+ * - `toSourcing`: from the sourcing account: the requests to create (or delete) the consumer on
+ *   each outbound stream of `from`'s parties for `to`'s parties, and the flow-control answers
+ *   for those streams;
+ * - `toOutbound`: from the outbound account: the deliveries, on `to`'s prefix for `from`, and the
+ *   replies to the requests.
+ */
+export function crossings(
+  from: FederatedCountry,
+  to: FederatedCountry,
+): { fromSourcing: string[]; fromOutbound: string[] } {
+  const fromSourcing: string[] = [];
+  for (const sender of from.parties) {
+    for (const recipient of to.parties) {
+      const stream = outboundStreamName(sender, recipient);
+      fromSourcing.push(
+        `$JS.${from.domain}.API.CONSUMER.CREATE.${stream}`,
+        `$JS.${from.domain}.API.CONSUMER.DELETE.${stream}.*`,
+        `$JS.FC.${stream}.>`,
+      );
+    }
+  }
+  return { fromSourcing, fromOutbound: [`${deliverPrefix(to.domain, from.domain)}.>`, "$JSC.R.>"] };
+}
+
+/**
+ * The hub's `accounts` block: two accounts per country, one per leaf connection, each with one
+ * user named by the subject of that connection's certificate (`leafnodes { tls {
+ * verify_and_map: true } }` takes the user from the certificate, and the password must be that
+ * user's too), usable only for a leaf connection (`allowed_connection_types`): nobody can log in
+ * on the hub's client port. Accounts see nothing of each other but what `crossings` exports.
+ */
+export function hubAccounts(
+  countries: FederatedCountry[],
+  passwords: Record<string, Record<LeafSide, string>>,
+): string {
+  const exports = new Map<string, string[]>();
+  const imports = new Map<string, string[]>();
+  const add = (map: Map<string, string[]>, account: string, line: string) =>
+    map.set(account, [...(map.get(account) ?? []), line]);
+  for (const from of countries) {
+    for (const to of countries) {
+      if (from === to) continue;
+      const sourcing = hubAccount(to.domain, "sourcing");
+      const outbound = hubAccount(from.domain, "outbound");
+      const { fromSourcing, fromOutbound } = crossings(from, to);
+      for (const subject of fromSourcing) {
+        add(exports, sourcing, `{ stream: ${JSON.stringify(subject)}, accounts: [${outbound}] }`);
+        add(
+          imports,
+          outbound,
+          `{ stream: { account: ${sourcing}, subject: ${JSON.stringify(subject)} } }`,
+        );
+      }
+      for (const subject of fromOutbound) {
+        add(exports, outbound, `{ stream: ${JSON.stringify(subject)}, accounts: [${sourcing}] }`);
+        add(
+          imports,
+          sourcing,
+          `{ stream: { account: ${outbound}, subject: ${JSON.stringify(subject)} } }`,
         );
       }
     }
   }
-  return {
-    publish,
-    subscribe: [
-      `$JS.${country.domain}.API.>`,
-      "$JS.FC.>",
-      "$JSC.R.>",
-      `liaison.deliver.${country.domain}.>`,
-    ],
-  };
+  const accounts = countries.flatMap((c) =>
+    (["sourcing", "outbound"] as const).map((side) => {
+      const name = hubAccount(c.domain, side);
+      const user = `{ user: ${JSON.stringify(leafUser(c.domain, side))}, password: ${JSON.stringify(passwords[c.domain]?.[side])}, allowed_connection_types: ["LEAFNODE"] }`;
+      return [
+        `  ${name}: {`,
+        `    users: [ ${user} ]`,
+        `    exports: [\n      ${(exports.get(name) ?? []).join(",\n      ")}\n    ]`,
+        `    imports: [\n      ${(imports.get(name) ?? []).join(",\n      ")}\n    ]`,
+        "  }",
+      ].join("\n");
+    }),
+  );
+  return `accounts {\n${accounts.join("\n")}\n}`;
+}
+
+/** The common name of the certificate of one of a country's leaf connections. */
+function leafCertName(domain: string, side: LeafSide): string {
+  return side === "sourcing" ? `leaf-${domain}` : `leaf-${domain}-outbound`;
+}
+
+/** The hub's user for one of a country's leaf connections: its certificate's subject. */
+export function leafUser(domain: string, side: LeafSide = "sourcing"): string {
+  return `CN=${leafCertName(domain, side)}`;
 }
 
 /**
- * The hub's `authorization` block: one user per country, named by the subject of that country's
- * leaf certificate (`leafnodes { tls { verify_and_map: true } }` takes the user from the
- * certificate, and the password must be that user's too), with its permissions, and usable only
- * for a leaf connection (`allowed_connection_types`): nobody can log in on the hub's client port.
+ * A country's server's accounts: the gateways' (`LIAISON`, where a client without credentials
+ * lands), and the outbound account, which may create consumers on the gateways' outbound streams
+ * (to mirror them), take what those consumers deliver, and answer their flow control, and
+ * nothing else of the gateways' account. `users` are the outbound account's users (operators).
  */
-export function hubAuthorization(
-  countries: FederatedCountry[],
-  passwords: Record<string, string>,
+export function countryAccounts(
+  gatewayPassword: string,
+  outboundUsers: { user: string; password: string }[],
 ): string {
-  const users = countries.map((c) => {
-    const { publish, subscribe } = leafPermissions(c, countries);
-    return `    { user: ${JSON.stringify(leafUser(c.domain))}, password: ${JSON.stringify(passwords[c.domain])}, allowed_connection_types: ["LEAFNODE"], permissions: { publish: { allow: ${JSON.stringify(publish)} }, subscribe: { allow: ${JSON.stringify(subscribe)} } } }`;
-  });
-  return `authorization {\n  users = [\n${users.join(",\n")}\n  ]\n}`;
+  return [
+    "accounts {",
+    `  ${GATEWAY_ACCOUNT}: {`,
+    "    jetstream: enabled",
+    `    users: [ { user: "gateway", password: ${JSON.stringify(gatewayPassword)} } ]`,
+    "    exports: [",
+    `      { service: "$JS.API.CONSUMER.CREATE.*", accounts: [${OUTBOUND_ACCOUNT}] },`,
+    `      { service: "$JS.FC.>", accounts: [${OUTBOUND_ACCOUNT}] },`,
+    `      { stream: "${MIRROR_DELIVER}.>", accounts: [${OUTBOUND_ACCOUNT}] }`,
+    "    ]",
+    "  }",
+    `  ${OUTBOUND_ACCOUNT}: {`,
+    "    jetstream: enabled",
+    `    users: ${JSON.stringify(outboundUsers)}`,
+    "    imports: [",
+    `      { service: { account: ${GATEWAY_ACCOUNT}, subject: "$JS.API.CONSUMER.CREATE.*" }, to: "${GATEWAY_API}.CONSUMER.CREATE.*" },`,
+    `      { service: { account: ${GATEWAY_ACCOUNT}, subject: "$JS.FC.>" } },`,
+    `      { stream: { account: ${GATEWAY_ACCOUNT}, subject: "${MIRROR_DELIVER}.>" } }`,
+    "    ]",
+    "  }",
+    "}",
+    'no_auth_user: "gateway"',
+  ].join("\n");
 }
 
-/** The common name of a country's leaf certificate. */
-function leafCertName(domain: string): string {
-  return `leaf-${domain}`;
-}
-
-/** The hub's user for a country's leaf connection: its certificate's subject. */
-export function leafUser(domain: string): string {
-  return `CN=${leafCertName(domain)}`;
+/** The outbound account's mirror of one of the gateways' outbound streams (same name). */
+export function outboundMirror(sender: string, recipient: string, maxAgeMs: number) {
+  const name = outboundStreamName(sender, recipient);
+  return {
+    name,
+    mirror: { name, external: { api: GATEWAY_API, deliver: MIRROR_DELIVER } },
+    retention: RetentionPolicy.Limits,
+    storage: StorageType.File,
+    max_age: nanos(maxAgeMs),
+  };
 }
 
 /** A cuttable TCP link: forwards a local port to a target until cut. */
@@ -169,8 +272,13 @@ export interface Federation {
   hubLeafPort: number;
   /** The federation's CA certificate (PEM file). */
   caFile: string;
-  /** A country's leaf certificate and the hub's user and password for it. */
-  leafCredentials(domain: string): CertificateFiles & { user: string; password: string };
+  /** One of a country's leaf certificates and the hub's user and password for it. */
+  leafCredentials(
+    domain: string,
+    side?: LeafSide,
+  ): CertificateFiles & { user: string; password: string };
+  /** An operator's user in a country's outbound account (on `servers[domain].url`). */
+  outboundOperator(domain: string): { user: string; password: string };
   /** A new certificate of the federation's CA with subject `CN=<commonName>` (test equipment). */
   issueCertificate(commonName: string): CertificateFiles;
   stop(): Promise<void>;
@@ -271,12 +379,19 @@ export async function startNatsFederation(countries: FederatedCountry[]): Promis
   try {
     const ca = new TestCa(certs);
     const hubCert = ca.issue("hub");
-    const leafCerts = Object.fromEntries(
-      countries.map((c) => [c.domain, ca.issue(leafCertName(c.domain))]),
-    );
-    const passwords = Object.fromEntries(
-      countries.map((c) => [c.domain, randomBytes(18).toString("base64url")]),
-    );
+    const secret = () => randomBytes(18).toString("base64url");
+    const sides = ["sourcing", "outbound"] as const;
+    const leafCerts: Record<string, Record<LeafSide, CertificateFiles>> = {};
+    const passwords: Record<string, Record<LeafSide, string>> = {};
+    const operators: Record<string, { user: string; password: string }> = {};
+    for (const c of countries) {
+      leafCerts[c.domain] = {
+        sourcing: ca.issue(leafCertName(c.domain, "sourcing")),
+        outbound: ca.issue(leafCertName(c.domain, "outbound")),
+      };
+      passwords[c.domain] = { sourcing: secret(), outbound: secret() };
+      operators[c.domain] = { user: "operator", password: secret() };
+    }
     const leafPort = await freePort();
     // The hub tells its leaves where it listens, and a leaf would then reconnect there directly,
     // around its link (no_advertise does not stop that for leaf connections): the hub advertises
@@ -288,7 +403,7 @@ export async function startNatsFederation(countries: FederatedCountry[]): Promis
       name: "hub",
       jetStream: false,
       config: [
-        hubAuthorization(countries, passwords),
+        hubAccounts(countries, passwords),
         // verify_and_map: a leaf must present a certificate of the CA, and it logs in as the user
         // its certificate names (with that user's password), never as another.
         `leafnodes {\n  listen: "127.0.0.1:${leafPort}"\n  advertise: "127.0.0.1:${nowhere.port}"\n  tls { cert_file: "${hubCert.cert}", key_file: "${hubCert.key}", ca_file: "${ca.caFile}", verify_and_map: true, timeout: 3 }\n}`,
@@ -307,8 +422,21 @@ export async function startNatsFederation(countries: FederatedCountry[]): Promis
         name: `country-${c.domain}`,
         domain: c.domain,
         storeDir,
-        // The user comes from the certificate: the URL carries the password only.
-        config: `leafnodes {\n  reconnect: 1\n  remotes = [ { url: "nats-leaf://:${passwords[c.domain]}@127.0.0.1:${link.port}", tls: { cert_file: "${leafCerts[c.domain]?.cert}", key_file: "${leafCerts[c.domain]?.key}", ca_file: "${ca.caFile}" } } ]\n}`,
+        // Two leaf connections, one per account; the user comes from the certificate: the URL
+        // carries the password only.
+        config: [
+          countryAccounts(secret(), [operators[c.domain] as { user: string; password: string }]),
+          "leafnodes {",
+          "  reconnect: 1",
+          "  remotes = [",
+          ...sides.map((side) => {
+            const account = side === "sourcing" ? GATEWAY_ACCOUNT : OUTBOUND_ACCOUNT;
+            const files = leafCerts[c.domain]?.[side];
+            return `    { url: "nats-leaf://:${passwords[c.domain]?.[side]}@127.0.0.1:${link.port}", account: ${account}, tls: { cert_file: "${files?.cert}", key_file: "${files?.key}", ca_file: "${ca.caFile}" } }`;
+          }),
+          "  ]",
+          "}",
+        ].join("\n"),
       };
       const server = await startNatsServer(countryOptions[c.domain]);
       started.push(server);
@@ -319,7 +447,8 @@ export async function startNatsFederation(countries: FederatedCountry[]): Promis
       servers,
       links,
       serverCount: started.length,
-      connected: (timeoutMs = 15_000) => leafsConnected(hub, countries.length, timeoutMs),
+      connected: (timeoutMs = 15_000) =>
+        leafsConnected(hub, countries.length * sides.length, timeoutMs),
       async restartCountry(domain) {
         const old = servers[domain];
         const options = countryOptions[domain];
@@ -331,22 +460,65 @@ export async function startNatsFederation(countries: FederatedCountry[]): Promis
       },
       hubLeafPort: leafPort,
       caFile: ca.caFile,
-      leafCredentials(domain) {
-        const files = leafCerts[domain];
-        const password = passwords[domain];
+      leafCredentials(domain, side = "sourcing") {
+        const files = leafCerts[domain]?.[side];
+        const password = passwords[domain]?.[side];
         if (files === undefined || password === undefined) throw new Error(`no leaf for ${domain}`);
-        return { ...files, user: leafUser(domain), password };
+        return { ...files, user: leafUser(domain, side), password };
+      },
+      outboundOperator(domain) {
+        const operator = operators[domain];
+        if (operator === undefined) throw new Error(`no server for ${domain}`);
+        return operator;
       },
       issueCertificate: (commonName) => ca.issue(commonName),
       stop,
     };
     await federation.connected();
+    for (const c of countries) {
+      await createOutboundMirrors(
+        servers[c.domain] as NatsServerHandle,
+        operators[c.domain] as { user: string; password: string },
+        c,
+        countries,
+      );
+    }
     return federation;
   } catch (err) {
     await stop();
     throw err;
   }
 }
+
+/**
+ * Creates, in a country's outbound account, the mirror of each outbound stream its parties may
+ * have for a party of another country (the stream itself is the gateway's, made on first use;
+ * its mirror follows it once it exists). What a country's operator does once per partner.
+ */
+async function createOutboundMirrors(
+  server: NatsServerHandle,
+  operator: { user: string; password: string },
+  country: FederatedCountry,
+  all: FederatedCountry[],
+): Promise<void> {
+  const nc = await connect({ servers: server.url, user: operator.user, pass: operator.password });
+  try {
+    const jsm = await nc.jetstreamManager();
+    for (const other of all) {
+      if (other.domain === country.domain) continue;
+      for (const sender of country.parties) {
+        for (const recipient of other.parties) {
+          await jsm.streams.add(outboundMirror(sender, recipient, MIRROR_MAX_AGE_MS));
+        }
+      }
+    }
+  } finally {
+    await nc.close();
+  }
+}
+
+/** How long the test federation's mirrors keep a message (as the gateways' streams at most). */
+const MIRROR_MAX_AGE_MS = 30 * 24 * 3600 * 1000;
 
 /** Polls the hub's monitoring endpoint until `count` leaf connections are up. */
 async function leafsConnected(

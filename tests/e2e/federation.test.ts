@@ -1,9 +1,10 @@
 /**
  * Each country on its own nats-server, joined by NATS's own federation (leaf nodes to a hub, a
- * JetStream domain per country, mutual TLS, per-country permissions): messages and their
- * receipts cross through stream sourcing; with the link cut, the border post keeps accepting
- * and delivers everything, once, when the link is back; a country cannot read what is not
- * addressed to it, nor publish into another country's subjects.
+ * JetStream domain per country, mutual TLS with each leaf's certificate bound to its hub user, an
+ * account per leaf connection): messages and their receipts cross through stream sourcing; with
+ * the link cut, the border post keeps accepting and delivers everything, once, when the link is
+ * back; a country cannot read what is not addressed to it, nor publish into another country's
+ * subjects, nor have the sender's server deliver onto the sender's own subjects.
  */
 import { readFileSync } from "node:fs";
 import { connect as tcpConnect } from "node:net";
@@ -100,8 +101,19 @@ async function loggedAtLaocai(ids: string[]): Promise<Map<string, number>> {
   return counts;
 }
 
-async function client(domain: "CN" | "VN" | "TH"): Promise<NatsConnection> {
-  const nc = await connect({ servers: federation.servers[domain]?.url });
+/**
+ * A client of a country's server: in the gateways' account (no credentials), or in the outbound
+ * account that holds the mirrors the partners source (as its operator).
+ */
+async function client(
+  domain: "CN" | "VN" | "TH",
+  account: "gateways" | "outbound" = "gateways",
+): Promise<NatsConnection> {
+  const operator = account === "outbound" ? federation.outboundOperator(domain) : undefined;
+  const nc = await connect({
+    servers: federation.servers[domain]?.url,
+    ...(operator === undefined ? {} : { user: operator.user, pass: operator.password }),
+  });
   clients.push(nc);
   return nc;
 }
@@ -147,11 +159,11 @@ async function leafLogin(
   });
 }
 
-/** What the hub lets the leaf connection it took receive, from its INFO. */
-function importsOf(answer: string): string[] {
+/** The hub's account the leaf connection it took was bound to, from its INFO. */
+function hubAccountOf(answer: string): string | undefined {
   const info = answer.split("\r\n").find((line) => line.startsWith("INFO "));
-  if (info === undefined) return [];
-  return (JSON.parse(info.slice(5)) as { import?: { allow?: string[] } }).import?.allow ?? [];
+  if (info === undefined) return undefined;
+  return (JSON.parse(info.slice(5)) as { remote_account?: string }).remote_account;
 }
 
 describe("federation: the hub takes each country's leaf only with that country's certificate", {
@@ -161,8 +173,8 @@ describe("federation: the hub takes each country's leaf only with that country's
     const cn = federation.leafCredentials("CN");
     const answer = await leafLogin(cn, "", cn.password);
     expect(answer).toContain("PONG");
-    // Taken as China: the hub forwards it China's API requests.
-    expect(importsOf(answer)).toContain("$JS.CN.API.>");
+    // Taken as China's sourcing leaf.
+    expect(hubAccountOf(answer)).toBe("CN_SOURCING");
   });
 
   it("refuses a leaf without a client certificate", async () => {
@@ -318,6 +330,90 @@ describe("federation: a nats-server per country, joined by leaf nodes", {
     await expect(ask(`$JS.CN.API.STREAM.INFO.${forThailand}`, {})).rejects.toThrow();
   });
 
+  it("keeps the deliveries of a consumer a partner creates away from the sender's own subjects", async () => {
+    // Something in Hekou's outbound stream for Lao Cai, and an outbound stream of Hekou's for
+    // Mae Sai, which Thailand would source.
+    await deliveredAll([await submit("CN-HEKOU-2026-4000")]);
+    const cnGateways = await client("CN");
+    const cn = await cnGateways.jetstreamManager();
+    const forVietnam = outboundStreamName(HEKOU, LAOCAI);
+    const forThailand = outboundStreamName(HEKOU, MAESAI);
+    await cn.streams.add({
+      name: forThailand,
+      subjects: [outboundSubject(HEKOU, MAESAI)],
+      retention: RetentionPolicy.Limits,
+      storage: StorageType.File,
+    });
+    const cnOutbound = await (await client("CN", "outbound")).jetstreamManager();
+    // The mirror has what the gateway's stream has (it delivered through the mirror).
+    const inOutbound = (await cnOutbound.streams.info(forVietnam)).state.messages;
+    expect(inOutbound).toBeGreaterThan(0);
+    const count = async (jsm: typeof cn, stream: string) =>
+      (await jsm.streams.info(stream)).state.messages;
+    const before = {
+      inbound: await count(cn, hekou.gateway.config.streamName),
+      forThailand: await count(cn, forThailand),
+      forThailandMirror: await count(cnOutbound, forThailand),
+    };
+
+    // Vietnam's server asks China's domain, as its sources do, for consumers on the stream
+    // addressed to Lao Cai: two delivering onto China's own subjects, one onto Vietnam's prefix
+    // (the control). The answers come back as the sources' do, on $JSC.R.
+    const vn = await client("VN");
+    const control = `${deliverPrefix("VN", "CN")}.probe-${uniqueTag()}`;
+    const copies: string[] = [];
+    vn.subscribe(control, { callback: () => copies.push("copy") });
+    // Consumer name by delivery subject, from the answers.
+    const created = new Map<string, string>();
+    const replies = `$JSC.R.probe-${uniqueTag()}`;
+    vn.subscribe(replies, {
+      callback: (_err, msg) => {
+        const answer = JSON.parse(new TextDecoder().decode(msg.data)) as {
+          name?: string;
+          config?: { deliver_subject?: string };
+        };
+        if (answer.name !== undefined && answer.config?.deliver_subject !== undefined) {
+          created.set(answer.config.deliver_subject, answer.name);
+        }
+      },
+    });
+    await vn.flush();
+    const targets = [hekou.gateway.config.inboundSubject, outboundSubject(HEKOU, MAESAI), control];
+    for (const deliver_subject of targets) {
+      vn.publish(
+        `$JS.CN.API.CONSUMER.CREATE.${forVietnam}`,
+        new TextEncoder().encode(
+          JSON.stringify({
+            stream_name: forVietnam,
+            config: { deliver_subject, ack_policy: "none", deliver_policy: "all" },
+          }),
+        ),
+        { reply: replies },
+      );
+    }
+    await vn.flush();
+    await waitFor("the three consumers created", async () =>
+      created.size === 3 ? true : undefined,
+    );
+    // The control's copies reach Vietnam: its consumer delivers the whole stream.
+    await waitFor("the control's copies", async () =>
+      copies.length >= inOutbound ? true : undefined,
+    );
+    // None of the copies onto China's own subjects landed anywhere (a second more for them).
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    expect({
+      inbound: await count(cn, hekou.gateway.config.streamName),
+      forThailand: await count(cn, forThailand),
+      forThailandMirror: await count(cnOutbound, forThailand),
+    }).toEqual(before);
+    // The consumers are on the mirror in China's outbound account, where nothing listens on the
+    // other two subjects, and the gateways' account is out of reach.
+    for (const name of created.values()) {
+      expect((await cnOutbound.consumers.info(forVietnam, name)).stream_name).toBe(forVietnam);
+    }
+    for (const name of created.values()) await cnOutbound.consumers.delete(forVietnam, name);
+  });
+
   it("does not carry a plain publish into another country's subjects", async () => {
     const vnJs = (await client("VN")).jetstream();
     await expect(
@@ -339,14 +435,17 @@ describe("federation: a nats-server per country, joined by leaf nodes", {
       callback: (_err, msg) => seen.push(new TextDecoder().decode(msg.data)),
     });
     await vn.flush();
-    const th = await client("TH");
-    const cn = await client("CN");
+    // Thailand tries from both its accounts; China's deliveries come from its outbound account.
+    const th = [await client("TH"), await client("TH", "outbound")];
+    const cn = await client("CN", "outbound");
     // The interest takes a moment to reach the hub and the other leaves: China's publish, which
     // is allowed, is repeated until it arrives (the positive control).
     await waitFor("China's delivery", async () => {
-      th.publish(`${deliverPrefix("VN", "CN")}.probe`, new TextEncoder().encode("forged by TH"));
+      for (const t of th) {
+        t.publish(`${deliverPrefix("VN", "CN")}.probe`, new TextEncoder().encode("forged by TH"));
+        await t.flush();
+      }
       cn.publish(`${deliverPrefix("VN", "CN")}.probe`, new TextEncoder().encode("from CN"));
-      await th.flush();
       await cn.flush();
       await new Promise((resolve) => setTimeout(resolve, 100));
       return seen.includes("from CN") ? true : undefined;
