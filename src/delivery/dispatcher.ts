@@ -78,7 +78,7 @@ export class Dispatcher implements PromptPublisher {
     this.stopped = true;
     this.deps.wake.raise();
     await this.loop;
-    await Promise.all(this.prompt);
+    await this.settled();
   }
 
   deliveryLease(): Lease {
@@ -100,18 +100,25 @@ export class Dispatcher implements PromptPublisher {
     if (routed.length > 0) this.track(routed.length, this.publishReceipts(routed));
   }
 
+  /** Resolves when the prompt publishes under way now have ended. */
+  async settled(): Promise<void> {
+    await Promise.all(this.prompt);
+  }
+
   /**
-   * With their subjects. After stop (shutdown) nothing: the rows stay leased, and the next
-   * start's passes publish them when the lease ends. So does a row whose party has no subject,
-   * and so do rows beyond MAX_PROMPT_ROWS in flight (a broker slow to answer: what waits on it
-   * stays bounded, in memory and in requests).
+   * With their subjects, as many as may be in flight. The others stay leased, and a pass (of
+   * this process or a replica) publishes them when the lease ends: all of them after stop
+   * (shutdown), a row whose party has no subject, and rows beyond MAX_PROMPT_ROWS in flight (a
+   * broker slow to answer: what waits on it stays bounded, in memory and in requests).
    */
   private route<T>(due: T[], party: (row: T) => PartyId): Array<T & { subject: string }> {
-    if (this.stopped || this.promptRows + due.length > MAX_PROMPT_ROWS) return [];
-    return due.flatMap((row) => {
-      const subject = this.deps.subjectOf(party(row));
-      return subject === undefined ? [] : [{ ...row, subject }];
-    });
+    if (this.stopped) return [];
+    return due
+      .flatMap((row) => {
+        const subject = this.deps.subjectOf(party(row));
+        return subject === undefined ? [] : [{ ...row, subject }];
+      })
+      .slice(0, Math.max(0, MAX_PROMPT_ROWS - this.promptRows));
   }
 
   private track(rows: number, work: Promise<void>): void {
@@ -119,7 +126,10 @@ export class Dispatcher implements PromptPublisher {
     const tracked: Promise<void> = work
       .catch((err) => {
         // The rows stay leased and are due again when the lease ends.
-        this.deps.log.error({ err: errorSummary(err) }, "prompt publish failed");
+        this.deps.log.error(
+          { err: errorSummary(err) },
+          "prompt publish failed; the rows are retried when their lease ends",
+        );
       })
       .finally(() => {
         this.promptRows -= rows;
@@ -171,7 +181,7 @@ export class Dispatcher implements PromptPublisher {
   private async publishDeliveries(due: DueDelivery[]): Promise<void> {
     const { store, transport, clock, log } = this.deps;
     const published: DeliveryRef[] = [];
-    await Promise.all(
+    const outcomes = await Promise.allSettled(
       due.map(async (d) => {
         const delivery = { messageId: d.messageId, to: d.recipient, attempt: d.attempts };
         const started = performance.now();
@@ -194,6 +204,7 @@ export class Dispatcher implements PromptPublisher {
       }),
     );
     await store.outbox.markSent(published, clock());
+    rethrowFirst(outcomes);
   }
 
   private async dispatchReceipts(): Promise<number> {
@@ -211,7 +222,7 @@ export class Dispatcher implements PromptPublisher {
   private async publishReceipts(due: DueReceipt[]): Promise<void> {
     const { store, transport, clock, log } = this.deps;
     const published: string[] = [];
-    await Promise.all(
+    const outcomes = await Promise.allSettled(
       due.map(async (claimed) => {
         const started = performance.now();
         const timed = (ok: boolean) =>
@@ -247,5 +258,14 @@ export class Dispatcher implements PromptPublisher {
       }),
     );
     await store.receipts.markPublished(published, clock());
+    rethrowFirst(outcomes);
   }
+}
+
+/**
+ * Every publish of a batch has ended (and what the broker took is marked) before the first
+ * failure to record a failed one (markError, the database down) is thrown.
+ */
+function rethrowFirst(outcomes: PromiseSettledResult<unknown>[]): void {
+  for (const o of outcomes) if (o.status === "rejected") throw o.reason;
 }

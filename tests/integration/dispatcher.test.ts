@@ -191,22 +191,27 @@ describe("the dispatcher's prompt path", () => {
     expect(await status(m.envelope.id)).toEqual({ status: "sent", attempts: 1 });
   });
 
-  it("leaves rows beyond what it may hold in flight to their lease", async () => {
+  it("holds at most MAX_PROMPT_ROWS in flight: the rows beyond wait for their lease, and the bound frees up as publishes end", async () => {
     now = new Date();
     const d = dispatcher();
-    const m = message();
-    await store.outbound.insert([m], d.deliveryLease());
-    const row = {
+    const [a, b, c] = [message(), message(), message()];
+    await store.outbound.insert([a, b, c], d.deliveryLease());
+    const row = (m: SignedMessage) => ({
       messageId: m.envelope.id,
       recipient: PARTNER,
       jws: m.jws,
       digest: m.digest,
       attempts: 1,
-    };
-    // One batch larger than the bound: none of it goes out now, all of it waits for its lease.
-    d.sendDeliveries(Array.from({ length: MAX_PROMPT_ROWS + 1 }, () => row));
+    });
+    // One batch one row over the bound: the rows that fit go out, the last one waits.
+    d.sendDeliveries([...Array.from({ length: MAX_PROMPT_ROWS }, () => row(a)), row(b)]);
+    await d.settled();
+    expect(await status(a.envelope.id)).toEqual({ status: "sent", attempts: 1 });
+    expect(await status(b.envelope.id)).toEqual({ status: "queued", attempts: 1 });
+    expect(await published()).not.toContain(b.jws);
+    // Those publishes ended: the bound is free again for what is committed next.
+    d.sendDeliveries([row(c)]);
     await d.stop();
-    expect(await published()).not.toContain(m.jws);
-    expect(await status(m.envelope.id)).toEqual({ status: "queued", attempts: 1 });
+    expect(await status(c.envelope.id)).toEqual({ status: "sent", attempts: 1 });
   });
 });
