@@ -166,47 +166,56 @@ export class Inbox {
         receipt: await receipts.issue(v.envelope.from, v.envelope.id, v.digest),
       })),
     );
-    // The log rows, our receipts for them and the cases they move: one transaction. A case step
+    // The log rows, our receipts for them and the cases they move: one transaction (one
+    // statement when no message of the batch is a step of a case). A case step
     // its case does not allow is refused, never logged, and quarantined with our negative
     // receipt in that same transaction, under the case's lock: a replica handling another copy
     // meanwhile finds it refused, never admits it. Another replica may have logged some
     // meanwhile: those are not stored again and their receipts not written.
     const lease = this.deps.prompt?.receiptLease();
-    const { stored, refused, kept, issued } = await store.transaction(async (tx) => {
-      // A case step refused once stays refused, whatever the case allows by now: the sender
-      // took our negative receipt as final, and both sides must keep holding the same steps.
-      // (Messages of no case, the common path, cost nothing here.)
-      const steps = signed.map((s) => s.message.envelope).filter((e) => isCaseType(e.type));
-      // The cases' locks first: whether a step was refused before is read under them too.
-      await tx.cases.lock(steps.map((e) => e.caseRef));
-      const earlier = await tx.quarantine.refusedEarlier(
-        steps.map((e) => ({ from: e.from, id: e.id })),
-        CASE_REFUSAL_CODES,
-      );
-      const refused = await this.deps.cases.admit(
-        tx,
-        steps.filter((e) => !earlier.has(inboundKey(e.from, e.id))),
-      );
-      for (const [key, refusal] of earlier) refused.set(key, refusal as Refusal);
-      const admitted = signed.filter((s) => !refused.has(caseMessageKey(s.message.envelope)));
-      const keys = await tx.inbound.insert(admitted.map((s) => s.message));
-      const issued = admitted
-        .filter((s) => keys.has(inboundKey(s.message.envelope.from, s.message.envelope.id)))
+    const steps = signed.map((s) => s.message.envelope).filter((e) => isCaseType(e.type));
+    const answered = (stored: Set<string>) =>
+      signed
+        .filter((s) => stored.has(inboundKey(s.message.envelope.from, s.message.envelope.id)))
         .map((s) => s.receipt);
-      await tx.receipts.insertIssued(issued, lease);
-      const kept = new Map<number, { rejection: Rejection; kept: Kept }>();
-      for (const m of fresh) {
-        const refusal = refused.get(caseMessageKey(m.verdict.envelope));
-        if (refusal === undefined) continue;
-        const rejection = stepRejection(m.verdict, refusal);
-        const receipt = await this.quarantiner.answer(rejection);
-        kept.set(m.index, {
-          rejection,
-          kept: await this.quarantiner.record(tx, m.item, rejection, receipt),
-        });
-      }
-      return { stored: keys, refused, kept, issued };
-    });
+    // Messages of no case (the common path): the log rows and our receipts are one statement,
+    // atomic on its own, with nothing to admit or refuse.
+    const { stored, refused, kept, issued } = await (steps.length === 0
+      ? store.inbound.insertAnswered(signed, lease).then((keys) => ({
+          stored: keys,
+          refused: new Map<string, Refusal>(),
+          kept: new Map<number, { rejection: Rejection; kept: Kept }>(),
+          issued: answered(keys),
+        }))
+      : store.transaction(async (tx) => {
+          // A case step refused once stays refused, whatever the case allows by now: the sender
+          // took our negative receipt as final, and both sides must keep holding the same steps.
+          // The cases' locks first: whether a step was refused before is read under them too.
+          await tx.cases.lock(steps.map((e) => e.caseRef));
+          const earlier = await tx.quarantine.refusedEarlier(
+            steps.map((e) => ({ from: e.from, id: e.id })),
+            CASE_REFUSAL_CODES,
+          );
+          const refused = await this.deps.cases.admit(
+            tx,
+            steps.filter((e) => !earlier.has(inboundKey(e.from, e.id))),
+          );
+          for (const [key, refusal] of earlier) refused.set(key, refusal as Refusal);
+          const admitted = signed.filter((s) => !refused.has(caseMessageKey(s.message.envelope)));
+          const keys = await tx.inbound.insertAnswered(admitted, lease);
+          const kept = new Map<number, { rejection: Rejection; kept: Kept }>();
+          for (const m of fresh) {
+            const refusal = refused.get(caseMessageKey(m.verdict.envelope));
+            if (refusal === undefined) continue;
+            const rejection = stepRejection(m.verdict, refusal);
+            const receipt = await this.quarantiner.answer(rejection);
+            kept.set(m.index, {
+              rejection,
+              kept: await this.quarantiner.record(tx, m.item, rejection, receipt),
+            });
+          }
+          return { stored: keys, refused, kept, issued: answered(keys) };
+        }));
     if (lease !== undefined) {
       this.deps.prompt?.sendReceipts(
         issued.map(({ receipt, jws, digest }) => ({

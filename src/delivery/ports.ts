@@ -242,6 +242,14 @@ export interface InboundLog {
   ): Promise<Map<InboundKey, { digest: string; jws: string }>>;
   /** Logs what is not logged yet; returns the keys it stored. */
   insert(messages: SignedMessage[]): Promise<Set<InboundKey>>;
+  /**
+   * `insert`, and our receipt (leased, see Lease) for exactly each message it stored: one
+   * statement, atomic on its own or part of the caller's transaction.
+   */
+  insertAnswered(
+    answered: Array<{ message: SignedMessage; receipt: IssuedReceipt }>,
+    lease?: Lease,
+  ): Promise<Set<InboundKey>>;
 }
 
 export interface ReceiptLog {

@@ -3,12 +3,15 @@ import { sql } from "drizzle-orm";
 import {
   type InboundKey,
   type InboundLog,
+  type IssuedReceipt,
   inboundKey,
+  type Lease,
   type SignedMessage,
 } from "../delivery/ports.ts";
 import type { PartyId } from "../protocol/types.ts";
 import type { Db } from "./database.ts";
 import { MESSAGE_COLUMNS, messageDocuments, messageRowsFrom } from "./message-row.ts";
+import { receiptDocuments } from "./receipt-log.ts";
 import { pgArray, rows, uuidsOnly } from "./set-sql.ts";
 
 export class SqlInboundLog implements InboundLog {
@@ -41,6 +44,39 @@ export class SqlInboundLog implements InboundLog {
         ${messageRowsFrom("inbound", messageDocuments(group))}
         on conflict do nothing
         returning id, from_party`,
+    );
+    return new Set(inserted.map((r) => inboundKey(r.from_party, r.id)));
+  }
+
+  /**
+   * One statement for the batch: the messages not logged yet, and the receipt answering each
+   * message it logged — never one for a (sender, id) another replica or a redelivery logged
+   * first (the receipt names the message id and is addressed to its sender).
+   */
+  async insertAnswered(
+    answered: Array<{ message: SignedMessage; receipt: IssuedReceipt }>,
+    lease?: Lease,
+  ): Promise<Set<InboundKey>> {
+    if (answered.length === 0) return new Set();
+    const until = lease === undefined ? null : lease.until.toISOString();
+    const inserted = await rows<{ id: string; from_party: string }>(
+      this.db,
+      sql`with logged as (
+          insert into messages (${MESSAGE_COLUMNS})
+          ${messageRowsFrom("inbound", messageDocuments(answered.map((a) => a.message)))}
+          on conflict do nothing
+          returning id, from_party),
+        answers as (
+          insert into receipts (id, message_id, message_digest, from_party, to_party, status,
+            errors, jws, digest, next_publish_at, publish_attempts, direction)
+          select r.id, r."messageId", r."messageDigest", r."from", r."to", r.status, r.errors,
+            r.jws, r.digest, coalesce(${until}::timestamptz, r."sentAt"),
+            case when ${until}::timestamptz is null then 0 else 1 end, 'issued'
+          from json_to_recordset(${receiptDocuments(answered.map((a) => a.receipt))}::json)
+              as r(id uuid, "messageId" uuid, "messageDigest" text, "from" text, "to" text,
+                status text, errors jsonb, jws text, digest text, "sentAt" timestamptz)
+            join logged on logged.id = r."messageId" and logged.from_party = r."to")
+        select id, from_party from logged`,
     );
     return new Set(inserted.map((r) => inboundKey(r.from_party, r.id)));
   }

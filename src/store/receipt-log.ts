@@ -18,7 +18,7 @@ import { receipts } from "./schema.ts";
 import { pgArray, rows, run, uuidsOnly } from "./set-sql.ts";
 
 /** The receipt rows of one direction as one JSON document, in the batch's order. */
-function receiptDocuments(
+export function receiptDocuments(
   batch: Array<{ receipt: Receipt; messageDigest: string; jws: string; digest: string }>,
 ): string {
   return JSON.stringify(

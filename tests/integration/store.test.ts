@@ -630,6 +630,36 @@ describe.each(["postgres", "pglite"] as const)("the store on %s", (driver) => {
     expect((await receiptDue(until)).map((d) => d.id)).toEqual([r.receipt.id]);
   });
 
+  it("logs inbound messages with their receipts in one statement, answering only what it logged", async () => {
+    const before = envelope([SELF], PARTNER);
+    const known = { envelope: before, jws: "in-known", digest: digestOf(31), kid: "k" };
+    expect(await store.inbound.insert([known])).toEqual(new Set([inboundKey(PARTNER, before.id)]));
+    const e = envelope([SELF], PARTNER);
+    const fresh = { envelope: e, jws: "in-fresh", digest: digestOf(32), kid: "k" };
+    const answer = (m: SignedMessage) =>
+      issued({ ...receiptFor(m.envelope.id, m.digest), from: SELF, to: PARTNER }, m.digest);
+    const [rKnown, rFresh] = [answer(known), answer(fresh)];
+    const until = new Date(T0.getTime() + 30_000);
+    const stored = await store.inbound.insertAnswered(
+      [
+        { message: known, receipt: rKnown },
+        { message: fresh, receipt: rFresh },
+      ],
+      { until },
+    );
+    expect(stored).toEqual(new Set([inboundKey(PARTNER, e.id)]));
+    // Only the message it logged is answered, and its receipt is leased like insertIssued's.
+    const due = async (now: Date) =>
+      (await store.receipts.claimUnpublished({ now, limit: 100, leaseMs: 1000 }))
+        .map((d) => d.id)
+        .filter((id) => id === rKnown.receipt.id || id === rFresh.receipt.id);
+    expect(await due(T0)).toEqual([]);
+    expect(await due(until)).toEqual([rFresh.receipt.id]);
+    expect(await store.inbound.find([{ from: PARTNER, id: e.id }])).toEqual(
+      new Map([[inboundKey(PARTNER, e.id), { digest: digestOf(32), jws: "in-fresh" }]]),
+    );
+  });
+
   it("keeps quarantined bytes exactly, once per digest, and knows the receipt that answered them", async () => {
     const raw = new Uint8Array([0, 255, 1, 254, 0x2e, 10, 13, 0]);
     const r = issued(
