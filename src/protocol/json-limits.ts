@@ -35,14 +35,21 @@ const CLOSE_BRACKET = 0x5d;
 export function jsonTextDepth(text: string, limit: number = MAX_JSON_DEPTH): number {
   let depth = 0;
   let deepest = 0;
-  let inString = false;
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
-    if (inString) {
-      if (c === BACKSLASH) i++;
-      else if (c === QUOTE) inString = false;
-    } else if (c === QUOTE) {
-      inString = true;
+    if (c === QUOTE) {
+      // A string ends at the next quote not escaped, i.e. after an even run of backslashes
+      // (the run is counted back to the opening quote at most). indexOf skips the string's
+      // text natively, which most of a message is; each backslash is counted once at most.
+      let close = i;
+      for (;;) {
+        close = text.indexOf('"', close + 1);
+        if (close === -1) return deepest; // unterminated: not JSON (JSON.parse refuses it)
+        let backslashes = 0;
+        for (let k = close - 1; k > i && text.charCodeAt(k) === BACKSLASH; k--) backslashes++;
+        if (backslashes % 2 === 0) break;
+      }
+      i = close;
     } else if (c === OPEN_BRACE || c === OPEN_BRACKET) {
       depth++;
       if (depth > deepest) {
@@ -125,6 +132,42 @@ export function checkJsonValue(
   value: unknown,
   maxDepth: number = MAX_JSON_DEPTH,
 ): JsonLimitIssue | null {
+  // Nearly every value is within the limits: a walk that only answers yes or no (no pointers
+  // kept, nothing allocated per value) clears it, and only a value that fails is walked again
+  // to name the first place that breaks them.
+  return withinLimits(value, maxDepth) ? null : firstIssue(value, maxDepth);
+}
+
+/** Whether `value` is within the limits: iterative, with two parallel stacks. */
+function withinLimits(value: unknown, maxDepth: number): boolean {
+  const values: unknown[] = [value];
+  const levels: number[] = [0];
+  while (values.length > 0) {
+    const current = values.pop();
+    const above = levels.pop() as number;
+    if (typeof current === "string") {
+      if (!isStorableString(current)) return false;
+      continue;
+    }
+    if (typeof current !== "object" || current === null) continue;
+    if (above + 1 > maxDepth) return false;
+    if (Array.isArray(current)) {
+      for (let i = 0; i < current.length; i++) {
+        values.push(current[i]);
+        levels.push(above + 1);
+      }
+    } else {
+      for (const name of Object.keys(current)) {
+        if (!isStorableString(name)) return false;
+        values.push((current as Record<string, unknown>)[name]);
+        levels.push(above + 1);
+      }
+    }
+  }
+  return true;
+}
+
+function firstIssue(value: unknown, maxDepth: number): JsonLimitIssue | null {
   const stack: Visit[] = [{ value, above: 0, parent: null, segment: "", isName: false }];
   for (let visit = stack.pop(); visit !== undefined; visit = stack.pop()) {
     const current = visit.value;
