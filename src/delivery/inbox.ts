@@ -328,19 +328,50 @@ export class Inbox {
     settle: (index: number, outcome: InboxOutcome) => void,
   ): Promise<void> {
     if (batch.length === 0) return;
-    const { store, clock, log } = this.deps;
+    const { store, clock } = this.deps;
     const ids = [...new Set(batch.flatMap(({ verdict }) => verdict.receipt.messageId ?? []))];
-    const { matches, fresh, logged } = await store.transaction(async (tx) => {
-      const sent = await tx.outbound.sentDigests(ids);
-      const matches = batch.map(({ verdict: { receipt } }) =>
-        matchReceipt(
-          receipt,
-          receipt.messageId === null
-            ? undefined
-            : sent.get(sentKey(receipt.messageId, receipt.from)),
-        ),
+    // What we sent never changes once logged (and a receipt can only answer what was committed
+    // before it was published): read outside the transaction.
+    const sent = await store.outbound.sentDigests(ids);
+    const matches = batch.map(({ verdict: { receipt } }) =>
+      matchReceipt(
+        receipt,
+        receipt.messageId === null ? undefined : sent.get(sentKey(receipt.messageId, receipt.from)),
+      ),
+    );
+    const valid = batch.filter((_, k) => matches[k]?.ok === true).map((r) => r.verdict);
+    const closedMetric =
+      (closedAt: Date) =>
+      (c: { recipient: string; status: "delivered" | "rejected"; sentAt: Date }) =>
+        (this.deps.metrics ?? NO_METRICS).deliveryClosed(
+          c.recipient,
+          c.status,
+          Math.max(0, closedAt.getTime() - c.sentAt.getTime()) / 1000,
+        );
+    // The common batch — positive receipts, each of its own id for a delivery of its own — is
+    // logged and closes its deliveries in one statement, atomic on its own. The rest (a refusal
+    // may move a case; two receipts may compete for one id or one delivery) takes the
+    // transaction below.
+    const distinct = (key: (v: VerifiedReceipt) => string) =>
+      new Set(valid.map(key)).size === valid.length;
+    if (
+      valid.every((v) => v.receipt.status === "accepted") &&
+      distinct((v) => v.receipt.id) &&
+      distinct((v) => sentKey(v.receipt.messageId ?? "", v.receipt.from))
+    ) {
+      const closedAt = clock();
+      const { fresh, closed } = await store.receipts.insertReceivedClosing(valid, closedAt);
+      closed.forEach(closedMetric(closedAt));
+      const logged = await store.receipts.findReceived(
+        valid.map((v) => v.receipt.id).filter((id) => !fresh.has(id)),
       );
-      const valid = batch.filter((_, k) => matches[k]?.ok === true).map((r) => r.verdict);
+      for (const v of valid) {
+        if (fresh.has(v.receipt.id)) logged.set(v.receipt.id, { digest: v.digest, jws: v.jws });
+      }
+      await this.settleReceipts(batch, matches, fresh, logged, settle);
+      return;
+    }
+    const { fresh, logged } = await store.transaction(async (tx) => {
       const fresh = await tx.receipts.insertReceived(valid);
       // What is logged under each id now: these bytes, or other bytes under the same id. A new
       // id that occurs once in the batch holds these bytes; only the others are looked up.
@@ -367,20 +398,26 @@ export class Inbox {
         })),
         closedAt,
       );
-      for (const c of closed) {
-        (this.deps.metrics ?? NO_METRICS).deliveryClosed(
-          c.recipient,
-          c.status,
-          Math.max(0, closedAt.getTime() - c.sentAt.getTime()) / 1000,
-        );
-      }
+      closed.forEach(closedMetric(closedAt));
       // A case step the other party refused never became part of the case: recompute it.
       const refusedSteps = [...closing.values()]
         .filter((r) => r.status === "rejected")
         .map((r) => r.messageId as string);
       await this.deps.cases.refresh(tx, await tx.cases.caseRefsOf(refusedSteps, CASE_TYPES));
-      return { matches, fresh, logged };
+      return { fresh, logged };
     });
+    await this.settleReceipts(batch, matches, fresh, logged, settle);
+  }
+
+  /** Each receipt's outcome, once logged: kept when it matched nothing or conflicts, else taken. */
+  private async settleReceipts(
+    batch: Array<Indexed<VerifiedReceipt>>,
+    matches: ReturnType<typeof matchReceipt>[],
+    fresh: Set<string>,
+    logged: Map<string, { digest: string; jws: string }>,
+    settle: (index: number, outcome: InboxOutcome) => void,
+  ): Promise<void> {
+    const { log } = this.deps;
     const answered = new Set<string>();
     for (const [k, { index, item, verdict }] of batch.entries()) {
       const { receipt, digest } = verdict;

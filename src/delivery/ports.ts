@@ -261,6 +261,18 @@ export interface ReceiptLog {
   requeueById(receiptId: string, at: Date): Promise<void>;
   /** Partners' receipts; returns the ids that were new. */
   insertReceived(receipts: ReceivedReceipt[]): Promise<Set<string>>;
+  /**
+   * `insertReceived`, and each receipt it logged closes the delivery it answers (`delivered` or
+   * `rejected`, as DeliveryOutbox.close): one statement. Only for receipts of distinct ids
+   * answering distinct deliveries, each matched against what we sent.
+   */
+  insertReceivedClosing(
+    receipts: ReceivedReceipt[],
+    at: Date,
+  ): Promise<{
+    fresh: Set<string>;
+    closed: Array<DeliveryRef & { status: "delivered" | "rejected"; sentAt: Date }>;
+  }>;
   /** The partners' receipts logged under these ids: their bytes and digest. */
   findReceived(ids: string[]): Promise<Map<string, { digest: string; jws: string }>>;
   claimUnpublished(opts: { now: Date; limit: number; leaseMs: number }): Promise<DueReceipt[]>;

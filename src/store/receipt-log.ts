@@ -6,6 +6,7 @@
  */
 import { and, eq, isNull, or, type SQL, sql } from "drizzle-orm";
 import type {
+  DeliveryRef,
   DueReceipt,
   IssuedReceipt,
   Lease,
@@ -136,6 +137,59 @@ export class SqlReceiptLog implements ReceiptLog {
         returning id`,
     );
     return new Set(inserted.map((r) => r.id));
+  }
+
+  async insertReceivedClosing(
+    received: ReceivedReceipt[],
+    at: Date,
+  ): Promise<{
+    fresh: Set<string>;
+    closed: Array<DeliveryRef & { status: "delivered" | "rejected"; sentAt: Date }>;
+  }> {
+    if (received.length === 0) return { fresh: new Set(), closed: [] };
+    const [result] = await rows<{
+      fresh: string[] | string;
+      closed:
+        | Array<{ messageId: string; recipient: string; status: string; sentAt: string }>
+        | string;
+    }>(
+      this.db,
+      sql`with fresh as (
+          insert into receipts (id, message_id, message_digest, from_party, to_party, status,
+            errors, jws, digest, direction)
+          ${receiptRows(
+            receiptDocuments(
+              received.map((r) => ({ ...r, messageDigest: r.receipt.digest.value })),
+            ),
+            sql`'received'`,
+          )}
+          on conflict do nothing
+          returning id, message_id, from_party, status),
+        closed as (
+          update deliveries d set
+            status = case when f.status = 'accepted' then 'delivered' else 'rejected' end,
+            receipt_id = f.id,
+            last_error = null,
+            updated_at = ${at.toISOString()}::timestamptz
+          from fresh f, messages m
+          where d.message_id = f.message_id and d.recipient = f.from_party
+            and m.id = d.message_id and m.direction = 'outbound'
+            and d.status in ('queued', 'sent', 'failed')
+          returning d.message_id as "messageId", d.recipient, d.status, m.sent_at as "sentAt")
+        select (select coalesce(json_agg(id), '[]') from fresh) as fresh,
+          (select coalesce(json_agg(closed), '[]') from closed) as closed`,
+    );
+    // json comes back parsed from postgres.js, as text from PGlite under drizzle.
+    const parse = <T>(v: T | string): T => (typeof v === "string" ? (JSON.parse(v) as T) : v);
+    return {
+      fresh: new Set(parse(result?.fresh ?? [])),
+      closed: parse(result?.closed ?? []).map((c) => ({
+        messageId: c.messageId,
+        recipient: c.recipient,
+        status: c.status as "delivered" | "rejected",
+        sentAt: new Date(c.sentAt),
+      })),
+    };
   }
 
   async findReceived(ids: string[]): Promise<Map<string, { digest: string; jws: string }>> {

@@ -382,6 +382,37 @@ describe.each(["postgres", "pglite"] as const)("the store on %s", (driver) => {
     expect(found?.receipts.map((r) => r.id)).toEqual([good.receipt.id, thai.receipt.id]);
   });
 
+  it("logs received receipts and closes their deliveries in one statement, only for receipts it logged", async () => {
+    const e = envelope([PARTNER, "TH-RTP-ATHD"]);
+    await insertOutbound({ envelope: e, jws: "jws-c", digest: digestOf(41), kid: "k" });
+    await store.outbox.markSent(
+      [
+        { messageId: e.id, recipient: PARTNER },
+        { messageId: e.id, recipient: "TH-RTP-ATHD" },
+      ],
+      T0,
+    );
+    const good = { receipt: receiptFor(e.id, digestOf(41)), jws: "r-42", digest: digestOf(42) };
+    const at = new Date(T0.getTime() + 2_500);
+    const first = await store.receipts.insertReceivedClosing([good], at);
+    expect(first.fresh).toEqual(new Set([good.receipt.id]));
+    expect(first.closed).toEqual([
+      { messageId: e.id, recipient: PARTNER, status: "delivered", sentAt: T0 },
+    ]);
+    // Logged once: the same receipt again is not new and closes nothing.
+    expect(await store.receipts.insertReceivedClosing([good], at)).toEqual({
+      fresh: new Set(),
+      closed: [],
+    });
+    const found = await queries.getMessage(e.id);
+    expect(
+      Object.fromEntries(
+        found?.deliveries.map((d) => [d.recipient, [d.status, d.receiptId]]) ?? [],
+      ),
+    ).toEqual({ [PARTNER]: ["delivered", good.receipt.id], "TH-RTP-ATHD": ["sent", null] });
+    expect(found?.deliveries.find((d) => d.recipient === PARTNER)?.updatedAt).toEqual(at);
+  });
+
   it("reads a case's messages both ways, without other types, marking our steps the partner refused", async () => {
     const ref = `CN-HEKOU-2026-${String(driver === "postgres" ? 8101 : 8102)}`;
     const step = (type: string, from = SELF, to = [PARTNER]) => {
