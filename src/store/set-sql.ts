@@ -1,19 +1,20 @@
 /**
  * Set-based statements for the hot path, the same on postgres.js and PGlite: a batch travels as
- * one parameter — a JSON document (`json_array_elements`) or a PostgreSQL array literal
+ * one parameter — a JSON document (`json_to_recordset`) or a PostgreSQL array literal
  * (`unnest`, `= any`) — so a statement's text does not depend on the batch's size, and drizzle
  * only wraps a short `sql` template instead of building a query from column objects for every
  * row (which the profile showed costing more than the signing).
  *
- * On postgres.js these statements run as named prepared statements (`rows`, `run`): parsed and
- * planned once per connection, then one Bind/Execute per call. drizzle's own `execute` passes
+ * On postgres.js these statements run as named prepared statements (`rows`, `run`): parsed once
+ * per connection, then one Bind/Execute per call (each execution is still planned for its
+ * parameters: plan_cache_mode, see database.ts). drizzle's own `execute` passes
  * `prepare: false` for any statement it was not given a name for, and postgres.js then sends
  * every call as Parse + Describe, waits for the parameter types, and only then binds and
  * executes: two round trips and a new parse per call. Only statements of constant text may go
  * through here (each distinct text stays prepared for the connection's life).
  *
  * Raw results differ by driver (postgres.js returns the rows, PGlite `{ rows }`), and timestamps
- * come back as text from both under drizzle: `rowsOf` and `new Date(text)` smooth that over.
+ * come back as text from both under drizzle: `rows` and `new Date(text)` smooth that over.
  */
 import type { SQL } from "drizzle-orm";
 import { PgDialect } from "drizzle-orm/pg-core";
