@@ -92,12 +92,12 @@ export class Dispatcher implements PromptPublisher {
 
   sendDeliveries(due: Array<Omit<DueDelivery, "subject">>): void {
     const routed = this.route(due, (d) => d.recipient);
-    if (routed.length > 0) this.track(routed.length, this.publishDeliveries(routed));
+    if (routed.length > 0) this.track(routed.length, this.publishDeliveries(routed, "prompt"));
   }
 
   sendReceipts(due: Array<Omit<DueReceipt, "subject">>): void {
     const routed = this.route(due, (r) => r.toParty);
-    if (routed.length > 0) this.track(routed.length, this.publishReceipts(routed));
+    if (routed.length > 0) this.track(routed.length, this.publishReceipts(routed, "prompt"));
   }
 
   /** Resolves when the prompt publishes under way now have ended. */
@@ -173,12 +173,12 @@ export class Dispatcher implements PromptPublisher {
     for (const f of failed) {
       log.warn({ messageId: f.messageId, to: f.recipient, code: "delivery_failed" }, f.reason);
     }
-    await this.publishDeliveries(due);
+    await this.publishDeliveries(due, "pass");
     return due.length + failed.length;
   }
 
   /** Publishes claimed deliveries, all in flight together, then marks those the broker took. */
-  private async publishDeliveries(due: DueDelivery[]): Promise<void> {
+  private async publishDeliveries(due: DueDelivery[], path: "prompt" | "pass"): Promise<void> {
     const { store, transport, clock, log } = this.deps;
     const published: DeliveryRef[] = [];
     const outcomes = await Promise.allSettled(
@@ -190,6 +190,7 @@ export class Dispatcher implements PromptPublisher {
             "message",
             ok,
             (performance.now() - started) / 1000,
+            path,
           );
         try {
           const ack = await transport.publish(d.subject, encoder.encode(d.jws), d.digest);
@@ -214,12 +215,12 @@ export class Dispatcher implements PromptPublisher {
       limit: this.deps.batchSize,
       leaseMs: this.deps.retry.baseMs,
     });
-    await this.publishReceipts(due);
+    await this.publishReceipts(due, "pass");
     return due.length;
   }
 
   /** Publishes claimed receipts, all in flight together, then marks those the broker took. */
-  private async publishReceipts(due: DueReceipt[]): Promise<void> {
+  private async publishReceipts(due: DueReceipt[], path: "prompt" | "pass"): Promise<void> {
     const { store, transport, clock, log } = this.deps;
     const published: string[] = [];
     const outcomes = await Promise.allSettled(
@@ -230,6 +231,7 @@ export class Dispatcher implements PromptPublisher {
             "receipt",
             ok,
             (performance.now() - started) / 1000,
+            path,
           );
         try {
           let r = claimed;

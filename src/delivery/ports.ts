@@ -71,8 +71,16 @@ export interface Metrics {
   deliveryClosed(recipient: PartyId, status: "delivered" | "rejected", seconds: number): void;
   /** An inbound batch handled (verified, logged, answered), in `seconds`. */
   inboundBatch(size: number, seconds: number): void;
-  /** One publish to the broker (a message or a receipt), in `seconds`. */
-  published(kind: "message" | "receipt", ok: boolean, seconds: number): void;
+  /**
+   * One publish to the broker (a message or a receipt), in `seconds`: on the prompt path (just
+   * committed, see PromptPublisher) or by a pass (a lease ended: a retry, a crash, a refusal).
+   */
+  published(
+    kind: "message" | "receipt",
+    ok: boolean,
+    seconds: number,
+    path: "prompt" | "pass",
+  ): void;
 }
 
 export const NO_METRICS: Metrics = {

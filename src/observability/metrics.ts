@@ -32,7 +32,7 @@ export class PromMetrics implements Metrics {
   private readonly deliveryLatency: Histogram<"partner" | "status">;
   private readonly inboundSeconds: Histogram<string>;
   private readonly inboundMessages: Counter<string>;
-  private readonly publishSeconds: Histogram<"kind" | "outcome">;
+  private readonly publishSeconds: Histogram<"kind" | "outcome" | "path">;
 
   constructor(sources: MetricsSources) {
     const registers = [this.registry];
@@ -56,8 +56,8 @@ export class PromMetrics implements Metrics {
     });
     this.publishSeconds = new Histogram({
       name: "liaison_publish_seconds",
-      help: "One publish to the broker, until its ack (stage)",
-      labelNames: ["kind", "outcome"],
+      help: "One publish to the broker, until its ack (stage); path: prompt (just committed) or pass (due again)",
+      labelNames: ["kind", "outcome", "path"],
       buckets: LATENCY_BUCKETS,
       registers,
     });
@@ -215,8 +215,13 @@ export class PromMetrics implements Metrics {
     this.inboundMessages.inc(size);
   }
 
-  published(kind: "message" | "receipt", ok: boolean, seconds: number): void {
-    this.publishSeconds.observe({ kind, outcome: ok ? "acked" : "failed" }, seconds);
+  published(
+    kind: "message" | "receipt",
+    ok: boolean,
+    seconds: number,
+    path: "prompt" | "pass",
+  ): void {
+    this.publishSeconds.observe({ kind, outcome: ok ? "acked" : "failed", path }, seconds);
   }
 
   /** The Prometheus text exposition. */

@@ -125,14 +125,24 @@ describe("GET /metrics", () => {
         `liaison_delivery_latency_seconds_count{partner="${LAOCAI}",status="delivered"}`,
       ),
     ).toBe(2);
+    // Published as soon as committed (the prompt path), not left for a pass of the dispatcher.
     expect(
-      sample(atHekou, 'liaison_publish_seconds_count{kind="message",outcome="acked"}'),
+      sample(
+        atHekou,
+        'liaison_publish_seconds_count{kind="message",outcome="acked",path="prompt"}',
+      ),
     ).toBeGreaterThanOrEqual(2);
     expect(sample(atHekou, 'liaison_consumer_pending{kind="pending"}')).toBeGreaterThanOrEqual(0);
 
     const atLaocai = await (await scrape(laocai)).text();
     expect(sample(atLaocai, 'liaison_quarantine{code="malformed"}')).toBe(1);
     expect(sample(atLaocai, `liaison_receipts{direction="issued",status="accepted"}`)).toBe(2);
+    expect(
+      sample(
+        atLaocai,
+        'liaison_publish_seconds_count{kind="receipt",outcome="acked",path="prompt"}',
+      ),
+    ).toBeGreaterThanOrEqual(2);
     expect(sample(atLaocai, "liaison_inbound_messages_total")).toBeGreaterThanOrEqual(3);
     expect(sample(atLaocai, 'liaison_cases{state="identified"}')).toBe(1);
 
