@@ -24,6 +24,7 @@ import {
   type StartNatsServerOptions,
   startNatsServer,
 } from "./nats-server.ts";
+import { PortInUseError } from "./process-guard.ts";
 
 export interface FederatedCountry {
   /** The country's JetStream domain (conventionally its ISO code, e.g. "VN"). */
@@ -392,23 +393,33 @@ export async function startNatsFederation(countries: FederatedCountry[]): Promis
       passwords[c.domain] = { sourcing: secret(), outbound: secret() };
       operators[c.domain] = { user: "operator", password: secret() };
     }
-    const leafPort = await freePort();
     // The hub tells its leaves where it listens, and a leaf would then reconnect there directly,
     // around its link (no_advertise does not stop that for leaf connections): the hub advertises
     // a port of ours that refuses every connection, so a leaf comes back only through its link.
-    const nowhere = await startLink(leafPort);
+    const nowhere = await startLink(await freePort());
     nowhere.cut();
     extra.push(nowhere);
-    const hub = await startNatsServer({
-      name: "hub",
-      jetStream: false,
-      config: [
-        hubAccounts(countries, passwords),
-        // verify_and_map: a leaf must present a certificate of the CA, and it logs in as the user
-        // its certificate names (with that user's password), never as another.
-        `leafnodes {\n  listen: "127.0.0.1:${leafPort}"\n  advertise: "127.0.0.1:${nowhere.port}"\n  tls { cert_file: "${hubCert.cert}", key_file: "${hubCert.key}", ca_file: "${ca.caFile}", verify_and_map: true, timeout: 3 }\n}`,
-      ].join("\n"),
-    });
+    let leafPort = 0;
+    let hub: NatsServerHandle | undefined;
+    for (let attempt = 1; hub === undefined; attempt++) {
+      leafPort = await freePort();
+      try {
+        hub = await startNatsServer({
+          name: "hub",
+          jetStream: false,
+          config: [
+            hubAccounts(countries, passwords),
+            // verify_and_map: a leaf must present a certificate of the CA, and it logs in as the
+            // user its certificate names (with that user's password), never as another.
+            `leafnodes {\n  listen: "127.0.0.1:${leafPort}"\n  advertise: "127.0.0.1:${nowhere.port}"\n  tls { cert_file: "${hubCert.cert}", key_file: "${hubCert.key}", ca_file: "${ca.caFile}", verify_and_map: true, timeout: 3 }\n}`,
+          ].join("\n"),
+        });
+      } catch (err) {
+        // freePort() is racy (another process's connection may take the port before the hub
+        // binds it); startNatsServer retries its own ports, this one is ours to pick again.
+        if (!(err instanceof PortInUseError) || attempt >= 5) throw err;
+      }
+    }
     started.push(hub);
     const servers: Record<string, NatsServerHandle> = {};
     const countryOptions: Record<string, StartNatsServerOptions> = {};
