@@ -231,11 +231,13 @@ async function startLink(targetPort: number): Promise<Link> {
     inbound.pipe(outbound);
     outbound.pipe(inbound);
   });
-  const port = await freePort();
+  // Port 0: the system picks a free port at bind time (no window for another process to take
+  // it first), and the link keeps listening, cut or not, for its whole life.
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen(port, "127.0.0.1", () => resolve());
+    server.listen(0, "127.0.0.1", () => resolve());
   });
+  const { port } = server.address() as { port: number };
   return {
     port,
     cut() {
@@ -396,7 +398,7 @@ export async function startNatsFederation(countries: FederatedCountry[]): Promis
     // The hub tells its leaves where it listens, and a leaf would then reconnect there directly,
     // around its link (no_advertise does not stop that for leaf connections): the hub advertises
     // a port of ours that refuses every connection, so a leaf comes back only through its link.
-    const nowhere = await startLink(await freePort());
+    const nowhere = await startLink(0);
     nowhere.cut();
     extra.push(nowhere);
     let leafPort = 0;
