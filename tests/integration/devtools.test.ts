@@ -61,3 +61,25 @@ describe("createTestDatabase", () => {
     }
   });
 });
+
+describe("freePort", () => {
+  it("picks ports below the kernel's ephemeral range, which outgoing connections never take, and that can be bound", async () => {
+    const { readFileSync } = await import("node:fs");
+    const { createServer } = await import("node:net");
+    const { freePort } = await import("../../src/devtools/free-port.ts");
+    const floor = Number(
+      readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0],
+    );
+    for (let i = 0; i < 20; i++) {
+      const port = await freePort();
+      expect(port).toBeGreaterThanOrEqual(10_000);
+      expect(port).toBeLessThan(floor);
+      const server = createServer();
+      await new Promise<void>((resolve, reject) => {
+        server.once("error", reject);
+        server.listen(port, "127.0.0.1", () => resolve());
+      });
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+});
