@@ -91,13 +91,32 @@ export class Dispatcher implements PromptPublisher {
   }
 
   sendDeliveries(due: Array<Omit<DueDelivery, "subject">>): void {
-    const routed = this.route(due, (d) => d.recipient);
-    if (routed.length > 0) this.track(routed.length, this.publishDeliveries(routed, "prompt"));
+    this.promptly(() => {
+      const routed = this.route(due, (d) => d.recipient);
+      if (routed.length > 0) this.track(routed.length, this.publishDeliveries(routed, "prompt"));
+    });
   }
 
   sendReceipts(due: Array<Omit<DueReceipt, "subject">>): void {
-    const routed = this.route(due, (r) => r.toParty);
-    if (routed.length > 0) this.track(routed.length, this.publishReceipts(routed, "prompt"));
+    this.promptly(() => {
+      const routed = this.route(due, (r) => r.toParty);
+      if (routed.length > 0) this.track(routed.length, this.publishReceipts(routed, "prompt"));
+    });
+  }
+
+  /**
+   * Never throws to the caller: it has committed already, and must not take a failure here for
+   * its commit's (the submitter's group commit would then commit the group again, one by one).
+   */
+  private promptly(start: () => void): void {
+    try {
+      start();
+    } catch (err) {
+      this.deps.log.error(
+        { err: errorSummary(err) },
+        "prompt publish failed; the rows are retried when their lease ends",
+      );
+    }
   }
 
   /** Resolves when the prompt publishes under way now have ended. */

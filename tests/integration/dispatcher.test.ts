@@ -214,4 +214,30 @@ describe("the dispatcher's prompt path", () => {
     await d.stop();
     expect(await status(c.envelope.id)).toEqual({ status: "sent", attempts: 1 });
   });
+
+  it("never throws to the committer: a failure to start the publish leaves the rows leased", async () => {
+    now = new Date();
+    const broken = new Dispatcher({
+      ...{ store, transport, clock: () => now, wake: new WakeSignal(), log: quiet },
+      ...{ batchSize: 100, pollMs: 50, retry: RETRY },
+      subjectOf: () => {
+        throw new Error("registry unreadable, on purpose");
+      },
+    });
+    const m = message();
+    await store.outbound.insert([m], broken.deliveryLease());
+    const row = {
+      messageId: m.envelope.id,
+      recipient: PARTNER,
+      jws: m.jws,
+      digest: m.digest,
+      attempts: 1,
+    };
+    expect(() => broken.sendDeliveries([row])).not.toThrow();
+    expect(() =>
+      broken.sendReceipts([{ id: m.envelope.id, toParty: PARTNER, jws: "r", digest: m.digest }]),
+    ).not.toThrow();
+    await broken.stop();
+    expect(await status(m.envelope.id)).toEqual({ status: "queued", attempts: 1 });
+  });
 });
