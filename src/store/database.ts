@@ -151,6 +151,10 @@ function unavailable(e: object): boolean {
   if (typeof code === "string") {
     // A Node socket error (it names its system call), not another library's code of that name.
     if (NETWORK_CODES.has(code) && typeof syscall === "string") return true;
+    // A write to a socket the server has ended (net's writeAfterFIN, "This socket has been ended
+    // by the other party"): an EPIPE without a syscall. Only sockets break pipes; no library the
+    // store path calls uses the code for anything else.
+    if (code === "EPIPE") return true;
     // postgres.js's connection errors; nats.js has a CONNECTION_CLOSED of its own, without errno.
     if (DRIVER_CODES.has(code) && errno === code) return true;
     if (name === "PostgresError" && SQLSTATES.has(code)) return true;

@@ -13,6 +13,8 @@
  * test process records every uncaught exception and unhandled rejection and asserts there were
  * none (vitest would also fail the run on them).
  */
+import { once } from "node:events";
+import { type AddressInfo, createConnection, createServer } from "node:net";
 import { PGlite } from "@electric-sql/pglite";
 import { drizzle } from "drizzle-orm/postgres-js";
 import { connect } from "nats";
@@ -332,6 +334,20 @@ describe("isStoreUnavailable: one classification of the store's connection error
       (terminated as { code?: string }).code,
     );
     expect(isStoreUnavailable(terminated)).toBe(true);
+
+    // A write after the server ended the connection (a restart's FIN reached the socket before
+    // the driver noticed): Node's writeAfterFIN, an EPIPE without a syscall, which postgres.js
+    // passes on as the queries' error. Seen as `500 internal` under a fast restart mid-flow.
+    const ender = createServer((socket) => socket.end());
+    await new Promise<void>((resolve) => ender.listen(0, "127.0.0.1", resolve));
+    const client = createConnection((ender.address() as AddressInfo).port, "127.0.0.1");
+    await once(client, "end");
+    const [afterFin] = await Promise.all([once(client, "error"), client.write("Q")]);
+    client.destroy();
+    await new Promise((resolve) => ender.close(resolve));
+    expect(afterFin[0]).toMatchObject({ code: "EPIPE" });
+    expect((afterFin[0] as { syscall?: string }).syscall).toBeUndefined();
+    expect(isStoreUnavailable(afterFin[0])).toBe(true);
 
     // The embedded store, closed (the gateway is stopping).
     const pglite = await PGlite.create();
