@@ -90,6 +90,28 @@ async function deliveredAll(ids: string[], timeoutMs = 30_000): Promise<void> {
   );
 }
 
+/**
+ * Hekou submits `count` case notices (case references from `firstCase` on) at a steady pace over about `overMs`, in the background:
+ * `ids` grows with each one accepted (every submit must be), `done` ends with the last.
+ */
+function steadyFlow(
+  count: number,
+  overMs: number,
+  firstCase: number,
+): { ids: string[]; done: Promise<void> } {
+  const ids: string[] = [];
+  const done = (async () => {
+    const start = Date.now();
+    for (let i = 0; i < count; i++) {
+      // A steady pace, not a burst to catch up after a stall.
+      const due = start + (i * overMs) / count;
+      if (due > Date.now()) await new Promise((resolve) => setTimeout(resolve, due - Date.now()));
+      ids.push(await submit(`CN-HEKOU-2026-${firstCase + i}`));
+    }
+  })();
+  return { ids, done };
+}
+
 /** How many times Lao Cai logged each message. */
 async function loggedAtLaocai(ids: string[]): Promise<Map<string, number>> {
   const res = await laocai.gateway.database.db.execute(
@@ -282,6 +304,44 @@ describe("federation: a nats-server per country, joined by leaf nodes", {
     await federation.connected();
     await deliveredAll(ids, 60_000);
     expect([...(await loggedAtLaocai(ids)).values()]).toEqual(ids.map(() => 1));
+  });
+
+  it("loses and duplicates nothing when the sending country's server restarts mid-flow", async () => {
+    // China's server holds Hekou's outbound stream for Lao Cai and, in its outbound account, the
+    // mirror Vietnam sources; it is stopped and started again (same store, same port) while Hekou
+    // submits a steady flow.
+    const flow = steadyFlow(60, 5000, 5000);
+    await waitFor("a third of the flow accepted", async () =>
+      flow.ids.length >= 20 ? true : undefined,
+    );
+    const atStop = flow.ids.length;
+    await federation.restartCountry("CN");
+    const duringRestart = flow.ids.length - atStop;
+    await flow.done;
+    await federation.connected();
+    // The flow went on while China's server was down (the gateway keeps what it accepts).
+    expect(duringRestart).toBeGreaterThan(0);
+    await deliveredAll(flow.ids, 90_000);
+    expect([...(await loggedAtLaocai(flow.ids)).values()]).toEqual(flow.ids.map(() => 1));
+  });
+
+  it("loses and duplicates nothing when the sending country's server restarts with its link cut", async () => {
+    const flow = steadyFlow(40, 5000, 6000);
+    await waitFor("a quarter of the flow accepted", async () =>
+      flow.ids.length >= 10 ? true : undefined,
+    );
+    federation.links.CN?.cut();
+    await federation.restartCountry("CN");
+    await flow.done;
+    // Everything accepted reaches China's restarted server, and nothing crosses the cut link.
+    await waitFor("nothing left queued", async () => {
+      for (const id of flow.ids) if ((await status(id)) === "queued") return undefined;
+      return true;
+    });
+    federation.links.CN?.restore();
+    await federation.connected();
+    await deliveredAll(flow.ids, 90_000);
+    expect([...(await loggedAtLaocai(flow.ids)).values()]).toEqual(flow.ids.map(() => 1));
   });
 
   it("lets a country source only the streams addressed to its own parties", async () => {
