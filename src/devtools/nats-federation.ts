@@ -12,7 +12,7 @@
  */
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server, type Socket, connect as tcpConnect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -271,6 +271,12 @@ export interface Federation {
   connected(timeoutMs?: number): Promise<void>;
   /** Stops a country's server and starts it again on the same port and store. */
   restartCountry(domain: string): Promise<void>;
+  /**
+   * Rewrites the hub's accounts for `countries` (the same countries' users and passwords: a
+   * party added or removed changes the pairs' lines, `hubAccounts`) and has the running hub
+   * reload its configuration (SIGHUP), as an operator would; resolves once the hub has loaded it.
+   */
+  reloadHub(countries: FederatedCountry[]): Promise<void>;
   /** The hub's port for leaf connections (TLS), reached directly, not through a link. */
   hubLeafPort: number;
   /** The federation's CA certificate (PEM file). */
@@ -403,14 +409,23 @@ export async function startNatsFederation(countries: FederatedCountry[]): Promis
     extra.push(nowhere);
     let leafPort = 0;
     let hub: NatsServerHandle | undefined;
+    // The hub's configuration file is written in its directory, and includes its accounts from
+    // a file of their own there, which reloadHub rewrites.
+    const hubDir = join(certs, "hub");
+    mkdirSync(hubDir);
+    const hubAccountsFile = join(hubDir, "accounts.conf");
+    const hubPidFile = join(hubDir, "nats-server.pid");
+    writeFileSync(hubAccountsFile, `${hubAccounts(countries, passwords)}\n`, { mode: 0o600 });
     for (let attempt = 1; hub === undefined; attempt++) {
       leafPort = await freePort();
       try {
         hub = await startNatsServer({
           name: "hub",
           jetStream: false,
+          storeDir: hubDir,
           config: [
-            hubAccounts(countries, passwords),
+            'include "accounts.conf"',
+            `pid_file: ${JSON.stringify(hubPidFile)}`,
             // verify_and_map: a leaf must present a certificate of the CA, and it logs in as the
             // user its certificate names (with that user's password), never as another.
             `leafnodes {\n  listen: "127.0.0.1:${leafPort}"\n  advertise: "127.0.0.1:${nowhere.port}"\n  tls { cert_file: "${hubCert.cert}", key_file: "${hubCert.key}", ca_file: "${ca.caFile}", verify_and_map: true, timeout: 3 }\n}`,
@@ -470,6 +485,20 @@ export async function startNatsFederation(countries: FederatedCountry[]): Promis
         const server = await startNatsServer({ ...options, port: old.port });
         started[started.indexOf(old)] = server;
         servers[domain] = server;
+      },
+      async reloadHub(reloaded) {
+        const loadedAt = async () =>
+          ((await (await fetch(`${hub.monitorUrl}/varz`)).json()) as { config_load_time: string })
+            .config_load_time;
+        const before = await loadedAt();
+        writeFileSync(hubAccountsFile, `${hubAccounts(reloaded, passwords)}\n`, { mode: 0o600 });
+        process.kill(Number(readFileSync(hubPidFile, "utf8").trim()), "SIGHUP");
+        // The hub logs a configuration it cannot load and keeps the old one: wait for the new.
+        const deadline = Date.now() + 10_000;
+        while ((await loadedAt()) === before) {
+          if (Date.now() > deadline) throw new Error("nats federation: the hub did not reload");
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        }
       },
       hubLeafPort: leafPort,
       caFile: ca.caFile,

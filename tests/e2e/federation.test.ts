@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   type CertificateFiles,
   type Federation,
+  outboundMirror,
   startNatsFederation,
 } from "../../src/devtools/nats-federation.ts";
 import {
@@ -34,6 +35,8 @@ import { CASE_NOTICE_BODY } from "../helpers/protocol-fixtures.ts";
 const HEKOU = "CN-MPS-HEKOU";
 const LAOCAI = "VN-BGC-LAOCAI";
 const MAESAI = "TH-RTP-MAESAI";
+/** A Thai party the hub has no lines for until a test adds them. */
+const CHIANGSAEN = "TH-RTP-CHIANGSAEN";
 
 let federation: Federation;
 let hekou: TestNode;
@@ -513,6 +516,124 @@ describe("federation: a nats-server per country, joined by leaf nodes", {
     await new Promise((resolve) => setTimeout(resolve, 500));
     sub.unsubscribe();
     expect(seen).not.toContain("forged by TH");
+  });
+
+  it("applies a hub reload (SIGHUP) adding or removing a partner pair only to consumers created after it", async () => {
+    // A new Thai party, Chiang Saen, for which the hub has no lines yet: Hekou's stream for it and
+    // that stream's mirror in China's outbound account, with a message in it.
+    const countries = [
+      { domain: "CN", parties: [HEKOU] },
+      { domain: "VN", parties: [LAOCAI] },
+      { domain: "TH", parties: [MAESAI] },
+    ];
+    const cnConnection = await client("CN");
+    const cn = await cnConnection.jetstreamManager();
+    const forNew = outboundStreamName(HEKOU, CHIANGSAEN);
+    await cn.streams.add({
+      name: forNew,
+      subjects: [outboundSubject(HEKOU, CHIANGSAEN)],
+      retention: RetentionPolicy.Limits,
+      storage: StorageType.File,
+    });
+    const cnOutbound = await (await client("CN", "outbound")).jetstreamManager();
+    await cnOutbound.streams.add(outboundMirror(HEKOU, CHIANGSAEN, 24 * 3600 * 1000));
+    await cnConnection.jetstream().publish(outboundSubject(HEKOU, CHIANGSAEN), new Uint8Array([1]));
+    // The control: Hekou's stream for Mae Sai, whose lines the hub has had from the start.
+    const forMaeSai = outboundStreamName(HEKOU, MAESAI);
+    await cn.streams.add({
+      name: forMaeSai,
+      subjects: [outboundSubject(HEKOU, MAESAI)],
+      retention: RetentionPolicy.Limits,
+      storage: StorageType.File,
+    });
+    await cnConnection.jetstream().publish(outboundSubject(HEKOU, MAESAI), new Uint8Array([1]));
+
+    // The hub's operator adds Chiang Saen's lines and reloads the hub's configuration.
+    await federation.reloadHub([
+      ...countries.slice(0, 2),
+      { domain: "TH", parties: [MAESAI, CHIANGSAEN] },
+    ]);
+    // The hub took them: Thailand's sourcing account now exports the consumer-create request on
+    // Hekou's stream for Chiang Saen.
+    const exported = await fetch(`${federation.hub.monitorUrl}/accountz?acc=TH_SOURCING`)
+      .then((r) => r.text())
+      .then((text) => text.includes(`$JS.CN.API.CONSUMER.CREATE.${forNew}`));
+    expect(exported).toBe(true);
+
+    // Thailand's server then sources the new pair's stream, and the control's, over the leaf
+    // connections that were up before the reload.
+    const th = await (await client("TH")).jetstreamManager();
+    const sourcing = (name: string) => ({
+      name,
+      external: { api: "$JS.CN.API", deliver: deliverPrefix("TH", "CN") },
+    });
+    await th.streams.add({
+      name: "TH_RELOAD_NEW",
+      subjects: ["reload.new"],
+      sources: [sourcing(forNew)],
+    });
+    await th.streams.add({
+      name: "TH_RELOAD_CONTROL",
+      subjects: ["reload.control"],
+      sources: [sourcing(forMaeSai)],
+    });
+    const held = async (name: string) => (await th.streams.info(name)).state.messages;
+    await waitFor("the control sourced", async () =>
+      (await held("TH_RELOAD_CONTROL")) >= 1 ? true : undefined,
+    );
+    // The new pair had as long, and three seconds more, and got nothing: the leaf connections
+    // keep what the hub's accounts were when they connected.
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    expect(await held("TH_RELOAD_NEW")).toBe(0);
+
+    // Once China's and Thailand's leaf connections are made again (here: their links cut and
+    // restored), the new pair's flow works.
+    for (const domain of ["CN", "TH"]) federation.links[domain]?.cut();
+    for (const domain of ["CN", "TH"]) federation.links[domain]?.restore();
+    await federation.connected();
+    await waitFor(
+      "the new pair sourced after the leaf connections were made again",
+      async () => ((await held("TH_RELOAD_NEW")) === 1 ? true : undefined),
+      60_000,
+    );
+
+    // The operator removes Chiang Saen's lines again and reloads. The established flow goes on,
+    // over the same leaf connections and over new ones: the source's consumer on China's mirror
+    // lives on, and its deliveries cross on what the hub keeps for China and Thailand's other
+    // pairs (their delivery prefix). Only a new consumer on that stream is refused.
+    await federation.reloadHub(countries);
+    const publishForNew = () =>
+      cnConnection.jetstream().publish(outboundSubject(HEKOU, CHIANGSAEN), new Uint8Array([2]));
+    await publishForNew();
+    await waitFor("the removed pair's flow, at once after the reload", async () =>
+      (await held("TH_RELOAD_NEW")) === 2 ? true : undefined,
+    );
+    for (const domain of ["CN", "TH"]) federation.links[domain]?.cut();
+    for (const domain of ["CN", "TH"]) federation.links[domain]?.restore();
+    await federation.connected();
+    await publishForNew();
+    await waitFor(
+      "the removed pair's flow, after the leaf connections were made again",
+      async () => ((await held("TH_RELOAD_NEW")) === 3 ? true : undefined),
+      60_000,
+    );
+    await cnConnection.jetstream().publish(outboundSubject(HEKOU, MAESAI), new Uint8Array([2]));
+    await th.streams.add({
+      name: "TH_RELOAD_NEW_AGAIN",
+      subjects: ["reload.new.again"],
+      sources: [sourcing(forNew)],
+    });
+    await waitFor("the control sourced again", async () =>
+      (await held("TH_RELOAD_CONTROL")) >= 2 ? true : undefined,
+    );
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    expect(await held("TH_RELOAD_NEW_AGAIN")).toBe(0);
+
+    // What stops the flow at once is China's operator deleting the mirror Thailand sources.
+    await cnOutbound.streams.delete(forNew);
+    await publishForNew();
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    expect(await held("TH_RELOAD_NEW")).toBe(3);
   });
 
   it("joins the servers over TLS only", async () => {
