@@ -11,7 +11,7 @@ import {
 import type { PartyId } from "../protocol/types.ts";
 import type { Db } from "./database.ts";
 import { MESSAGE_COLUMNS, messageDocuments, messageRowsFrom } from "./message-row.ts";
-import { receiptDocuments } from "./receipt-log.ts";
+import { receiptDocuments, receiptRowsSource } from "./receipt-log.ts";
 import { pgArray, rows, uuidsOnly } from "./set-sql.ts";
 
 export class SqlInboundLog implements InboundLog {
@@ -72,9 +72,7 @@ export class SqlInboundLog implements InboundLog {
           select r.id, r."messageId", r."messageDigest", r."from", r."to", r.status, r.errors,
             r.jws, r.digest, coalesce(${until}::timestamptz, r."sentAt"),
             case when ${until}::timestamptz is null then 0 else 1 end, 'issued'
-          from json_to_recordset(${receiptDocuments(answered.map((a) => a.receipt))}::json)
-              as r(id uuid, "messageId" uuid, "messageDigest" text, "from" text, "to" text,
-                status text, errors jsonb, jws text, digest text, "sentAt" timestamptz)
+          from ${receiptRowsSource(receiptDocuments(answered.map((a) => a.receipt)))}
             join logged on logged.id = r."messageId" and logged.from_party = r."to")
         select id, from_party from logged`,
     );

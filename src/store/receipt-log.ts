@@ -15,40 +15,54 @@ import type {
 } from "../delivery/ports.ts";
 import type { Receipt } from "../protocol/types.ts";
 import type { Db } from "./database.ts";
+import type { RowDocuments } from "./message-row.ts";
 import { receipts } from "./schema.ts";
 import { pgArray, rows, run, uuidsOnly } from "./set-sql.ts";
 
-/** The receipt rows of one direction as one JSON document, in the batch's order. */
+/** The receipt rows of one direction as RowDocuments (message-row.ts), in the batch's order. */
 export function receiptDocuments(
   batch: Array<{ receipt: Receipt; messageDigest: string; jws: string; digest: string }>,
-): string {
-  return JSON.stringify(
-    batch.map(({ receipt: r, messageDigest, jws, digest }) => ({
-      id: r.id,
-      messageId: r.messageId,
-      messageDigest,
-      from: r.from,
-      to: r.to,
-      status: r.status,
-      errors: r.errors,
-      jws,
-      digest,
-      sentAt: r.sentAt,
-    })),
-  );
+): RowDocuments {
+  return {
+    json: JSON.stringify(
+      batch.map(({ receipt: r, messageDigest, digest }) => ({
+        id: r.id,
+        messageId: r.messageId,
+        messageDigest,
+        from: r.from,
+        to: r.to,
+        status: r.status,
+        errors: r.errors,
+        digest,
+        sentAt: r.sentAt,
+      })),
+    ),
+    jws: pgArray(batch.map((r) => r.jws)),
+  };
 }
 
 /**
- * `select …` of the rows of a receiptDocuments document, parsed once, with `tail` (more
- * columns) after the receipt's own, in the batch's order.
+ * The rows of receiptDocuments as `r` (id, "messageId", "messageDigest", "from", "to", status,
+ * errors, digest, "sentAt", jws, ordinality), each document parsed once: for a `from` clause.
  */
-function receiptRows(documents: string, tail: SQL) {
+export function receiptRowsSource(documents: RowDocuments): SQL {
+  return sql`rows from (
+        json_to_recordset(${documents.json}::json) as (id uuid, "messageId" uuid,
+          "messageDigest" text, "from" text, "to" text, status text, errors jsonb, digest text,
+          "sentAt" timestamptz),
+        unnest(${documents.jws}::text[]))
+      with ordinality as r(id, "messageId", "messageDigest", "from", "to", status, errors,
+        digest, "sentAt", jws, ordinality)`;
+}
+
+/**
+ * `select …` of the rows of receiptDocuments, with `tail` (more columns) after the receipt's
+ * own, in the batch's order.
+ */
+function receiptRows(documents: RowDocuments, tail: SQL) {
   return sql`select id, "messageId", "messageDigest", "from", "to", status, errors, jws, digest,
       ${tail}
-    from rows from (json_to_recordset(${documents}::json) as (id uuid, "messageId" uuid,
-        "messageDigest" text, "from" text, "to" text, status text, errors jsonb, jws text,
-        digest text, "sentAt" timestamptz))
-      with ordinality as r
+    from ${receiptRowsSource(documents)}
     order by ordinality`;
 }
 

@@ -691,6 +691,66 @@ describe.each(["postgres", "pglite"] as const)("the store on %s", (driver) => {
     );
   });
 
+  it("stores signed bytes exactly as given, in their row, whatever characters they hold", async () => {
+    // The JWS travel to the server apart from the other columns (a text array zipped with the
+    // JSON rows): quotes, backslashes, the array's own delimiters, the word NULL, characters
+    // beyond ASCII and the empty string must each come back as given, in its own row.
+    const odd = ['a"b', "c\\d", "{e,f} g", "NULL", "Lào Cai – 河口 🚩", "", 'x\\"y'];
+    const out = odd.map((jws, k) => ({
+      envelope: envelope(),
+      jws,
+      digest: digestOf(70 + k),
+      kid: "k",
+    }));
+    await store.outbound.insert(out);
+    const ids = new Set(out.map((m) => m.envelope.id));
+    const due = (await claimDue({ now: T0, limit: 1000, maxAttempts: 5, ...retry })).due.filter(
+      (d) => ids.has(d.messageId),
+    );
+    expect(new Map(due.map((d) => [d.messageId, d.jws]))).toEqual(
+      new Map(out.map((m) => [m.envelope.id, m.jws])),
+    );
+
+    const inbound = odd.map((jws, k) => ({
+      message: { envelope: envelope([SELF], PARTNER), jws, digest: digestOf(80 + k), kid: "k" },
+      receipt: {
+        ...issued(receiptFor(null, digestOf(80 + k), SELF), digestOf(80 + k)),
+        jws: odd[odd.length - 1 - k] as string,
+      },
+    }));
+    for (const a of inbound) {
+      a.receipt.receipt = { ...a.receipt.receipt, messageId: a.message.envelope.id, to: PARTNER };
+    }
+    await store.inbound.insertAnswered(inbound);
+    expect(
+      await store.inbound.find(inbound.map((a) => ({ from: PARTNER, id: a.message.envelope.id }))),
+    ).toEqual(
+      new Map(
+        inbound.map((a) => [
+          inboundKey(PARTNER, a.message.envelope.id),
+          { digest: a.message.digest, jws: a.message.jws },
+        ]),
+      ),
+    );
+    const receiptIds = new Set(inbound.map((a) => a.receipt.receipt.id));
+    const receiptsDue = (
+      await store.receipts.claimUnpublished({ now: T0, limit: 1000, leaseMs: 1000 })
+    ).filter((d) => receiptIds.has(d.id));
+    expect(new Map(receiptsDue.map((d) => [d.id, d.jws]))).toEqual(
+      new Map(inbound.map((a) => [a.receipt.receipt.id, a.receipt.jws])),
+    );
+
+    const received = odd.map((jws, k) => ({
+      receipt: receiptFor(out[k]?.envelope.id ?? null, digestOf(70 + k)),
+      jws,
+      digest: digestOf(90 + k),
+    }));
+    await store.receipts.insertReceivedClosing(received, T0);
+    expect(await store.receipts.findReceived(received.map((r) => r.receipt.id))).toEqual(
+      new Map(received.map((r) => [r.receipt.id, { digest: r.digest, jws: r.jws }])),
+    );
+  });
+
   it("keeps quarantined bytes exactly, once per digest, and knows the receipt that answered them", async () => {
     const raw = new Uint8Array([0, 255, 1, 254, 0x2e, 10, 13, 0]);
     const r = issued(
