@@ -147,7 +147,12 @@ export class Inbox {
       from: verdict.envelope.from,
       id: verdict.envelope.id,
     });
-    const logged = await store.inbound.find(batch.map(keyOf));
+    // Which are logged already (redeliveries, another replica's): a case step must be known as
+    // one before its case is asked to admit it. A batch of no case step skips the lookup: its
+    // insert logs only what is new (on conflict do nothing), and the rest is looked up after.
+    const logged = batch.some((m) => isCaseType(m.verdict.envelope.type))
+      ? await store.inbound.find(batch.map(keyOf))
+      : new Map<string, unknown>();
     const seen = new Set<string>();
     const fresh: Array<Indexed<VerifiedMessage>> = [];
     const later: Array<Indexed<VerifiedMessage>> = [];

@@ -120,6 +120,23 @@ describe("Inbox", () => {
     ).toBe(2);
   });
 
+  it("takes a message logged in an earlier batch as a duplicate: not logged or answered twice, its receipt sent again", async () => {
+    const m = await message();
+    expect(await inbox.handle(m.bytes, SUBJECT)).toEqual({ outcome: "accepted", messageId: m.id });
+    const [first] = (await queries.getMessage(m.id))?.receipts ?? [];
+    await store.receipts.markPublished([first?.id as string], now);
+    const fresh = await message();
+    expect(await inbox.handleBatch([item(m.bytes), item(fresh.bytes)])).toEqual([
+      { outcome: "duplicate", messageId: m.id },
+      { outcome: "accepted", messageId: fresh.id },
+    ]);
+    // One receipt for the message, the first, due to be published again.
+    const receipts = (await queries.getMessage(m.id))?.receipts ?? [];
+    expect(receipts.map((r) => r.id)).toEqual([first?.id]);
+    const due = await store.receipts.claimUnpublished({ now, limit: 1000, leaseMs: 1000 });
+    expect(due.map((d) => d.id)).toContain(first?.id);
+  });
+
   it("answers a retry that arrives after the message expired with the earlier receipt, not a rejection", async () => {
     const m = await message();
     expect(await inbox.handle(m.bytes, SUBJECT)).toEqual({ outcome: "accepted", messageId: m.id });
