@@ -98,7 +98,7 @@ setInterval(() => rss.sample(), 100).unref();
  * (postmaster and its backends) and the nats-server the bench started: CPU per message is what
  * other load on a shared machine disturbs least. Linux /proc; zero where unavailable.
  */
-function cpuSeconds(servers: { pgDataDir?: string; natsStoreDir?: string }) {
+function cpuSeconds(servers: { pgDataDir?: string; natsStoreDir?: string }): CpuSeconds {
   const tick = 100; // USER_HZ on Linux
   const stat = (pid: string) => {
     try {
@@ -133,9 +133,22 @@ function cpuSeconds(servers: { pgDataDir?: string; natsStoreDir?: string }) {
   return { node: (own.user + own.system) / 1e6, postgres, nats };
 }
 
+/** CPU of this process, the PostgreSQL server and the nats-server: seconds, or ms per message. */
+interface CpuSeconds {
+  node: number;
+  postgres: number;
+  nats: number;
+}
+
+function cpuMsPerMsg(before: CpuSeconds, after: CpuSeconds, messages: number): CpuSeconds {
+  const per = (k: keyof CpuSeconds) => ((after[k] - before[k]) * 1000) / messages;
+  return { node: per("node"), postgres: per("postgres"), nats: per("nats") };
+}
+
 interface Figures {
-  /** CPU milliseconds per message during (a): this process, PostgreSQL, nats-server. */
-  cpuMsPerMsg?: { node: number; postgres: number; nats: number };
+  /** CPU milliseconds per message during (a) and during (b): this process, PostgreSQL, nats. */
+  cpuMsPerMsg?: CpuSeconds;
+  bareCpuMsPerMsg?: CpuSeconds;
   submitPerS?: number;
   e2ePerS?: number;
   e2eSeconds?: number;
@@ -215,12 +228,7 @@ async function main(): Promise<void> {
         await sender.waitDelivered(600_000);
         figures.e2eSeconds = (performance.now() - t0) / 1000;
         figures.e2ePerS = N / figures.e2eSeconds;
-        const cpu1 = cpuSeconds(servers);
-        figures.cpuMsPerMsg = {
-          node: ((cpu1.node - cpu0.node) * 1000) / N,
-          postgres: ((cpu1.postgres - cpu0.postgres) * 1000) / N,
-          nats: ((cpu1.nats - cpu0.nats) * 1000) / N,
-        };
+        figures.cpuMsPerMsg = cpuMsPerMsg(cpu0, cpuSeconds(servers), N);
         if (session !== undefined && values.profile !== undefined) {
           const { profile } = await session.post("Profiler.stop");
           writeFileSync(values.profile, JSON.stringify(profile));
@@ -247,7 +255,8 @@ async function main(): Promise<void> {
     }
     if (PHASES.has("b")) {
       if (pgUrl === undefined) throw new Error("the bare pipeline needs PostgreSQL");
-      const t = await bare({
+      const servers = { pgDataDir: pgServer?.dataDir, natsStoreDir: nats?.storeDir };
+      const { seconds: t, cpuMsPerMsg: bareCpu } = await bare({
         natsUrl,
         dbA: await newDatabase(),
         dbB: await newDatabase(),
@@ -255,7 +264,9 @@ async function main(): Promise<void> {
         warmup: WARMUP,
         concurrency: CONCURRENCY,
         jwsBytes: figures.jwsBytes ?? 1500,
+        cpu: () => cpuSeconds(servers),
       });
+      figures.bareCpuMsPerMsg = bareCpu;
       figures.barePerS = N / t;
       figures.bareSeconds = t;
     }
@@ -412,7 +423,9 @@ async function bare(opts: {
   warmup: number;
   concurrency: number;
   jwsBytes: number;
-}): Promise<number> {
+  /** CPU seconds so far (cpuSeconds), sampled around the timed run. */
+  cpu: () => CpuSeconds;
+}): Promise<{ seconds: number; cpuMsPerMsg: CpuSeconds }> {
   for (const url of [opts.dbA, opts.dbB]) await (await openDatabase({ url })).close();
   const A = "XA-BARE-SENDER";
   const B = "XB-BARE-RECEIVER";
@@ -684,7 +697,9 @@ async function bare(opts: {
   };
   try {
     await run(opts.warmup, opts.concurrency);
-    return await run(opts.n, opts.concurrency);
+    const cpu0 = opts.cpu();
+    const seconds = await run(opts.n, opts.concurrency);
+    return { seconds, cpuMsPerMsg: cpuMsPerMsg(cpu0, opts.cpu(), opts.n) };
   } finally {
     stopped = true;
     await Promise.all(inFlight);
@@ -718,6 +733,11 @@ function report(f: Figures, seconds: number): void {
     [
       "(a) CPU per message: node / PostgreSQL / nats-server",
       `${fmt(f.cpuMsPerMsg?.node, 2)} / ${fmt(f.cpuMsPerMsg?.postgres, 2)} / ${fmt(f.cpuMsPerMsg?.nats, 2)}`,
+      "ms",
+    ],
+    [
+      "(b) CPU per message: node / PostgreSQL / nats-server",
+      `${fmt(f.bareCpuMsPerMsg?.node, 2)} / ${fmt(f.bareCpuMsPerMsg?.postgres, 2)} / ${fmt(f.bareCpuMsPerMsg?.nats, 2)}`,
       "ms",
     ],
     ["(a)/(b) ratio", fmt(ratio, 2), ""],
