@@ -260,7 +260,8 @@ async function startLink(targetPort: number): Promise<Link> {
 }
 
 export interface Federation {
-  hub: NatsServerHandle;
+  /** The hub (another handle after `restartHub`). */
+  readonly hub: NatsServerHandle;
   /** Each country's server, by domain; its gateways connect to `url`. */
   servers: Record<string, NatsServerHandle>;
   /** Each country's link to the hub, by domain. */
@@ -277,6 +278,11 @@ export interface Federation {
    * reload its configuration (SIGHUP), as an operator would; resolves once the hub has loaded it.
    */
   reloadHub(countries: FederatedCountry[]): Promise<void>;
+  /**
+   * Stops the hub and starts it again with its configuration as it stands (the accounts last
+   * written by `reloadHub`), on the same ports: every leaf connection is made again.
+   */
+  restartHub(): Promise<void>;
   /** The hub's port for leaf connections (TLS), reached directly, not through a link. */
   hubLeafPort: number;
   /** The federation's CA certificate (PEM file). */
@@ -409,6 +415,7 @@ export async function startNatsFederation(countries: FederatedCountry[]): Promis
     extra.push(nowhere);
     let leafPort = 0;
     let hub: NatsServerHandle | undefined;
+    let hubOptions: StartNatsServerOptions | undefined;
     // The hub's configuration file is written in its directory, and includes its accounts from
     // a file of their own there, which reloadHub rewrites.
     const hubDir = join(certs, "hub");
@@ -419,7 +426,7 @@ export async function startNatsFederation(countries: FederatedCountry[]): Promis
     for (let attempt = 1; hub === undefined; attempt++) {
       leafPort = await freePort();
       try {
-        hub = await startNatsServer({
+        hubOptions = {
           name: "hub",
           jetStream: false,
           storeDir: hubDir,
@@ -430,7 +437,8 @@ export async function startNatsFederation(countries: FederatedCountry[]): Promis
             // user its certificate names (with that user's password), never as another.
             `leafnodes {\n  listen: "127.0.0.1:${leafPort}"\n  advertise: "127.0.0.1:${nowhere.port}"\n  tls { cert_file: "${hubCert.cert}", key_file: "${hubCert.key}", ca_file: "${ca.caFile}", verify_and_map: true, timeout: 3 }\n}`,
           ].join("\n"),
-        });
+        };
+        hub = await startNatsServer(hubOptions);
       } catch (err) {
         // freePort() is racy (another process's connection may take the port before the hub
         // binds it); startNatsServer retries its own ports, this one is ours to pick again.
@@ -470,13 +478,16 @@ export async function startNatsFederation(countries: FederatedCountry[]): Promis
       started.push(server);
       servers[c.domain] = server;
     }
+    const startedHub = hub;
     const federation: Federation = {
-      hub,
+      get hub() {
+        return hub ?? startedHub;
+      },
       servers,
       links,
       serverCount: started.length,
       connected: (timeoutMs = 15_000) =>
-        leafsConnected(hub, countries.length * sides.length, timeoutMs),
+        leafsConnected(federation.hub, countries.length * sides.length, timeoutMs),
       async restartCountry(domain) {
         const old = servers[domain];
         const options = countryOptions[domain];
@@ -486,10 +497,22 @@ export async function startNatsFederation(countries: FederatedCountry[]): Promis
         started[started.indexOf(old)] = server;
         servers[domain] = server;
       },
+      async restartHub() {
+        const old = federation.hub;
+        if (hubOptions === undefined) throw new Error("nats federation: no hub");
+        await old.stop();
+        // The same client port and leaf port (the links lead there), and the same files.
+        const restarted = await startNatsServer({ ...hubOptions, port: old.port });
+        started[started.indexOf(old)] = restarted;
+        hub = restarted;
+      },
       async reloadHub(reloaded) {
         const loadedAt = async () =>
-          ((await (await fetch(`${hub.monitorUrl}/varz`)).json()) as { config_load_time: string })
-            .config_load_time;
+          (
+            (await (await fetch(`${federation.hub.monitorUrl}/varz`)).json()) as {
+              config_load_time: string;
+            }
+          ).config_load_time;
         const before = await loadedAt();
         writeFileSync(hubAccountsFile, `${hubAccounts(reloaded, passwords)}\n`, { mode: 0o600 });
         process.kill(Number(readFileSync(hubPidFile, "utf8").trim()), "SIGHUP");
