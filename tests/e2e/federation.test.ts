@@ -127,6 +127,44 @@ async function loggedAtLaocai(ids: string[]): Promise<Map<string, number>> {
 }
 
 /**
+ * How many messages each stream on the way from Hekou to Lao Cai holds: Hekou's outbound stream
+ * for Lao Cai, its mirror in China's outbound account, and Lao Cai's inbound stream (which keeps
+ * what it took, limits retention, and takes nothing else in these tests).
+ */
+async function crossingCounts(): Promise<{ outbound: number; mirror: number; inbound: number }> {
+  const stream = outboundStreamName(HEKOU, LAOCAI);
+  const cn = await (await client("CN")).jetstreamManager();
+  const cnOutbound = await (await client("CN", "outbound")).jetstreamManager();
+  const vn = await (await client("VN")).jetstreamManager();
+  return {
+    outbound: (await cn.streams.info(stream)).state.messages,
+    mirror: (await cnOutbound.streams.info(stream)).state.messages,
+    inbound: (await vn.streams.info(laocai.gateway.config.streamName)).state.messages,
+  };
+}
+
+/**
+ * Each of `count` messages went into Hekou's outbound stream once (a publish repeated across
+ * the restart is dropped by its de-duplication id), and crossed once: not only logged once.
+ */
+async function crossedOnce(
+  before: { outbound: number; mirror: number; inbound: number },
+  count: number,
+): Promise<void> {
+  const grown = (now: { outbound: number; mirror: number; inbound: number }) => ({
+    outbound: now.outbound - before.outbound,
+    mirror: now.mirror - before.mirror,
+    inbound: now.inbound - before.inbound,
+  });
+  // The mirror may lag its stream a moment.
+  const now = await waitFor("the mirror caught up", async () => {
+    const counts = await crossingCounts();
+    return counts.mirror === counts.outbound ? counts : undefined;
+  });
+  expect(grown(now)).toEqual({ outbound: count, mirror: count, inbound: count });
+}
+
+/**
  * A client of a country's server: in the gateways' account (no credentials), or in the outbound
  * account that holds the mirrors the partners source (as its operator).
  */
@@ -313,6 +351,7 @@ describe("federation: a nats-server per country, joined by leaf nodes", {
     // China's server holds Hekou's outbound stream for Lao Cai and, in its outbound account, the
     // mirror Vietnam sources; it is stopped and started again (same store, same port) while Hekou
     // submits a steady flow.
+    const before = await crossingCounts();
     const flow = steadyFlow(60, 5000, 5000);
     await waitFor("a third of the flow accepted", async () =>
       flow.ids.length >= 20 ? true : undefined,
@@ -326,9 +365,11 @@ describe("federation: a nats-server per country, joined by leaf nodes", {
     expect(duringRestart).toBeGreaterThan(0);
     await deliveredAll(flow.ids, 90_000);
     expect([...(await loggedAtLaocai(flow.ids)).values()]).toEqual(flow.ids.map(() => 1));
+    await crossedOnce(before, flow.ids.length);
   });
 
   it("loses and duplicates nothing when the sending country's server restarts with its link cut", async () => {
+    const before = await crossingCounts();
     const flow = steadyFlow(40, 5000, 6000);
     await waitFor("a quarter of the flow accepted", async () =>
       flow.ids.length >= 10 ? true : undefined,
@@ -345,6 +386,7 @@ describe("federation: a nats-server per country, joined by leaf nodes", {
     await federation.connected();
     await deliveredAll(flow.ids, 90_000);
     expect([...(await loggedAtLaocai(flow.ids)).values()]).toEqual(flow.ids.map(() => 1));
+    await crossedOnce(before, flow.ids.length);
   });
 
   it("lets a country source only the streams addressed to its own parties", async () => {
