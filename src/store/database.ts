@@ -82,7 +82,6 @@ export async function openDatabase(target: DatabaseTarget): Promise<Database> {
 const NETWORK_CODES = new Set([
   "ECONNREFUSED",
   "ECONNRESET",
-  "EPIPE",
   "ETIMEDOUT",
   "EHOSTUNREACH",
   "ENETUNREACH",
@@ -151,9 +150,11 @@ function unavailable(e: object): boolean {
   if (typeof code === "string") {
     // A Node socket error (it names its system call), not another library's code of that name.
     if (NETWORK_CODES.has(code) && typeof syscall === "string") return true;
+    // A server reached over a Unix socket removes the socket's file while it is down.
+    if (code === "ENOENT" && syscall === "connect") return true;
     // A write to a socket the server has ended (net's writeAfterFIN, "This socket has been ended
-    // by the other party"): an EPIPE without a syscall. Only sockets break pipes; no library the
-    // store path calls uses the code for anything else.
+    // by the other party"): an EPIPE without a syscall; with one, a write the kernel refused.
+    // Only sockets and pipes break; no library the store path calls uses the code otherwise.
     if (code === "EPIPE") return true;
     // postgres.js's connection errors; nats.js has a CONNECTION_CLOSED of its own, without errno.
     if (DRIVER_CODES.has(code) && errno === code) return true;

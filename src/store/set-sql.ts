@@ -1,7 +1,8 @@
 /**
  * Set-based statements for the hot path, the same on postgres.js and PGlite: a batch travels as
- * one parameter — a JSON document (`json_to_recordset`) or a PostgreSQL array literal
- * (`unnest`, `= any`) — so a statement's text does not depend on the batch's size, and drizzle
+ * one parameter per kind of column — a JSON document (`json_to_recordset`) for the short ones, a
+ * PostgreSQL array literal (`unnest`, `= any`) for ids and for the signed bytes (message-row.ts)
+ * — so a statement's text does not depend on the batch's size, and drizzle
  * only wraps a short `sql` template instead of building a query from column objects for every
  * row (which the profile showed costing more than the signing).
  *

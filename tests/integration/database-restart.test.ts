@@ -14,7 +14,11 @@
  * none (vitest would also fail the run on them).
  */
 import { once } from "node:events";
+import { mkdtempSync, rmSync } from "node:fs";
+import { readFile } from "node:fs/promises";
 import { type AddressInfo, createConnection, createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { PGlite } from "@electric-sql/pglite";
 import { drizzle } from "drizzle-orm/postgres-js";
 import { connect } from "nats";
@@ -348,6 +352,23 @@ describe("isStoreUnavailable: one classification of the store's connection error
     expect(afterFin[0]).toMatchObject({ code: "EPIPE" });
     expect((afterFin[0] as { syscall?: string }).syscall).toBeUndefined();
     expect(isStoreUnavailable(afterFin[0])).toBe(true);
+
+    // A server reached over a Unix socket, down: its socket file is gone (ENOENT on connect).
+    const socketDir = mkdtempSync(join(tmpdir(), "liaison-no-pg-"));
+    const viaSocket = postgres({
+      path: join(socketDir, ".s.PGSQL.5432"),
+      max: 1,
+      onnotice: () => {},
+    });
+    const noSocket = await failure(() => viaSocket`SELECT 1`);
+    await viaSocket.end({ timeout: 1 });
+    rmSync(socketDir, { recursive: true, force: true });
+    expect(noSocket).toMatchObject({ code: "ENOENT", syscall: "connect" });
+    expect(isStoreUnavailable(noSocket)).toBe(true);
+    // …but a file that is missing is not the store.
+    const noFile = await failure(() => readFile(join(socketDir, "nothing")));
+    expect(noFile).toMatchObject({ code: "ENOENT", syscall: "open" });
+    expect(isStoreUnavailable(noFile)).toBe(false);
 
     // The embedded store, closed (the gateway is stopping).
     const pglite = await PGlite.create();
