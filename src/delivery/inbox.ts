@@ -70,6 +70,8 @@ type Indexed<V> = { index: number; item: InboundItem; verdict: V };
 
 export class Inbox {
   private readonly quarantiner: Quarantiner;
+  /** Whether the last batch of messages held copies of messages logged before. */
+  private replaying = false;
 
   constructor(private readonly deps: InboxDeps) {
     this.quarantiner = new Quarantiner(deps);
@@ -148,9 +150,12 @@ export class Inbox {
       id: verdict.envelope.id,
     });
     // Which are logged already (redeliveries, another replica's): a case step must be known as
-    // one before its case is asked to admit it. A batch of no case step skips the lookup: its
-    // insert logs only what is new (on conflict do nothing), and the rest is looked up after.
-    const logged = batch.some((m) => isCaseType(m.verdict.envelope.type))
+    // one before its case is asked to admit it. A batch of no case step skips the lookup — its
+    // insert logs only what is new (on conflict do nothing), and the rest is looked up after —
+    // unless the batch before held copies of logged messages: a replay (a consumer made again
+    // reads its stream from the start) is then looked up first, not signed a receipt again.
+    const lookFirst = this.replaying || batch.some((m) => isCaseType(m.verdict.envelope.type));
+    const logged = lookFirst
       ? await store.inbound.find(batch.map(keyOf))
       : new Map<string, unknown>();
     const seen = new Set<string>();
@@ -253,6 +258,7 @@ export class Inbox {
       );
       settle(m.index, { outcome: "accepted", messageId: envelope.id });
     }
+    this.replaying = later.length > 0;
     if (later.length === 0) return;
     const known = await store.inbound.find(later.map(keyOf));
     for (const m of later) {

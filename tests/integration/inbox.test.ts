@@ -137,6 +137,55 @@ describe("Inbox", () => {
     expect(due.map((d) => d.id)).toContain(first?.id);
   });
 
+  it("signs no receipt again for a replay of logged messages once one batch of it was seen", async () => {
+    // A consumer made again reads its stream from the start: batch after batch of messages
+    // logged before. The first such batch is found out after its insert (its receipts were
+    // signed for nothing); from the next on, the batch is looked up before anything is signed.
+    let signatures = 0;
+    const signer = signerOf(laocai);
+    const counted = new Inbox({
+      self: laocai.id,
+      store,
+      keys: resolverOf(hekou, laocai, thai),
+      schemas: loadSchemaRegistry(),
+      receipts: new ReceiptIssuer(
+        laocai.id,
+        {
+          sign: (payload, typ) => {
+            signatures += 1;
+            return signer.sign(payload, typ);
+          },
+          canSignWith: signer.canSignWith,
+        },
+        () => now,
+        randomUUID,
+      ),
+      clock: () => now,
+      clockSkewMs: 300_000,
+      maxMessageBytes: 262_144,
+      log: createLogger("silent"),
+      wake,
+      cases: new CaseBook({ keys: resolverOf(hekou, laocai, thai), policy: () => DEADLINES }),
+      caseKeys: { decryptionKeys: () => [] },
+    });
+    const logged = [await message(), await message(), await message()];
+    const replay = () => counted.handleBatch(logged.map((m) => item(m.bytes)));
+    const duplicates = logged.map((m) => ({ outcome: "duplicate", messageId: m.id }));
+    expect((await replay()).map((o) => o.outcome)).toEqual(["accepted", "accepted", "accepted"]);
+    expect(signatures).toBe(3);
+    expect(await replay()).toEqual(duplicates);
+    expect(signatures).toBe(6);
+    expect(await replay()).toEqual(duplicates);
+    expect(signatures).toBe(6);
+    // New messages again: signed once each, and the lookup first stops after this batch.
+    const fresh = [await message(), await message()];
+    expect(await counted.handleBatch(fresh.map((m) => item(m.bytes)))).toEqual(
+      fresh.map((m) => ({ outcome: "accepted", messageId: m.id })),
+    );
+    expect(signatures).toBe(8);
+    expect((await queries.getMessage(logged[0]?.id as string))?.receipts).toHaveLength(1);
+  });
+
   it("answers a retry that arrives after the message expired with the earlier receipt, not a rejection", async () => {
     const m = await message();
     expect(await inbox.handle(m.bytes, SUBJECT)).toEqual({ outcome: "accepted", messageId: m.id });
