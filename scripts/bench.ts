@@ -104,7 +104,12 @@ function cpuSeconds(servers: { pgDataDir?: string; natsStoreDir?: string }): Cpu
     try {
       const f = readFileSync(`/proc/${pid}/stat`, "utf8");
       const rest = f.slice(f.lastIndexOf(")") + 2).split(" ");
-      return { ppid: rest[1] as string, cpu: (Number(rest[11]) + Number(rest[12])) / tick };
+      return {
+        ppid: rest[1] as string,
+        cpu: (Number(rest[11]) + Number(rest[12])) / tick,
+        // Children that exited and were reaped (cutime + cstime).
+        reaped: (Number(rest[13]) + Number(rest[14])) / tick,
+      };
     } catch {
       return undefined;
     }
@@ -117,7 +122,12 @@ function cpuSeconds(servers: { pgDataDir?: string; natsStoreDir?: string }): Cpu
       const master = readFileSync(join(servers.pgDataDir, "postmaster.pid"), "utf8").split("\n")[0];
       for (const pid of pids) {
         const st = stat(pid);
-        if (st !== undefined && (pid === master || st.ppid === master)) postgres += st.cpu;
+        if (st === undefined) continue;
+        // The postmaster, its live children, and the children that exited since it started
+        // (autovacuum workers, closed backends): else a worker ending inside the measured
+        // window would take its CPU out of the sum.
+        if (pid === master) postgres += st.cpu + st.reaped;
+        else if (st.ppid === master) postgres += st.cpu;
       }
     } catch {}
   }
