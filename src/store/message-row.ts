@@ -34,7 +34,9 @@ export const MESSAGE_COLUMNS = sql.raw(
  * statement zips them back together (`rows from (json_to_recordset(…), unnest(…))`). The JWS
  * stays out of the JSON because PostgreSQL's JSON parser reads every character of a string
  * value: a 100-row batch of 6.6 kB case notices took 10–12 ms of the server's time to parse as
- * JSON, against 2–3 ms to read as an array; the client's share of sending it fell by half too.
+ * JSON, against 2–3 ms to read as an array (docs/performance.md). The two length-match by
+ * construction; were they not to, `rows from` pads the shorter with nulls, which the NOT NULL
+ * columns refuse, rather than pairing a row with another's bytes.
  */
 export interface RowDocuments {
   json: string;
