@@ -88,6 +88,9 @@ const NETWORK_CODES = new Set([
   "EAI_AGAIN",
 ]);
 
+/** Node's TLS client, the connection closed before the handshake ended (_tls_wrap onConnectEnd). */
+const TLS_HANDSHAKE_CUT = "Client network socket disconnected before secure TLS connection";
+
 /** postgres.js's own connection errors (`Errors.connection`: `code` and `errno` both the name). */
 const DRIVER_CODES = new Set([
   "CONNECTION_CLOSED",
@@ -152,6 +155,15 @@ function unavailable(e: object): boolean {
     if (NETWORK_CODES.has(code) && typeof syscall === "string") return true;
     // A server reached over a Unix socket removes the socket's file while it is down.
     if (code === "ENOENT" && syscall === "connect") return true;
+    // A server going away during the TLS handshake (sslmode=require): Node's TLS client says so
+    // in an ECONNRESET without a syscall (an HTTP client's abort has another message).
+    if (
+      code === "ECONNRESET" &&
+      typeof message === "string" &&
+      message.startsWith(TLS_HANDSHAKE_CUT)
+    ) {
+      return true;
+    }
     // A write to a socket the server has ended (net's writeAfterFIN, "This socket has been ended
     // by the other party"): an EPIPE without a syscall; with one, a write the kernel refused.
     // Only sockets and pipes break; no library the store path calls uses the code otherwise.

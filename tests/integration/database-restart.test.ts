@@ -370,6 +370,32 @@ describe("isStoreUnavailable: one classification of the store's connection error
     expect(noFile).toMatchObject({ code: "ENOENT", syscall: "open" });
     expect(isStoreUnavailable(noFile)).toBe(false);
 
+    // A server that goes away during the TLS handshake (sslmode=require): this one accepts the
+    // SSLRequest and closes before the handshake. Node's TLS client: ECONNRESET, no syscall.
+    const halfTls = createServer((socket) => {
+      socket.once("data", () => {
+        socket.write("S");
+        setTimeout(() => socket.destroy(), 20);
+      });
+    });
+    await new Promise<void>((resolve) => halfTls.listen(0, "127.0.0.1", resolve));
+    const viaTls = postgres({
+      host: "127.0.0.1",
+      port: (halfTls.address() as AddressInfo).port,
+      ssl: "require",
+      max: 1,
+      onnotice: () => {},
+    });
+    const cutHandshake = await failure(() => viaTls`SELECT 1`);
+    await viaTls.end({ timeout: 1 });
+    await new Promise((resolve) => halfTls.close(resolve));
+    expect(cutHandshake).toMatchObject({ code: "ECONNRESET" });
+    expect((cutHandshake as { syscall?: string }).syscall).toBeUndefined();
+    expect(isStoreUnavailable(cutHandshake)).toBe(true);
+    // …but an HTTP request its client aborted (the same code, another message) is not.
+    const aborted = Object.assign(new Error("aborted"), { code: "ECONNRESET" });
+    expect(isStoreUnavailable(aborted)).toBe(false);
+
     // The embedded store, closed (the gateway is stopping).
     const pglite = await PGlite.create();
     await pglite.close();
