@@ -168,6 +168,16 @@ async function crossedOnce(
  * A client of a country's server: in the gateways' account (no credentials), or in the outbound
  * account that holds the mirrors the partners source (as its operator).
  */
+/** A stream in China's domain like Hekou's own outbound stream for `recipient` (test equipment). */
+function hekouStreamFor(recipient: string) {
+  return {
+    name: outboundStreamName(HEKOU, recipient),
+    subjects: [outboundSubject(HEKOU, recipient)],
+    retention: RetentionPolicy.Limits,
+    storage: StorageType.File,
+  };
+}
+
 async function client(
   domain: "CN" | "VN" | "TH",
   account: "gateways" | "outbound" = "gateways",
@@ -394,12 +404,7 @@ describe("federation: a nats-server per country, joined by leaf nodes", {
     const cnConnection = await client("CN");
     const cn = await cnConnection.jetstreamManager();
     const forThailand = outboundStreamName(HEKOU, MAESAI);
-    await cn.streams.add({
-      name: forThailand,
-      subjects: [outboundSubject(HEKOU, MAESAI)],
-      retention: RetentionPolicy.Limits,
-      storage: StorageType.File,
-    });
+    await cn.streams.add(hekouStreamFor(MAESAI));
     await cnConnection.jetstream().publish(outboundSubject(HEKOU, MAESAI), new Uint8Array([1]));
     const sourcing = (domain: string) => ({
       name: forThailand,
@@ -443,12 +448,7 @@ describe("federation: a nats-server per country, joined by leaf nodes", {
     const cn = await cnGateways.jetstreamManager();
     const forVietnam = outboundStreamName(HEKOU, LAOCAI);
     const forThailand = outboundStreamName(HEKOU, MAESAI);
-    await cn.streams.add({
-      name: forThailand,
-      subjects: [outboundSubject(HEKOU, MAESAI)],
-      retention: RetentionPolicy.Limits,
-      storage: StorageType.File,
-    });
+    await cn.streams.add(hekouStreamFor(MAESAI));
     const cnOutbound = await (await client("CN", "outbound")).jetstreamManager();
     // The mirror has what the gateway's stream has (it delivered through the mirror).
     const inOutbound = (await cnOutbound.streams.info(forVietnam)).state.messages;
@@ -571,23 +571,13 @@ describe("federation: a nats-server per country, joined by leaf nodes", {
     const cnConnection = await client("CN");
     const cn = await cnConnection.jetstreamManager();
     const forNew = outboundStreamName(HEKOU, CHIANGSAEN);
-    await cn.streams.add({
-      name: forNew,
-      subjects: [outboundSubject(HEKOU, CHIANGSAEN)],
-      retention: RetentionPolicy.Limits,
-      storage: StorageType.File,
-    });
+    await cn.streams.add(hekouStreamFor(CHIANGSAEN));
     const cnOutbound = await (await client("CN", "outbound")).jetstreamManager();
     await cnOutbound.streams.add(outboundMirror(HEKOU, CHIANGSAEN, 24 * 3600 * 1000));
     await cnConnection.jetstream().publish(outboundSubject(HEKOU, CHIANGSAEN), new Uint8Array([1]));
     // The control: Hekou's stream for Mae Sai, whose lines the hub has had from the start.
     const forMaeSai = outboundStreamName(HEKOU, MAESAI);
-    await cn.streams.add({
-      name: forMaeSai,
-      subjects: [outboundSubject(HEKOU, MAESAI)],
-      retention: RetentionPolicy.Limits,
-      storage: StorageType.File,
-    });
+    await cn.streams.add(hekouStreamFor(MAESAI));
     await cnConnection.jetstream().publish(outboundSubject(HEKOU, MAESAI), new Uint8Array([1]));
 
     // The hub's operator adds Chiang Saen's lines and reloads the hub's configuration.

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CaseBook } from "../../src/cases/case-book.ts";
 import { loadSchemaRegistry } from "../../src/config/schema-files.ts";
 import { Inbox } from "../../src/delivery/inbox.ts";
-import type { Store } from "../../src/delivery/ports.ts";
+import type { Signer, Store } from "../../src/delivery/ports.ts";
 import { ReceiptIssuer } from "../../src/delivery/receipt-issuer.ts";
 import { WakeSignal } from "../../src/delivery/wake-signal.ts";
 import { createLogger } from "../../src/observability/logger.ts";
@@ -63,13 +63,18 @@ beforeAll(async () => {
       [],
     );
   }
+  inbox = laocaiInbox(signerOf(laocai));
+});
+
+/** Lao Cai's inbox on the test's store, signing its receipts with `signer`. */
+function laocaiInbox(signer: Signer): Inbox {
   const clock = () => now;
-  inbox = new Inbox({
+  return new Inbox({
     self: laocai.id,
     store,
     keys: resolverOf(hekou, laocai, thai),
     schemas: loadSchemaRegistry(),
-    receipts: new ReceiptIssuer(laocai.id, signerOf(laocai), clock, randomUUID),
+    receipts: new ReceiptIssuer(laocai.id, signer, clock, randomUUID),
     clock,
     clockSkewMs: 300_000,
     maxMessageBytes: 262_144,
@@ -78,7 +83,7 @@ beforeAll(async () => {
     cases: new CaseBook({ keys: resolverOf(hekou, laocai, thai), policy: () => DEADLINES }),
     caseKeys: { decryptionKeys: () => [] },
   });
-});
+}
 
 afterAll(async () => {
   await database?.close();
@@ -143,30 +148,12 @@ describe("Inbox", () => {
     // signed for nothing); from the next on, the batch is looked up before anything is signed.
     let signatures = 0;
     const signer = signerOf(laocai);
-    const counted = new Inbox({
-      self: laocai.id,
-      store,
-      keys: resolverOf(hekou, laocai, thai),
-      schemas: loadSchemaRegistry(),
-      receipts: new ReceiptIssuer(
-        laocai.id,
-        {
-          sign: (payload, typ) => {
-            signatures += 1;
-            return signer.sign(payload, typ);
-          },
-          canSignWith: signer.canSignWith,
-        },
-        () => now,
-        randomUUID,
-      ),
-      clock: () => now,
-      clockSkewMs: 300_000,
-      maxMessageBytes: 262_144,
-      log: createLogger("silent"),
-      wake,
-      cases: new CaseBook({ keys: resolverOf(hekou, laocai, thai), policy: () => DEADLINES }),
-      caseKeys: { decryptionKeys: () => [] },
+    const counted = laocaiInbox({
+      sign: (payload, typ) => {
+        signatures += 1;
+        return signer.sign(payload, typ);
+      },
+      canSignWith: signer.canSignWith,
     });
     const logged = [await message(), await message(), await message()];
     const replay = () => counted.handleBatch(logged.map((m) => item(m.bytes)));
