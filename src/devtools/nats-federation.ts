@@ -1,14 +1,16 @@
 /**
  * A federation of throw-away nats-servers for the demo and the tests, built the way
  * docs/operations.md tells operators to build theirs: a hub without JetStream, and one server per
- * country with its own JetStream domain and two accounts (the gateways', and an outbound account
- * holding mirrors of the gateways' outbound streams, which the partners source), joined to the
- * hub by one leaf connection per account over mutual TLS, each bound on the hub to an account of
- * its own that sees only what federation needs (`hubAccounts`).
+ * country with its own JetStream domain, the gateways' account, and one outbound account per
+ * partner country (holding mirrors of the gateways' outbound streams for that country's parties,
+ * which that country sources). Each of those accounts joins the hub by a leaf connection of its
+ * own over mutual TLS, bound on the hub to an account of its own that sees only what federation
+ * needs (`hubAccounts`).
  *
- * Each leaf reaches the hub through a TCP relay of this module, so that a test can cut one
- * country's link and restore it while both servers keep running, as a cut cable would. The relay
- * is test equipment only; in production the leaf connects to the hub directly.
+ * Each country reaches the hub through a TCP relay of this module (all its leaf connections),
+ * so that a test can cut one country's link and restore it while both servers keep running, as
+ * a cut cable would. The relay is test equipment only; in production the leaves connect to the
+ * hub directly.
  */
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -34,41 +36,62 @@ export interface FederatedCountry {
 }
 
 /**
- * Each country's server joins the hub twice, each leaf connection bound to one account of that
- * server (docs/operations.md, Federation):
- * - `sourcing`, bound to the gateways' account (`LIAISON`): the inbound streams there source the
- *   partners' outbound streams through it;
- * - `outbound`, bound to an account of its own (`OUTBOUND`) that holds only mirrors of the
- *   gateways' outbound streams: the partners source those. A partner creates its consumer there
- *   and may choose its delivery subject, but whatever it chooses, the deliveries stay in that
- *   account, where no stream takes anything from a subject and no gateway listens.
+ * One of a country's leaf connections to the hub (docs/operations.md, Federation), each bound to
+ * one account of that country's server:
+ * - its sourcing leaf (`to` undefined), bound to the gateways' account (`LIAISON`): the inbound
+ *   streams there source the partners' outbound streams through it;
+ * - its outbound leaf for one partner country (`to`, that country's domain), bound to an account
+ *   of its own (`OUTBOUND_<to>`) that holds only mirrors of the gateways' outbound streams for
+ *   that country's parties: that country sources those. It creates its consumers there and may
+ *   choose their delivery subjects, but whatever it chooses, the deliveries stay in that account,
+ *   where no stream takes anything from a subject and no gateway listens; and what JetStream
+ *   answers there (`$JSC.R.…`) concerns that pair of countries only.
  */
-export type LeafSide = "sourcing" | "outbound";
+export interface Leaf {
+  domain: string;
+  to?: string;
+}
 
 /** The gateways' account on a country's server (clients without credentials land there). */
 export const GATEWAY_ACCOUNT = "LIAISON";
-/** The account on a country's server that holds the mirrors the partners source. */
-export const OUTBOUND_ACCOUNT = "OUTBOUND";
-/** The API prefix under which the outbound account reaches the gateways' account's consumers. */
+/** The account on a country's server that holds the mirrors one partner country sources. */
+export function outboundAccount(to: string): string {
+  return `OUTBOUND_${to}`;
+}
+/** The API prefix under which an outbound account reaches the gateways' account's consumers. */
 const GATEWAY_API = `$JS.${GATEWAY_ACCOUNT}.API`;
-/** Where the gateways' account delivers to the mirrors in the outbound account. */
-const MIRROR_DELIVER = "liaison.mirror";
+/** Where the gateways' account delivers to the mirrors in the outbound account for `to`. */
+function mirrorDeliver(to: string): string {
+  return `liaison.mirror.${to}`;
+}
+
+/** Every leaf connection: each country's sourcing leaf, then its outbound leaf for each other. */
+export function federationLeaves(countries: FederatedCountry[]): Leaf[] {
+  return countries.flatMap((c) => [
+    { domain: c.domain },
+    ...countries
+      .filter((o) => o.domain !== c.domain)
+      .map((o) => ({ domain: c.domain, to: o.domain })),
+  ]);
+}
 
 /** The hub's account for one of a country's leaf connections. */
-export function hubAccount(domain: string, side: LeafSide): string {
-  return `${domain}_${side.toUpperCase()}`;
+export function hubAccount(domain: string, to?: string): string {
+  return to === undefined ? `${domain}_SOURCING` : `${domain}_OUTBOUND_${to}`;
 }
 
 /**
  * What crosses the hub between one country's sourcing leaf (`to`, whose inbound streams source)
- * and another's outbound leaf (`from`, which holds the streams they source), as stream exports
- * of the hub's accounts. Only stream exports and imports: a service import would add a request
- * header naming a hub account, which the far server's JetStream would take for one of its own.
- * - `toSourcing`: from the sourcing account: the requests to create (or delete) the consumer on
+ * and another's outbound leaf for it (`from`, which holds the streams they source), as stream
+ * exports of the hub's accounts. Only stream exports and imports: a service import would add a
+ * request header naming a hub account, which the far server's JetStream would take for one of
+ * its own.
+ * - `fromSourcing`: from the sourcing account: the requests to create (or delete) the consumer on
  *   each outbound stream of `from`'s parties for `to`'s parties, and the flow-control answers
  *   for those streams;
- * - `toOutbound`: from the outbound account: the deliveries, on `to`'s prefix for `from`, and the
- *   replies to the requests.
+ * - `fromOutbound`: from the outbound account for `to`: the deliveries, on `to`'s prefix for
+ *   `from`, and the replies to the requests (all of them: their subjects name no stream, but the
+ *   account holds only this pair's mirrors, so they are this pair's replies).
  */
 export function crossings(
   from: FederatedCountry,
@@ -89,15 +112,17 @@ export function crossings(
 }
 
 /**
- * The hub's `accounts` block: two accounts per country, one per leaf connection, each with one
- * user named by the subject of that connection's certificate (`leafnodes { tls {
- * verify_and_map: true } }` takes the user from the certificate, and the password must be that
- * user's too), usable only for a leaf connection (`allowed_connection_types`): nobody can log in
- * on the hub's client port. Accounts see nothing of each other but what `crossings` exports.
+ * The hub's `accounts` block: one account per leaf connection (`federationLeaves`: a sourcing
+ * account per country, an outbound account per ordered pair of countries), each with one user
+ * named by the subject of that connection's certificate (`leafnodes { tls { verify_and_map: true
+ * } }` takes the user from the certificate, and the password must be that user's too), usable
+ * only for a leaf connection (`allowed_connection_types`): nobody can log in on the hub's client
+ * port. Accounts see nothing of each other but what `crossings` exports. `passwords` by hub
+ * account.
  */
 export function hubAccounts(
   countries: FederatedCountry[],
-  passwords: Record<string, Record<LeafSide, string>>,
+  passwords: Record<string, string>,
 ): string {
   const exports = new Map<string, string[]>();
   const imports = new Map<string, string[]>();
@@ -106,8 +131,8 @@ export function hubAccounts(
   for (const from of countries) {
     for (const to of countries) {
       if (from === to) continue;
-      const sourcing = hubAccount(to.domain, "sourcing");
-      const outbound = hubAccount(from.domain, "outbound");
+      const sourcing = hubAccount(to.domain);
+      const outbound = hubAccount(from.domain, to.domain);
       const { fromSourcing, fromOutbound } = crossings(from, to);
       for (const subject of fromSourcing) {
         add(exports, sourcing, `{ stream: ${JSON.stringify(subject)}, accounts: [${outbound}] }`);
@@ -127,73 +152,87 @@ export function hubAccounts(
       }
     }
   }
-  const accounts = countries.flatMap((c) =>
-    (["sourcing", "outbound"] as const).map((side) => {
-      const name = hubAccount(c.domain, side);
-      const user = `{ user: ${JSON.stringify(leafUser(c.domain, side))}, password: ${JSON.stringify(passwords[c.domain]?.[side])}, allowed_connection_types: ["LEAFNODE"] }`;
-      return [
-        `  ${name}: {`,
-        `    users: [ ${user} ]`,
-        `    exports: [\n      ${(exports.get(name) ?? []).join(",\n      ")}\n    ]`,
-        `    imports: [\n      ${(imports.get(name) ?? []).join(",\n      ")}\n    ]`,
-        "  }",
-      ].join("\n");
-    }),
-  );
+  const accounts = federationLeaves(countries).map(({ domain, to }) => {
+    const name = hubAccount(domain, to);
+    const user = `{ user: ${JSON.stringify(leafUser(domain, to))}, password: ${JSON.stringify(passwords[name])}, allowed_connection_types: ["LEAFNODE"] }`;
+    return [
+      `  ${name}: {`,
+      `    users: [ ${user} ]`,
+      `    exports: [\n      ${(exports.get(name) ?? []).join(",\n      ")}\n    ]`,
+      `    imports: [\n      ${(imports.get(name) ?? []).join(",\n      ")}\n    ]`,
+      "  }",
+    ].join("\n");
+  });
   return `accounts {\n${accounts.join("\n")}\n}`;
 }
 
 /** The common name of the certificate of one of a country's leaf connections. */
-function leafCertName(domain: string, side: LeafSide): string {
-  return side === "sourcing" ? `leaf-${domain}` : `leaf-${domain}-outbound`;
+function leafCertName(domain: string, to?: string): string {
+  return to === undefined ? `leaf-${domain}` : `leaf-${domain}-outbound-${to}`;
 }
 
 /** The hub's user for one of a country's leaf connections: its certificate's subject. */
-export function leafUser(domain: string, side: LeafSide = "sourcing"): string {
-  return `CN=${leafCertName(domain, side)}`;
+export function leafUser(domain: string, to?: string): string {
+  return `CN=${leafCertName(domain, to)}`;
 }
 
 /**
  * A country's server's accounts: the gateways' (`LIAISON`, where a client without credentials
- * lands), and the outbound account, which may create consumers on the gateways' outbound streams
- * (to mirror them), take what those consumers deliver, and answer their flow control, and
- * nothing else of the gateways' account. `users` are the outbound account's users (operators).
+ * lands), and one outbound account per partner country (`partners`, with that account's users,
+ * its operators), which may create consumers on the gateways' outbound streams (to mirror them),
+ * take what those consumers deliver for its mirrors, and answer their flow control, and nothing
+ * else of the gateways' account.
  */
 export function countryAccounts(
   gatewayPassword: string,
-  outboundUsers: { user: string; password: string }[],
+  partners: { to: string; users: { user: string; password: string }[] }[],
 ): string {
+  const all = partners.map((p) => outboundAccount(p.to)).join(", ");
   return [
     "accounts {",
     `  ${GATEWAY_ACCOUNT}: {`,
     "    jetstream: enabled",
     `    users: [ { user: "gateway", password: ${JSON.stringify(gatewayPassword)} } ]`,
     "    exports: [",
-    `      { service: "$JS.API.CONSUMER.CREATE.*", accounts: [${OUTBOUND_ACCOUNT}] },`,
-    `      { service: "$JS.FC.>", accounts: [${OUTBOUND_ACCOUNT}] },`,
-    `      { stream: "${MIRROR_DELIVER}.>", accounts: [${OUTBOUND_ACCOUNT}] }`,
+    [
+      `      { service: "$JS.API.CONSUMER.CREATE.*", accounts: [${all}] }`,
+      `      { service: "$JS.FC.>", accounts: [${all}] }`,
+      ...partners.map(
+        (p) => `      { stream: "${mirrorDeliver(p.to)}.>", accounts: [${outboundAccount(p.to)}] }`,
+      ),
+    ].join(",\n"),
     "    ]",
     "  }",
-    `  ${OUTBOUND_ACCOUNT}: {`,
-    "    jetstream: enabled",
-    `    users: ${JSON.stringify(outboundUsers)}`,
-    "    imports: [",
-    `      { service: { account: ${GATEWAY_ACCOUNT}, subject: "$JS.API.CONSUMER.CREATE.*" }, to: "${GATEWAY_API}.CONSUMER.CREATE.*" },`,
-    `      { service: { account: ${GATEWAY_ACCOUNT}, subject: "$JS.FC.>" } },`,
-    `      { stream: { account: ${GATEWAY_ACCOUNT}, subject: "${MIRROR_DELIVER}.>" } }`,
-    "    ]",
-    "  }",
+    ...partners.flatMap((p) => [
+      `  ${outboundAccount(p.to)}: {`,
+      "    jetstream: enabled",
+      `    users: ${JSON.stringify(p.users)}`,
+      "    imports: [",
+      `      { service: { account: ${GATEWAY_ACCOUNT}, subject: "$JS.API.CONSUMER.CREATE.*" }, to: "${GATEWAY_API}.CONSUMER.CREATE.*" },`,
+      `      { service: { account: ${GATEWAY_ACCOUNT}, subject: "$JS.FC.>" } },`,
+      `      { stream: { account: ${GATEWAY_ACCOUNT}, subject: "${mirrorDeliver(p.to)}.>" } }`,
+      "    ]",
+      "  }",
+    ]),
     "}",
     'no_auth_user: "gateway"',
   ].join("\n");
 }
 
-/** The outbound account's mirror of one of the gateways' outbound streams (same name). */
-export function outboundMirror(sender: string, recipient: string, maxAgeMs: number) {
+/**
+ * The mirror, in the outbound account for the recipient's country (`toDomain`), of one of the
+ * gateways' outbound streams (same name).
+ */
+export function outboundMirror(
+  sender: string,
+  recipient: string,
+  toDomain: string,
+  maxAgeMs: number,
+) {
   const name = outboundStreamName(sender, recipient);
   return {
     name,
-    mirror: { name, external: { api: GATEWAY_API, deliver: MIRROR_DELIVER } },
+    mirror: { name, external: { api: GATEWAY_API, deliver: mirrorDeliver(toDomain) } },
     retention: RetentionPolicy.Limits,
     storage: StorageType.File,
     max_age: nanos(maxAgeMs),
@@ -268,7 +307,10 @@ export interface Federation {
   links: Record<string, Link>;
   /** How many nats-servers run (the hub included). */
   serverCount: number;
-  /** Waits until every country's leaf connection is up (after a start or a restored link). */
+  /**
+   * Waits until every leaf connection is up (after a start or a restored link): each country's
+   * sourcing leaf and its outbound leaf for each other country, N² for N countries.
+   */
   connected(timeoutMs?: number): Promise<void>;
   /** Stops a country's server and starts it again on the same port and store. */
   restartCountry(domain: string): Promise<void>;
@@ -287,13 +329,19 @@ export interface Federation {
   hubLeafPort: number;
   /** The federation's CA certificate (PEM file). */
   caFile: string;
-  /** One of a country's leaf certificates and the hub's user and password for it. */
+  /**
+   * The certificate of one of a country's leaf connections (its sourcing leaf, or with `to` its
+   * outbound leaf for that country) and the hub's user and password for it.
+   */
   leafCredentials(
     domain: string,
-    side?: LeafSide,
+    to?: string,
   ): CertificateFiles & { user: string; password: string };
-  /** An operator's user in a country's outbound account (on `servers[domain].url`). */
-  outboundOperator(domain: string): { user: string; password: string };
+  /**
+   * An operator's user in a country's outbound account for the partner country `to` (on
+   * `servers[domain].url`).
+   */
+  outboundOperator(domain: string, to: string): { user: string; password: string };
   /** A new certificate of the federation's CA with subject `CN=<commonName>` (test equipment). */
   issueCertificate(commonName: string): CertificateFiles;
   stop(): Promise<void>;
@@ -395,18 +443,27 @@ export async function startNatsFederation(countries: FederatedCountry[]): Promis
     const ca = new TestCa(certs);
     const hubCert = ca.issue("hub");
     const secret = () => randomBytes(18).toString("base64url");
-    const sides = ["sourcing", "outbound"] as const;
-    const leafCerts: Record<string, Record<LeafSide, CertificateFiles>> = {};
-    const passwords: Record<string, Record<LeafSide, string>> = {};
+    const leaves = federationLeaves(countries);
+    // By hub account: each leaf connection's certificate and password.
+    const leafCerts: Record<string, CertificateFiles> = {};
+    const passwords: Record<string, string> = {};
+    // By outbound account (`hubAccount(domain, to)`): its operator on the country's server.
     const operators: Record<string, { user: string; password: string }> = {};
-    for (const c of countries) {
-      leafCerts[c.domain] = {
-        sourcing: ca.issue(leafCertName(c.domain, "sourcing")),
-        outbound: ca.issue(leafCertName(c.domain, "outbound")),
-      };
-      passwords[c.domain] = { sourcing: secret(), outbound: secret() };
-      operators[c.domain] = { user: "operator", password: secret() };
+    for (const { domain, to } of leaves) {
+      leafCerts[hubAccount(domain, to)] = ca.issue(leafCertName(domain, to));
+      passwords[hubAccount(domain, to)] = secret();
+      if (to !== undefined) {
+        operators[hubAccount(domain, to)] = {
+          user: `operator-${to.toLowerCase()}`,
+          password: secret(),
+        };
+      }
     }
+    const operatorOf = (domain: string, to: string) => {
+      const operator = operators[hubAccount(domain, to)];
+      if (operator === undefined) throw new Error(`no outbound account for ${to} on ${domain}`);
+      return operator;
+    };
     // The hub tells its leaves where it listens, and a leaf would then reconnect there directly,
     // around its link (no_advertise does not stop that for leaf connections): the hub advertises
     // a port of ours that refuses every connection, so a leaf comes back only through its link.
@@ -451,6 +508,7 @@ export async function startNatsFederation(countries: FederatedCountry[]): Promis
     for (const c of countries) {
       const link = await startLink(leafPort);
       links[c.domain] = link;
+      const partners = countries.filter((o) => o.domain !== c.domain).map((o) => o.domain);
       // A store of ours (in the certificates' directory), so that a restart keeps the streams.
       const storeDir = join(certs, `store-${c.domain}`);
       mkdirSync(storeDir);
@@ -458,17 +516,20 @@ export async function startNatsFederation(countries: FederatedCountry[]): Promis
         name: `country-${c.domain}`,
         domain: c.domain,
         storeDir,
-        // Two leaf connections, one per account; the user comes from the certificate: the URL
-        // carries the password only.
+        // One leaf connection per account; the user comes from the certificate: the URL carries
+        // the password only.
         config: [
-          countryAccounts(secret(), [operators[c.domain] as { user: string; password: string }]),
+          countryAccounts(
+            secret(),
+            partners.map((to) => ({ to, users: [operatorOf(c.domain, to)] })),
+          ),
           "leafnodes {",
           "  reconnect: 1",
           "  remotes = [",
-          ...sides.map((side) => {
-            const account = side === "sourcing" ? GATEWAY_ACCOUNT : OUTBOUND_ACCOUNT;
-            const files = leafCerts[c.domain]?.[side];
-            return `    { url: "nats-leaf://:${passwords[c.domain]?.[side]}@127.0.0.1:${link.port}", account: ${account}, tls: { cert_file: "${files?.cert}", key_file: "${files?.key}", ca_file: "${ca.caFile}" } }`;
+          ...[undefined, ...partners].map((to) => {
+            const account = to === undefined ? GATEWAY_ACCOUNT : outboundAccount(to);
+            const files = leafCerts[hubAccount(c.domain, to)];
+            return `    { url: "nats-leaf://:${passwords[hubAccount(c.domain, to)]}@127.0.0.1:${link.port}", account: ${account}, tls: { cert_file: "${files?.cert}", key_file: "${files?.key}", ca_file: "${ca.caFile}" } }`;
           }),
           "  ]",
           "}",
@@ -486,8 +547,7 @@ export async function startNatsFederation(countries: FederatedCountry[]): Promis
       servers,
       links,
       serverCount: started.length,
-      connected: (timeoutMs = 15_000) =>
-        leafsConnected(federation.hub, countries.length * sides.length, timeoutMs),
+      connected: (timeoutMs = 15_000) => leafsConnected(federation.hub, leaves.length, timeoutMs),
       async restartCountry(domain) {
         const old = servers[domain];
         const options = countryOptions[domain];
@@ -525,28 +585,27 @@ export async function startNatsFederation(countries: FederatedCountry[]): Promis
       },
       hubLeafPort: leafPort,
       caFile: ca.caFile,
-      leafCredentials(domain, side = "sourcing") {
-        const files = leafCerts[domain]?.[side];
-        const password = passwords[domain]?.[side];
+      leafCredentials(domain, to) {
+        const files = leafCerts[hubAccount(domain, to)];
+        const password = passwords[hubAccount(domain, to)];
         if (files === undefined || password === undefined) throw new Error(`no leaf for ${domain}`);
-        return { ...files, user: leafUser(domain, side), password };
+        return { ...files, user: leafUser(domain, to), password };
       },
-      outboundOperator(domain) {
-        const operator = operators[domain];
-        if (operator === undefined) throw new Error(`no server for ${domain}`);
-        return operator;
-      },
+      outboundOperator: operatorOf,
       issueCertificate: (commonName) => ca.issue(commonName),
       stop,
     };
     await federation.connected();
     for (const c of countries) {
-      await createOutboundMirrors(
-        servers[c.domain] as NatsServerHandle,
-        operators[c.domain] as { user: string; password: string },
-        c,
-        countries,
-      );
+      for (const other of countries) {
+        if (other.domain === c.domain) continue;
+        await createOutboundMirrors(
+          servers[c.domain] as NatsServerHandle,
+          operatorOf(c.domain, other.domain),
+          c,
+          other,
+        );
+      }
     }
     return federation;
   } catch (err) {
@@ -556,25 +615,23 @@ export async function startNatsFederation(countries: FederatedCountry[]): Promis
 }
 
 /**
- * Creates, in a country's outbound account, the mirror of each outbound stream its parties may
- * have for a party of another country (the stream itself is the gateway's, made on first use;
- * its mirror follows it once it exists). What a country's operator does once per partner.
+ * Creates, in a country's outbound account for another country, the mirror of each outbound
+ * stream its parties may have for a party of that country (the stream itself is the gateway's,
+ * made on first use; its mirror follows it once it exists). What a country's operator does once
+ * per partner.
  */
 async function createOutboundMirrors(
   server: NatsServerHandle,
   operator: { user: string; password: string },
   country: FederatedCountry,
-  all: FederatedCountry[],
+  other: FederatedCountry,
 ): Promise<void> {
   const nc = await connect({ servers: server.url, user: operator.user, pass: operator.password });
   try {
     const jsm = await nc.jetstreamManager();
-    for (const other of all) {
-      if (other.domain === country.domain) continue;
-      for (const sender of country.parties) {
-        for (const recipient of other.parties) {
-          await jsm.streams.add(outboundMirror(sender, recipient, MIRROR_MAX_AGE_MS));
-        }
+    for (const sender of country.parties) {
+      for (const recipient of other.parties) {
+        await jsm.streams.add(outboundMirror(sender, recipient, other.domain, MIRROR_MAX_AGE_MS));
       }
     }
   } finally {

@@ -128,13 +128,13 @@ async function loggedAtLaocai(ids: string[]): Promise<Map<string, number>> {
 
 /**
  * How many messages each stream on the way from Hekou to Lao Cai holds: Hekou's outbound stream
- * for Lao Cai, its mirror in China's outbound account, and Lao Cai's inbound stream (which keeps
- * what it took, limits retention, and takes nothing else in these tests).
+ * for Lao Cai, its mirror in China's outbound account for Vietnam, and Lao Cai's inbound stream
+ * (which keeps what it took, limits retention, and takes nothing else in these tests).
  */
 async function crossingCounts(): Promise<{ outbound: number; mirror: number; inbound: number }> {
   const stream = outboundStreamName(HEKOU, LAOCAI);
   const cn = await (await client("CN")).jetstreamManager();
-  const cnOutbound = await (await client("CN", "outbound")).jetstreamManager();
+  const cnOutbound = await (await client("CN", "VN")).jetstreamManager();
   const vn = await (await client("VN")).jetstreamManager();
   return {
     outbound: (await cn.streams.info(stream)).state.messages,
@@ -164,10 +164,6 @@ async function crossedOnce(
   expect(grown(now)).toEqual({ outbound: count, mirror: count, inbound: count });
 }
 
-/**
- * A client of a country's server: in the gateways' account (no credentials), or in the outbound
- * account that holds the mirrors the partners source (as its operator).
- */
 /** A stream in China's domain like Hekou's own outbound stream for `recipient` (test equipment). */
 function hekouStreamFor(recipient: string) {
   return {
@@ -178,11 +174,16 @@ function hekouStreamFor(recipient: string) {
   };
 }
 
-async function client(
-  domain: "CN" | "VN" | "TH",
-  account: "gateways" | "outbound" = "gateways",
-): Promise<NatsConnection> {
-  const operator = account === "outbound" ? federation.outboundOperator(domain) : undefined;
+type Domain = "CN" | "VN" | "TH";
+
+/**
+ * A client of a country's server: in the gateways' account (no credentials), or, with
+ * `outboundTo`, in the outbound account that holds the mirrors that partner country sources (as
+ * its operator).
+ */
+async function client(domain: Domain, outboundTo?: Domain): Promise<NatsConnection> {
+  const operator =
+    outboundTo === undefined ? undefined : federation.outboundOperator(domain, outboundTo);
   const nc = await connect({
     servers: federation.servers[domain]?.url,
     ...(operator === undefined ? {} : { user: operator.user, pass: operator.password }),
@@ -248,6 +249,11 @@ describe("federation: the hub takes each country's leaf only with that country's
     expect(answer).toContain("PONG");
     // Taken as China's sourcing leaf.
     expect(hubAccountOf(answer)).toBe("CN_SOURCING");
+    // And China's outbound leaf for Vietnam, with its own certificate, into its own account.
+    const cnForVietnam = federation.leafCredentials("CN", "VN");
+    const outbound = await leafLogin(cnForVietnam, "", cnForVietnam.password);
+    expect(outbound).toContain("PONG");
+    expect(hubAccountOf(outbound)).toBe("CN_OUTBOUND_VN");
   });
 
   it("refuses a leaf without a client certificate", async () => {
@@ -260,6 +266,16 @@ describe("federation: the hub takes each country's leaf only with that country's
     const vn = federation.leafCredentials("VN");
     expect(await leafLogin(cn, vn.user, vn.password)).toContain("Authorization Violation");
     expect(await leafLogin(cn, "", vn.password)).toContain("Authorization Violation");
+    // Nor one of a country's leaves with the credentials of another of its leaves: each pair's
+    // leaf has a certificate of its own.
+    const cnForVietnam = federation.leafCredentials("CN", "VN");
+    const cnForThailand = federation.leafCredentials("CN", "TH");
+    expect(await leafLogin(cnForVietnam, cnForThailand.user, cnForThailand.password)).toContain(
+      "Authorization Violation",
+    );
+    expect(await leafLogin(cnForVietnam, "", cnForThailand.password)).toContain(
+      "Authorization Violation",
+    );
   });
 
   it("refuses a certificate of the federation's CA that names no country", async () => {
@@ -358,9 +374,9 @@ describe("federation: a nats-server per country, joined by leaf nodes", {
   });
 
   it("loses and duplicates nothing when the sending country's server restarts mid-flow", async () => {
-    // China's server holds Hekou's outbound stream for Lao Cai and, in its outbound account, the
-    // mirror Vietnam sources; it is stopped and started again (same store, same port) while Hekou
-    // submits a steady flow.
+    // China's server holds Hekou's outbound stream for Lao Cai and, in its outbound account for
+    // Vietnam, the mirror Vietnam sources; it is stopped and started again (same store, same port)
+    // while Hekou submits a steady flow.
     const before = await crossingCounts();
     const flow = steadyFlow(60, 5000, 5000);
     await waitFor("a third of the flow accepted", async () =>
@@ -440,6 +456,60 @@ describe("federation: a nats-server per country, joined by leaf nodes", {
     await expect(ask(`$JS.CN.API.STREAM.INFO.${forThailand}`, {})).rejects.toThrow();
   });
 
+  it("keeps the replies to one country's sources away from a third country", async () => {
+    // Something in Hekou's stream for Lao Cai, which Vietnam sources from China's domain.
+    await deliveredAll([await submit("CN-HEKOU-2026-7000")]);
+    const forVietnam = outboundStreamName(HEKOU, LAOCAI);
+    // Thailand listens, in its gateways' account, on every reply subject of JetStream's sources
+    // and every delivery subject (what a Thai server's clients can ask its leaves for).
+    const th = await client("TH");
+    const replies: string[] = [];
+    const deliveries: string[] = [];
+    th.subscribe("$JSC.R.>", {
+      callback: (_err, msg) => replies.push(`${msg.subject} ${new TextDecoder().decode(msg.data)}`),
+    });
+    th.subscribe("liaison.deliver.>", { callback: (_err, msg) => deliveries.push(msg.subject) });
+    await th.flush();
+    // Thailand's interest has reached China's server once a reply subject published where China
+    // answers Thailand's own sources arrives (the positive control); it is repeated until then.
+    const tag = uniqueTag();
+    const cnForThailand = await client("CN", "TH");
+    const control = async (name: string) =>
+      waitFor(`Thailand's control reply ${name}`, async () => {
+        cnForThailand.publish(`$JSC.R.${name}-${tag}`, new TextEncoder().encode(name));
+        await cnForThailand.flush();
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        return replies.some((r) => r.startsWith(`$JSC.R.${name}-${tag} `)) ? true : undefined;
+      });
+    await control("before");
+
+    // Vietnam's server makes a new source of Hekou's stream for Lao Cai, as its gateway's inbound
+    // stream does when it starts or its source is made again: the request crosses the hub to
+    // China's server, whose answer (the consumer's name and delivery subject) comes back to it.
+    const vn = await (await client("VN")).jetstreamManager();
+    const probe = `VN_REPLY_PROBE_${tag}`;
+    await vn.streams.add({
+      name: probe,
+      subjects: [`reply.probe.${tag}`],
+      sources: [
+        { name: forVietnam, external: { api: "$JS.CN.API", deliver: deliverPrefix("VN", "CN") } },
+      ],
+    });
+    await waitFor("Vietnam's new source took Hekou's stream", async () =>
+      (await vn.streams.info(probe)).state.messages > 0 ? true : undefined,
+    );
+    // Thailand's interest was still there afterwards, and a second more for anything in flight.
+    await control("after");
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    await vn.streams.delete(probe);
+
+    // Thailand saw no answer about a stream addressed to another country, nor a delivery subject
+    // of another country.
+    const otherPairs = /_TO_(?!TH_)[A-Z]{2}_|liaison\.deliver\.(?!TH\.)/;
+    expect(replies.filter((r) => otherPairs.test(r))).toEqual([]);
+    expect(deliveries.filter((s) => otherPairs.test(s))).toEqual([]);
+  });
+
   it("keeps the deliveries of a consumer a partner creates away from the sender's own subjects", async () => {
     // Something in Hekou's outbound stream for Lao Cai, and an outbound stream of Hekou's for
     // Mae Sai, which Thailand would source.
@@ -449,7 +519,8 @@ describe("federation: a nats-server per country, joined by leaf nodes", {
     const forVietnam = outboundStreamName(HEKOU, LAOCAI);
     const forThailand = outboundStreamName(HEKOU, MAESAI);
     await cn.streams.add(hekouStreamFor(MAESAI));
-    const cnOutbound = await (await client("CN", "outbound")).jetstreamManager();
+    const cnOutbound = await (await client("CN", "VN")).jetstreamManager();
+    const cnForThailand = await (await client("CN", "TH")).jetstreamManager();
     // The mirror has what the gateway's stream has (it delivered through the mirror).
     const inOutbound = (await cnOutbound.streams.info(forVietnam)).state.messages;
     expect(inOutbound).toBeGreaterThan(0);
@@ -458,7 +529,7 @@ describe("federation: a nats-server per country, joined by leaf nodes", {
     const before = {
       inbound: await count(cn, hekou.gateway.config.streamName),
       forThailand: await count(cn, forThailand),
-      forThailandMirror: await count(cnOutbound, forThailand),
+      forThailandMirror: await count(cnForThailand, forThailand),
     };
 
     // Vietnam's server asks China's domain, as its sources do, for consumers on the stream
@@ -509,10 +580,10 @@ describe("federation: a nats-server per country, joined by leaf nodes", {
     expect({
       inbound: await count(cn, hekou.gateway.config.streamName),
       forThailand: await count(cn, forThailand),
-      forThailandMirror: await count(cnOutbound, forThailand),
+      forThailandMirror: await count(cnForThailand, forThailand),
     }).toEqual(before);
-    // The consumers are on the mirror in China's outbound account, where nothing listens on the
-    // other two subjects, and the gateways' account is out of reach.
+    // The consumers are on the mirror in China's outbound account for Vietnam, where nothing
+    // listens on the other two subjects, and the gateways' account is out of reach.
     for (const name of created.values()) {
       expect((await cnOutbound.consumers.info(forVietnam, name)).stream_name).toBe(forVietnam);
     }
@@ -540,9 +611,10 @@ describe("federation: a nats-server per country, joined by leaf nodes", {
       callback: (_err, msg) => seen.push(new TextDecoder().decode(msg.data)),
     });
     await vn.flush();
-    // Thailand tries from both its accounts; China's deliveries come from its outbound account.
-    const th = [await client("TH"), await client("TH", "outbound")];
-    const cn = await client("CN", "outbound");
+    // Thailand tries from all its accounts; China's deliveries come from its outbound account for
+    // Vietnam.
+    const th = [await client("TH"), await client("TH", "CN"), await client("TH", "VN")];
+    const cn = await client("CN", "VN");
     // The interest takes a moment to reach the hub and the other leaves: China's publish, which
     // is allowed, is repeated until it arrives (the positive control).
     await waitFor("China's delivery", async () => {
@@ -562,7 +634,7 @@ describe("federation: a nats-server per country, joined by leaf nodes", {
 
   it("applies a partner pair added or removed on the hub (SIGHUP, or a restart) only to consumers created after the leaves reconnect", async () => {
     // A new Thai party, Chiang Saen, for which the hub has no lines yet: Hekou's stream for it and
-    // that stream's mirror in China's outbound account, with a message in it.
+    // that stream's mirror in China's outbound account for Thailand, with a message in it.
     const countries = [
       { domain: "CN", parties: [HEKOU] },
       { domain: "VN", parties: [LAOCAI] },
@@ -572,8 +644,8 @@ describe("federation: a nats-server per country, joined by leaf nodes", {
     const cn = await cnConnection.jetstreamManager();
     const forNew = outboundStreamName(HEKOU, CHIANGSAEN);
     await cn.streams.add(hekouStreamFor(CHIANGSAEN));
-    const cnOutbound = await (await client("CN", "outbound")).jetstreamManager();
-    await cnOutbound.streams.add(outboundMirror(HEKOU, CHIANGSAEN, 24 * 3600 * 1000));
+    const cnOutbound = await (await client("CN", "TH")).jetstreamManager();
+    await cnOutbound.streams.add(outboundMirror(HEKOU, CHIANGSAEN, "TH", 24 * 3600 * 1000));
     await cnConnection.jetstream().publish(outboundSubject(HEKOU, CHIANGSAEN), new Uint8Array([1]));
     // The control: Hekou's stream for Mae Sai, whose lines the hub has had from the start.
     const forMaeSai = outboundStreamName(HEKOU, MAESAI);
