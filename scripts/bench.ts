@@ -298,6 +298,8 @@ class Sender {
     body: CASE_NOTICE_BODY,
   });
 
+  private readonly requestBytes = Buffer.byteLength(this.request);
+
   constructor(
     private readonly gateway: Gateway,
     private readonly token: string,
@@ -306,7 +308,13 @@ class Sender {
   async submit(): Promise<string> {
     const res = await this.gateway.app.request("/v1/messages", {
       method: "POST",
-      headers: { authorization: `Bearer ${this.token}`, "content-type": "application/json" },
+      // With its Content-Length, as any HTTP client sends a body of known length (without it,
+      // the body limit reads the body through a stream of its own to count it).
+      headers: {
+        authorization: `Bearer ${this.token}`,
+        "content-type": "application/json",
+        "content-length": String(this.requestBytes),
+      },
       body: this.request,
     });
     if (res.status !== 202) throw new Error(`submit answered ${res.status}`);
