@@ -541,6 +541,20 @@ describe("errors", () => {
     );
   });
 
+  it("413 payload_too_large above the size limit declared by Content-Length, and not below it", async () => {
+    // What an HTTP client sends for a body of known length: the limit is checked on the header.
+    const sized = (json: unknown) => {
+      const body = JSON.stringify(json);
+      return { json: body, headers: { "content-length": String(Buffer.byteLength(body)) } };
+    };
+    expectProblem(
+      await request("/v1/messages", sized(notice({ body: { pad: "x".repeat(20_000) } }))),
+      413,
+      "payload_too_large",
+    );
+    expect((await request("/v1/messages", sized(notice()))).status).toBe(202);
+  });
+
   it("404 not_found for an unknown message, a malformed id and an unknown route", async () => {
     expectProblem(await request(`/v1/messages/${randomUUID()}`), 404, "not_found");
     expectProblem(await request("/v1/messages/not-a-uuid"), 404, "not_found");
