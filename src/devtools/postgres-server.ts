@@ -3,8 +3,12 @@
  * local development. It listens on 127.0.0.1 on a free port with `trust` auth, and is stopped
  * with `handle.stop()`, which also deletes the cluster; `shutdown()`, `start()` and `restart()`
  * take it down and bring it back on the same port and data directory, for tests of a database
- * outage. Servers still running when the Node process exits (or receives SIGINT/SIGTERM/SIGHUP)
- * are shut down so they never outlive it.
+ * outage; `crash()` is an immediate shutdown (what `pg_ctl stop -m immediate` does: no checkpoint,
+ * crash recovery at the next start). `startPostgresReplicaPair()` starts a primary with a
+ * streaming-replication standby (`pg_basebackup -R` from the primary), asynchronous or
+ * synchronous, whose standby can be promoted, for tests of a failover. Servers still running when
+ * the Node process exits (or receives SIGINT/SIGTERM/SIGHUP) are shut down so they never outlive
+ * it.
  *
  * `initdb` and `postgres` refuse to run as root: when uid is 0 they are spawned with the uid/gid
  * of the `postgres` system user (Node's `spawn({ uid, gid })`), which owns the temp dir. We do
@@ -43,6 +47,12 @@ export interface PostgresServerHandle {
   start(): Promise<void>;
   /** shutdown() then start(): what `pg_ctl restart -m fast` does. */
   restart(): Promise<void>;
+  /**
+   * Immediate shutdown (SIGQUIT, what `pg_ctl stop -m immediate` does: every process of the
+   * server exits at once, without a checkpoint; a WAL sender sends nothing more), keeping the
+   * cluster: start() brings it back through crash recovery. For tests of a crash.
+   */
+  crash(): Promise<void>;
   /** Fast shutdown (SIGINT), waits for exit, removes the temp dir. */
   stop(): Promise<void>;
 }
@@ -97,8 +107,23 @@ export function findPostgresBinaries(): PostgresBinaries | undefined {
 export async function startPostgresServer(): Promise<PostgresServerHandle> {
   const binaries = findPostgresBinaries();
   if (binaries === undefined) throw new Error(MISSING_BINARIES_MESSAGE);
-
   const runAs = process.getuid?.() === 0 ? lookupUser("postgres") : undefined;
+  return startCluster(binaries, runAs, [], (dataDir, rootDir, tracked) =>
+    initdb(binaries, dataDir, rootDir, runAs, tracked),
+  );
+}
+
+/**
+ * A temp dir handed to the server's user, a data directory made in it by `make` (initdb, or
+ * pg_basebackup for a standby), and a postmaster on a free port with the `settings` (`name=value`
+ * each, given as `-c`) on top of ours.
+ */
+async function startCluster(
+  binaries: PostgresBinaries,
+  runAs: RunAs | undefined,
+  settings: string[],
+  make: (dataDir: string, rootDir: string, tracked: Tracked) => Promise<void>,
+): Promise<PostgresServerHandle> {
   const rootDir = await mkdtemp(join(tempBase(runAs), "liaison-pg-"));
   // Tracked from here on, so that an exit during initdb also cleans up.
   const tracked: Tracked = { child: undefined, rootDir };
@@ -110,11 +135,11 @@ export async function startPostgresServer(): Promise<PostgresServerHandle> {
       await chmod(rootDir, 0o700);
     }
     const dataDir = join(rootDir, "data");
-    await initdb(binaries, dataDir, rootDir, runAs, tracked);
+    await make(dataDir, rootDir, tracked);
     const socketDir = rootDir.length <= MAX_SOCKET_DIR_LENGTH ? rootDir : "";
     for (let attempt = 1; ; attempt++) {
       const port = await freePort();
-      const cluster = { rootDir, dataDir, socketDir, port, runAs };
+      const cluster = { rootDir, dataDir, socketDir, port, runAs, settings };
       try {
         const first = await launch(binaries, cluster, tracked);
         return serverHandle(binaries, cluster, tracked, first);
@@ -188,12 +213,16 @@ interface Cluster {
   socketDir: string;
   port: number;
   runAs: RunAs | undefined;
+  /** More server settings, `name=value` each (`-c`). */
+  settings: string[];
 }
 
 /** One run of the postmaster, accepting connections. */
 interface Postmaster {
   /** Fast shutdown (SIGINT), then SIGQUIT and SIGKILL if it lingers; resolves once it exited. */
   shutdown(): Promise<void>;
+  /** Immediate shutdown (SIGQUIT), then SIGKILL if it lingers; resolves once it exited. */
+  crash(): Promise<void>;
 }
 
 /**
@@ -221,6 +250,13 @@ function serverHandle(
       const postmaster = running;
       running = undefined;
       await postmaster?.shutdown();
+    });
+
+  const crash = (): Promise<void> =>
+    serial(async () => {
+      const postmaster = running;
+      running = undefined;
+      await postmaster?.crash();
     });
 
   const start = (): Promise<void> =>
@@ -264,6 +300,7 @@ function serverHandle(
       await shutdown();
       await start();
     },
+    crash,
     stop,
   };
 }
@@ -291,6 +328,7 @@ async function launch(
     "fsync=off",
     "-c",
     "max_connections=200",
+    ...o.settings.flatMap((setting) => ["-c", setting]),
   ];
   const { child, output, exited } = spawnAs(binaries.postgres, args, o.rootDir, o.runAs);
   tracked.child = child;
@@ -309,6 +347,20 @@ async function launch(
         const kill = setTimeout(() => child.kill("SIGKILL"), STOP_GRACE_MS + 5_000);
         await exited;
         clearTimeout(quit);
+        clearTimeout(kill);
+      } else {
+        await exited;
+      }
+    })();
+    return stopping;
+  };
+
+  const crash = (): Promise<void> => {
+    stopping ??= (async () => {
+      if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
+        child.kill("SIGQUIT"); // immediate shutdown
+        const kill = setTimeout(() => child.kill("SIGKILL"), STOP_GRACE_MS);
+        await exited;
         clearTimeout(kill);
       } else {
         await exited;
@@ -339,7 +391,176 @@ async function launch(
     await sleep(100);
   }
 
-  return { shutdown };
+  return { shutdown, crash };
+}
+
+// --- a primary with a streaming-replication standby ---------------------------------------------
+
+export interface PostgresStandbyHandle extends PostgresServerHandle {
+  /**
+   * Ends recovery: the standby becomes a primary (`pg_promote()`, waiting until it is), which
+   * accepts writes. With synchronous replication it first resets `synchronous_standby_names`
+   * (ALTER SYSTEM, reload), which it has as the primary has: the promoted server has no standby,
+   * and with the setting each of its commits would wait for one for ever (wait event `SyncRep`).
+   */
+  promote(): Promise<void>;
+}
+
+export interface PostgresReplicaPair {
+  primary: PostgresServerHandle;
+  standby: PostgresStandbyHandle;
+  /**
+   * Both servers, primary first, with `target_session_attrs=primary`: postgres.js connects to
+   * whichever of them is the primary (`postgres://postgres@127.0.0.1:<p1>,127.0.0.1:<p2>/postgres`).
+   */
+  url: string;
+  /** The same for another database on the pair. */
+  urlFor(database: string): string;
+  /**
+   * Waits until the standby streams from the primary again (after primary.start() or
+   * standby.start()), and with synchronous replication is its synchronous standby.
+   */
+  waitForStandby(): Promise<void>;
+  /** Stops both servers and removes their clusters. */
+  stop(): Promise<void>;
+}
+
+export interface PostgresReplicaPairOptions {
+  /**
+   * Synchronous replication: the primary's commits wait for the standby
+   * (`synchronous_standby_names = '*'`) to have flushed (`on`) or applied (`remote_apply`) their
+   * WAL. Set with ALTER SYSTEM on both servers, as an operator keeps one configuration for
+   * either role. Absent: asynchronous replication (a commit does not wait for the standby).
+   */
+  synchronousCommit?: "on" | "remote_apply";
+}
+
+/** How long the pair's setup waits for the standby to stream (and be synchronous). */
+const REPLICATION_TIMEOUT_MS = 30_000;
+const BASEBACKUP_TIMEOUT_MS = 60_000;
+/**
+ * A standby whose primary is gone retries its WAL source every wal_retrieve_retry_interval
+ * (5 s by default), and a promotion requested meanwhile took as long (measured: 0.2 s right after
+ * the primary's crash, 5.1 s two seconds later); 200 ms keeps a test's failover short.
+ */
+const PAIR_SETTINGS = ["wal_retrieve_retry_interval=200ms"];
+
+/**
+ * Starts a primary (a fresh cluster) and a standby made from it with
+ * `pg_basebackup --write-recovery-conf --create-slot` (a replication slot, `standby.signal` and
+ * `primary_conninfo`), each on a free port and a temp dir of its own, and waits until the standby
+ * streams (and, with `synchronousCommit`, is the synchronous standby). `primary.crash()` then
+ * `standby.promote()` is a failover; `stop()` removes both.
+ */
+export async function startPostgresReplicaPair(
+  options: PostgresReplicaPairOptions = {},
+): Promise<PostgresReplicaPair> {
+  const binaries = findPostgresBinaries();
+  if (binaries === undefined) throw new Error(MISSING_BINARIES_MESSAGE);
+  const basebackup = join(dirname(binaries.postgres), "pg_basebackup");
+  if (!isExecutable(basebackup)) {
+    throw new Error(`pg_basebackup not found next to ${binaries.postgres}`);
+  }
+  const runAs = process.getuid?.() === 0 ? lookupUser("postgres") : undefined;
+  const primary = await startCluster(binaries, runAs, PAIR_SETTINGS, (dataDir, rootDir, tracked) =>
+    initdb(binaries, dataDir, rootDir, runAs, tracked),
+  );
+  let standby: PostgresServerHandle | undefined;
+  try {
+    standby = await startCluster(
+      binaries,
+      runAs,
+      PAIR_SETTINGS,
+      async (dataDir, rootDir, tracked) => {
+        const args = [
+          ...["-D", dataDir, "-h", "127.0.0.1", "-p", String(primary.port), "-U", "postgres"],
+          ...["--wal-method=stream", "--write-recovery-conf", "--create-slot", "--slot=standby"],
+          ...["--checkpoint=fast", "--no-sync"],
+        ];
+        const { child, output, exited } = spawnAs(basebackup, args, rootDir, runAs);
+        tracked.child = child;
+        const timer = setTimeout(() => child.kill("SIGKILL"), BASEBACKUP_TIMEOUT_MS);
+        const { code, signal, error } = await exited;
+        clearTimeout(timer);
+        if (error !== undefined || code !== 0) {
+          const why = error ? error.message : `exit code ${code}, signal ${signal}`;
+          throw new Error(
+            `pg_basebackup failed (${basebackup} ${args.join(" ")}): ${why}\n--- last output ---\n${output.tail()}`,
+          );
+        }
+      },
+    );
+    await waitForReplication(primary.url, "async");
+    const commit = options.synchronousCommit;
+    if (commit !== undefined) {
+      for (const server of [primary, standby]) {
+        await withClient(server.url, async (sql) => {
+          await sql`ALTER SYSTEM SET synchronous_standby_names = '*'`;
+          await sql.unsafe(`ALTER SYSTEM SET synchronous_commit = '${commit}'`);
+          await sql`SELECT pg_reload_conf()`;
+        });
+      }
+      await waitForReplication(primary.url, "sync");
+    }
+  } catch (err) {
+    await standby?.stop();
+    await primary.stop();
+    throw err;
+  }
+  const replica = standby;
+
+  const promote = async (): Promise<void> => {
+    await withClient(replica.url, async (sql) => {
+      if (options.synchronousCommit !== undefined) {
+        await sql`ALTER SYSTEM RESET synchronous_standby_names`;
+        await sql`SELECT pg_reload_conf()`;
+      }
+      const [row] = await sql<{ promoted: boolean }[]>`SELECT pg_promote(true, 60) AS promoted`;
+      if (row?.promoted !== true) throw new Error("postgres: pg_promote() did not end recovery");
+    });
+  };
+
+  const hosts = `127.0.0.1:${primary.port},127.0.0.1:${replica.port}`;
+  const urlFor = (database: string): string =>
+    `postgres://postgres@${hosts}/${encodeURIComponent(database)}?target_session_attrs=primary`;
+  return {
+    primary,
+    standby: { ...replica, promote },
+    url: urlFor("postgres"),
+    urlFor,
+    waitForStandby: () =>
+      waitForReplication(primary.url, options.synchronousCommit === undefined ? "async" : "sync"),
+    stop: async () => {
+      await Promise.all([primary.stop(), replica.stop()]);
+    },
+  };
+}
+
+/** Waits until the primary at `url` has a standby streaming, with `syncState`. */
+async function waitForReplication(url: string, syncState: "async" | "sync"): Promise<void> {
+  const deadline = Date.now() + REPLICATION_TIMEOUT_MS;
+  await withClient(url, async (sql) => {
+    for (;;) {
+      const rows = await sql<{ state: string; sync_state: string }[]>`
+        SELECT state, sync_state FROM pg_stat_replication`;
+      if (rows.some((r) => r.state === "streaming" && r.sync_state === syncState)) return;
+      if (Date.now() > deadline) {
+        throw new Error(
+          `postgres: no standby streaming (${syncState}) within ${REPLICATION_TIMEOUT_MS} ms: ${JSON.stringify(rows)}`,
+        );
+      }
+      await sleep(50);
+    }
+  });
+}
+
+async function withClient<T>(url: string, fn: (sql: postgres.Sql) => Promise<T>): Promise<T> {
+  const sql = postgres(url, { max: 1, connect_timeout: 5, onnotice: () => {} });
+  try {
+    return await fn(sql);
+  } finally {
+    await sql.end({ timeout: 5 }).catch(() => {});
+  }
 }
 
 /** true when `SELECT 1` works, else the error message. */

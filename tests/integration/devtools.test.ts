@@ -1,8 +1,11 @@
 import { randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
 import { connect, type NatsConnection } from "nats";
 import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { startPostgresReplicaPair } from "../../src/devtools/postgres-server.ts";
 import { createTestDatabase } from "../helpers/databases.ts";
+import { waitFor } from "../helpers/network.ts";
 
 describe("NATS JetStream from global setup", () => {
   let nc: NatsConnection;
@@ -82,4 +85,81 @@ describe("freePort", () => {
       await new Promise<void>((resolve) => server.close(() => resolve()));
     }
   });
+});
+
+describe("startPostgresReplicaPair", () => {
+  it("a synchronous standby: streams, refuses writes, holds the primary's commits while down, and is promoted", async () => {
+    const pair = await startPostgresReplicaPair({ synchronousCommit: "on" });
+    const clients: postgres.Sql[] = [];
+    const client = (url: string): postgres.Sql => {
+      const sql = postgres(url, { max: 1, onnotice: () => {} });
+      clients.push(sql);
+      return sql;
+    };
+    /** The wait event of the session running `INSERT INTO t` on the server at `url`. */
+    const insertWaitsOn = async (url: string): Promise<string | undefined> => {
+      const rows = await client(url)<{ wait_event: string | null }[]>`
+        SELECT wait_event FROM pg_stat_activity
+        WHERE query LIKE 'INSERT INTO t%' AND pid <> pg_backend_pid()`;
+      return rows[0]?.wait_event ?? undefined;
+    };
+    try {
+      const primary = client(pair.primary.url);
+      const standby = client(pair.standby.url);
+      expect(await primary`SELECT state, sync_state FROM pg_stat_replication`).toEqual([
+        { state: "streaming", sync_state: "sync" },
+      ]);
+      await primary`CREATE TABLE t (n int)`;
+      await primary`INSERT INTO t VALUES (1)`;
+      await waitFor("the row on the standby", async () => {
+        const [row] = await standby<{ n: number }[]>`SELECT count(*)::int AS n FROM t`;
+        return row?.n === 1 ? true : undefined;
+      });
+      expect(await standby`SELECT pg_is_in_recovery() AS recovery`).toEqual([{ recovery: true }]);
+      await expect(standby`INSERT INTO t VALUES (2)`).rejects.toMatchObject({ code: "25006" });
+
+      // The standby down: the primary's commit waits for it, and ends once it is back.
+      await pair.standby.crash();
+      const held = client(pair.primary.url)`INSERT INTO t VALUES (3)`.then(() => "committed");
+      await waitFor("the commit to wait for the standby", async () =>
+        (await insertWaitsOn(pair.primary.url)) === "SyncRep" ? true : undefined,
+      );
+      await pair.standby.start();
+      expect(await held).toBe("committed");
+      await pair.waitForStandby();
+
+      // A failover: the primary crashes, the standby is promoted and takes writes; the
+      // multi-host URL (target_session_attrs=primary) finds it.
+      await pair.primary.crash();
+      expect(await standby`SHOW synchronous_standby_names`).toEqual([
+        { synchronous_standby_names: "*" },
+      ]);
+      await pair.standby.promote();
+      expect(await standby`SELECT pg_is_in_recovery() AS recovery`).toEqual([{ recovery: false }]);
+      await standby`INSERT INTO t VALUES (4)`;
+      const viaBoth = client(pair.url);
+      expect(await viaBoth`SELECT inet_server_port() AS port, count(*)::int AS n FROM t`).toEqual([
+        { port: pair.standby.port, n: 3 },
+      ]);
+      // promote() reset synchronous_standby_names: with it, as the primary has it, each commit
+      // of the promoted server, which has no standby, would wait for ever.
+      expect(await client(pair.standby.url)`SHOW synchronous_standby_names`).toEqual([
+        { synchronous_standby_names: "" },
+      ]);
+      await standby`ALTER SYSTEM SET synchronous_standby_names = '*'`;
+      await standby`SELECT pg_reload_conf()`;
+      const stuck = client(pair.standby.url)`INSERT INTO t VALUES (5)`.then(() => "committed");
+      await waitFor("the promoted server's commit to wait for a standby", async () =>
+        (await insertWaitsOn(pair.standby.url)) === "SyncRep" ? true : undefined,
+      );
+      await standby`ALTER SYSTEM RESET synchronous_standby_names`;
+      await standby`SELECT pg_reload_conf()`;
+      expect(await stuck).toBe("committed");
+    } finally {
+      await Promise.all(clients.map((sql) => sql.end({ timeout: 1 }).catch(() => {})));
+      await pair.stop();
+    }
+    expect(existsSync(pair.primary.dataDir)).toBe(false);
+    expect(existsSync(pair.standby.dataDir)).toBe(false);
+  }, 60_000);
 });
