@@ -11,6 +11,7 @@ import { migrate as migratePglite } from "drizzle-orm/pglite/migrator";
 import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
 import { migrate as migratePostgres } from "drizzle-orm/postgres-js/migrator";
 import postgres from "postgres";
+import { LiaisonError } from "../protocol/errors.ts";
 import * as schema from "./schema.ts";
 
 export type Schema = typeof schema;
@@ -40,8 +41,35 @@ export function reconnectBackoffSeconds(failures: number): number {
   return failures <= 0 ? 0 : Math.min(0.05 * 2 ** failures, 1);
 }
 
+/**
+ * A DATABASE_URL may name several servers (`postgres://u@h1:5432,h2:5432/db`) for a failover:
+ * with `target_session_attrs=primary` postgres.js connects only to the one that is not in
+ * recovery, trying them in turn. Any other value is refused, and so is a list without it: the
+ * gateway writes, and postgres.js 3.4.9 takes a hot standby for `read-write` (it checks
+ * `default_transaction_read_only`, which is off on a standby, not `in_hot_standby`), while
+ * without the parameter it connects to whichever server it tries first.
+ */
+function checkTargetSessionAttrs(url: string, env = process.env): void {
+  const hosts = url.slice(url.indexOf("://") + 3).split(/[/?]/)[0] ?? "";
+  const query = url.includes("?") ? url.slice(url.indexOf("?") + 1) : "";
+  const attrs = new URLSearchParams(query).get("target_session_attrs") ?? env.PGTARGETSESSIONATTRS;
+  if (attrs !== undefined && attrs !== "" && attrs !== "primary") {
+    throw new LiaisonError(
+      "config_invalid",
+      `DATABASE_URL: target_session_attrs=${attrs} is not supported; the gateway writes: use target_session_attrs=primary`,
+    );
+  }
+  if (hosts.includes(",") && attrs !== "primary") {
+    throw new LiaisonError(
+      "config_invalid",
+      "DATABASE_URL names several servers: add target_session_attrs=primary, or the gateway may connect to a standby",
+    );
+  }
+}
+
 export async function openDatabase(target: DatabaseTarget): Promise<Database> {
   if ("url" in target) {
+    checkTargetSessionAttrs(target.url);
     const client = postgres(target.url, {
       max: 10,
       onnotice: () => {},
@@ -103,9 +131,13 @@ const DRIVER_CODES = new Set([
  * SQLSTATEs of a server going away or not taking connections: class 08 (connection exception,
  * but not 08P01, a protocol violation: a bug), 57P01 admin_shutdown (a fast shutdown or
  * restart), 57P02 crash_shutdown, 57P03 cannot_connect_now (starting up, shutting down, in
- * recovery), 53300 too_many_connections.
+ * recovery), 53300 too_many_connections; and 25006 read_only_sql_transaction, a server not
+ * taking writes now (the gateway never opens a read-only transaction): a standby still in
+ * recovery, as when a name or address moves to it before its promotion ended (its sessions take
+ * writes once it is promoted), or a server set read-only.
  */
 const SQLSTATES = new Set([
+  "25006",
   "08000",
   "08001",
   "08003",
