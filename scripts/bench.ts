@@ -37,14 +37,19 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { inArray, sql } from "drizzle-orm";
 import { AckPolicy, connect, DeliverPolicy, type JsMsg, RetentionPolicy, StorageType } from "nats";
-import postgres from "postgres";
 import { loadConfig } from "../src/config/config.ts";
+import type { IssuedReceipt, ReceivedReceipt, SignedMessage } from "../src/delivery/ports.ts";
 import { startNatsServer } from "../src/devtools/nats-server.ts";
 import { startPostgresServer } from "../src/devtools/postgres-server.ts";
 import { type Gateway, startGateway } from "../src/gateway.ts";
+import type { Envelope, Receipt } from "../src/protocol/types.ts";
 import { generateKeyFile } from "../src/registry/key-files.ts";
 import { parsePartyDocument } from "../src/registry/party-document.ts";
 import { openDatabase } from "../src/store/database.ts";
+import { SqlDeliveryOutbox } from "../src/store/delivery-outbox.ts";
+import { SqlInboundLog } from "../src/store/inbound-log.ts";
+import { SqlOutboundLog } from "../src/store/outbound-log.ts";
+import { SqlReceiptLog } from "../src/store/receipt-log.ts";
 import { deliveries } from "../src/store/schema.ts";
 import { createTestDatabase } from "../tests/helpers/databases.ts";
 import { CASE_NOTICE_BODY } from "../tests/helpers/protocol-fixtures.ts";
@@ -418,20 +423,24 @@ class Sender {
 
 /**
  * (b) The bare pipeline: two sides, each with its own database (the gateway's schema) and NATS
- * connection, doing the gateway's writes and publishes with its batching, by hand-written SQL
- * (postgres.js, multi-row statements) and no HTTP, signing, verifying or validating:
+ * connection, doing the gateway's writes and publishes with its batching and the gateway's own
+ * store statements (src/store: the same SQL, parameters and connection settings), and no HTTP,
+ * envelope, signing, verifying or validating:
  *
- *  - sender: concurrent "submits" share group commits (up to 500: insert the message rows and
- *    the delivery rows, leased, one transaction); once committed the group is published from
- *    memory, in flight together with Nats-Msg-Id, and marked sent (the gateways' prompt path);
- *  - receiver: reads its durable consumer in batches of up to 100; per batch, one transaction
- *    looks the ids up, inserts the message rows and a receipt row for each (leased); then the
- *    receipts are published from memory and marked published, and each message acked;
- *  - sender again: reads the receipts in batches, inserts them and closes the deliveries in
- *    one transaction, acks.
+ *  - sender: concurrent "submits" share group commits (up to 500: the message rows and their
+ *    delivery rows, leased, one statement, `SqlOutboundLog.insert`); once committed the group is
+ *    published from memory, in flight together with Nats-Msg-Id, and marked sent (the gateways'
+ *    prompt path);
+ *  - receiver: reads its durable consumer in batches of up to 100; per batch, one statement logs
+ *    the messages with a receipt for each (leased, `SqlInboundLog.insertAnswered`, nothing looked
+ *    up first, as the inbox does with new messages); then the receipts are published from memory
+ *    and marked published, and each message acked;
+ *  - sender again: reads the receipts in batches, looks up what it sent to them, logs them and
+ *    closes the deliveries in one statement (`SqlReceiptLog.insertReceivedClosing`), acks.
  *
- * The messages are JSON of the length of a real signed message; the digest is SHA-256. Returns
- * the seconds from the first submit until the last delivery was closed.
+ * The messages are JSON as long as the gateways' signed messages, with the rest of their bytes
+ * compressing as a JWS does; the digest is SHA-256. Returns the seconds from the first submit
+ * until the last delivery was closed.
  */
 async function bare(opts: {
   natsUrl: string;
@@ -444,21 +453,16 @@ async function bare(opts: {
   /** CPU seconds so far (cpuSeconds), sampled around the timed run. */
   cpu: () => CpuSeconds;
 }): Promise<{ seconds: number; cpuMsPerMsg: CpuSeconds }> {
-  for (const url of [opts.dbA, opts.dbB]) await (await openDatabase({ url })).close();
   const A = "XA-BARE-SENDER";
   const B = "XB-BARE-RECEIVER";
   const sides = await Promise.all(
     [
-      { party: A, db: opts.dbA },
-      { party: B, db: opts.dbB },
-    ].map(async ({ party, db }) => {
-      // The gateways' connection settings (store/database.ts): a generic plan cannot see an
-      // `= any($1)` batch, and was measured to cost the bare pipeline's lookups 5-14 times more.
-      const sql = postgres(db, {
-        max: 10,
-        onnotice: () => {},
-        connection: { plan_cache_mode: "force_custom_plan" },
-      });
+      { party: A, url: opts.dbA },
+      { party: B, url: opts.dbB },
+    ].map(async ({ party, url }) => {
+      // The gateways' store: their connection settings, and below their own statements
+      // (src/store), so that PostgreSQL does exactly the work it does for the gateways.
+      const database = await openDatabase({ url });
       const nc = await connect({ servers: opts.natsUrl, name: `bench bare ${party}` });
       const subject = `bench.bare.${party}`;
       const stream = `BENCH_BARE_${party.replaceAll("-", "_")}`;
@@ -477,14 +481,22 @@ async function bare(opts: {
         ack_wait: 60 * 1e9,
         max_ack_pending: 1000,
       });
-      for (const [id, subj] of [
-        [A, `bench.bare.${A}`],
-        [B, `bench.bare.${B}`],
-      ]) {
-        await sql`insert into parties (id, name, country, kind, inbound_subject)
-          values (${id as string}, ${id as string}, 'XX', 'border-police', ${subj as string})`;
+      for (const id of [A, B]) {
+        await database.db.execute(sql`insert into parties (id, name, country, kind, inbound_subject)
+          values (${id}, ${id}, 'XX', 'border-police', ${`bench.bare.${id}`})`);
       }
-      return { party, sql, nc, js: nc.jetstream(), stream, subject };
+      return {
+        party,
+        database,
+        outbound: new SqlOutboundLog(database.db),
+        outbox: new SqlDeliveryOutbox(database.db),
+        inbound: new SqlInboundLog(database.db),
+        receipts: new SqlReceiptLog(database.db),
+        nc,
+        js: nc.jetstream(),
+        stream,
+        subject,
+      };
     }),
   );
   const [sa, sb] = sides as [(typeof sides)[0], (typeof sides)[0]];
@@ -507,84 +519,80 @@ async function bare(opts: {
     inFlight.add(t);
   };
   const LEASE_MS = 30_000;
+  const digestOf = (bytes: string | Uint8Array) => createHash("sha256").update(bytes).digest("hex");
 
-  // Sender: group commit of concurrent submits.
-  type Row = ReturnType<typeof makeRow>;
-  let queue: Array<{ row: Row; resolve: () => void }> = [];
+  /**
+   * A message as the store takes it: the envelope's columns, unsigned; its "JWS" is JSON the
+   * receiver reads the id from, padded to the gateways' JWS length.
+   */
+  function makeMessage(id: string, jws: string, at: Date): SignedMessage {
+    const envelope = {
+      id,
+      type: "case.notice",
+      schemaVersion: 1,
+      from: A,
+      to: [B],
+      caseRef: "CN-HEKOU-2026-0042",
+      sentAt: at.toISOString(),
+      expiresAt: new Date(at.getTime() + 86_400_000).toISOString(),
+      handling: { classification: "restricted" },
+    } as unknown as Envelope;
+    return { envelope, kid: "bench", jws, digest: digestOf(jws) };
+  }
+
+  // Sender: group commit of concurrent submits, written leased to this process (one statement:
+  // the message rows and their deliveries), then published from memory once committed.
+  let queue: Array<{ message: SignedMessage; resolve: () => void }> = [];
   let flushing = false;
   const flush = async () => {
     flushing = true;
     while (queue.length > 0) {
       const group = queue.slice(0, GROUP);
       queue = queue.slice(GROUP);
-      // Written leased to this process, then published from memory once committed.
-      const leased = new Date(Date.now() + LEASE_MS);
-      await sa.sql.begin(async (tx) => {
-        await tx`insert into messages ${tx(group.map((g) => g.row))}`;
-        await tx`insert into deliveries ${tx(
-          group.map((g) => ({
-            message_id: g.row.id,
-            recipient: B,
-            attempts: 1,
-            next_attempt_at: leased,
-          })),
-        )}`;
-      });
+      const messages = group.map((g) => g.message);
+      await sa.outbound.insert(messages, { until: new Date(Date.now() + LEASE_MS) });
       for (const g of group) g.resolve();
-      track(publishMessages(group.map((g) => g.row)));
+      track(publishMessages(messages));
     }
     flushing = false;
   };
-  function makeRow() {
-    const id = randomUUID();
-    const now = new Date();
-    const body = JSON.stringify({ id, from: A, to: [B], type: "case.notice", pad });
-    return {
-      id,
-      direction: "outbound",
-      type: "case.notice",
-      schema_version: 1,
-      from_party: A,
-      to_parties: sa.sql.json([B]),
-      case_ref: "CN-HEKOU-2026-0042",
-      in_reply_to: null,
-      sent_at: now,
-      expires_at: new Date(now.getTime() + 86_400_000),
-      classification: "restricted",
-      kid: "bench",
-      jws: body,
-      digest: createHash("sha256").update(body).digest("hex"),
-    };
-  }
   const submit = () => {
-    const row = makeRow();
+    const id = randomUUID();
+    const message = makeMessage(
+      id,
+      JSON.stringify({ id, from: A, to: [B], type: "case.notice", pad }),
+      new Date(),
+    );
     return new Promise<void>((resolve) => {
-      queue.push({ row, resolve });
+      queue.push({ message, resolve });
       if (!flushing) void flush();
     });
   };
 
-  const publishMessages = async (rows: Row[]) => {
+  const publishMessages = async (messages: SignedMessage[]) => {
     await Promise.all(
-      rows.map((d) => sa.js.publish(sb.subject, Buffer.from(d.jws), { msgID: d.digest })),
+      messages.map((m) => sa.js.publish(sb.subject, Buffer.from(m.jws), { msgID: m.digest })),
     );
-    await sa.sql`update deliveries set status = 'sent', updated_at = ${new Date()}
-      where status = 'queued' and recipient = ${B}
-        and message_id = any(${rows.map((d) => d.id)}::uuid[])`;
+    await sa.outbox.markSent(
+      messages.map((m) => ({ messageId: m.envelope.id, recipient: B })),
+      new Date(),
+    );
   };
 
-  const publishReceipts = async (rows: Array<{ id: string; jws: string; digest: string }>) => {
+  const publishReceipts = async (issued: IssuedReceipt[]) => {
     await Promise.all(
-      rows.map((r) => sb.js.publish(sa.subject, Buffer.from(r.jws), { msgID: r.digest })),
+      issued.map((r) => sb.js.publish(sa.subject, Buffer.from(r.jws), { msgID: r.digest })),
     );
-    await sb.sql`update receipts set published_at = ${new Date()}
-      where direction = 'issued' and id = any(${rows.map((r) => r.id)}::uuid[])`;
+    await sb.receipts.markPublished(
+      issued.map((r) => r.receipt.id),
+      new Date(),
+    );
   };
 
   /** Reads a side's consumer in batches of up to BATCH, as the transport does. */
   const consume = async (
     side: typeof sa,
-    handle: (batch: Array<{ msg: JsMsg; data: Record<string, unknown> }>) => Promise<void>,
+    handle: (batch: Array<{ msg: JsMsg; text: string }>) => Promise<void>,
   ) => {
     const consumer = await side.js.consumers.get(side.stream, "bare");
     const messages = await consumer.consume({ max_messages: 512 });
@@ -600,12 +608,7 @@ async function bare(opts: {
           continue;
         }
         const batch = queued.splice(0, BATCH);
-        await handle(
-          batch.map((msg) => ({
-            msg,
-            data: JSON.parse(Buffer.from(msg.data).toString()) as Record<string, unknown>,
-          })),
-        );
+        await handle(batch.map((msg) => ({ msg, text: Buffer.from(msg.data).toString() })));
         for (const m of batch) m.ack();
       }
     })();
@@ -622,84 +625,46 @@ async function bare(opts: {
     };
   };
 
+  // Receiver: as the inbox does with a batch of new messages, the log rows and the receipts in
+  // one statement (inserted first, nothing looked up before), leased, then published.
   const stopReceiver = await consume(sb, async (batch) => {
     const now = new Date();
-    const receipts = batch.map(({ msg, data }) => {
-      const jws = JSON.stringify({
+    const answered = batch.map(({ text }) => {
+      const { id } = JSON.parse(text) as { id: string };
+      const message = makeMessage(id, text, now);
+      const receipt = {
         id: randomUUID(),
-        messageId: data.id,
+        type: "receipt",
+        schemaVersion: 1,
+        from: B,
+        to: A,
+        sentAt: now.toISOString(),
+        messageId: id,
+        digest: { alg: "sha-256", value: message.digest },
         status: "accepted",
-        pad: "r".repeat(600),
-      });
+        errors: [],
+      } as Receipt;
+      const jws = JSON.stringify({ ...receipt, pad: "r".repeat(600) });
       return {
-        id: randomUUID(),
-        direction: "issued",
-        message_id: data.id as string,
-        message_digest: createHash("sha256").update(msg.data).digest("hex"),
-        from_party: B,
-        to_party: A,
-        status: "accepted",
-        errors: sb.sql.json([]),
-        jws,
-        digest: createHash("sha256").update(jws).digest("hex"),
-        publish_attempts: 1,
-        next_publish_at: new Date(now.getTime() + LEASE_MS),
+        message,
+        receipt: { receipt, messageDigest: message.digest, jws, digest: digestOf(jws) },
       };
     });
-    await sb.sql.begin(async (tx) => {
-      // As the inbox does with a batch of new messages: inserted first, nothing looked up before.
-      const rows = batch.map(({ msg, data }) => ({
-        id: data.id as string,
-        direction: "inbound",
-        type: "case.notice",
-        schema_version: 1,
-        from_party: A,
-        to_parties: tx.json([B]),
-        case_ref: "CN-HEKOU-2026-0042",
-        in_reply_to: null,
-        sent_at: now,
-        expires_at: new Date(now.getTime() + 86_400_000),
-        classification: "restricted",
-        kid: "bench",
-        jws: Buffer.from(msg.data).toString(),
-        digest: createHash("sha256").update(msg.data).digest("hex"),
-      }));
-      await tx`insert into messages ${tx(rows)} on conflict do nothing returning id`;
-      await tx`insert into receipts ${tx(receipts)}`;
-    });
-    track(publishReceipts(receipts));
+    await sb.inbound.insertAnswered(answered, { until: new Date(now.getTime() + LEASE_MS) });
+    track(publishReceipts(answered.map((a) => a.receipt)));
   });
 
+  // Sender: a batch of receipts matched against what was sent, logged, and closing their
+  // deliveries (one statement), as the inbox does with positive receipts.
   const stopSender = await consume(sa, async (batch) => {
-    const now = new Date();
-    await sa.sql.begin(async (tx) => {
-      const ids = batch.map((b) => b.data.messageId as string);
-      await tx`select m.id, d.recipient, m.digest from messages m
-        join deliveries d on d.message_id = m.id
-        where m.direction = 'outbound' and m.id = any(${ids}::uuid[])`;
-      const rows = batch.map(({ msg, data }) => ({
-        id: data.id as string,
-        direction: "received",
-        message_id: data.messageId as string,
-        message_digest: "0".repeat(64),
-        from_party: B,
-        to_party: A,
-        status: "accepted",
-        errors: tx.json([]),
-        jws: Buffer.from(msg.data).toString(),
-        digest: createHash("sha256").update(msg.data).digest("hex"),
-      }));
-      const fresh = await tx`insert into receipts ${tx(rows)} on conflict do nothing
-        returning id, message_id`;
-      // Each delivery closed by the receipt just logged for it, joined as the gateway does.
-      const closed = await tx`update deliveries d set status = 'delivered', last_error = null,
-          updated_at = ${now}, receipt_id = f.id
-        from unnest(${fresh.map((f) => f.id as string)}::uuid[],
-          ${fresh.map((f) => f.message_id as string)}::uuid[]) as f(id, message_id)
-        where d.message_id = f.message_id and d.recipient = ${B}
-          and d.status in ('queued', 'sent', 'failed') returning d.message_id`;
-      delivered += closed.length;
-    });
+    const received: ReceivedReceipt[] = batch.map(({ text }) => ({
+      receipt: JSON.parse(text) as Receipt,
+      jws: text,
+      digest: digestOf(text),
+    }));
+    await sa.outbound.sentDigests(received.map((r) => r.receipt.messageId as string));
+    const { closed } = await sa.receipts.insertReceivedClosing(received, new Date());
+    delivered += closed.length;
     onDelivered?.();
   });
 
@@ -738,7 +703,7 @@ async function bare(opts: {
     await Promise.all([stopReceiver(), stopSender()]);
     for (const s of sides) {
       await s.nc.drain();
-      await s.sql.end({ timeout: 5 });
+      await s.database.close();
     }
   }
 }
