@@ -50,13 +50,14 @@ export function reconnectBackoffSeconds(failures: number): number {
  * without the parameter it connects to whichever server it tries first.
  */
 function checkTargetSessionAttrs(url: string, env = process.env): void {
-  const hosts = url.slice(url.indexOf("://") + 3).split(/[/?]/)[0] ?? "";
+  const authority = url.slice(url.indexOf("://") + 3).split(/[/?]/)[0] ?? "";
+  const hosts = authority.slice(authority.lastIndexOf("@") + 1);
   const query = url.includes("?") ? url.slice(url.indexOf("?") + 1) : "";
   const attrs = new URLSearchParams(query).get("target_session_attrs") ?? env.PGTARGETSESSIONATTRS;
   if (attrs !== undefined && attrs !== "" && attrs !== "primary") {
     throw new LiaisonError(
       "config_invalid",
-      `DATABASE_URL: target_session_attrs=${attrs} is not supported; the gateway writes: use target_session_attrs=primary`,
+      "DATABASE_URL: target_session_attrs must be primary (the gateway writes to the database)",
     );
   }
   if (hosts.includes(",") && attrs !== "primary") {
