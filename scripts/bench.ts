@@ -20,7 +20,8 @@
  * server URL whose user may CREATE DATABASE; one new database per gateway and per bare side) are
  * given. It prints a table and ends with one line:
  *
- *   bench: e2e_msgs_per_s=… bare_msgs_per_s=… ratio=… p50_ms=… p99_ms=… rss_mb=…
+ *   bench: e2e_msgs_per_s=… bare_msgs_per_s=… ratio=… p50_ms=… p99_ms=… rss_mb=… cpu_ratio=…
+ *          cpu_ms_per_msg=…
  *
  * It asserts nothing. `--quick` finishes in under a minute; `--profile file.cpuprofile` writes a
  * CPU profile of phase (a) alone (node:inspector).
@@ -713,6 +714,14 @@ function report(f: Figures, seconds: number): void {
     x === undefined || Number.isNaN(x) ? "n/a" : x.toFixed(digits);
   const ratio =
     f.e2ePerS !== undefined && f.barePerS !== undefined ? f.e2ePerS / f.barePerS : undefined;
+  // The same ratio from the CPU each phase spent per message (all processes): what the bare
+  // pipeline costs over what the gateways cost. Other load on the machine moves it far less than
+  // the wall-clock ratio, whose two phases run at different moments.
+  const cpuTotal = (c: CpuSeconds | undefined) =>
+    c === undefined ? undefined : c.node + c.postgres + c.nats;
+  const e2eCpu = cpuTotal(f.cpuMsPerMsg);
+  const bareCpu = cpuTotal(f.bareCpuMsPerMsg);
+  const cpuRatio = e2eCpu !== undefined && bareCpu !== undefined ? bareCpu / e2eCpu : undefined;
   const rssMb = rss.peak === 0 ? undefined : rss.peak / 2 ** 20;
   const l = f.latency;
   const rows: Array<[string, string, string]> = [
@@ -738,6 +747,7 @@ function report(f: Figures, seconds: number): void {
       "ms",
     ],
     ["(a)/(b) ratio", fmt(ratio, 2), ""],
+    ["(b)/(a) CPU per message (the ratio, from CPU)", fmt(cpuRatio, 2), ""],
     [
       `(c) offered ${RATE} msg/s for ${RATE_SECONDS} s (achieved)`,
       fmt(f.achievedRate),
@@ -760,7 +770,7 @@ function report(f: Figures, seconds: number): void {
   const w1 = Math.max(...rows.map((r) => r[1].length));
   for (const [k, v, u] of rows) console.log(`${k.padEnd(w0)}  ${v.padStart(w1)}  ${u}`);
   console.log(
-    `bench: e2e_msgs_per_s=${fmt(f.e2ePerS)} bare_msgs_per_s=${fmt(f.barePerS)} ratio=${fmt(ratio, 2)} p50_ms=${fmt(l?.p50)} p99_ms=${fmt(l?.p99)} rss_mb=${fmt(rssMb)} cpu_ms_per_msg=${fmt(f.cpuMsPerMsg?.node, 2)}+${fmt(f.cpuMsPerMsg?.postgres, 2)}+${fmt(f.cpuMsPerMsg?.nats, 2)}`,
+    `bench: e2e_msgs_per_s=${fmt(f.e2ePerS)} bare_msgs_per_s=${fmt(f.barePerS)} ratio=${fmt(ratio, 2)} p50_ms=${fmt(l?.p50)} p99_ms=${fmt(l?.p99)} rss_mb=${fmt(rssMb)} cpu_ratio=${fmt(cpuRatio, 2)} cpu_ms_per_msg=${fmt(f.cpuMsPerMsg?.node, 2)}+${fmt(f.cpuMsPerMsg?.postgres, 2)}+${fmt(f.cpuMsPerMsg?.nats, 2)}`,
   );
 }
 
