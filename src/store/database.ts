@@ -50,11 +50,19 @@ export function reconnectBackoffSeconds(failures: number): number {
  * without the parameter it connects to whichever server it tries first.
  */
 function checkTargetSessionAttrs(url: string, env = process.env): void {
+  // Read as postgres.js 3.4.9 reads it (parseUrl and its options): the hosts follow the first
+  // `@` of the authority, percent-decoded; an empty parameter gives way to the environment's.
   const authority = url.slice(url.indexOf("://") + 3).split(/[/?]/)[0] ?? "";
-  const hosts = authority.slice(authority.lastIndexOf("@") + 1);
+  let hosts: string;
+  try {
+    hosts = decodeURIComponent(authority.slice(authority.indexOf("@") + 1));
+  } catch {
+    throw new LiaisonError("config_invalid", INVALID_URL);
+  }
   const query = url.includes("?") ? url.slice(url.indexOf("?") + 1) : "";
-  const attrs = new URLSearchParams(query).get("target_session_attrs") ?? env.PGTARGETSESSIONATTRS;
-  if (attrs !== undefined && attrs !== "" && attrs !== "primary") {
+  const attrs =
+    new URLSearchParams(query).get("target_session_attrs") || env.PGTARGETSESSIONATTRS || "";
+  if (attrs !== "" && attrs !== "primary") {
     throw new LiaisonError(
       "config_invalid",
       "DATABASE_URL: target_session_attrs must be primary (the gateway writes to the database)",
@@ -68,10 +76,30 @@ function checkTargetSessionAttrs(url: string, env = process.env): void {
   }
 }
 
+/** Names the setting and the rule, never the value: the URL holds the password. */
+const INVALID_URL =
+  "DATABASE_URL is not a valid postgres:// URL (percent-encode reserved characters in the user name and password)";
+
+/**
+ * postgres.js with the gateway's options. A URL it cannot parse is a typed error naming the
+ * setting: the driver's own (Node's ERR_INVALID_URL) carries the whole URL, password included,
+ * as its `input`, which Node prints for an uncaught error.
+ */
+function postgresClient(url: string, options: postgres.Options<Record<string, never>>) {
+  try {
+    return postgres(url, options);
+  } catch (err) {
+    if ((err as { code?: unknown }).code === "ERR_INVALID_URL") {
+      throw new LiaisonError("config_invalid", INVALID_URL);
+    }
+    throw err;
+  }
+}
+
 export async function openDatabase(target: DatabaseTarget): Promise<Database> {
   if ("url" in target) {
     checkTargetSessionAttrs(target.url);
-    const client = postgres(target.url, {
+    const client = postgresClient(target.url, {
       max: 10,
       onnotice: () => {},
       backoff: reconnectBackoffSeconds,

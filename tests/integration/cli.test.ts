@@ -232,6 +232,16 @@ describe("liaison CLI", () => {
     expect(r.stderr).toContain("config_invalid: LIAISON_HTTP_PROT: unknown setting");
   });
 
+  it("names a DATABASE_URL it cannot parse without printing its password", () => {
+    // Node's URL error keeps the whole URL; printed as an uncaught error, the password went too.
+    const r = liaison(["db", "migrate"], {
+      DATABASE_URL: "postgres://liaison:S3cretPW@127.0.0.1:99999/db",
+    });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("config_invalid: DATABASE_URL is not a valid postgres:// URL");
+    expect(`${r.stdout}${r.stderr}`).not.toContain("S3cretPW");
+  });
+
   it("serve runs a gateway that answers /readyz and stops cleanly on SIGTERM", async () => {
     const data = tempDir();
     expect(liaison(["keys", "generate"], { LIAISON_DATA_DIR: data }).code).toBe(0);
