@@ -1,5 +1,5 @@
 /**
- * `/readyz`: the gateway can do its work — the database answers, the broker connection is not
+ * `/readyz`: the gateway can do its work — the database answers and takes writes, the broker connection is not
  * closed and has not been down (disconnected, reconnecting) for longer than `brokerUnreachableMs`
  * (a short interruption does not take a replica out of a load balancer; a longer one does, and it
  * comes back once the connection is back), one of our signing keys is valid now, and the gateway

@@ -13,6 +13,7 @@ import {
   quarantine,
   receipts,
 } from "./schema.ts";
+import { rows } from "./set-sql.ts";
 
 export type MessageRow = typeof messages.$inferSelect;
 export type DeliveryRow = typeof deliveries.$inferSelect;
@@ -262,8 +263,20 @@ export class ReadQueries {
     return Number(row?.n ?? 0);
   }
 
-  /** Cheap round trip for readiness. */
+  /**
+   * Cheap round trip for readiness, which also fails when the server answers but does not take
+   * writes: a standby still in recovery (a name or address moved to it before its promotion
+   * ended), or a database set read-only. Every write of the gateway would answer 503 there,
+   * and a load balancer must take the replica out meanwhile.
+   */
   async ping(): Promise<void> {
-    await this.db.execute(sql`select 1`);
+    const [row] = await rows<{ recovery: boolean; readOnly: string }>(
+      this.db,
+      sql`select pg_is_in_recovery() as recovery,
+        current_setting('transaction_read_only') as "readOnly"`,
+    );
+    if (row?.recovery === true || row?.readOnly === "on") {
+      throw new Error("the database does not take writes now");
+    }
   }
 }

@@ -30,7 +30,8 @@ import {
   startPostgresServer,
 } from "../../src/devtools/postgres-server.ts";
 import { LiaisonError } from "../../src/protocol/errors.ts";
-import { isStoreUnavailable } from "../../src/store/database.ts";
+import { type Db, isStoreUnavailable } from "../../src/store/database.ts";
+import { ReadQueries } from "../../src/store/read-queries.ts";
 import { createTestDatabase, type TestDatabase } from "../helpers/databases.ts";
 import { type Pair, startPair, type TestNode, waitFor } from "../helpers/network.ts";
 import { CASE_NOTICE_BODY } from "../helpers/protocol-fixtures.ts";
@@ -300,6 +301,36 @@ async function failure(work: () => Promise<unknown>): Promise<unknown> {
   }
   throw new Error("expected a failure");
 }
+
+describe("readiness: a database that answers but does not take writes", () => {
+  it("the readiness ping fails on a database set read-only, and passes again once it is not", async () => {
+    const target = await createTestDatabase((server as PostgresServerHandle).url);
+    const admin = postgres(target.url, { max: 1, onnotice: () => {} });
+    // A new pool each time: a session takes default_transaction_read_only when it starts.
+    const ping = async () => {
+      const client = postgres(target.url, { max: 1, onnotice: () => {} });
+      try {
+        await new ReadQueries(drizzle({ client }) as unknown as Db).ping();
+        return "ready";
+      } catch (err) {
+        return String(err);
+      } finally {
+        await client.end({ timeout: 1 });
+      }
+    };
+    try {
+      expect(await ping()).toBe("ready");
+      const name = new URL(target.url).pathname.slice(1);
+      await admin.unsafe(`alter database "${name}" set default_transaction_read_only = on`);
+      expect(await ping()).toContain("does not take writes");
+      await admin.unsafe(`alter database "${name}" reset default_transaction_read_only`);
+      expect(await ping()).toBe("ready");
+    } finally {
+      await admin.end({ timeout: 1 });
+      await target.drop();
+    }
+  });
+});
 
 describe("isStoreUnavailable: one classification of the store's connection errors", () => {
   it("says yes to real errors of a database that cannot be reached, through drizzle's wrapping", async () => {
