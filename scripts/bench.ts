@@ -272,6 +272,10 @@ async function main(): Promise<void> {
     if (PHASES.has("b")) {
       if (pgUrl === undefined) throw new Error("the bare pipeline needs PostgreSQL");
       const servers = { pgDataDir: pgServer?.dataDir, natsStoreDir: nats?.storeDir };
+      if (figures.jwsBytes === undefined) {
+        // The gateways' JWS length is read from their log in (a).
+        console.log("bench: (b) without (a): messages of 1500 bytes, not the gateways' length");
+      }
       const { seconds: t, cpuMsPerMsg: bareCpu } = await bare({
         natsUrl,
         dbA: await newDatabase(),
