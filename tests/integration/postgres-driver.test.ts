@@ -1,0 +1,293 @@
+/**
+ * postgres.js (patched, patches/postgres+3.4.9.patch) with a DATABASE_URL naming several servers
+ * (`target_session_attrs=primary`, what a failover needs): a query always settles, and a
+ * connection never goes into service on a standby. The driver's multi-host code is only reached
+ * while a connection is being made, so each test makes its connection fail at a chosen step:
+ *
+ * - its first query's backend terminated (a crash, a failover, `pg_terminate_backend`): 3.4.9
+ *   and the patch's first version dropped the error while the connection was still "connecting"
+ *   and another server was left, and the query never settled (with one server it rejects);
+ * - the first server closing the connection with `FATAL 57P01` during its array-type query (a
+ *   proxy in front of the primary): the error reached the next server's session, failed the query
+ *   there and skipped the `target_session_attrs` check, and the connection served queries on the
+ *   standby;
+ * - a first server that accepts TCP and never answers: `CONNECT_TIMEOUT` failed the query without
+ *   trying the next server.
+ *
+ * The pair of servers (a primary and a streaming standby, always in recovery here) is this
+ * file's own (startPostgresReplicaPair in src/devtools/postgres-server.ts).
+ */
+import { once } from "node:events";
+import {
+  type AddressInfo,
+  createConnection,
+  createServer,
+  type Server,
+  type Socket,
+} from "node:net";
+import postgres from "postgres";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  type PostgresReplicaPair,
+  startPostgresReplicaPair,
+} from "../../src/devtools/postgres-server.ts";
+import { isStoreUnavailable } from "../../src/store/database.ts";
+import { waitFor } from "../helpers/network.ts";
+
+/** A query whose connection failed must settle within this (it settles within a second here). */
+const SETTLE_MS = 5_000;
+
+let pair: PostgresReplicaPair | undefined;
+let admin: postgres.Sql | undefined;
+const servers: Server[] = [];
+
+// Anything thrown where no caller can catch it (a driver's timer callback) lands here.
+const uncaught: unknown[] = [];
+const recordUncaught = (err: unknown): void => {
+  uncaught.push(err);
+};
+const unhandled: unknown[] = [];
+const recordUnhandled = (reason: unknown): void => {
+  unhandled.push(reason);
+};
+
+beforeAll(async () => {
+  process.on("uncaughtException", recordUncaught);
+  process.on("unhandledRejection", recordUnhandled);
+  pair = await startPostgresReplicaPair();
+  admin = postgres(pair.primary.url, { max: 1, onnotice: () => {} });
+});
+
+afterAll(async () => {
+  try {
+    for (const server of servers) server.close();
+    await admin?.end({ timeout: 1 });
+    await pair?.stop();
+  } finally {
+    process.off("uncaughtException", recordUncaught);
+    process.off("unhandledRejection", recordUnhandled);
+  }
+});
+
+function thePair(): PostgresReplicaPair {
+  if (pair === undefined) throw new Error("no replica pair");
+  return pair;
+}
+
+/** Both servers' URL with `target_session_attrs=primary`, the first one replaced by `first`. */
+function urlWithFirst(firstPort: number): string {
+  return `postgres://postgres@127.0.0.1:${firstPort},127.0.0.1:${thePair().standby.port}/postgres?target_session_attrs=primary`;
+}
+
+type Outcome = { resolved: unknown } | { rejected: unknown } | "pending";
+
+/** How a promise settles within `ms`, or "pending". */
+function outcome(promise: Promise<unknown>, ms = SETTLE_MS): Promise<Outcome> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    promise.then(
+      (resolved): Outcome => ({ resolved }),
+      (rejected: unknown): Outcome => ({ rejected }),
+    ),
+    new Promise<Outcome>((resolve) => {
+      timer = setTimeout(() => resolve("pending"), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+/** The error of a rejected outcome (the test fails on any other). */
+function rejection(result: Outcome): unknown {
+  if (result === "pending" || !("rejected" in result)) {
+    throw new Error(`expected a rejection, got ${JSON.stringify(result)}`);
+  }
+  return result.rejected;
+}
+
+function describeError(err: unknown): string {
+  return err instanceof Error ? `${err.name}: ${err.message}\n${err.stack ?? ""}` : String(err);
+}
+
+/** A TCP server on 127.0.0.1, closed after the file's tests. */
+async function listen(onConnection: (socket: Socket) => void): Promise<number> {
+  const server = createServer(onConnection);
+  servers.push(server);
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  return (server.address() as AddressInfo).port;
+}
+
+/** PostgreSQL's ErrorResponse FATAL 57P01 admin_shutdown, as a fast shutdown sends it. */
+function fatalAdminShutdown(): Buffer {
+  const fields = Buffer.from(
+    "SFATAL\0VFATAL\0C57P01\0Mterminating connection due to administrator command\0\0",
+    "utf8",
+  );
+  const head = Buffer.alloc(5);
+  head.write("E", 0);
+  head.writeUInt32BE(fields.length + 4, 1);
+  return Buffer.concat([head, fields]);
+}
+
+/** ReadyForQuery ('Z', length 5), with any transaction status. */
+const READY_FOR_QUERY = Buffer.from([0x5a, 0, 0, 0, 5]);
+
+describe("postgres.js with several servers: a new connection's first query whose backend is terminated", () => {
+  it.each([
+    ["one server (the primary)", () => thePair().primary.url],
+    ["both servers, primary first", () => thePair().url],
+  ])("%s: the query settles (store unavailable) and the next one runs", async (_, url) => {
+    const sql = postgres(url(), { max: 1, onnotice: () => {}, backoff: () => 0.1 });
+    try {
+      // The pool's connection is opened for this query: it is the connection's first, sent
+      // once the connection has its server's state and array types, while the pool still counts
+      // it as connecting.
+      const tag = `first_query_${Math.random().toString(36).slice(2)}`;
+      const first = sql.unsafe(`SELECT pg_sleep(60) AS ${tag}`);
+      // postgres.js sends a query once something waits on it.
+      first.catch(() => {});
+      const killed = await waitFor("the first query running", async () => {
+        const rows = await (admin as postgres.Sql)<{ terminated: boolean }[]>`
+          SELECT pg_terminate_backend(pid) AS terminated FROM pg_stat_activity
+          WHERE state = 'active' AND query LIKE ${`%${tag}%`} AND pid <> pg_backend_pid()`;
+        return rows.length > 0 ? rows : undefined;
+      });
+      expect(killed).toEqual([{ terminated: true }]);
+      // Patch before this fix, both servers: still pending after 5 s (and for ever).
+      const failed = rejection(await outcome(first));
+      expect(failed, describeError(failed)).toMatchObject({ code: "CONNECTION_CLOSED" });
+      expect(isStoreUnavailable(failed)).toBe(true);
+
+      const next = await outcome(
+        sql<{ recovery: boolean }[]>`SELECT pg_is_in_recovery() AS recovery`,
+      );
+      expect(next).toEqual({ resolved: [{ recovery: false }] });
+
+      // The same query once the connection is in service: it rejected before the fix too.
+      const later = sql.unsafe(`SELECT pg_sleep(60) AS ${tag}_later`);
+      later.catch(() => {});
+      await waitFor("the later query running", async () => {
+        const rows = await (admin as postgres.Sql)`
+          SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+          WHERE state = 'active' AND query LIKE ${`%${tag}_later%`} AND pid <> pg_backend_pid()`;
+        return rows.length > 0 ? true : undefined;
+      });
+      const laterFailed = rejection(await outcome(later));
+      expect(laterFailed, describeError(laterFailed)).toMatchObject({ code: "CONNECTION_CLOSED" });
+      expect(await outcome(sql`SELECT 1 AS one`)).toEqual({ resolved: [{ one: 1 }] });
+    } finally {
+      await sql.end({ timeout: 1 });
+    }
+    expect(uncaught.map(describeError)).toEqual([]);
+    expect(unhandled.map(describeError)).toEqual([]);
+  });
+});
+
+describe("postgres.js with several servers: the first server closes the connection while it starts", () => {
+  it("the next server's session does not inherit the first one's error: the standby is refused, never used", async () => {
+    // A proxy to the primary that lets the connection's startup through, then answers the
+    // client's next message (the array-type query postgres.js runs before the first query) with
+    // FATAL 57P01, as a server shutting down does, and closes.
+    const cuts: number[] = [];
+    const proxyPort = await listen((client) => {
+      const server = createConnection(thePair().primary.port, "127.0.0.1");
+      let ready = false;
+      let cut = false;
+      server.on("data", (data: Buffer) => {
+        if (cut) return;
+        client.write(data);
+        if (data.includes(READY_FOR_QUERY)) ready = true;
+      });
+      client.on("data", (data: Buffer) => {
+        if (cut) return;
+        if (!ready) {
+          server.write(data);
+          return;
+        }
+        cut = true;
+        cuts.push(Date.now());
+        client.end(fatalAdminShutdown());
+        server.destroy();
+      });
+      client.on("error", () => {});
+      server.on("error", () => {});
+      client.on("close", () => server.destroy());
+    });
+    const sql = postgres(urlWithFirst(proxyPort), {
+      max: 1,
+      onnotice: () => {},
+      backoff: () => 0.1,
+    });
+    try {
+      // No server is a primary that works: the proxy fails every connection, the standby is
+      // in recovery. Each query must fail (store unavailable). Before the fix the first failed
+      // with the proxy's 57P01, received in the standby's session, and the connection then served
+      // the next queries on the standby (recovery true; writes 25006).
+      const results: Outcome[] = [];
+      for (let i = 0; i < 3; i++) {
+        results.push(
+          await outcome(sql<{ recovery: boolean }[]>`SELECT pg_is_in_recovery() AS recovery`),
+        );
+      }
+      expect(results.filter((result) => result === "pending" || "resolved" in result)).toEqual([]);
+      for (const result of results) {
+        const failed = rejection(result);
+        expect(failed, describeError(failed)).toMatchObject({ code: "CONNECTION_DESTROYED" });
+        expect(isStoreUnavailable(failed)).toBe(true);
+      }
+      // The proxy really cut connections during their array-type query.
+      expect(cuts.length).toBeGreaterThan(0);
+    } finally {
+      await sql.end({ timeout: 1 });
+    }
+    expect(uncaught.map(describeError)).toEqual([]);
+    expect(unhandled.map(describeError)).toEqual([]);
+  });
+});
+
+describe("postgres.js with several servers: a server that accepts connections and never answers", () => {
+  it("after connect_timeout the next server is tried; with none left the query fails with CONNECT_TIMEOUT", async () => {
+    // A hung or stopped server (SIGSTOP): the kernel still accepts its connections.
+    const silentPort = await listen(() => {});
+    const otherSilentPort = await listen(() => {});
+    const primaryPort = thePair().primary.port;
+    const options = { max: 1, onnotice: () => {}, backoff: () => 0.1, connect_timeout: 1 };
+
+    const silentThenPrimary = postgres(
+      `postgres://postgres@127.0.0.1:${silentPort},127.0.0.1:${primaryPort}/postgres?target_session_attrs=primary`,
+      options,
+    );
+    try {
+      // Before the fix: rejected with CONNECT_TIMEOUT after 1 s, the primary never tried.
+      const result = await outcome(
+        silentThenPrimary<{ recovery: boolean }[]>`SELECT pg_is_in_recovery() AS recovery`,
+      );
+      expect(result).toEqual({ resolved: [{ recovery: false }] });
+    } finally {
+      await silentThenPrimary.end({ timeout: 1 });
+    }
+
+    // Neither answers: each tried once, then the query fails.
+    const bothSilent = postgres(
+      `postgres://postgres@127.0.0.1:${silentPort},127.0.0.1:${otherSilentPort}/postgres?target_session_attrs=primary`,
+      options,
+    );
+    try {
+      const failed = rejection(await outcome(bothSilent`SELECT 1`));
+      expect(failed, describeError(failed)).toMatchObject({ code: "CONNECT_TIMEOUT" });
+      expect(isStoreUnavailable(failed)).toBe(true);
+    } finally {
+      await bothSilent.end({ timeout: 1 });
+    }
+
+    // One server: unchanged, CONNECT_TIMEOUT.
+    const single = postgres(`postgres://postgres@127.0.0.1:${silentPort}/postgres`, options);
+    try {
+      const failed = rejection(await outcome(single`SELECT 1`));
+      expect(failed, describeError(failed)).toMatchObject({ code: "CONNECT_TIMEOUT" });
+    } finally {
+      await single.end({ timeout: 1 });
+    }
+    expect(uncaught.map(describeError)).toEqual([]);
+    expect(unhandled.map(describeError)).toEqual([]);
+  });
+});
