@@ -1,11 +1,13 @@
 /**
  * A federation of throw-away nats-servers for the demo and the tests, built the way
  * docs/operations.md tells operators to build theirs: a hub without JetStream, and one server per
- * country with its own JetStream domain, the gateways' account, and one outbound account per
- * partner country (holding mirrors of the gateways' outbound streams for that country's parties,
- * which that country sources). Each of those accounts joins the hub by a leaf connection of its
- * own over mutual TLS, bound on the hub to an account of its own that sees only what federation
- * needs (`hubAccounts`).
+ * country with its own JetStream domain, the gateways' account, and two accounts per partner
+ * country: an outbound account (holding mirrors of the gateways' outbound streams for that
+ * country's parties, which that country sources) and a sourcing account (whose streams source
+ * that country's mirrors for this country's parties; the gateways' inbound streams source those
+ * locally). Each of those accounts joins the hub by a leaf connection of its own over mutual TLS,
+ * bound on the hub to an account of its own that sees only what federation needs
+ * (`hubAccounts`). The gateways' account has no leaf connection.
  *
  * Each country reaches the hub through a TCP relay of this module (all its leaf connections),
  * so that a test can cut one country's link and restore it while both servers keep running, as
@@ -18,7 +20,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { createServer, type Server, type Socket, connect as tcpConnect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { connect, nanos, RetentionPolicy, StorageType } from "nats";
+import { connect, type JetStreamManager, nanos, RetentionPolicy, StorageType } from "nats";
 import { deliverPrefix, outboundStreamName } from "../transport/federation.ts";
 import { freePort } from "./free-port.ts";
 import {
@@ -36,27 +38,36 @@ export interface FederatedCountry {
 }
 
 /**
- * One of a country's leaf connections to the hub (docs/operations.md, Federation), each bound to
- * one account of that country's server:
- * - its sourcing leaf (`to` undefined), bound to the gateways' account (`LIAISON`): the inbound
- *   streams there source the partners' outbound streams through it;
- * - its outbound leaf for one partner country (`to`, that country's domain), bound to an account
- *   of its own (`OUTBOUND_<to>`) that holds only mirrors of the gateways' outbound streams for
- *   that country's parties: that country sources those. It creates its consumers there and may
- *   choose their delivery subjects, but whatever it chooses, the deliveries stay in that account,
- *   where no stream takes anything from a subject and no gateway listens; and what JetStream
- *   answers there (`$JSC.R.…`) concerns that pair of countries only.
+ * One of a country's leaf connections to the hub (docs/operations.md, Federation), two per
+ * partner country (`partner`, its domain), each bound to one account of that country's server:
+ * - its sourcing leaf for the partner (`role: "sourcing"`), bound to an account of its own
+ *   (`SOURCING_<partner>`) whose streams source the partner's mirrors for this country's parties.
+ *   What the partner delivers lands there, and what it can make those streams publish there (a
+ *   source answers a flow-control message on its delivery subject by publishing an empty message
+ *   to a subject the message names) stays in that account, which holds only that partner's flow
+ *   to this country. The gateways' inbound streams source that account's streams, on this server.
+ * - its outbound leaf for the partner (`role: "outbound"`), bound to an account of its own
+ *   (`OUTBOUND_<partner>`) that holds only mirrors of the gateways' outbound streams for that
+ *   country's parties: that country sources those. It creates its consumers there and may choose
+ *   their delivery subjects, but whatever it chooses, the deliveries stay in that account, where
+ *   no stream takes anything from a subject and no gateway listens.
  */
 export interface Leaf {
   domain: string;
-  to?: string;
+  partner: string;
+  role: LeafRole;
 }
+export type LeafRole = "sourcing" | "outbound";
 
 /** The gateways' account on a country's server (clients without credentials land there). */
 export const GATEWAY_ACCOUNT = "LIAISON";
 /** The account on a country's server that holds the mirrors one partner country sources. */
 export function outboundAccount(to: string): string {
   return `OUTBOUND_${to}`;
+}
+/** The account on a country's server whose streams source one partner country's mirrors. */
+export function sourcingAccount(from: string): string {
+  return `SOURCING_${from}`;
 }
 /** The API prefix under which an outbound account reaches the gateways' account's consumers. */
 const GATEWAY_API = `$JS.${GATEWAY_ACCOUNT}.API`;
@@ -65,60 +76,76 @@ function mirrorDeliver(to: string): string {
   return `liaison.mirror.${to}`;
 }
 
-/** Every leaf connection: each country's sourcing leaf, then its outbound leaf for each other. */
+/**
+ * The prefix of the subjects a partner's mirrors are delivered on across the hub, from
+ * `fromDomain`'s outbound account for `toDomain` to `toDomain`'s sourcing account for
+ * `fromDomain`. Not the gateways' `deliverPrefix` (which stays on the receiving server, from the
+ * sourcing account to the gateways' account): nothing the partner publishes reaches the gateways'
+ * account.
+ */
+export function borderPrefix(toDomain: string, fromDomain: string): string {
+  return `liaison.border.${toDomain}.${fromDomain}`;
+}
+
+/** Every leaf connection: for each country, its sourcing and outbound leaf for each other. */
 export function federationLeaves(countries: FederatedCountry[]): Leaf[] {
-  return countries.flatMap((c) => [
-    { domain: c.domain },
-    ...countries
+  return countries.flatMap((c) =>
+    countries
       .filter((o) => o.domain !== c.domain)
-      .map((o) => ({ domain: c.domain, to: o.domain })),
-  ]);
+      .flatMap((o) => [
+        { domain: c.domain, partner: o.domain, role: "sourcing" as const },
+        { domain: c.domain, partner: o.domain, role: "outbound" as const },
+      ]),
+  );
 }
 
 /** The hub's account for one of a country's leaf connections. */
-export function hubAccount(domain: string, to?: string): string {
-  return to === undefined ? `${domain}_SOURCING` : `${domain}_OUTBOUND_${to}`;
+export function hubAccount(domain: string, role: LeafRole, partner: string): string {
+  return `${domain}_${role.toUpperCase()}_${partner}`;
 }
 
 /**
- * What crosses the hub between one country's sourcing leaf (`to`, whose inbound streams source)
- * and another's outbound leaf for it (`from`, which holds the streams they source), as stream
- * exports of the hub's accounts. Only stream exports and imports: a service import would add a
- * request header naming a hub account, which the far server's JetStream would take for one of
- * its own.
- * - `fromSourcing`: from the sourcing account: the requests to create (or delete) the consumer on
- *   each outbound stream of `from`'s parties for `to`'s parties, and the flow-control answers
- *   for those streams;
- * - `fromOutbound`: from the outbound account for `to`: the deliveries, on `to`'s prefix for
- *   `from`, and the replies to the requests (all of them: their subjects name no stream, but the
- *   account holds only this pair's mirrors, so they are this pair's replies).
+ * What crosses the hub between `to`'s sourcing account for `from` (whose streams source) and
+ * `from`'s outbound account for `to` (which holds the mirrors they source):
+ * - `services`: exported by the outbound account to the sourcing account as **services**: the
+ *   requests to create (or delete) the consumer on each mirror of an outbound stream of `from`'s
+ *   parties for `to`'s parties. A service import gives the request a reply subject of the hub's
+ *   (`_R_.…`) and carries the answer back to the requester's own reply subject: the requester
+ *   cannot choose where the sender's server publishes its answer (with a stream export it could,
+ *   and an answer published onto the outbound account's import of the gateways' consumer API
+ *   crashed nats-server 2.9.10);
+ * - `toOutbound`: stream exports of the sourcing account to the outbound account: the
+ *   flow-control answers for those streams (a consumer takes them and answers nothing, so a
+ *   reply subject given with them leads nowhere);
+ * - `toSourcing`: stream exports of the outbound account to the sourcing account: the
+ *   deliveries, on `to`'s border prefix for `from`.
  */
 export function crossings(
   from: FederatedCountry,
   to: FederatedCountry,
-): { fromSourcing: string[]; fromOutbound: string[] } {
-  const fromSourcing: string[] = [];
+): { services: string[]; toOutbound: string[]; toSourcing: string[] } {
+  const services: string[] = [];
+  const toOutbound: string[] = [];
   for (const sender of from.parties) {
     for (const recipient of to.parties) {
       const stream = outboundStreamName(sender, recipient);
-      fromSourcing.push(
+      services.push(
         `$JS.${from.domain}.API.CONSUMER.CREATE.${stream}`,
         `$JS.${from.domain}.API.CONSUMER.DELETE.${stream}.*`,
-        `$JS.FC.${stream}.>`,
       );
+      toOutbound.push(`$JS.FC.${stream}.>`);
     }
   }
-  return { fromSourcing, fromOutbound: [`${deliverPrefix(to.domain, from.domain)}.>`, "$JSC.R.>"] };
+  return { services, toOutbound, toSourcing: [`${borderPrefix(to.domain, from.domain)}.>`] };
 }
 
 /**
  * The hub's `accounts` block: one account per leaf connection (`federationLeaves`: a sourcing
- * account per country, an outbound account per ordered pair of countries), each with one user
- * named by the subject of that connection's certificate (`leafnodes { tls { verify_and_map: true
- * } }` takes the user from the certificate, and the password must be that user's too), usable
- * only for a leaf connection (`allowed_connection_types`): nobody can log in on the hub's client
- * port. Accounts see nothing of each other but what `crossings` exports. `passwords` by hub
- * account.
+ * and an outbound account per ordered pair of countries), each with one user named by the
+ * subject of that connection's certificate (`leafnodes { tls { verify_and_map: true } }` takes
+ * the user from the certificate, and the password must be that user's too), usable only for a
+ * leaf connection (`allowed_connection_types`): nobody can log in on the hub's client port.
+ * Accounts see nothing of each other but what `crossings` exports. `passwords` by hub account.
  */
 export function hubAccounts(
   countries: FederatedCountry[],
@@ -128,33 +155,24 @@ export function hubAccounts(
   const imports = new Map<string, string[]>();
   const add = (map: Map<string, string[]>, account: string, line: string) =>
     map.set(account, [...(map.get(account) ?? []), line]);
+  const cross = (kind: "service" | "stream", subject: string, from: string, to: string) => {
+    add(exports, from, `{ ${kind}: ${JSON.stringify(subject)}, accounts: [${to}] }`);
+    add(imports, to, `{ ${kind}: { account: ${from}, subject: ${JSON.stringify(subject)} } }`);
+  };
   for (const from of countries) {
     for (const to of countries) {
       if (from === to) continue;
-      const sourcing = hubAccount(to.domain);
-      const outbound = hubAccount(from.domain, to.domain);
-      const { fromSourcing, fromOutbound } = crossings(from, to);
-      for (const subject of fromSourcing) {
-        add(exports, sourcing, `{ stream: ${JSON.stringify(subject)}, accounts: [${outbound}] }`);
-        add(
-          imports,
-          outbound,
-          `{ stream: { account: ${sourcing}, subject: ${JSON.stringify(subject)} } }`,
-        );
-      }
-      for (const subject of fromOutbound) {
-        add(exports, outbound, `{ stream: ${JSON.stringify(subject)}, accounts: [${sourcing}] }`);
-        add(
-          imports,
-          sourcing,
-          `{ stream: { account: ${outbound}, subject: ${JSON.stringify(subject)} } }`,
-        );
-      }
+      const sourcing = hubAccount(to.domain, "sourcing", from.domain);
+      const outbound = hubAccount(from.domain, "outbound", to.domain);
+      const { services, toOutbound, toSourcing } = crossings(from, to);
+      for (const subject of services) cross("service", subject, outbound, sourcing);
+      for (const subject of toOutbound) cross("stream", subject, sourcing, outbound);
+      for (const subject of toSourcing) cross("stream", subject, outbound, sourcing);
     }
   }
-  const accounts = federationLeaves(countries).map(({ domain, to }) => {
-    const name = hubAccount(domain, to);
-    const user = `{ user: ${JSON.stringify(leafUser(domain, to))}, password: ${JSON.stringify(passwords[name])}, allowed_connection_types: ["LEAFNODE"] }`;
+  const accounts = federationLeaves(countries).map(({ domain, role, partner }) => {
+    const name = hubAccount(domain, role, partner);
+    const user = `{ user: ${JSON.stringify(leafUser(domain, role, partner))}, password: ${JSON.stringify(passwords[name])}, allowed_connection_types: ["LEAFNODE"] }`;
     return [
       `  ${name}: {`,
       `    users: [ ${user} ]`,
@@ -167,27 +185,46 @@ export function hubAccounts(
 }
 
 /** The common name of the certificate of one of a country's leaf connections. */
-function leafCertName(domain: string, to?: string): string {
-  return to === undefined ? `leaf-${domain}` : `leaf-${domain}-outbound-${to}`;
+function leafCertName(domain: string, role: LeafRole, partner: string): string {
+  return `leaf-${domain}-${role}-${partner}`;
 }
 
 /** The hub's user for one of a country's leaf connections: its certificate's subject. */
-export function leafUser(domain: string, to?: string): string {
-  return `CN=${leafCertName(domain, to)}`;
+export function leafUser(domain: string, role: LeafRole, partner: string): string {
+  return `CN=${leafCertName(domain, role, partner)}`;
+}
+
+/** A partner country's accounts on a country's server, with their users (its operators). */
+export interface PartnerAccounts {
+  /** The partner's domain. */
+  domain: string;
+  /** The outbound account's users. */
+  outbound: { user: string; password: string }[];
+  /** The sourcing account's users. */
+  sourcing: { user: string; password: string }[];
+  /**
+   * The streams of the sourcing account (named as the partner's outbound streams for this
+   * country's parties), whose flow control the gateways' account answers.
+   */
+  streams: string[];
 }
 
 /**
  * A country's server's accounts: the gateways' (`LIAISON`, where a client without credentials
- * lands), and one outbound account per partner country (`partners`, with that account's users,
- * its operators), which may create consumers on the gateways' outbound streams (to mirror them),
- * take what those consumers deliver for its mirrors, and answer their flow control, and nothing
- * else of the gateways' account.
+ * lands), and for each partner country an outbound account, which may create consumers on the
+ * gateways' outbound streams (to mirror them), take what those consumers deliver for its mirrors,
+ * and answer their flow control, and nothing else of the gateways' account; and a sourcing
+ * account, whose consumer API the gateways' account reaches under the partner's domain API
+ * (`$JS.<partner>.API`), so that the gateways' inbound streams source its streams as they
+ * would the partner's, taking their deliveries on the gateways' `deliverPrefix` and answering
+ * their flow control. The sourcing account imports nothing.
  */
 export function countryAccounts(
+  domain: string,
   gatewayPassword: string,
-  partners: { to: string; users: { user: string; password: string }[] }[],
+  partners: PartnerAccounts[],
 ): string {
-  const all = partners.map((p) => outboundAccount(p.to)).join(", ");
+  const all = partners.map((p) => outboundAccount(p.domain)).join(", ");
   return [
     "accounts {",
     `  ${GATEWAY_ACCOUNT}: {`,
@@ -198,19 +235,41 @@ export function countryAccounts(
       `      { service: "$JS.API.CONSUMER.CREATE.*", accounts: [${all}] }`,
       `      { service: "$JS.FC.>", accounts: [${all}] }`,
       ...partners.map(
-        (p) => `      { stream: "${mirrorDeliver(p.to)}.>", accounts: [${outboundAccount(p.to)}] }`,
+        (p) =>
+          `      { stream: "${mirrorDeliver(p.domain)}.>", accounts: [${outboundAccount(p.domain)}] }`,
       ),
     ].join(",\n"),
     "    ]",
+    "    imports: [",
+    partners
+      .flatMap((p) => [
+        `      { service: { account: ${sourcingAccount(p.domain)}, subject: "$JS.API.CONSUMER.CREATE.*" }, to: "$JS.${p.domain}.API.CONSUMER.CREATE.*" }`,
+        ...p.streams.map(
+          (stream) =>
+            `      { service: { account: ${sourcingAccount(p.domain)}, subject: "$JS.FC.${stream}.>" } }`,
+        ),
+        `      { stream: { account: ${sourcingAccount(p.domain)}, subject: "${deliverPrefix(domain, p.domain)}.>" } }`,
+      ])
+      .join(",\n"),
+    "    ]",
     "  }",
     ...partners.flatMap((p) => [
-      `  ${outboundAccount(p.to)}: {`,
+      `  ${outboundAccount(p.domain)}: {`,
       "    jetstream: enabled",
-      `    users: ${JSON.stringify(p.users)}`,
+      `    users: ${JSON.stringify(p.outbound)}`,
       "    imports: [",
       `      { service: { account: ${GATEWAY_ACCOUNT}, subject: "$JS.API.CONSUMER.CREATE.*" }, to: "${GATEWAY_API}.CONSUMER.CREATE.*" },`,
       `      { service: { account: ${GATEWAY_ACCOUNT}, subject: "$JS.FC.>" } },`,
-      `      { stream: { account: ${GATEWAY_ACCOUNT}, subject: "${mirrorDeliver(p.to)}.>" } }`,
+      `      { stream: { account: ${GATEWAY_ACCOUNT}, subject: "${mirrorDeliver(p.domain)}.>" } }`,
+      "    ]",
+      "  }",
+      `  ${sourcingAccount(p.domain)}: {`,
+      "    jetstream: enabled",
+      `    users: ${JSON.stringify(p.sourcing)}`,
+      "    exports: [",
+      `      { service: "$JS.API.CONSUMER.CREATE.*", accounts: [${GATEWAY_ACCOUNT}] },`,
+      `      { service: "$JS.FC.>", accounts: [${GATEWAY_ACCOUNT}] },`,
+      `      { stream: "${deliverPrefix(domain, p.domain)}.>", accounts: [${GATEWAY_ACCOUNT}] }`,
       "    ]",
       "  }",
     ]),
@@ -233,6 +292,33 @@ export function outboundMirror(
   return {
     name,
     mirror: { name, external: { api: GATEWAY_API, deliver: mirrorDeliver(toDomain) } },
+    retention: RetentionPolicy.Limits,
+    storage: StorageType.File,
+    max_age: nanos(maxAgeMs),
+  };
+}
+
+/**
+ * The stream, in the recipient's country's sourcing account for the sender's country
+ * (`fromDomain`), that sources the sender's mirror of its outbound stream for the recipient
+ * across the hub (same name); the recipient's gateway's inbound stream sources it, locally.
+ */
+export function sourcingStream(
+  sender: string,
+  recipient: string,
+  fromDomain: string,
+  toDomain: string,
+  maxAgeMs: number,
+) {
+  const name = outboundStreamName(sender, recipient);
+  return {
+    name,
+    sources: [
+      {
+        name,
+        external: { api: `$JS.${fromDomain}.API`, deliver: borderPrefix(toDomain, fromDomain) },
+      },
+    ],
     retention: RetentionPolicy.Limits,
     storage: StorageType.File,
     max_age: nanos(maxAgeMs),
@@ -309,7 +395,7 @@ export interface Federation {
   serverCount: number;
   /**
    * Waits until every leaf connection is up (after a start or a restored link): each country's
-   * sourcing leaf and its outbound leaf for each other country, N² for N countries.
+   * sourcing leaf and outbound leaf for each other country, 2N(N − 1) for N countries.
    */
   connected(timeoutMs?: number): Promise<void>;
   /** Stops a country's server and starts it again on the same port and store. */
@@ -330,18 +416,24 @@ export interface Federation {
   /** The federation's CA certificate (PEM file). */
   caFile: string;
   /**
-   * The certificate of one of a country's leaf connections (its sourcing leaf, or with `to` its
-   * outbound leaf for that country) and the hub's user and password for it.
+   * The certificate of one of a country's leaf connections (its sourcing or outbound leaf for the
+   * partner country `partner`) and the hub's user and password for it.
    */
   leafCredentials(
     domain: string,
-    to?: string,
+    role: LeafRole,
+    partner: string,
   ): CertificateFiles & { user: string; password: string };
   /**
    * An operator's user in a country's outbound account for the partner country `to` (on
    * `servers[domain].url`).
    */
   outboundOperator(domain: string, to: string): { user: string; password: string };
+  /**
+   * An operator's user in a country's sourcing account for the partner country `from` (on
+   * `servers[domain].url`).
+   */
+  sourcingOperator(domain: string, from: string): { user: string; password: string };
   /** A new certificate of the federation's CA with subject `CN=<commonName>` (test equipment). */
   issueCertificate(commonName: string): CertificateFiles;
   stop(): Promise<void>;
@@ -447,21 +539,20 @@ export async function startNatsFederation(countries: FederatedCountry[]): Promis
     // By hub account: each leaf connection's certificate and password.
     const leafCerts: Record<string, CertificateFiles> = {};
     const passwords: Record<string, string> = {};
-    // By outbound account (`hubAccount(domain, to)`): its operator on the country's server.
+    // By hub account: the operator of the account its leaf is bound to on the country's server.
     const operators: Record<string, { user: string; password: string }> = {};
-    for (const { domain, to } of leaves) {
-      leafCerts[hubAccount(domain, to)] = ca.issue(leafCertName(domain, to));
-      passwords[hubAccount(domain, to)] = secret();
-      if (to !== undefined) {
-        operators[hubAccount(domain, to)] = {
-          user: `operator-${to.toLowerCase()}`,
-          password: secret(),
-        };
-      }
+    for (const { domain, role, partner } of leaves) {
+      const name = hubAccount(domain, role, partner);
+      leafCerts[name] = ca.issue(leafCertName(domain, role, partner));
+      passwords[name] = secret();
+      operators[name] = {
+        user: `operator-${role === "sourcing" ? "from-" : ""}${partner.toLowerCase()}`,
+        password: secret(),
+      };
     }
-    const operatorOf = (domain: string, to: string) => {
-      const operator = operators[hubAccount(domain, to)];
-      if (operator === undefined) throw new Error(`no outbound account for ${to} on ${domain}`);
+    const operatorOf = (domain: string, role: LeafRole, partner: string) => {
+      const operator = operators[hubAccount(domain, role, partner)];
+      if (operator === undefined) throw new Error(`no ${role} account for ${partner} on ${domain}`);
       return operator;
     };
     // The hub tells its leaves where it listens, and a leaf would then reconnect there directly,
@@ -508,7 +599,7 @@ export async function startNatsFederation(countries: FederatedCountry[]): Promis
     for (const c of countries) {
       const link = await startLink(leafPort);
       links[c.domain] = link;
-      const partners = countries.filter((o) => o.domain !== c.domain).map((o) => o.domain);
+      const partners = countries.filter((o) => o.domain !== c.domain);
       // A store of ours (in the certificates' directory), so that a restart keeps the streams.
       const storeDir = join(certs, `store-${c.domain}`);
       mkdirSync(storeDir);
@@ -516,21 +607,33 @@ export async function startNatsFederation(countries: FederatedCountry[]): Promis
         name: `country-${c.domain}`,
         domain: c.domain,
         storeDir,
-        // One leaf connection per account; the user comes from the certificate: the URL carries
-        // the password only.
+        // One leaf connection per account but the gateways'; the user comes from the
+        // certificate: the URL carries the password only.
         config: [
           countryAccounts(
+            c.domain,
             secret(),
-            partners.map((to) => ({ to, users: [operatorOf(c.domain, to)] })),
+            partners.map((p) => ({
+              domain: p.domain,
+              outbound: [operatorOf(c.domain, "outbound", p.domain)],
+              sourcing: [operatorOf(c.domain, "sourcing", p.domain)],
+              streams: p.parties.flatMap((sender) =>
+                c.parties.map((recipient) => outboundStreamName(sender, recipient)),
+              ),
+            })),
           ),
           "leafnodes {",
           "  reconnect: 1",
           "  remotes = [",
-          ...[undefined, ...partners].map((to) => {
-            const account = to === undefined ? GATEWAY_ACCOUNT : outboundAccount(to);
-            const files = leafCerts[hubAccount(c.domain, to)];
-            return `    { url: "nats-leaf://:${passwords[hubAccount(c.domain, to)]}@127.0.0.1:${link.port}", account: ${account}, tls: { cert_file: "${files?.cert}", key_file: "${files?.key}", ca_file: "${ca.caFile}" } }`;
-          }),
+          ...partners.flatMap((p) =>
+            (["sourcing", "outbound"] as const).map((role) => {
+              const account =
+                role === "sourcing" ? sourcingAccount(p.domain) : outboundAccount(p.domain);
+              const name = hubAccount(c.domain, role, p.domain);
+              const files = leafCerts[name];
+              return `    { url: "nats-leaf://:${passwords[name]}@127.0.0.1:${link.port}", account: ${account}, tls: { cert_file: "${files?.cert}", key_file: "${files?.key}", ca_file: "${ca.caFile}" } }`;
+            }),
+          ),
           "  ]",
           "}",
         ].join("\n"),
@@ -585,13 +688,14 @@ export async function startNatsFederation(countries: FederatedCountry[]): Promis
       },
       hubLeafPort: leafPort,
       caFile: ca.caFile,
-      leafCredentials(domain, to) {
-        const files = leafCerts[hubAccount(domain, to)];
-        const password = passwords[hubAccount(domain, to)];
+      leafCredentials(domain, role, partner) {
+        const files = leafCerts[hubAccount(domain, role, partner)];
+        const password = passwords[hubAccount(domain, role, partner)];
         if (files === undefined || password === undefined) throw new Error(`no leaf for ${domain}`);
-        return { ...files, user: leafUser(domain, to), password };
+        return { ...files, user: leafUser(domain, role, partner), password };
       },
-      outboundOperator: operatorOf,
+      outboundOperator: (domain, to) => operatorOf(domain, "outbound", to),
+      sourcingOperator: (domain, from) => operatorOf(domain, "sourcing", from),
       issueCertificate: (commonName) => ca.issue(commonName),
       stop,
     };
@@ -599,12 +703,7 @@ export async function startNatsFederation(countries: FederatedCountry[]): Promis
     for (const c of countries) {
       for (const other of countries) {
         if (other.domain === c.domain) continue;
-        await createOutboundMirrors(
-          servers[c.domain] as NatsServerHandle,
-          operatorOf(c.domain, other.domain),
-          c,
-          other,
-        );
+        await createPartnerStreams(servers[c.domain] as NatsServerHandle, c, other, operatorOf);
       }
     }
     return federation;
@@ -617,29 +716,51 @@ export async function startNatsFederation(countries: FederatedCountry[]): Promis
 /**
  * Creates, in a country's outbound account for another country, the mirror of each outbound
  * stream its parties may have for a party of that country (the stream itself is the gateway's,
- * made on first use; its mirror follows it once it exists). What a country's operator does once
- * per partner.
+ * made on first use; its mirror follows it once it exists), and in its sourcing account for that
+ * country the stream that sources each mirror that country has for this country's parties. What
+ * a country's operator does once per pair of parties.
  */
-async function createOutboundMirrors(
+async function createPartnerStreams(
   server: NatsServerHandle,
-  operator: { user: string; password: string },
   country: FederatedCountry,
   other: FederatedCountry,
+  operatorOf: (
+    domain: string,
+    role: LeafRole,
+    partner: string,
+  ) => { user: string; password: string },
 ): Promise<void> {
-  const nc = await connect({ servers: server.url, user: operator.user, pass: operator.password });
-  try {
-    const jsm = await nc.jetstreamManager();
+  const as = async (role: LeafRole, make: (jsm: JetStreamManager) => Promise<void>) => {
+    const { user, password } = operatorOf(country.domain, role, other.domain);
+    const nc = await connect({ servers: server.url, user, pass: password });
+    try {
+      await make(await nc.jetstreamManager());
+    } finally {
+      await nc.close();
+    }
+  };
+  await as("outbound", async (jsm) => {
     for (const sender of country.parties) {
       for (const recipient of other.parties) {
         await jsm.streams.add(outboundMirror(sender, recipient, other.domain, MIRROR_MAX_AGE_MS));
       }
     }
-  } finally {
-    await nc.close();
-  }
+  });
+  await as("sourcing", async (jsm) => {
+    for (const sender of other.parties) {
+      for (const recipient of country.parties) {
+        await jsm.streams.add(
+          sourcingStream(sender, recipient, other.domain, country.domain, MIRROR_MAX_AGE_MS),
+        );
+      }
+    }
+  });
 }
 
-/** How long the test federation's mirrors keep a message (as the gateways' streams at most). */
+/**
+ * How long the test federation's mirrors and sourcing streams keep a message (as the gateways'
+ * streams at most).
+ */
 const MIRROR_MAX_AGE_MS = 30 * 24 * 3600 * 1000;
 
 /** Polls the hub's monitoring endpoint until `count` leaf connections are up. */

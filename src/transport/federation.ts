@@ -31,9 +31,11 @@ export function outboundSubject(sender: string, recipient: string): string {
 }
 
 /**
- * The prefix of the subjects messages sourced from `fromDomain` travel on to `toDomain`'s
- * server: the hub lets only `toDomain`'s server receive them, and only `fromDomain`'s server
- * publish them, so a third country cannot slip anything into that flow.
+ * The prefix of the subjects `toDomain`'s inbound streams take what they source from
+ * `fromDomain` on. They stay on `toDomain`'s server: `$JS.<fromDomain>.API` is there the API of
+ * an account that sources `fromDomain`'s mirrors across the hub and delivers to the gateways'
+ * account on this prefix (docs/operations.md, Federation), so nothing a partner or a third
+ * country publishes reaches these subjects.
  */
 export function deliverPrefix(toDomain: string, fromDomain: string): string {
   return `liaison.deliver.${toDomain}.${fromDomain}`;

@@ -4,16 +4,20 @@
  * account per leaf connection): messages and their receipts cross through stream sourcing; with
  * the link cut, the border post keeps accepting and delivers everything, once, when the link is
  * back; a country cannot read what is not addressed to it, nor publish into another country's
- * subjects, nor have the sender's server deliver onto the sender's own subjects.
+ * subjects, nor have the sender's server deliver onto the sender's own subjects, nor make the
+ * other country's server act in its gateways' account (forged flow control, chosen reply
+ * subjects), nor crash it.
  */
 import { readFileSync } from "node:fs";
 import { connect as tcpConnect } from "node:net";
 import { connect as tlsConnect } from "node:tls";
-import { connect, type NatsConnection, RetentionPolicy, StorageType } from "nats";
+import { connect, headers, type NatsConnection, RetentionPolicy, StorageType } from "nats";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
+  borderPrefix,
   type CertificateFiles,
   type Federation,
+  federationLeaves,
   outboundMirror,
   startNatsFederation,
 } from "../../src/devtools/nats-federation.ts";
@@ -43,12 +47,14 @@ let hekou: TestNode;
 let laocai: TestNode;
 const clients: NatsConnection[] = [];
 
+const COUNTRIES = [
+  { domain: "CN", parties: [HEKOU] },
+  { domain: "VN", parties: [LAOCAI] },
+  { domain: "TH", parties: [MAESAI] },
+];
+
 beforeAll(async () => {
-  federation = await startNatsFederation([
-    { domain: "CN", parties: [HEKOU] },
-    { domain: "VN", parties: [LAOCAI] },
-    { domain: "TH", parties: [MAESAI] },
-  ]);
+  federation = await startNatsFederation(COUNTRIES);
   const tag = uniqueTag();
   const servers = federation.servers as Record<"CN" | "VN" | "TH", { url: string }>;
   hekou = await startNode(servers.CN.url, tag, {
@@ -126,19 +132,29 @@ async function loggedAtLaocai(ids: string[]): Promise<Map<string, number>> {
   return counts;
 }
 
+interface CrossingCounts {
+  outbound: number;
+  mirror: number;
+  sourcing: number;
+  inbound: number;
+}
+
 /**
  * How many messages each stream on the way from Hekou to Lao Cai holds: Hekou's outbound stream
- * for Lao Cai, its mirror in China's outbound account for Vietnam, and Lao Cai's inbound stream
- * (which keeps what it took, limits retention, and takes nothing else in these tests).
+ * for Lao Cai, its mirror in China's outbound account for Vietnam, the stream sourcing that
+ * mirror in Vietnam's sourcing account for China, and Lao Cai's inbound stream (which keeps what
+ * it took, limits retention, and takes nothing else in these tests).
  */
-async function crossingCounts(): Promise<{ outbound: number; mirror: number; inbound: number }> {
+async function crossingCounts(): Promise<CrossingCounts> {
   const stream = outboundStreamName(HEKOU, LAOCAI);
   const cn = await (await client("CN")).jetstreamManager();
   const cnOutbound = await (await client("CN", "VN")).jetstreamManager();
+  const vnSourcing = await (await sourcingClient("VN", "CN")).jetstreamManager();
   const vn = await (await client("VN")).jetstreamManager();
   return {
     outbound: (await cn.streams.info(stream)).state.messages,
     mirror: (await cnOutbound.streams.info(stream)).state.messages,
+    sourcing: (await vnSourcing.streams.info(stream)).state.messages,
     inbound: (await vn.streams.info(laocai.gateway.config.streamName)).state.messages,
   };
 }
@@ -147,13 +163,11 @@ async function crossingCounts(): Promise<{ outbound: number; mirror: number; inb
  * Each of `count` messages went into Hekou's outbound stream once (a publish repeated across
  * the restart is dropped by its de-duplication id), and crossed once: not only logged once.
  */
-async function crossedOnce(
-  before: { outbound: number; mirror: number; inbound: number },
-  count: number,
-): Promise<void> {
-  const grown = (now: { outbound: number; mirror: number; inbound: number }) => ({
+async function crossedOnce(before: CrossingCounts, count: number): Promise<void> {
+  const grown = (now: CrossingCounts) => ({
     outbound: now.outbound - before.outbound,
     mirror: now.mirror - before.mirror,
+    sourcing: now.sourcing - before.sourcing,
     inbound: now.inbound - before.inbound,
   });
   // The mirror may lag its stream a moment.
@@ -161,7 +175,7 @@ async function crossedOnce(
     const counts = await crossingCounts();
     return counts.mirror === counts.outbound ? counts : undefined;
   });
-  expect(grown(now)).toEqual({ outbound: count, mirror: count, inbound: count });
+  expect(grown(now)).toEqual({ outbound: count, mirror: count, sourcing: count, inbound: count });
 }
 
 /** A stream in China's domain like Hekou's own outbound stream for `recipient` (test equipment). */
@@ -190,6 +204,28 @@ async function client(domain: Domain, outboundTo?: Domain): Promise<NatsConnecti
   });
   clients.push(nc);
   return nc;
+}
+
+/**
+ * A client, as its operator, of a country's sourcing account for the partner country `from`:
+ * the account whose leaf connection takes that country's deliveries and sends the requests of
+ * its sources.
+ */
+async function sourcingClient(domain: Domain, from: Domain): Promise<NatsConnection> {
+  const { user, password } = federation.sourcingOperator(domain, from);
+  const nc = await connect({ servers: federation.servers[domain]?.url, user, pass: password });
+  clients.push(nc);
+  return nc;
+}
+
+/** A client of each of a country's accounts: the gateways', and each partner's two. */
+async function everyAccount(domain: Domain): Promise<NatsConnection[]> {
+  const partners = COUNTRIES.map((c) => c.domain as Domain).filter((d) => d !== domain);
+  return [
+    await client(domain),
+    ...(await Promise.all(partners.map((p) => client(domain, p)))),
+    ...(await Promise.all(partners.map((p) => sourcingClient(domain, p)))),
+  ];
 }
 
 /**
@@ -244,49 +280,54 @@ describe("federation: the hub takes each country's leaf only with that country's
   timeout: 60_000,
 }, () => {
   it("takes a country's leaf with its own certificate and password (the control)", async () => {
-    const cn = federation.leafCredentials("CN");
+    const cn = federation.leafCredentials("CN", "sourcing", "VN");
     const answer = await leafLogin(cn, "", cn.password);
     expect(answer).toContain("PONG");
-    // Taken as China's sourcing leaf.
-    expect(hubAccountOf(answer)).toBe("CN_SOURCING");
+    // Taken as China's sourcing leaf for Vietnam.
+    expect(hubAccountOf(answer)).toBe("CN_SOURCING_VN");
     // And China's outbound leaf for Vietnam, with its own certificate, into its own account.
-    const cnForVietnam = federation.leafCredentials("CN", "VN");
+    const cnForVietnam = federation.leafCredentials("CN", "outbound", "VN");
     const outbound = await leafLogin(cnForVietnam, "", cnForVietnam.password);
     expect(outbound).toContain("PONG");
     expect(hubAccountOf(outbound)).toBe("CN_OUTBOUND_VN");
   });
 
   it("refuses a leaf without a client certificate", async () => {
-    const vn = federation.leafCredentials("VN");
+    const vn = federation.leafCredentials("VN", "sourcing", "CN");
     expect(await leafLogin(undefined, vn.user, vn.password)).toMatch(/^TLS error/);
   });
 
   it("refuses a leaf presenting one country's certificate with another's credentials", async () => {
-    const cn = federation.leafCredentials("CN");
-    const vn = federation.leafCredentials("VN");
+    const cn = federation.leafCredentials("CN", "sourcing", "VN");
+    const vn = federation.leafCredentials("VN", "sourcing", "CN");
     expect(await leafLogin(cn, vn.user, vn.password)).toContain("Authorization Violation");
     expect(await leafLogin(cn, "", vn.password)).toContain("Authorization Violation");
-    // Nor one of a country's leaves with the credentials of another of its leaves: each pair's
-    // leaf has a certificate of its own.
-    const cnForVietnam = federation.leafCredentials("CN", "VN");
-    const cnForThailand = federation.leafCredentials("CN", "TH");
+    // Nor one of a country's leaves with the credentials of another of its leaves: each leaf has
+    // a certificate of its own.
+    const cnForVietnam = federation.leafCredentials("CN", "outbound", "VN");
+    const cnForThailand = federation.leafCredentials("CN", "outbound", "TH");
     expect(await leafLogin(cnForVietnam, cnForThailand.user, cnForThailand.password)).toContain(
       "Authorization Violation",
     );
     expect(await leafLogin(cnForVietnam, "", cnForThailand.password)).toContain(
       "Authorization Violation",
     );
+    // Nor China's outbound leaf for Vietnam with the credentials of its sourcing leaf for Vietnam.
+    expect(await leafLogin(cnForVietnam, cn.user, cn.password)).toContain(
+      "Authorization Violation",
+    );
+    expect(await leafLogin(cnForVietnam, "", cn.password)).toContain("Authorization Violation");
   });
 
   it("refuses a certificate of the federation's CA that names no country", async () => {
-    const vn = federation.leafCredentials("VN");
+    const vn = federation.leafCredentials("VN", "sourcing", "CN");
     const stranger = federation.issueCertificate("stranger");
     expect(await leafLogin(stranger, vn.user, vn.password)).toContain("Authorization Violation");
   });
 
   it("lets no one log in on the hub's client port, not even with a country's leaf credentials", async () => {
-    for (const domain of ["CN", "VN", "TH"]) {
-      const { user, password } = federation.leafCredentials(domain);
+    for (const { domain, role, partner } of federationLeaves(COUNTRIES)) {
+      const { user, password } = federation.leafCredentials(domain, role, partner);
       await expect(connect({ servers: federation.hub.url, user, pass: password })).rejects.toThrow(
         /Authorization Violation/i,
       );
@@ -317,6 +358,14 @@ describe("federation: a nats-server per country, joined by leaf nodes", {
     ]);
     const back = await vn.streams.info(outboundStreamName(LAOCAI, HEKOU));
     expect(back.state.messages).toBeGreaterThanOrEqual(20);
+    // That source is served on Vietnam's own server, by its sourcing account for China, whose
+    // stream of the same name sources China's mirror across the hub.
+    const vnSourcing = await (await sourcingClient("VN", "CN")).jetstreamManager();
+    const sourced = await vnSourcing.streams.info(outboundStreamName(HEKOU, LAOCAI));
+    expect(sourced.state.messages).toBeGreaterThanOrEqual(20);
+    expect(
+      sourced.config.sources?.map((s) => [s.name, s.external?.api, s.external?.deliver]),
+    ).toEqual([[outboundStreamName(HEKOU, LAOCAI), "$JS.CN.API", borderPrefix("VN", "CN")]]);
   });
 
   it("keeps accepting with the link cut, and delivers everything exactly once when it is back", async () => {
@@ -424,14 +473,15 @@ describe("federation: a nats-server per country, joined by leaf nodes", {
     await cnConnection.jetstream().publish(outboundSubject(HEKOU, MAESAI), new Uint8Array([1]));
     const sourcing = (domain: string) => ({
       name: forThailand,
-      external: { api: "$JS.CN.API", deliver: deliverPrefix(domain, "CN") },
+      external: { api: "$JS.CN.API", deliver: borderPrefix(domain, "CN") },
     });
 
-    // Thailand's server sources it, as a Thai gateway's inbound stream would (the positive
-    // control), and Vietnam's server tries the same at the same time.
-    const th = await (await client("TH")).jetstreamManager();
+    // Thailand's server sources it, in its sourcing account for China, as the stream a Thai
+    // gateway's inbound stream sources does (the positive control), and Vietnam's server tries
+    // the same in its own at the same time.
+    const th = await (await sourcingClient("TH", "CN")).jetstreamManager();
     await th.streams.add({ name: "TH_PROBE", subjects: ["probe.th"], sources: [sourcing("TH")] });
-    const vn = await (await client("VN")).jetstreamManager();
+    const vn = await (await sourcingClient("VN", "CN")).jetstreamManager();
     await vn.streams.add({ name: "VN_PROBE", subjects: ["probe.vn"], sources: [sourcing("VN")] });
     await waitFor("Thailand sourced its message", async () =>
       (await th.streams.info("TH_PROBE")).state.messages === 1 ? true : undefined,
@@ -440,72 +490,94 @@ describe("federation: a nats-server per country, joined by leaf nodes", {
     await new Promise((resolve) => setTimeout(resolve, 3000));
     expect((await vn.streams.info("VN_PROBE")).state.messages).toBe(0);
 
-    // Asked directly, China's domain does not answer Vietnam: not the consumer API, not the
-    // stream API.
-    const vnConnection = await client("VN");
-    const ask = (subject: string, body: unknown) =>
-      vnConnection.request(subject, new TextEncoder().encode(JSON.stringify(body)), {
-        timeout: 2000,
-      });
-    await expect(
-      ask(`$JS.CN.API.CONSUMER.CREATE.${outboundStreamName(HEKOU, MAESAI)}`, {
-        stream_name: forThailand,
-        config: { ack_policy: "none", deliver_subject: "liaison.deliver.VN.snoop" },
-      }),
-    ).rejects.toThrow();
-    await expect(ask(`$JS.CN.API.STREAM.INFO.${forThailand}`, {})).rejects.toThrow();
+    // Asked directly, from either of Vietnam's accounts with a leaf connection, China's domain
+    // does not answer Vietnam: not the consumer API, not the stream API. (Vietnam's gateways'
+    // account has no leaf connection: there, $JS.CN.API is its sourcing account's.)
+    for (const vnConnection of [await sourcingClient("VN", "CN"), await client("VN", "CN")]) {
+      const ask = (subject: string, body: unknown) =>
+        vnConnection.request(subject, new TextEncoder().encode(JSON.stringify(body)), {
+          timeout: 2000,
+        });
+      await expect(
+        ask(`$JS.CN.API.CONSUMER.CREATE.${forThailand}`, {
+          stream_name: forThailand,
+          config: { ack_policy: "none", deliver_subject: `${borderPrefix("VN", "CN")}.snoop` },
+        }),
+      ).rejects.toThrow();
+      await expect(ask(`$JS.CN.API.STREAM.INFO.${forThailand}`, {})).rejects.toThrow();
+    }
   });
 
   it("keeps the replies to one country's sources away from a third country", async () => {
     // Something in Hekou's stream for Lao Cai, which Vietnam sources from China's domain.
     await deliveredAll([await submit("CN-HEKOU-2026-7000")]);
     const forVietnam = outboundStreamName(HEKOU, LAOCAI);
-    // Thailand listens, in its gateways' account, on every reply subject of JetStream's sources
-    // and every delivery subject (what a Thai server's clients can ask its leaves for).
-    const th = await client("TH");
+    const forThailand = outboundStreamName(HEKOU, MAESAI);
+    // Thailand listens, in every account of its server, on every reply subject of JetStream's
+    // sources and of service imports, and every delivery subject (what a Thai server's clients
+    // can ask its leaves for).
     const replies: string[] = [];
     const deliveries: string[] = [];
-    th.subscribe("$JSC.R.>", {
-      callback: (_err, msg) => replies.push(`${msg.subject} ${new TextDecoder().decode(msg.data)}`),
-    });
-    th.subscribe("liaison.deliver.>", { callback: (_err, msg) => deliveries.push(msg.subject) });
-    await th.flush();
-    // Thailand's interest has reached China's server once a reply subject published where China
-    // answers Thailand's own sources arrives (the positive control); it is repeated until then.
+    for (const th of await everyAccount("TH")) {
+      for (const subject of ["$JSC.R.>", "_R_.>"]) {
+        th.subscribe(subject, {
+          callback: (_err, msg) =>
+            replies.push(`${msg.subject} ${new TextDecoder().decode(msg.data)}`),
+        });
+      }
+      for (const subject of ["liaison.deliver.>", "liaison.border.>"]) {
+        th.subscribe(subject, { callback: (_err, msg) => deliveries.push(msg.subject) });
+      }
+      await th.flush();
+    }
+    // The positive control: Thailand takes there the answer China's domain gives a source of
+    // Thailand's own (of Hekou's stream for Mae Sai, in its sourcing account for China).
     const tag = uniqueTag();
-    const cnForThailand = await client("CN", "TH");
-    const control = async (name: string) =>
-      waitFor(`Thailand's control reply ${name}`, async () => {
-        cnForThailand.publish(`$JSC.R.${name}-${tag}`, new TextEncoder().encode(name));
-        await cnForThailand.flush();
-        await new Promise((resolve) => setTimeout(resolve, 100));
-        return replies.some((r) => r.startsWith(`$JSC.R.${name}-${tag} `)) ? true : undefined;
+    const thSourcing = await (await sourcingClient("TH", "CN")).jetstreamManager();
+    const answersForThailand = () =>
+      replies.filter((r) => r.includes(`"stream_name":"${forThailand}"`)).length;
+    const control = async (name: string) => {
+      const before = answersForThailand();
+      await thSourcing.streams.add({
+        name: `TH_REPLY_CONTROL_${name}_${tag}`,
+        subjects: [`reply.control.${name}.${tag}`],
+        sources: [
+          { name: forThailand, external: { api: "$JS.CN.API", deliver: borderPrefix("TH", "CN") } },
+        ],
       });
+      await waitFor(`the answer to Thailand's own source (${name})`, async () =>
+        answersForThailand() > before ? true : undefined,
+      );
+      await thSourcing.streams.delete(`TH_REPLY_CONTROL_${name}_${tag}`);
+    };
     await control("before");
 
-    // Vietnam's server makes a new source of Hekou's stream for Lao Cai, as its gateway's inbound
-    // stream does when it starts or its source is made again: the request crosses the hub to
-    // China's server, whose answer (the consumer's name and delivery subject) comes back to it.
-    const vn = await (await client("VN")).jetstreamManager();
+    // Vietnam's server makes a new source of Hekou's stream for Lao Cai in its sourcing account
+    // for China, as it does when it starts or its source is made again: the request crosses the
+    // hub to China's server, whose answer (the consumer's name and delivery subject) comes back
+    // to it.
+    const vn = await (await sourcingClient("VN", "CN")).jetstreamManager();
     const probe = `VN_REPLY_PROBE_${tag}`;
     await vn.streams.add({
       name: probe,
       subjects: [`reply.probe.${tag}`],
       sources: [
-        { name: forVietnam, external: { api: "$JS.CN.API", deliver: deliverPrefix("VN", "CN") } },
+        { name: forVietnam, external: { api: "$JS.CN.API", deliver: borderPrefix("VN", "CN") } },
       ],
     });
     await waitFor("Vietnam's new source took Hekou's stream", async () =>
       (await vn.streams.info(probe)).state.messages > 0 ? true : undefined,
     );
-    // Thailand's interest was still there afterwards, and a second more for anything in flight.
+    // Thailand's listening still took its own answers afterwards, and a second more for anything
+    // in flight.
     await control("after");
     await new Promise((resolve) => setTimeout(resolve, 1000));
     await vn.streams.delete(probe);
 
-    // Thailand saw no answer about a stream addressed to another country, nor a delivery subject
-    // of another country.
-    const otherPairs = /_TO_(?!TH_)[A-Z]{2}_|liaison\.deliver\.(?!TH\.)/;
+    // Thailand saw no answer about a stream between two other countries, nor a delivery subject
+    // of two other countries (its outbound accounts see its own deliveries to them).
+    const otherPairs =
+      /LIAISON_OUT_(?!TH_)\w+?_TO_(?!TH_)[A-Z]{2}_|liaison\.(deliver|border)\.(?!TH\.)[A-Z]{2}\.(?!TH(\.|$))/;
     expect(replies.filter((r) => otherPairs.test(r))).toEqual([]);
     expect(deliveries.filter((s) => otherPairs.test(s))).toEqual([]);
   });
@@ -532,11 +604,12 @@ describe("federation: a nats-server per country, joined by leaf nodes", {
       forThailandMirror: await count(cnForThailand, forThailand),
     };
 
-    // Vietnam's server asks China's domain, as its sources do, for consumers on the stream
-    // addressed to Lao Cai: two delivering onto China's own subjects, one onto Vietnam's prefix
-    // (the control). The answers come back as the sources' do, on $JSC.R.
-    const vn = await client("VN");
-    const control = `${deliverPrefix("VN", "CN")}.probe-${uniqueTag()}`;
+    // Vietnam's server asks China's domain, as its sources do (from its sourcing account for
+    // China), for consumers on the stream addressed to Lao Cai: two delivering onto China's own
+    // subjects, one onto Vietnam's border prefix (the control). The answers come back as the
+    // sources' do, on $JSC.R.
+    const vn = await sourcingClient("VN", "CN");
+    const control = `${borderPrefix("VN", "CN")}.probe-${uniqueTag()}`;
     const copies: string[] = [];
     vn.subscribe(control, { callback: () => copies.push("copy") });
     // Consumer name by delivery subject, from the answers.
@@ -591,48 +664,68 @@ describe("federation: a nats-server per country, joined by leaf nodes", {
   });
 
   it("does not carry a plain publish into another country's subjects", async () => {
-    const vnJs = (await client("VN")).jetstream();
-    await expect(
-      vnJs.publish(hekou.gateway.config.inboundSubject, new TextEncoder().encode("{}"), {
-        timeout: 2000,
-      }),
-    ).rejects.toThrow();
-    await expect(
-      vnJs.publish(outboundSubject(HEKOU, LAOCAI), new TextEncoder().encode("{}"), {
-        timeout: 2000,
-      }),
-    ).rejects.toThrow();
+    // From any of Vietnam's accounts.
+    for (const vn of await everyAccount("VN")) {
+      const vnJs = vn.jetstream();
+      await expect(
+        vnJs.publish(hekou.gateway.config.inboundSubject, new TextEncoder().encode("{}"), {
+          timeout: 2000,
+        }),
+      ).rejects.toThrow();
+      await expect(
+        vnJs.publish(outboundSubject(HEKOU, LAOCAI), new TextEncoder().encode("{}"), {
+          timeout: 2000,
+        }),
+      ).rejects.toThrow();
+    }
   });
 
-  it("carries deliveries from one country to another only from that country", async () => {
-    const vn = await client("VN");
+  it("carries deliveries from one country to another only from that country, and never into the gateways' account", async () => {
+    // Vietnam's sourcing account for China takes China's deliveries, on Vietnam's border prefix
+    // for China; its gateways' account takes its sources' deliveries from there, on the gateways'
+    // prefix, which does not cross the hub.
+    const vn = await sourcingClient("VN", "CN");
     const seen: string[] = [];
-    const sub = vn.subscribe(`${deliverPrefix("VN", "CN")}.probe`, {
+    const sub = vn.subscribe(`${borderPrefix("VN", "CN")}.probe`, {
       callback: (_err, msg) => seen.push(new TextDecoder().decode(msg.data)),
     });
     await vn.flush();
+    const vnGateways = await client("VN");
+    const seenByGateways: string[] = [];
+    const gatewaysSub = vnGateways.subscribe(`${deliverPrefix("VN", "CN")}.probe`, {
+      callback: (_err, msg) => seenByGateways.push(new TextDecoder().decode(msg.data)),
+    });
+    await vnGateways.flush();
     // Thailand tries from all its accounts; China's deliveries come from its outbound account for
-    // Vietnam.
-    const th = [await client("TH"), await client("TH", "CN"), await client("TH", "VN")];
+    // Vietnam, and China tries the gateways' prefix from all of its own.
+    const th = await everyAccount("TH");
+    const cnAccounts = await everyAccount("CN");
     const cn = await client("CN", "VN");
     // The interest takes a moment to reach the hub and the other leaves: China's publish, which
     // is allowed, is repeated until it arrives (the positive control).
     await waitFor("China's delivery", async () => {
       for (const t of th) {
+        t.publish(`${borderPrefix("VN", "CN")}.probe`, new TextEncoder().encode("forged by TH"));
         t.publish(`${deliverPrefix("VN", "CN")}.probe`, new TextEncoder().encode("forged by TH"));
         await t.flush();
       }
-      cn.publish(`${deliverPrefix("VN", "CN")}.probe`, new TextEncoder().encode("from CN"));
+      for (const c of cnAccounts) {
+        c.publish(`${deliverPrefix("VN", "CN")}.probe`, new TextEncoder().encode("from CN"));
+        await c.flush();
+      }
+      cn.publish(`${borderPrefix("VN", "CN")}.probe`, new TextEncoder().encode("from CN"));
       await cn.flush();
       await new Promise((resolve) => setTimeout(resolve, 100));
       return seen.includes("from CN") ? true : undefined;
     });
     await new Promise((resolve) => setTimeout(resolve, 500));
     sub.unsubscribe();
+    gatewaysSub.unsubscribe();
     expect(seen).not.toContain("forged by TH");
+    expect(seenByGateways).toEqual([]);
   });
 
-  it("applies a partner pair added or removed on the hub (SIGHUP, or a restart) only to consumers created after the leaves reconnect", async () => {
+  it("applies a partner pair added on the hub at a reload (SIGHUP), and one removed (reload or restart) only to consumers created afterwards", async () => {
     // A new Thai party, Chiang Saen, for which the hub has no lines yet: Hekou's stream for it and
     // that stream's mirror in China's outbound account for Thailand, with a message in it.
     const countries = [
@@ -652,24 +745,12 @@ describe("federation: a nats-server per country, joined by leaf nodes", {
     await cn.streams.add(hekouStreamFor(MAESAI));
     await cnConnection.jetstream().publish(outboundSubject(HEKOU, MAESAI), new Uint8Array([1]));
 
-    // The hub's operator adds Chiang Saen's lines and reloads the hub's configuration.
-    await federation.reloadHub([
-      ...countries.slice(0, 2),
-      { domain: "TH", parties: [MAESAI, CHIANGSAEN] },
-    ]);
-    // The hub took them: Thailand's sourcing account now exports the consumer-create request on
-    // Hekou's stream for Chiang Saen.
-    const exported = await fetch(`${federation.hub.monitorUrl}/accountz?acc=TH_SOURCING`)
-      .then((r) => r.text())
-      .then((text) => text.includes(`$JS.CN.API.CONSUMER.CREATE.${forNew}`));
-    expect(exported).toBe(true);
-
-    // Thailand's server then sources the new pair's stream, and the control's, over the leaf
-    // connections that were up before the reload.
-    const th = await (await client("TH")).jetstreamManager();
+    // Thailand's server sources the new pair's stream, and the control's, in its sourcing account
+    // for China: the control takes its message, the new pair nothing (three seconds more).
+    const th = await (await sourcingClient("TH", "CN")).jetstreamManager();
     const sourcing = (name: string) => ({
       name,
-      external: { api: "$JS.CN.API", deliver: deliverPrefix("TH", "CN") },
+      external: { api: "$JS.CN.API", deliver: borderPrefix("TH", "CN") },
     });
     await th.streams.add({
       name: "TH_RELOAD_NEW",
@@ -685,26 +766,40 @@ describe("federation: a nats-server per country, joined by leaf nodes", {
     await waitFor("the control sourced", async () =>
       (await held("TH_RELOAD_CONTROL")) >= 1 ? true : undefined,
     );
-    // The new pair had as long, and three seconds more, and got nothing: the leaf connections
-    // keep what the hub's accounts were when they connected.
     await new Promise((resolve) => setTimeout(resolve, 3000));
     expect(await held("TH_RELOAD_NEW")).toBe(0);
 
-    // The operator's procedure: restart the hub. Every leaf connection is made again, and the
-    // new pair's flow works.
-    await federation.restartHub();
-    await federation.connected();
-    await waitFor(
-      "the new pair sourced after the hub restarted",
-      async () => ((await held("TH_RELOAD_NEW")) === 1 ? true : undefined),
-      60_000,
+    // The hub's operator adds Chiang Saen's lines and reloads the hub's configuration.
+    await federation.reloadHub([
+      ...countries.slice(0, 2),
+      { domain: "TH", parties: [MAESAI, CHIANGSAEN] },
+    ]);
+    // The hub took them: Thailand's sourcing account for China now imports the consumer-create
+    // request on Hekou's stream for Chiang Saen (a service).
+    const imported = await fetch(`${federation.hub.monitorUrl}/accountz?acc=TH_SOURCING_CN`)
+      .then((r) => r.text())
+      .then((text) => text.includes(`$JS.CN.API.CONSUMER.CREATE.${forNew}`));
+    expect(imported).toBe(true);
+    // Over the leaf connections that were up before the reload, the source made before it (which
+    // retries) and one made after it take the new pair's message: a service import the reload
+    // adds to Thailand's sourcing account reaches its leaf connection at once.
+    await th.streams.add({
+      name: "TH_RELOAD_NEW_AFTER",
+      subjects: ["reload.new.after"],
+      sources: [sourcing(forNew)],
+    });
+    await waitFor("the new pair sourced after the reload", async () =>
+      (await held("TH_RELOAD_NEW")) === 1 && (await held("TH_RELOAD_NEW_AFTER")) === 1
+        ? true
+        : undefined,
     );
 
     // The operator removes Chiang Saen's lines again and reloads. The established flow goes on,
     // over the same leaf connections, and over new ones after a restart of the hub: the source's
     // consumer on China's mirror lives on (the source makes it again only after 10 s with
     // nothing from it), and its deliveries cross on what the hub keeps for China and Thailand's
-    // other pairs (their delivery prefix). Only a new consumer on that stream is refused.
+    // other pairs (their border prefix). Only a new consumer on that stream is refused, after
+    // the reload and after the restart.
     await federation.reloadHub(countries);
     const publishForNew = () =>
       cnConnection.jetstream().publish(outboundSubject(HEKOU, CHIANGSAEN), new Uint8Array([2]));
@@ -712,6 +807,16 @@ describe("federation: a nats-server per country, joined by leaf nodes", {
     await waitFor("the removed pair's flow, at once after the reload", async () =>
       (await held("TH_RELOAD_NEW")) === 2 ? true : undefined,
     );
+    const refusedNow = async (name: string, control: number) => {
+      await cnConnection.jetstream().publish(outboundSubject(HEKOU, MAESAI), new Uint8Array([2]));
+      await th.streams.add({ name, subjects: [`reload.${name}`], sources: [sourcing(forNew)] });
+      await waitFor(`the control sourced again (${name})`, async () =>
+        (await held("TH_RELOAD_CONTROL")) >= control ? true : undefined,
+      );
+      await new Promise((resolve) => setTimeout(resolve, 3000));
+      expect(await held(name)).toBe(0);
+    };
+    await refusedNow("TH_RELOAD_NEW_AGAIN", 2);
     await federation.restartHub();
     await federation.connected();
     await publishForNew();
@@ -720,23 +825,51 @@ describe("federation: a nats-server per country, joined by leaf nodes", {
       async () => ((await held("TH_RELOAD_NEW")) === 3 ? true : undefined),
       60_000,
     );
-    await cnConnection.jetstream().publish(outboundSubject(HEKOU, MAESAI), new Uint8Array([2]));
-    await th.streams.add({
-      name: "TH_RELOAD_NEW_AGAIN",
-      subjects: ["reload.new.again"],
-      sources: [sourcing(forNew)],
-    });
-    await waitFor("the control sourced again", async () =>
-      (await held("TH_RELOAD_CONTROL")) >= 2 ? true : undefined,
-    );
-    await new Promise((resolve) => setTimeout(resolve, 3000));
-    expect(await held("TH_RELOAD_NEW_AGAIN")).toBe(0);
+    await refusedNow("TH_RELOAD_NEW_RESTARTED", 3);
 
     // What stops the flow at once is China's operator deleting the mirror Thailand sources.
     await cnOutbound.streams.delete(forNew);
     await publishForNew();
     await new Promise((resolve) => setTimeout(resolve, 3000));
     expect(await held("TH_RELOAD_NEW")).toBe(3);
+  });
+
+  it("carries more than a flow-control window from the sender's stream into the recipient's gateways' account", async () => {
+    // Hekou's stream for Mae Sai, and in Thailand's gateways' account a stand-in for Mae Sai's
+    // inbound stream, which sources it as a Thai gateway's does: from Thailand's sourcing account
+    // for China, whose stream sources China's mirror across the hub.
+    const tag = uniqueTag();
+    const forThailand = outboundStreamName(HEKOU, MAESAI);
+    const cnConnection = await client("CN");
+    const cn = await cnConnection.jetstreamManager();
+    await cn.streams.add(hekouStreamFor(MAESAI));
+    const th = await (await client("TH")).jetstreamManager();
+    const standIn = `TH_FLOW_CONTROL_${tag}`;
+    await th.streams.add({
+      name: standIn,
+      subjects: [`flow.control.${tag}`],
+      sources: [
+        {
+          name: forThailand,
+          external: { api: "$JS.CN.API", deliver: deliverPrefix("TH", "CN") },
+        },
+      ],
+    });
+    // 64 messages of 64 kB, 4 MB: a nats-server 2.9 push consumer (a mirror's, a source's) asks
+    // for flow control after 1 MB and stops after 2 MB until it is answered, so every hop's
+    // answers must reach it: the mirror's in China, the source's across the hub, and the
+    // gateways' account's to Thailand's sourcing account.
+    const payload = new Uint8Array(64 * 1024).fill(42);
+    for (let i = 0; i < 64; i++) {
+      await cnConnection.jetstream().publish(outboundSubject(HEKOU, MAESAI), payload);
+    }
+    const total = (await cn.streams.info(forThailand)).state.messages;
+    await waitFor(
+      "the whole stream in the stand-in",
+      async () => ((await th.streams.info(standIn)).state.messages === total ? true : undefined),
+      60_000,
+    );
+    await th.streams.delete(standIn);
   });
 
   it("joins the servers over TLS only", async () => {
@@ -750,5 +883,177 @@ describe("federation: a nats-server per country, joined by leaf nodes", {
     });
     expect(info.startsWith("INFO ")).toBe(true);
     expect(JSON.parse(info.slice(5).trim())).toMatchObject({ tls_required: true });
+  });
+});
+
+describe("federation: what a partner controls cannot act in the other country's gateways' account", {
+  timeout: 120_000,
+}, () => {
+  it("keeps a partner's forged flow-control and heartbeat messages from acting in the receiving country's gateways' account", async () => {
+    // Vietnam's gateway sources Hekou's stream for Lao Cai: something crossed.
+    await deliveredAll([await submit("CN-HEKOU-2026-8000")]);
+    const enc = (text: string) => new TextEncoder().encode(text);
+    const tag = uniqueTag();
+    // In Vietnam's gateways' account: Lao Cai's inbound stream, a stream to delete, and Lao Cai's
+    // outbound stream for Mae Sai (another pair's flow), each with what it holds now.
+    const vnConnection = await client("VN");
+    const vn = await vnConnection.jetstreamManager();
+    const inbound = laocai.gateway.config.streamName;
+    const victim = `VN_VICTIM_${tag}`;
+    await vn.streams.add({ name: victim, subjects: [`victim.${tag}`] });
+    await vnConnection.jetstream().publish(`victim.${tag}`, enc("kept"));
+    const forMaeSai = outboundStreamName(LAOCAI, MAESAI);
+    await vn.streams.add({
+      name: forMaeSai,
+      subjects: [outboundSubject(LAOCAI, MAESAI)],
+      retention: RetentionPolicy.Limits,
+      storage: StorageType.File,
+    });
+    await vnConnection.jetstream().publish(outboundSubject(LAOCAI, MAESAI), enc("for Mae Sai"));
+    const held = async () => ({
+      inbound: (await vn.streams.info(inbound)).state.messages,
+      victim: await vn.streams.info(victim).then(
+        (info) => info.state.messages,
+        () => "deleted",
+      ),
+      forMaeSai: (await vn.streams.info(forMaeSai)).state.messages,
+    });
+    const before = await held();
+
+    // China, in its own account for Vietnam (it controls its server), sees the heartbeats of
+    // Vietnam's sources' consumers there, and so their delivery subjects (the mirror's own,
+    // delivered from China's gateways' account, aside).
+    // Heartbeats by delivery subject.
+    const beats = (counts: Map<string, number>, subject: string) =>
+      counts.set(subject, (counts.get(subject) ?? 0) + 1);
+    const cn = await client("CN", "VN");
+    const deliveries = new Map<string, number>();
+    const seen: string[] = [];
+    cn.subscribe(">", {
+      callback: (_err, msg) => {
+        seen.push(`${msg.subject} ${msg.data.length}`);
+        if (msg.headers?.code === 100 && !msg.subject.startsWith("liaison.mirror.")) {
+          beats(deliveries, msg.subject);
+        }
+      },
+    });
+    await cn.flush();
+    // And, as if it knew them, the delivery subjects of Lao Cai's inbound stream's source in
+    // Vietnam's gateways' account (seen there by its heartbeats).
+    const local = new Map<string, number>();
+    vnConnection.subscribe(`${deliverPrefix("VN", "CN")}.>`, {
+      callback: (_err, msg) => {
+        if (msg.headers?.code === 100) beats(local, msg.subject);
+      },
+    });
+    await vnConnection.flush();
+    // Vietnam's operator watches everything in its sourcing account for China (its interest
+    // reaches the hub: China's messages on any subject the hub carries to it now cross).
+    const vnSourcing = await sourcingClient("VN", "CN");
+    vnSourcing.subscribe(">", { callback: () => {} });
+    await vnSourcing.flush();
+    // An idle source's consumer beats every second: once a subject has beaten twice, every
+    // source has beaten.
+    const twice = (counts: Map<string, number>) => [...counts.values()].some((n) => n >= 2);
+    await waitFor("the heartbeats of Vietnam's sources", async () =>
+      twice(deliveries) && twice(local) ? true : undefined,
+    );
+
+    // China forges, on each delivery subject, flow-control requests whose reply is Vietnam's
+    // stream API (purge Lao Cai's inbound stream, delete the other) or the gateways' delivery
+    // subject, and idle heartbeats "stalled" on Lao Cai's outbound subject for Mae Sai or on the
+    // gateways' delivery subject: a source answers these by publishing an empty message to that
+    // subject. The same straight onto the gateways' delivery subjects. Last, one whose answer
+    // comes back to China (a consumer-create request on the stream Vietnam sources): once China
+    // sees it, the source has handled the others.
+    const forVietnam = outboundStreamName(HEKOU, LAOCAI);
+    const empty = new Uint8Array();
+    const forge = (subject: string, reply: string | undefined, stalled?: string) => {
+      const h = headers(100, reply === undefined ? "Idle Heartbeat" : "FlowControl Request");
+      if (stalled !== undefined) h.set("Nats-Consumer-Stalled", stalled);
+      cn.publish(subject, empty, { headers: h, ...(reply === undefined ? {} : { reply }) });
+    };
+    for (const subject of [...deliveries.keys(), ...local.keys()]) {
+      forge(subject, `$JS.API.STREAM.PURGE.${inbound}`);
+      forge(subject, `$JS.API.STREAM.DELETE.${victim}`);
+      forge(subject, undefined, outboundSubject(LAOCAI, MAESAI));
+      for (const gateways of local.keys()) {
+        forge(subject, gateways);
+        forge(subject, undefined, gateways);
+      }
+    }
+    for (const subject of deliveries.keys()) {
+      forge(subject, `$JS.CN.API.CONSUMER.CREATE.${forVietnam}`);
+    }
+    await cn.flush();
+    await waitFor("the source's answer to the last forged request", async () =>
+      seen.some((s) => s.endsWith(`CONSUMER.CREATE.${forVietnam} 0`)) ? true : undefined,
+    );
+    // A second more for the stream API to act on what reached it.
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    expect(await held()).toEqual(before);
+    // The flow goes on, and Lao Cai's inbound stream took that message and nothing else (no
+    // empty message).
+    await deliveredAll([await submit("CN-HEKOU-2026-8001")]);
+    expect(await held()).toEqual({ ...before, inbound: before.inbound + 1 });
+    await vn.streams.delete(victim);
+    await vn.streams.delete(forMaeSai);
+  });
+
+  it("keeps the answers to a partner's requests in the partner's own reply space: the sender's server does not crash, nothing is created in its gateways' account", async () => {
+    const enc = (text: string) => new TextEncoder().encode(text);
+    const forVietnam = outboundStreamName(HEKOU, LAOCAI);
+    const cnConnection = await client("CN");
+    const cn = await cnConnection.jetstreamManager();
+    const hekouHeld = async () =>
+      (await cn.streams.info(hekou.gateway.config.streamName)).state.messages;
+    const before = await hekouHeld();
+    // Vietnam asks China's domain, from each account of its server, for a consumer on the
+    // stream addressed to Lao Cai, as its sources do, delivering onto Hekou's inbound subject,
+    // with the reply subject under which China's outbound account reaches the consumer API of
+    // China's gateways' account; and to delete a consumer there, with the same reply subject.
+    const reply = `$JS.LIAISON.API.CONSUMER.CREATE.${forVietnam}`;
+    const request = {
+      stream_name: forVietnam,
+      config: {
+        deliver_subject: hekou.gateway.config.inboundSubject,
+        ack_policy: "none",
+        deliver_policy: "all",
+      },
+    };
+    // Vietnam listens on that reply subject in its sourcing account for China, the one whose
+    // requests cross to China's domain. (In its gateways' account, $JS.CN.API is that sourcing
+    // account's own API, which answers there.)
+    const answers: string[] = [];
+    const vnSourcing = await sourcingClient("VN", "CN");
+    vnSourcing.subscribe(reply, {
+      callback: (_err, msg) => answers.push(new TextDecoder().decode(msg.data)),
+    });
+    await vnSourcing.flush();
+    for (const vn of await everyAccount("VN")) {
+      vn.publish(`$JS.CN.API.CONSUMER.CREATE.${forVietnam}`, enc(JSON.stringify(request)), {
+        reply,
+      });
+      vn.publish(`$JS.CN.API.CONSUMER.DELETE.${forVietnam}.probe`, new Uint8Array(), { reply });
+      await vn.flush();
+    }
+    // The answers of China's domain come back to Vietnam, under the reply subject it chose, in
+    // its own account.
+    await waitFor("China's answers, back in Vietnam", async () =>
+      answers.some((a) => a.includes("consumer_delete_response")) &&
+      answers.some((a) => a.includes("consumer_create_response"))
+        ? true
+        : undefined,
+    );
+    // China's server still answers, its gateways' stream for Lao Cai has no consumer of
+    // Vietnam's, and Hekou's inbound stream took nothing.
+    const varz = await fetch(`${federation.servers.CN?.monitorUrl}/varz`);
+    expect(varz.ok).toBe(true);
+    const consumers: string[] = [];
+    for await (const c of await cn.consumers.list(forVietnam)) consumers.push(c.name);
+    expect(consumers).toEqual([]);
+    expect(await hekouHeld()).toBe(before);
+    // And the flow goes on.
+    await deliveredAll([await submit("CN-HEKOU-2026-8100")]);
   });
 });
