@@ -220,6 +220,17 @@ function outcome(promise: Promise<unknown>, ms: number): Promise<unknown> {
   ]);
 }
 
+/** What a promise resolves to within `ms`, or "pending". */
+function within<T>(promise: Promise<T>, ms: number): Promise<T | "pending"> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    promise,
+    new Promise<"pending">((resolve) => {
+      timer = setTimeout(() => resolve("pending"), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
 describe("isStoreUnavailable: the errors of a failover", () => {
   it("says yes to a write on a standby still in recovery (25006 read_only_sql_transaction)", async () => {
     // A name or address that moved to the standby before its promotion ended: its sessions
@@ -277,6 +288,75 @@ describe("a DATABASE_URL naming both servers", () => {
     );
     expect(migrations[0]?.n).toBeGreaterThan(0);
   });
+});
+
+describe("a gateway on both servers: a new pool connection's first query whose backend is terminated", () => {
+  it("the submit answers 503 store_unavailable, and the next submits are accepted", async () => {
+    const db = pair as PostgresReplicaPair;
+    const warm = await submit();
+    expect(warm.status, JSON.stringify(warm.body)).toBe(202);
+    const hekouOnPrimary = db.primary.url.replace(/\/postgres$/, `/${names.hekou}`);
+    const locker = postgres(hekouOnPrimary, { max: 1, onnotice: () => {} });
+    const admin = postgres(db.primary.url, { max: 1, onnotice: () => {} });
+    try {
+      // Every table of Hekou's database locked, then every backend of its pool terminated: from
+      // then on no query of the gateway's ends, so no pool connection is ever open (idle) again,
+      // and each query the gateway makes is the first of a new connection, which the pool counts
+      // as connecting until it ends. A submit's insert into the message log is one of them.
+      const reserved = await locker.reserve();
+      await reserved`BEGIN`;
+      const tables = await reserved<{ name: string }[]>`
+        SELECT format('%I.%I', schemaname, tablename) AS name FROM pg_tables
+        WHERE schemaname NOT IN ('pg_catalog', 'information_schema')`;
+      await reserved.unsafe(
+        `LOCK TABLE ${tables.map((t) => t.name).join(", ")} IN ACCESS EXCLUSIVE MODE`,
+      );
+      const [{ pid: lockerPid } = { pid: 0 }] = await reserved<{ pid: number }[]>`
+        SELECT pg_backend_pid() AS pid`;
+      await admin`SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+        WHERE datname = ${names.hekou} AND pid <> ${lockerPid}`;
+      // A submit sent before the pool saw its connections close fails at once (503); another
+      // is sent until one's insert waits on the lock.
+      let submitting: Promise<Answer> | undefined;
+      let answered = true;
+      await waitFor("a submit's insert waiting on the lock", async () => {
+        if (answered) {
+          answered = false;
+          submitting = submit();
+          submitting.then(
+            () => {
+              answered = true;
+            },
+            () => {},
+          );
+        }
+        const rows = await admin`SELECT 1 FROM pg_stat_activity
+          WHERE datname = ${names.hekou} AND wait_event_type = 'Lock'
+          AND query ILIKE '%insert into messages%'`;
+        return rows.length > 0 ? true : undefined;
+      });
+      // Every waiting backend terminated, the insert's with them (as a crash or a failover ends
+      // them).
+      await admin`SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+        WHERE datname = ${names.hekou} AND wait_event_type = 'Lock'`;
+      const answer = await within(submitting as Promise<Answer>, OUTAGE_ANSWER_MS);
+      await reserved`COMMIT`;
+      reserved.release();
+      // The patch before this fix: still pending after 5 s (and every later submit with it).
+      expect(answer).toMatchObject({ status: 503, body: { code: "store_unavailable" } });
+    } finally {
+      await locker.end({ timeout: 1 });
+      await admin.end({ timeout: 1 });
+    }
+    const after = await waitFor("a submit accepted after the lock", async () => {
+      const answer = await within(submit(), OUTAGE_ANSWER_MS);
+      expect(answer).not.toBe("pending");
+      return answer !== "pending" && answer.status === 202 ? answer : undefined;
+    });
+    await waitAllDelivered([after.body.id as string], 30_000);
+    expect(uncaught.map(describeError)).toEqual([]);
+    expect(unhandled.map(describeError)).toEqual([]);
+  }, 60_000);
 });
 
 describe("while no server is the primary", () => {
