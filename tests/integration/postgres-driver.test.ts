@@ -31,7 +31,11 @@ import {
   type PostgresReplicaPair,
   startPostgresReplicaPair,
 } from "../../src/devtools/postgres-server.ts";
-import { isStoreUnavailable } from "../../src/store/database.ts";
+import {
+  CONNECT_TIMEOUT_SECONDS,
+  isStoreUnavailable,
+  openDatabase,
+} from "../../src/store/database.ts";
 import { waitFor } from "../helpers/network.ts";
 
 /** A query whose connection failed must settle within this (it settles within a second here). */
@@ -290,4 +294,20 @@ describe("postgres.js with several servers: a server that accepts connections an
     expect(uncaught.map(describeError)).toEqual([]);
     expect(unhandled.map(describeError)).toEqual([]);
   });
+});
+
+describe("openDatabase: a first server that never answers", () => {
+  it(`costs a new connection ${CONNECT_TIMEOUT_SECONDS} s (connect_timeout), not postgres.js's 30 s, before the next server`, async () => {
+    const silentPort = await listen(() => {});
+    const started = performance.now();
+    // The migrations run on the primary, the second server named.
+    const database = await openDatabase({
+      url: `postgres://postgres@127.0.0.1:${silentPort},127.0.0.1:${thePair().primary.port}/postgres?target_session_attrs=primary`,
+    });
+    const elapsedMs = performance.now() - started;
+    await database.close();
+    // With postgres.js's default (30 s) it took more than 30 s.
+    expect(elapsedMs).toBeGreaterThanOrEqual(CONNECT_TIMEOUT_SECONDS * 1000 - 100);
+    expect(elapsedMs).toBeLessThan(20_000);
+  }, 60_000);
 });
