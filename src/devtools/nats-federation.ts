@@ -107,36 +107,35 @@ export function hubAccount(domain: string, role: LeafRole, partner: string): str
 /**
  * What crosses the hub between `to`'s sourcing account for `from` (whose streams source) and
  * `from`'s outbound account for `to` (which holds the mirrors they source):
- * - `services`: exported by the outbound account to the sourcing account as **services**: the
- *   requests to create (or delete) the consumer on each mirror of an outbound stream of `from`'s
- *   parties for `to`'s parties. A service import gives the request a reply subject of the hub's
- *   (`_R_.…`) and carries the answer back to the requester's own reply subject: the requester
- *   cannot choose where the sender's server publishes its answer (with a stream export it could,
- *   and an answer published onto the outbound account's import of the gateways' consumer API
- *   crashed nats-server 2.9.10);
- * - `toOutbound`: stream exports of the sourcing account to the outbound account: the
- *   flow-control answers for those streams (a consumer takes them and answers nothing, so a
- *   reply subject given with them leads nowhere);
- * - `toSourcing`: stream exports of the outbound account to the sourcing account: the
- *   deliveries, on `to`'s border prefix for `from`.
+ * - `services`: exported by the outbound account to the sourcing account as **services**, one
+ *   set per pair of parties: the requests to create (or delete) the consumer on the mirror of
+ *   each outbound stream of `from`'s parties for `to`'s parties, and the flow-control answers for
+ *   those consumers. A service import gives a request a reply subject of the hub's (`_R_.…`) and
+ *   carries the answer back to the requester's own reply subject: the requester cannot choose
+ *   where the sender's server publishes its answer (with a stream export it could, and an answer
+ *   published onto the outbound account's import of the gateways' consumer API crashed
+ *   nats-server 2.9.10). A flow-control answer has no reply subject, so it costs the hub no
+ *   response mapping. Service imports also reach the leaf connections already up when the hub
+ *   reloads its configuration, which stream imports do not: a pair of parties added is a reload.
+ * - `toSourcing`: stream exports of the outbound account to the sourcing account, one per pair
+ *   of countries: the deliveries, on `to`'s border prefix for `from`.
  */
 export function crossings(
   from: FederatedCountry,
   to: FederatedCountry,
-): { services: string[]; toOutbound: string[]; toSourcing: string[] } {
+): { services: string[]; toSourcing: string[] } {
   const services: string[] = [];
-  const toOutbound: string[] = [];
   for (const sender of from.parties) {
     for (const recipient of to.parties) {
       const stream = outboundStreamName(sender, recipient);
       services.push(
         `$JS.${from.domain}.API.CONSUMER.CREATE.${stream}`,
         `$JS.${from.domain}.API.CONSUMER.DELETE.${stream}.*`,
+        `$JS.FC.${stream}.>`,
       );
-      toOutbound.push(`$JS.FC.${stream}.>`);
     }
   }
-  return { services, toOutbound, toSourcing: [`${borderPrefix(to.domain, from.domain)}.>`] };
+  return { services, toSourcing: [`${borderPrefix(to.domain, from.domain)}.>`] };
 }
 
 /**
@@ -164,9 +163,8 @@ export function hubAccounts(
       if (from === to) continue;
       const sourcing = hubAccount(to.domain, "sourcing", from.domain);
       const outbound = hubAccount(from.domain, "outbound", to.domain);
-      const { services, toOutbound, toSourcing } = crossings(from, to);
+      const { services, toSourcing } = crossings(from, to);
       for (const subject of services) cross("service", subject, outbound, sourcing);
-      for (const subject of toOutbound) cross("stream", subject, sourcing, outbound);
       for (const subject of toSourcing) cross("stream", subject, outbound, sourcing);
     }
   }

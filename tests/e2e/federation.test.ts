@@ -781,8 +781,10 @@ describe("federation: a nats-server per country, joined by leaf nodes", {
       .then((text) => text.includes(`$JS.CN.API.CONSUMER.CREATE.${forNew}`));
     expect(imported).toBe(true);
     // Over the leaf connections that were up before the reload, the source made before it (which
-    // retries) and one made after it take the new pair's message: a service import the reload
-    // adds to Thailand's sourcing account reaches its leaf connection at once.
+    // retries) and one made after it take the new pair's message, and then more than a
+    // flow-control window (64 messages of 64 kB, which needs the flow-control answers to cross):
+    // the service imports the reload adds to Thailand's sourcing account reach its leaf
+    // connection at once.
     await th.streams.add({
       name: "TH_RELOAD_NEW_AFTER",
       subjects: ["reload.new.after"],
@@ -790,6 +792,15 @@ describe("federation: a nats-server per country, joined by leaf nodes", {
     });
     await waitFor("the new pair sourced after the reload", async () =>
       (await held("TH_RELOAD_NEW")) === 1 && (await held("TH_RELOAD_NEW_AFTER")) === 1
+        ? true
+        : undefined,
+    );
+    const payload = new Uint8Array(64 * 1024).fill(42);
+    for (let i = 0; i < 64; i++) {
+      await cnConnection.jetstream().publish(outboundSubject(HEKOU, CHIANGSAEN), payload);
+    }
+    await waitFor("a flow-control window and more, after the reload", async () =>
+      (await held("TH_RELOAD_NEW")) === 65 && (await held("TH_RELOAD_NEW_AFTER")) === 65
         ? true
         : undefined,
     );
@@ -805,7 +816,7 @@ describe("federation: a nats-server per country, joined by leaf nodes", {
       cnConnection.jetstream().publish(outboundSubject(HEKOU, CHIANGSAEN), new Uint8Array([2]));
     await publishForNew();
     await waitFor("the removed pair's flow, at once after the reload", async () =>
-      (await held("TH_RELOAD_NEW")) === 2 ? true : undefined,
+      (await held("TH_RELOAD_NEW")) === 66 ? true : undefined,
     );
     const refusedNow = async (name: string, control: number) => {
       await cnConnection.jetstream().publish(outboundSubject(HEKOU, MAESAI), new Uint8Array([2]));
@@ -822,7 +833,7 @@ describe("federation: a nats-server per country, joined by leaf nodes", {
     await publishForNew();
     await waitFor(
       "the removed pair's flow, after the hub restarted",
-      async () => ((await held("TH_RELOAD_NEW")) === 3 ? true : undefined),
+      async () => ((await held("TH_RELOAD_NEW")) === 67 ? true : undefined),
       60_000,
     );
     await refusedNow("TH_RELOAD_NEW_RESTARTED", 3);
@@ -831,7 +842,7 @@ describe("federation: a nats-server per country, joined by leaf nodes", {
     await cnOutbound.streams.delete(forNew);
     await publishForNew();
     await new Promise((resolve) => setTimeout(resolve, 3000));
-    expect(await held("TH_RELOAD_NEW")).toBe(3);
+    expect(await held("TH_RELOAD_NEW")).toBe(67);
   });
 
   it("carries more than a flow-control window from the sender's stream into the recipient's gateways' account", async () => {
