@@ -100,7 +100,7 @@ describe("startPostgresReplicaPair", () => {
     const insertWaitsOn = async (url: string): Promise<string | undefined> => {
       const rows = await client(url)<{ wait_event: string | null }[]>`
         SELECT wait_event FROM pg_stat_activity
-        WHERE query LIKE 'INSERT INTO t%' AND pid <> pg_backend_pid()`;
+        WHERE query LIKE 'INSERT INTO t%' AND state = 'active' AND pid <> pg_backend_pid()`;
       return rows[0]?.wait_event ?? undefined;
     };
     try {
