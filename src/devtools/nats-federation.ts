@@ -109,8 +109,8 @@ export function hubAccount(domain: string, role: LeafRole, partner: string): str
  * `from`'s outbound account for `to` (which holds the mirrors they source):
  * - `services`: exported by the outbound account to the sourcing account as **services**, one
  *   set per pair of parties: the requests to create (or delete) the consumer on the mirror of
- *   each outbound stream of `from`'s parties for `to`'s parties, and the flow-control answers for
- *   those consumers. A service import gives a request a reply subject of the hub's (`_R_.…`) and
+ *   each outbound stream of `from`'s parties for `to`'s parties (named by `mirrorName`, which no
+ *   other account of `from`'s server uses), and the flow-control answers for those consumers. A service import gives a request a reply subject of the hub's (`_R_.…`) and
  *   carries the answer back to the requester's own reply subject: the requester cannot choose
  *   where the sender's server publishes its answer (with a stream export it could, and an answer
  *   published onto the outbound account's import of the gateways' consumer API crashed
@@ -127,7 +127,7 @@ export function crossings(
   const services: string[] = [];
   for (const sender of from.parties) {
     for (const recipient of to.parties) {
-      const stream = outboundStreamName(sender, recipient);
+      const stream = mirrorName(sender, recipient);
       services.push(
         `$JS.${from.domain}.API.CONSUMER.CREATE.${stream}`,
         `$JS.${from.domain}.API.CONSUMER.DELETE.${stream}.*`,
@@ -277,8 +277,24 @@ export function countryAccounts(
 }
 
 /**
+ * The name of the mirror, in an outbound account, of one of the gateways' outbound streams: a
+ * name no other account of the server uses (`MIRROR_` is no prefix of the gateways' streams'
+ * names, nor of the sourcing accounts' streams', which are named as the partner's outbound
+ * streams). The hub carries the partner's consumer requests on this name only
+ * (`$JS.<domain>.API.CONSUMER.CREATE.<mirror>`), and nats-server 2.9.10 can be made to serve such
+ * a request in another account of the server than the mirror's: a request with two
+ * `Nats-Request-Info` headers keeps the second, which names the account JetStream acts in (the
+ * server replaces only the first). Were the mirror named as the gateways' stream, that account
+ * could be the gateways' own, with its stream of that name; under this name no account but the
+ * mirror's has a stream to act on (JetStream answers 10059, stream not found).
+ */
+export function mirrorName(sender: string, recipient: string): string {
+  return `MIRROR_${outboundStreamName(sender, recipient)}`;
+}
+
+/**
  * The mirror, in the outbound account for the recipient's country (`toDomain`), of one of the
- * gateways' outbound streams (same name).
+ * gateways' outbound streams (`mirrorName`).
  */
 export function outboundMirror(
   sender: string,
@@ -286,10 +302,12 @@ export function outboundMirror(
   toDomain: string,
   maxAgeMs: number,
 ) {
-  const name = outboundStreamName(sender, recipient);
   return {
-    name,
-    mirror: { name, external: { api: GATEWAY_API, deliver: mirrorDeliver(toDomain) } },
+    name: mirrorName(sender, recipient),
+    mirror: {
+      name: outboundStreamName(sender, recipient),
+      external: { api: GATEWAY_API, deliver: mirrorDeliver(toDomain) },
+    },
     retention: RetentionPolicy.Limits,
     storage: StorageType.File,
     max_age: nanos(maxAgeMs),
@@ -299,7 +317,8 @@ export function outboundMirror(
 /**
  * The stream, in the recipient's country's sourcing account for the sender's country
  * (`fromDomain`), that sources the sender's mirror of its outbound stream for the recipient
- * across the hub (same name); the recipient's gateway's inbound stream sources it, locally.
+ * across the hub (`mirrorName`); it is named as the sender's outbound stream, which the
+ * recipient's gateway's inbound stream sources, locally.
  */
 export function sourcingStream(
   sender: string,
@@ -308,12 +327,11 @@ export function sourcingStream(
   toDomain: string,
   maxAgeMs: number,
 ) {
-  const name = outboundStreamName(sender, recipient);
   return {
-    name,
+    name: outboundStreamName(sender, recipient),
     sources: [
       {
-        name,
+        name: mirrorName(sender, recipient),
         external: { api: `$JS.${fromDomain}.API`, deliver: borderPrefix(toDomain, fromDomain) },
       },
     ],

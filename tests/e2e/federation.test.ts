@@ -18,6 +18,7 @@ import {
   type CertificateFiles,
   type Federation,
   federationLeaves,
+  mirrorName,
   outboundMirror,
   startNatsFederation,
 } from "../../src/devtools/nats-federation.ts";
@@ -153,7 +154,7 @@ async function crossingCounts(): Promise<CrossingCounts> {
   const vn = await (await client("VN")).jetstreamManager();
   return {
     outbound: (await cn.streams.info(stream)).state.messages,
-    mirror: (await cnOutbound.streams.info(stream)).state.messages,
+    mirror: (await cnOutbound.streams.info(mirrorName(HEKOU, LAOCAI))).state.messages,
     sourcing: (await vnSourcing.streams.info(stream)).state.messages,
     inbound: (await vn.streams.info(laocai.gateway.config.streamName)).state.messages,
   };
@@ -359,13 +360,14 @@ describe("federation: a nats-server per country, joined by leaf nodes", {
     const back = await vn.streams.info(outboundStreamName(LAOCAI, HEKOU));
     expect(back.state.messages).toBeGreaterThanOrEqual(20);
     // That source is served on Vietnam's own server, by its sourcing account for China, whose
-    // stream of the same name sources China's mirror across the hub.
+    // stream of the same name sources China's mirror across the hub (named as no stream of
+    // China's gateways' account).
     const vnSourcing = await (await sourcingClient("VN", "CN")).jetstreamManager();
     const sourced = await vnSourcing.streams.info(outboundStreamName(HEKOU, LAOCAI));
     expect(sourced.state.messages).toBeGreaterThanOrEqual(20);
     expect(
       sourced.config.sources?.map((s) => [s.name, s.external?.api, s.external?.deliver]),
-    ).toEqual([[outboundStreamName(HEKOU, LAOCAI), "$JS.CN.API", borderPrefix("VN", "CN")]]);
+    ).toEqual([[mirrorName(HEKOU, LAOCAI), "$JS.CN.API", borderPrefix("VN", "CN")]]);
   });
 
   it("keeps accepting with the link cut, and delivers everything exactly once when it is back", async () => {
@@ -468,7 +470,7 @@ describe("federation: a nats-server per country, joined by leaf nodes", {
     // A stream in China's domain for a Thai party, with a message in it.
     const cnConnection = await client("CN");
     const cn = await cnConnection.jetstreamManager();
-    const forThailand = outboundStreamName(HEKOU, MAESAI);
+    const forThailand = mirrorName(HEKOU, MAESAI);
     await cn.streams.add(hekouStreamFor(MAESAI));
     await cnConnection.jetstream().publish(outboundSubject(HEKOU, MAESAI), new Uint8Array([1]));
     const sourcing = (domain: string) => ({
@@ -511,8 +513,8 @@ describe("federation: a nats-server per country, joined by leaf nodes", {
   it("keeps the replies to one country's sources away from a third country", async () => {
     // Something in Hekou's stream for Lao Cai, which Vietnam sources from China's domain.
     await deliveredAll([await submit("CN-HEKOU-2026-7000")]);
-    const forVietnam = outboundStreamName(HEKOU, LAOCAI);
-    const forThailand = outboundStreamName(HEKOU, MAESAI);
+    const forVietnam = mirrorName(HEKOU, LAOCAI);
+    const forThailand = mirrorName(HEKOU, MAESAI);
     // Thailand listens, in every account of its server, on every reply subject of JetStream's
     // sources and of service imports, and every delivery subject (what a Thai server's clients
     // can ask its leaves for).
@@ -588,20 +590,20 @@ describe("federation: a nats-server per country, joined by leaf nodes", {
     await deliveredAll([await submit("CN-HEKOU-2026-4000")]);
     const cnGateways = await client("CN");
     const cn = await cnGateways.jetstreamManager();
-    const forVietnam = outboundStreamName(HEKOU, LAOCAI);
     const forThailand = outboundStreamName(HEKOU, MAESAI);
+    const mirror = mirrorName(HEKOU, LAOCAI);
     await cn.streams.add(hekouStreamFor(MAESAI));
     const cnOutbound = await (await client("CN", "VN")).jetstreamManager();
     const cnForThailand = await (await client("CN", "TH")).jetstreamManager();
     // The mirror has what the gateway's stream has (it delivered through the mirror).
-    const inOutbound = (await cnOutbound.streams.info(forVietnam)).state.messages;
+    const inOutbound = (await cnOutbound.streams.info(mirror)).state.messages;
     expect(inOutbound).toBeGreaterThan(0);
     const count = async (jsm: typeof cn, stream: string) =>
       (await jsm.streams.info(stream)).state.messages;
     const before = {
       inbound: await count(cn, hekou.gateway.config.streamName),
       forThailand: await count(cn, forThailand),
-      forThailandMirror: await count(cnForThailand, forThailand),
+      forThailandMirror: await count(cnForThailand, mirrorName(HEKOU, MAESAI)),
     };
 
     // Vietnam's server asks China's domain, as its sources do (from its sourcing account for
@@ -630,10 +632,10 @@ describe("federation: a nats-server per country, joined by leaf nodes", {
     const targets = [hekou.gateway.config.inboundSubject, outboundSubject(HEKOU, MAESAI), control];
     for (const deliver_subject of targets) {
       vn.publish(
-        `$JS.CN.API.CONSUMER.CREATE.${forVietnam}`,
+        `$JS.CN.API.CONSUMER.CREATE.${mirror}`,
         new TextEncoder().encode(
           JSON.stringify({
-            stream_name: forVietnam,
+            stream_name: mirror,
             config: { deliver_subject, ack_policy: "none", deliver_policy: "all" },
           }),
         ),
@@ -653,14 +655,14 @@ describe("federation: a nats-server per country, joined by leaf nodes", {
     expect({
       inbound: await count(cn, hekou.gateway.config.streamName),
       forThailand: await count(cn, forThailand),
-      forThailandMirror: await count(cnForThailand, forThailand),
+      forThailandMirror: await count(cnForThailand, mirrorName(HEKOU, MAESAI)),
     }).toEqual(before);
     // The consumers are on the mirror in China's outbound account for Vietnam, where nothing
     // listens on the other two subjects, and the gateways' account is out of reach.
     for (const name of created.values()) {
-      expect((await cnOutbound.consumers.info(forVietnam, name)).stream_name).toBe(forVietnam);
+      expect((await cnOutbound.consumers.info(mirror, name)).stream_name).toBe(mirror);
     }
-    for (const name of created.values()) await cnOutbound.consumers.delete(forVietnam, name);
+    for (const name of created.values()) await cnOutbound.consumers.delete(mirror, name);
   });
 
   it("does not carry a plain publish into another country's subjects", async () => {
@@ -735,13 +737,13 @@ describe("federation: a nats-server per country, joined by leaf nodes", {
     ];
     const cnConnection = await client("CN");
     const cn = await cnConnection.jetstreamManager();
-    const forNew = outboundStreamName(HEKOU, CHIANGSAEN);
+    const forNew = mirrorName(HEKOU, CHIANGSAEN);
     await cn.streams.add(hekouStreamFor(CHIANGSAEN));
     const cnOutbound = await (await client("CN", "TH")).jetstreamManager();
     await cnOutbound.streams.add(outboundMirror(HEKOU, CHIANGSAEN, "TH", 24 * 3600 * 1000));
     await cnConnection.jetstream().publish(outboundSubject(HEKOU, CHIANGSAEN), new Uint8Array([1]));
     // The control: Hekou's stream for Mae Sai, whose lines the hub has had from the start.
-    const forMaeSai = outboundStreamName(HEKOU, MAESAI);
+    const forMaeSai = mirrorName(HEKOU, MAESAI);
     await cn.streams.add(hekouStreamFor(MAESAI));
     await cnConnection.jetstream().publish(outboundSubject(HEKOU, MAESAI), new Uint8Array([1]));
 
@@ -820,7 +822,11 @@ describe("federation: a nats-server per country, joined by leaf nodes", {
     );
     const refusedNow = async (name: string, control: number) => {
       await cnConnection.jetstream().publish(outboundSubject(HEKOU, MAESAI), new Uint8Array([2]));
-      await th.streams.add({ name, subjects: [`reload.${name}`], sources: [sourcing(forNew)] });
+      await th.streams.add({
+        name,
+        subjects: [`reload.${name}`],
+        sources: [sourcing(forNew)],
+      });
       await waitFor(`the control sourced again (${name})`, async () =>
         (await held("TH_RELOAD_CONTROL")) >= control ? true : undefined,
       );
@@ -977,7 +983,7 @@ describe("federation: what a partner controls cannot act in the other country's 
     // subject. The same straight onto the gateways' delivery subjects. Last, one whose answer
     // comes back to China (a consumer-create request on the stream Vietnam sources): once China
     // sees it, the source has handled the others.
-    const forVietnam = outboundStreamName(HEKOU, LAOCAI);
+    const mirror = mirrorName(HEKOU, LAOCAI);
     const empty = new Uint8Array();
     const forge = (subject: string, reply: string | undefined, stalled?: string) => {
       const h = headers(100, reply === undefined ? "Idle Heartbeat" : "FlowControl Request");
@@ -994,11 +1000,11 @@ describe("federation: what a partner controls cannot act in the other country's 
       }
     }
     for (const subject of deliveries.keys()) {
-      forge(subject, `$JS.CN.API.CONSUMER.CREATE.${forVietnam}`);
+      forge(subject, `$JS.CN.API.CONSUMER.CREATE.${mirror}`);
     }
     await cn.flush();
     await waitFor("the source's answer to the last forged request", async () =>
-      seen.some((s) => s.endsWith(`CONSUMER.CREATE.${forVietnam} 0`)) ? true : undefined,
+      seen.some((s) => s.endsWith(`CONSUMER.CREATE.${mirror} 0`)) ? true : undefined,
     );
     // A second more for the stream API to act on what reached it.
     await new Promise((resolve) => setTimeout(resolve, 1000));
@@ -1014,6 +1020,7 @@ describe("federation: what a partner controls cannot act in the other country's 
   it("keeps the answers to a partner's requests in the partner's own reply space: the sender's server does not crash, nothing is created in its gateways' account", async () => {
     const enc = (text: string) => new TextEncoder().encode(text);
     const forVietnam = outboundStreamName(HEKOU, LAOCAI);
+    const mirror = mirrorName(HEKOU, LAOCAI);
     const cnConnection = await client("CN");
     const cn = await cnConnection.jetstreamManager();
     const hekouHeld = async () =>
@@ -1025,7 +1032,7 @@ describe("federation: what a partner controls cannot act in the other country's 
     // China's gateways' account; and to delete a consumer there, with the same reply subject.
     const reply = `$JS.LIAISON.API.CONSUMER.CREATE.${forVietnam}`;
     const request = {
-      stream_name: forVietnam,
+      stream_name: mirror,
       config: {
         deliver_subject: hekou.gateway.config.inboundSubject,
         ack_policy: "none",
@@ -1042,10 +1049,10 @@ describe("federation: what a partner controls cannot act in the other country's 
     });
     await vnSourcing.flush();
     for (const vn of await everyAccount("VN")) {
-      vn.publish(`$JS.CN.API.CONSUMER.CREATE.${forVietnam}`, enc(JSON.stringify(request)), {
+      vn.publish(`$JS.CN.API.CONSUMER.CREATE.${mirror}`, enc(JSON.stringify(request)), {
         reply,
       });
-      vn.publish(`$JS.CN.API.CONSUMER.DELETE.${forVietnam}.probe`, new Uint8Array(), { reply });
+      vn.publish(`$JS.CN.API.CONSUMER.DELETE.${mirror}.probe`, new Uint8Array(), { reply });
       await vn.flush();
     }
     // The answers of China's domain come back to Vietnam, under the reply subject it chose, in
@@ -1066,5 +1073,105 @@ describe("federation: what a partner controls cannot act in the other country's 
     expect(await hekouHeld()).toBe(before);
     // And the flow goes on.
     await deliveredAll([await submit("CN-HEKOU-2026-8100")]);
+  });
+
+  it("keeps a partner's request with a doubled Nats-Request-Info header from acting in any other account of the sender's server", async () => {
+    // Something in Hekou's stream for Lao Cai, which Vietnam sources through China's mirror, and
+    // Hekou's stream for Mae Sai (another pair's flow), each with what it holds now.
+    await deliveredAll([await submit("CN-HEKOU-2026-8200")]);
+    const enc = (text: string) => new TextEncoder().encode(text);
+    const tag = uniqueTag();
+    const forVietnam = outboundStreamName(HEKOU, LAOCAI);
+    const mirror = mirrorName(HEKOU, LAOCAI);
+    const cnConnection = await client("CN");
+    const cn = await cnConnection.jetstreamManager();
+    await cn.streams.add(hekouStreamFor(MAESAI));
+    await cnConnection.jetstream().publish(outboundSubject(HEKOU, MAESAI), enc("for Mae Sai"));
+    const cnOutbound = await (await client("CN", "VN")).jetstreamManager();
+    const count = async (stream: string) => (await cn.streams.info(stream)).state.messages;
+    const held = async () => ({
+      inbound: await count(hekou.gateway.config.streamName),
+      forMaeSai: await count(outboundStreamName(HEKOU, MAESAI)),
+    });
+    const before = await held();
+    const targets = [hekou.gateway.config.inboundSubject, outboundSubject(HEKOU, MAESAI)];
+    // The consumers delivering onto those subjects, on Hekou's streams in China's gateways'
+    // account (the mirror's own consumer delivers on its mirror subject).
+    const onTargets = async () => {
+      const found: string[] = [];
+      for (const stream of [forVietnam, outboundStreamName(HEKOU, MAESAI)]) {
+        for await (const c of await cn.consumers.list(stream)) {
+          if (targets.includes(c.config.deliver_subject ?? "")) found.push(`${stream} ${c.name}`);
+        }
+      }
+      return found;
+    };
+
+    // Vietnam, from its sourcing account for China (whose leaf sends its sources' requests to
+    // China's domain), asks for consumers on the mirror it sources, delivering onto Hekou's
+    // inbound subject and Hekou's outbound subject for Mae Sai, with two Nats-Request-Info
+    // headers: its own hub account's, then one naming another account of China's server. China's
+    // server replaces only the first; nats-server 2.9.10 then reads the second, the forged one,
+    // and acts in the account it names. Each account of China's server but the mirror's is named
+    // once; the answers come back on $JSC.R, as the sources' do.
+    const vn = await sourcingClient("VN", "CN");
+    const answers = new Map<string, string>();
+    const replies = `$JSC.R.doubled-${tag}`;
+    vn.subscribe(`${replies}.>`, {
+      callback: (_err, msg) =>
+        answers.set(msg.subject.slice(replies.length + 1), new TextDecoder().decode(msg.data)),
+    });
+    await vn.flush();
+    const create = (reply: string, deliver_subject: string, forged?: string) => {
+      const h = headers();
+      h.append("Nats-Request-Info", JSON.stringify({ acc: "VN_SOURCING_CN" }));
+      if (forged !== undefined) h.append("Nats-Request-Info", JSON.stringify({ acc: forged }));
+      vn.publish(
+        `$JS.CN.API.CONSUMER.CREATE.${mirror}`,
+        enc(
+          JSON.stringify({
+            stream_name: mirror,
+            config: { deliver_subject, ack_policy: "none", deliver_policy: "all" },
+          }),
+        ),
+        { reply: `${replies}.${reply}`, headers: h },
+      );
+    };
+    const forged = ["LIAISON", "OUTBOUND_TH", "SOURCING_VN", "SOURCING_TH", "$G", "$SYS"];
+    for (const [i, acc] of forged.entries()) {
+      for (const [j, target] of targets.entries()) create(`forged-${i}-${j}`, target, acc);
+    }
+    // The control: the same request with one header, which China's server replaces: a consumer
+    // on the mirror, in China's outbound account for Vietnam, as Vietnam's sources make.
+    const control = `${borderPrefix("VN", "CN")}.doubled-${tag}`;
+    create("control", control);
+    await vn.flush();
+    await waitFor("every answer", async () =>
+      answers.size === forged.length * targets.length + 1 ? true : undefined,
+    );
+    const controlAnswer = JSON.parse(answers.get("control") ?? "{}") as {
+      name?: string;
+      stream_name?: string;
+    };
+    expect(controlAnswer.stream_name).toBe(mirror);
+    expect(
+      (await cnOutbound.consumers.info(mirror, controlAnswer.name ?? "")).config,
+    ).toMatchObject({ deliver_subject: control });
+    // Every forged request reached JetStream, which answered with an error: no stream of that name
+    // in the account it read (10059), or, in $G and $SYS, no JetStream (10039). Nothing was
+    // created in China's gateways' account, nor copied into Hekou's streams (a second more for
+    // copies to land).
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const codes = [...answers]
+      .filter(([reply]) => reply !== "control")
+      .map(([reply, answer]) => [reply, JSON.parse(answer).error?.err_code]);
+    expect({ codes, consumers: await onTargets(), held: await held() }).toEqual({
+      codes: codes.map(([reply]) => [reply, /^forged-[45]-/.test(String(reply)) ? 10039 : 10059]),
+      consumers: [],
+      held: before,
+    });
+    await cnOutbound.consumers.delete(mirror, controlAnswer.name ?? "");
+    // And the flow goes on.
+    await deliveredAll([await submit("CN-HEKOU-2026-8201")]);
   });
 });
