@@ -99,6 +99,16 @@ export function federationLeaves(countries: FederatedCountry[]): Leaf[] {
   );
 }
 
+/**
+ * How long a server keeps the response mapping of a request with a reply subject on a `$JS.FC`
+ * service export (the hub's, and the gateways' account's to the outbound accounts) before it
+ * forgets it (nats-server's `response_threshold`; 2 minutes by default). A flow-control answer
+ * carries no reply subject and needs no mapping: only forged requests have one, and a partner
+ * sending them in bulk held a mapping and a subscription per request, on the hub and on the
+ * sender's server, for minutes.
+ */
+export const FC_RESPONSE_THRESHOLD = "1s";
+
 /** The hub's account for one of a country's leaf connections. */
 export function hubAccount(domain: string, role: LeafRole, partner: string): string {
   return `${domain}_${role.toUpperCase()}_${partner}`;
@@ -155,7 +165,10 @@ export function hubAccounts(
   const add = (map: Map<string, string[]>, account: string, line: string) =>
     map.set(account, [...(map.get(account) ?? []), line]);
   const cross = (kind: "service" | "stream", subject: string, from: string, to: string) => {
-    add(exports, from, `{ ${kind}: ${JSON.stringify(subject)}, accounts: [${to}] }`);
+    const threshold = subject.startsWith("$JS.FC.")
+      ? `, response_threshold: "${FC_RESPONSE_THRESHOLD}"`
+      : "";
+    add(exports, from, `{ ${kind}: ${JSON.stringify(subject)}, accounts: [${to}]${threshold} }`);
     add(imports, to, `{ ${kind}: { account: ${from}, subject: ${JSON.stringify(subject)} } }`);
   };
   for (const from of countries) {
@@ -231,7 +244,7 @@ export function countryAccounts(
     "    exports: [",
     [
       `      { service: "$JS.API.CONSUMER.CREATE.*", accounts: [${all}] }`,
-      `      { service: "$JS.FC.>", accounts: [${all}] }`,
+      `      { service: "$JS.FC.>", accounts: [${all}], response_threshold: "${FC_RESPONSE_THRESHOLD}" }`,
       ...partners.map(
         (p) =>
           `      { stream: "${mirrorDeliver(p.domain)}.>", accounts: [${outboundAccount(p.domain)}] }`,

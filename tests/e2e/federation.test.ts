@@ -1174,4 +1174,45 @@ describe("federation: what a partner controls cannot act in the other country's 
     // And the flow goes on.
     await deliveredAll([await submit("CN-HEKOU-2026-8201")]);
   });
+
+  it("forgets within seconds the response mappings of a partner's forged flow-control requests with reply subjects, on the hub and on the sender's server", async () => {
+    // Vietnam, from its sourcing account for China, sends 2,000 flow-control "requests" for the
+    // mirror it sources, each with a reply subject: each held a response mapping (and a
+    // subscription) on the hub and on China's server, by default for 2 minutes. A flow-control
+    // answer has no reply subject, so the flow needs none of them.
+    const subscriptions = async (monitorUrl: string | undefined) =>
+      ((await (await fetch(`${monitorUrl}/varz`)).json()) as { subscriptions: number })
+        .subscriptions;
+    const hubUrl = federation.hub.monitorUrl;
+    const cnUrl = federation.servers.CN?.monitorUrl;
+    const before = { hub: await subscriptions(hubUrl), cn: await subscriptions(cnUrl) };
+    const vn = await sourcingClient("VN", "CN");
+    const count = 2000;
+    const mirror = mirrorName(HEKOU, LAOCAI);
+    for (let i = 0; i < count; i++) {
+      vn.publish(`$JS.FC.${mirror}.flood.${i}`, new Uint8Array(), { reply: `flood.${i}` });
+    }
+    await vn.flush();
+    // The control: the requests reached both servers, each holding a mapping per request a while.
+    let peak = { hub: 0, cn: 0 };
+    await waitFor("the mappings on both servers", async () => {
+      peak = {
+        hub: Math.max(peak.hub, (await subscriptions(hubUrl)) - before.hub),
+        cn: Math.max(peak.cn, (await subscriptions(cnUrl)) - before.cn),
+      };
+      return peak.hub >= count / 2 && peak.cn >= count / 2 ? true : undefined;
+    });
+    // Then both forget them, within seconds (the response threshold of the $JS.FC exports).
+    await waitFor(
+      "the mappings forgotten",
+      async () =>
+        (await subscriptions(hubUrl)) - before.hub < 50 &&
+        (await subscriptions(cnUrl)) - before.cn < 50
+          ? true
+          : undefined,
+      20_000,
+    );
+    // And the flow goes on.
+    await deliveredAll([await submit("CN-HEKOU-2026-8300")]);
+  });
 });
