@@ -6,7 +6,8 @@
  * back; a country cannot read what is not addressed to it, nor publish into another country's
  * subjects, nor have the sender's server deliver onto the sender's own subjects, nor make the
  * other country's server act in its gateways' account (forged flow control, chosen reply
- * subjects), nor crash it.
+ * subjects) or in any other of its accounts (a doubled Nats-Request-Info header), nor crash it,
+ * nor hold its or the hub's memory for long with forged flow-control requests.
  */
 import { readFileSync } from "node:fs";
 import { connect as tcpConnect } from "node:net";
