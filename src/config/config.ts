@@ -231,6 +231,10 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
   const streamName = env.LIAISON_STREAM ?? `LIAISON_${partyId.replaceAll("-", "_")}`;
   if (!/^[A-Za-z0-9_-]{1,64}$/.test(streamName))
     fail("LIAISON_STREAM", "must be 1-64 letters, digits, _ or -");
+  // A federation's mirrors are named MIRROR_<stream>, and no other stream on a country's server
+  // may be (docs/operations.md, the doubled Nats-Request-Info header).
+  if (streamName.toUpperCase().startsWith("MIRROR_"))
+    fail("LIAISON_STREAM", "must not begin with MIRROR_ (reserved for a federation's mirrors)");
   const dataDir = resolve(cwd, env.LIAISON_DATA_DIR ?? "data");
   const retryBaseMs = integer(env, "LIAISON_RETRY_BASE_MS", 5000, 10, 3_600_000);
   const maxAckPending = integer(env, "LIAISON_NATS_MAX_ACK_PENDING", 1000, 1, 100_000);

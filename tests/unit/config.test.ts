@@ -62,6 +62,8 @@ describe("loadConfig", () => {
     [{ ...BASE, LIAISON_NATS_URL: "http://x" }, "LIAISON_NATS_URL"],
     [{ ...BASE, LIAISON_LOG_LEVEL: "loud" }, "LIAISON_LOG_LEVEL"],
     [{ ...BASE, LIAISON_INBOUND_SUBJECT: "liaison.>" }, "LIAISON_INBOUND_SUBJECT"],
+    // The federation's mirrors alone may be named so (a forged request account finds no other).
+    [{ ...BASE, LIAISON_STREAM: "MIRROR_LIAISON_CN_MPS_HEKOU" }, "LIAISON_STREAM"],
     [
       { ...BASE, LIAISON_RETRY_BASE_MS: "5000", LIAISON_RETRY_MAX_MS: "100" },
       "LIAISON_RETRY_MAX_MS",
