@@ -109,6 +109,15 @@ export function federationLeaves(countries: FederatedCountry[]): Leaf[] {
  */
 export const FC_RESPONSE_THRESHOLD = "1s";
 
+/**
+ * The same for the consumer create and delete requests the hub carries (`$JS.<domain>.API.…`):
+ * these are answered, but a forged request whose doubled `Nats-Request-Info` header names an
+ * account the far server does not have is not (JetStream only logs it), and held its mapping
+ * for 2 minutes. Long enough for a legitimate answer to cross a slow link; an answer later than
+ * that is dropped, and the source asks again.
+ */
+export const API_RESPONSE_THRESHOLD = "10s";
+
 /** The hub's account for one of a country's leaf connections. */
 export function hubAccount(domain: string, role: LeafRole, partner: string): string {
   return `${domain}_${role.toUpperCase()}_${partner}`;
@@ -167,7 +176,9 @@ export function hubAccounts(
   const cross = (kind: "service" | "stream", subject: string, from: string, to: string) => {
     const threshold = subject.startsWith("$JS.FC.")
       ? `, response_threshold: "${FC_RESPONSE_THRESHOLD}"`
-      : "";
+      : /^\$JS\.[^.]+\.API\.CONSUMER\.(CREATE|DELETE)\./.test(subject)
+        ? `, response_threshold: "${API_RESPONSE_THRESHOLD}"`
+        : "";
     add(exports, from, `{ ${kind}: ${JSON.stringify(subject)}, accounts: [${to}]${threshold} }`);
     add(imports, to, `{ ${kind}: { account: ${from}, subject: ${JSON.stringify(subject)} } }`);
   };
