@@ -1176,11 +1176,18 @@ describe("federation: what a partner controls cannot act in the other country's 
     await deliveredAll([await submit("CN-HEKOU-2026-8201")]);
   });
 
-  it("forgets the response mappings of a partner's consumer requests that name an account the sender's server does not have", async () => {
-    // Such a request (its doubled Nats-Request-Info header naming no account of China's server)
-    // is never answered: JetStream only logs it. Each held a response mapping (and a
-    // subscription) on the hub and on China's server for 2 minutes; with the threshold of the
-    // hub's consumer create and delete exports, for seconds.
+  /**
+   * Vietnam, from its sourcing account for China, sends `count` requests through the hub
+   * (`send`), none of which is ever answered: each held a response mapping (and a subscription)
+   * on the hub and on China's server, by default for 2 minutes. The control: both servers'
+   * subscriptions grow by at least half of them; then both forget them within `forgetMs`, and
+   * the flow goes on.
+   */
+  async function expectMappingsForgotten(
+    send: (vn: NatsConnection, i: number) => void,
+    forgetMs: number,
+    caseRef: string,
+  ): Promise<void> {
     const subscriptions = async (monitorUrl: string | undefined) =>
       ((await (await fetch(`${monitorUrl}/varz`)).json()) as { subscriptions: number })
         .subscriptions;
@@ -1189,18 +1196,8 @@ describe("federation: what a partner controls cannot act in the other country's 
     const before = { hub: await subscriptions(hubUrl), cn: await subscriptions(cnUrl) };
     const vn = await sourcingClient("VN", "CN");
     const count = 2000;
-    const mirror = mirrorName(HEKOU, LAOCAI);
-    for (let i = 0; i < count; i++) {
-      const h = headers();
-      h.append("Nats-Request-Info", JSON.stringify({ acc: "VN_SOURCING_CN" }));
-      h.append("Nats-Request-Info", JSON.stringify({ acc: "NO_SUCH_ACCOUNT" }));
-      vn.publish(`$JS.CN.API.CONSUMER.CREATE.${mirror}`, new TextEncoder().encode("{}"), {
-        reply: `unanswered.${i}`,
-        headers: h,
-      });
-    }
+    for (let i = 0; i < count; i++) send(vn, i);
     await vn.flush();
-    // The control: the requests reached both servers, each holding a mapping per request a while.
     let peak = { hub: 0, cn: 0 };
     await waitFor("the mappings on both servers", async () => {
       peak = {
@@ -1209,7 +1206,6 @@ describe("federation: what a partner controls cannot act in the other country's 
       };
       return peak.hub >= count / 2 && peak.cn >= count / 2 ? true : undefined;
     });
-    // Then both forget them within the threshold and a sweep (2 minutes without it).
     await waitFor(
       "the mappings forgotten",
       async () =>
@@ -1217,50 +1213,41 @@ describe("federation: what a partner controls cannot act in the other country's 
         (await subscriptions(cnUrl)) - before.cn < 50
           ? true
           : undefined,
-      60_000,
+      forgetMs,
     );
-    // And the flow goes on.
-    await deliveredAll([await submit("CN-HEKOU-2026-8310")]);
+    await deliveredAll([await submit(caseRef)]);
+  }
+
+  it("forgets the response mappings of a partner's consumer requests that name an account the sender's server does not have", async () => {
+    // Such a request (its doubled Nats-Request-Info header naming no account of China's server)
+    // is never answered: JetStream only logs it. With the threshold of the hub's consumer create
+    // and delete exports, its mapping is forgotten within seconds (2 minutes without it).
+    const mirror = mirrorName(HEKOU, LAOCAI);
+    await expectMappingsForgotten(
+      (vn, i) => {
+        const h = headers();
+        h.append("Nats-Request-Info", JSON.stringify({ acc: "VN_SOURCING_CN" }));
+        h.append("Nats-Request-Info", JSON.stringify({ acc: "NO_SUCH_ACCOUNT" }));
+        vn.publish(`$JS.CN.API.CONSUMER.CREATE.${mirror}`, new TextEncoder().encode("{}"), {
+          reply: `unanswered.${i}`,
+          headers: h,
+        });
+      },
+      60_000,
+      "CN-HEKOU-2026-8310",
+    );
   });
 
   it("forgets within seconds the response mappings of a partner's forged flow-control requests with reply subjects, on the hub and on the sender's server", async () => {
-    // Vietnam, from its sourcing account for China, sends 2,000 flow-control "requests" for the
-    // mirror it sources, each with a reply subject: each held a response mapping (and a
-    // subscription) on the hub and on China's server, by default for 2 minutes. A flow-control
-    // answer has no reply subject, so the flow needs none of them.
-    const subscriptions = async (monitorUrl: string | undefined) =>
-      ((await (await fetch(`${monitorUrl}/varz`)).json()) as { subscriptions: number })
-        .subscriptions;
-    const hubUrl = federation.hub.monitorUrl;
-    const cnUrl = federation.servers.CN?.monitorUrl;
-    const before = { hub: await subscriptions(hubUrl), cn: await subscriptions(cnUrl) };
-    const vn = await sourcingClient("VN", "CN");
-    const count = 2000;
+    // Flow-control "requests" for the mirror Vietnam sources, each with a reply subject. A
+    // flow-control answer has no reply subject, so the flow needs none of their mappings (the
+    // response threshold of the $JS.FC exports).
     const mirror = mirrorName(HEKOU, LAOCAI);
-    for (let i = 0; i < count; i++) {
-      vn.publish(`$JS.FC.${mirror}.flood.${i}`, new Uint8Array(), { reply: `flood.${i}` });
-    }
-    await vn.flush();
-    // The control: the requests reached both servers, each holding a mapping per request a while.
-    let peak = { hub: 0, cn: 0 };
-    await waitFor("the mappings on both servers", async () => {
-      peak = {
-        hub: Math.max(peak.hub, (await subscriptions(hubUrl)) - before.hub),
-        cn: Math.max(peak.cn, (await subscriptions(cnUrl)) - before.cn),
-      };
-      return peak.hub >= count / 2 && peak.cn >= count / 2 ? true : undefined;
-    });
-    // Then both forget them, within seconds (the response threshold of the $JS.FC exports).
-    await waitFor(
-      "the mappings forgotten",
-      async () =>
-        (await subscriptions(hubUrl)) - before.hub < 50 &&
-        (await subscriptions(cnUrl)) - before.cn < 50
-          ? true
-          : undefined,
+    await expectMappingsForgotten(
+      (vn, i) =>
+        vn.publish(`$JS.FC.${mirror}.flood.${i}`, new Uint8Array(), { reply: `flood.${i}` }),
       20_000,
+      "CN-HEKOU-2026-8300",
     );
-    // And the flow goes on.
-    await deliveredAll([await submit("CN-HEKOU-2026-8300")]);
   });
 });

@@ -25,6 +25,7 @@ import {
 import { isStoreUnavailable, openDatabase } from "../../src/store/database.ts";
 import { createTestDatabase } from "../helpers/databases.ts";
 import { type Pair, startPair, type TestNode, waitFor } from "../helpers/network.ts";
+import { describeError, processFaults } from "../helpers/process-faults.ts";
 import { CASE_NOTICE_BODY } from "../helpers/protocol-fixtures.ts";
 
 const RATE_PER_S = 40;
@@ -49,14 +50,7 @@ let laocai: TestNode;
 const logLines: string[] = [];
 
 // Anything thrown where no caller can catch it (a driver's timer callback) lands here.
-const uncaught: unknown[] = [];
-const recordUncaught = (err: unknown): void => {
-  uncaught.push(err);
-};
-const unhandled: unknown[] = [];
-const recordUnhandled = (reason: unknown): void => {
-  unhandled.push(reason);
-};
+const { uncaught, unhandled, ...faults } = processFaults();
 
 async function databaseOnPair(): Promise<string> {
   const db = await createTestDatabase((pair as PostgresReplicaPair).primary.url);
@@ -64,8 +58,7 @@ async function databaseOnPair(): Promise<string> {
 }
 
 beforeAll(async () => {
-  process.on("uncaughtException", recordUncaught);
-  process.on("unhandledRejection", recordUnhandled);
+  faults.start();
   pair = await startPostgresReplicaPair({ synchronousCommit: "on" });
   names = { hekou: await databaseOnPair(), laocai: await databaseOnPair() };
   gateways = await startPair(inject("natsUrl"), {
@@ -80,8 +73,7 @@ afterAll(async () => {
     await gateways?.stop();
     await pair?.stop();
   } finally {
-    process.off("uncaughtException", recordUncaught);
-    process.off("unhandledRejection", recordUnhandled);
+    faults.stop();
   }
 });
 
@@ -193,10 +185,6 @@ async function quarantinedAtLaocai(): Promise<number> {
     const [row] = await sql<{ n: number }[]>`SELECT count(*)::int AS n FROM quarantine`;
     return row?.n ?? 0;
   });
-}
-
-function describeError(err: unknown): string {
-  return err instanceof Error ? `${err.name}: ${err.message}\n${err.stack ?? ""}` : String(err);
 }
 
 /** The error `work` fails with. */

@@ -34,6 +34,7 @@ import { type Db, isStoreUnavailable } from "../../src/store/database.ts";
 import { ReadQueries } from "../../src/store/read-queries.ts";
 import { createTestDatabase, type TestDatabase } from "../helpers/databases.ts";
 import { type Pair, startPair, type TestNode, waitFor } from "../helpers/network.ts";
+import { describeError, processFaults } from "../helpers/process-faults.ts";
 import { CASE_NOTICE_BODY } from "../helpers/protocol-fixtures.ts";
 
 const RATE_PER_S = 40;
@@ -48,18 +49,10 @@ let hekou: TestNode;
 let laocai: TestNode;
 
 // Anything thrown where no caller can catch it (a driver's timer callback) lands here.
-const uncaught: unknown[] = [];
-const recordUncaught = (err: unknown): void => {
-  uncaught.push(err);
-};
-const unhandled: unknown[] = [];
-const recordUnhandled = (reason: unknown): void => {
-  unhandled.push(reason);
-};
+const { uncaught, unhandled, ...faults } = processFaults();
 
 beforeAll(async () => {
-  process.on("uncaughtException", recordUncaught);
-  process.on("unhandledRejection", recordUnhandled);
+  faults.start();
   server = await startPostgresServer();
   databases = {
     hekou: await createTestDatabase(server.url),
@@ -79,8 +72,7 @@ afterAll(async () => {
     await databases?.laocai.drop();
     await server?.stop();
   } finally {
-    process.off("uncaughtException", recordUncaught);
-    process.off("unhandledRejection", recordUnhandled);
+    faults.stop();
   }
 });
 
@@ -190,10 +182,6 @@ async function waitAllDelivered(ids: string[], timeoutMs: number): Promise<void>
     },
     timeoutMs,
   );
-}
-
-function describeError(err: unknown): string {
-  return err instanceof Error ? `${err.name}: ${err.message}\n${err.stack ?? ""}` : String(err);
 }
 
 /** Settles with "pending" when `promise` has not settled within `ms`. */

@@ -37,6 +37,7 @@ import {
   openDatabase,
 } from "../../src/store/database.ts";
 import { waitFor } from "../helpers/network.ts";
+import { describeError, processFaults } from "../helpers/process-faults.ts";
 
 /** A query whose connection failed must settle within this (it settles within a second here). */
 const SETTLE_MS = 5_000;
@@ -46,18 +47,10 @@ let admin: postgres.Sql | undefined;
 const servers: Server[] = [];
 
 // Anything thrown where no caller can catch it (a driver's timer callback) lands here.
-const uncaught: unknown[] = [];
-const recordUncaught = (err: unknown): void => {
-  uncaught.push(err);
-};
-const unhandled: unknown[] = [];
-const recordUnhandled = (reason: unknown): void => {
-  unhandled.push(reason);
-};
+const { uncaught, unhandled, ...faults } = processFaults();
 
 beforeAll(async () => {
-  process.on("uncaughtException", recordUncaught);
-  process.on("unhandledRejection", recordUnhandled);
+  faults.start();
   pair = await startPostgresReplicaPair();
   admin = postgres(pair.primary.url, { max: 1, onnotice: () => {} });
 });
@@ -68,8 +61,7 @@ afterAll(async () => {
     await admin?.end({ timeout: 1 });
     await pair?.stop();
   } finally {
-    process.off("uncaughtException", recordUncaught);
-    process.off("unhandledRejection", recordUnhandled);
+    faults.stop();
   }
 });
 
@@ -105,10 +97,6 @@ function rejection(result: Outcome): unknown {
     throw new Error(`expected a rejection, got ${JSON.stringify(result)}`);
   }
   return result.rejected;
-}
-
-function describeError(err: unknown): string {
-  return err instanceof Error ? `${err.name}: ${err.message}\n${err.stack ?? ""}` : String(err);
 }
 
 /** A TCP server on 127.0.0.1, closed after the file's tests. */
