@@ -113,8 +113,8 @@ export const FC_RESPONSE_THRESHOLD = "1s";
  * The same for the consumer create and delete requests the hub carries (`$JS.<domain>.API.…`):
  * these are answered, but a forged request whose doubled `Nats-Request-Info` header names an
  * account the far server does not have is not (JetStream only logs it), and held its mapping
- * for 2 minutes. Long enough for a legitimate answer to cross a slow link; an answer later than
- * that is dropped, and the source asks again.
+ * for 2 minutes. Long enough for a legitimate answer to cross a slow link. An answer later than
+ * that would be dropped and the source ask again (read in nats-server's source, not tried).
  */
 export const API_RESPONSE_THRESHOLD = "10s";
 
