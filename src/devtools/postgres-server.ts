@@ -194,15 +194,28 @@ async function initdb(
     "--no-locale",
     "--no-sync",
   ];
-  const { child, output, exited } = spawnAs(binaries.initdb, args, cwd, runAs);
+  await runToEnd("initdb", binaries.initdb, args, cwd, runAs, tracked, INITDB_TIMEOUT_MS);
+}
+
+/** Runs one of PostgreSQL's tools to its end (killed after `timeoutMs`); throws unless it exits 0. */
+async function runToEnd(
+  name: string,
+  binary: string,
+  args: string[],
+  cwd: string,
+  runAs: RunAs | undefined,
+  tracked: Tracked,
+  timeoutMs: number,
+): Promise<void> {
+  const { child, output, exited } = spawnAs(binary, args, cwd, runAs);
   tracked.child = child;
-  const timer = setTimeout(() => child.kill("SIGKILL"), INITDB_TIMEOUT_MS);
+  const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
   const { code, signal, error } = await exited;
   clearTimeout(timer);
   if (error !== undefined || code !== 0) {
     const why = error ? error.message : `exit code ${code}, signal ${signal}`;
     throw new Error(
-      `initdb failed (${binaries.initdb} ${args.join(" ")}): ${why}\n--- last output ---\n${output.tail()}`,
+      `${name} failed (${binary} ${args.join(" ")}): ${why}\n--- last output ---\n${output.tail()}`,
     );
   }
 }
@@ -477,17 +490,15 @@ export async function startPostgresReplicaPair(
           ...["--wal-method=stream", "--write-recovery-conf", "--create-slot", "--slot=standby"],
           ...["--checkpoint=fast", "--no-sync"],
         ];
-        const { child, output, exited } = spawnAs(basebackup, args, rootDir, runAs);
-        tracked.child = child;
-        const timer = setTimeout(() => child.kill("SIGKILL"), BASEBACKUP_TIMEOUT_MS);
-        const { code, signal, error } = await exited;
-        clearTimeout(timer);
-        if (error !== undefined || code !== 0) {
-          const why = error ? error.message : `exit code ${code}, signal ${signal}`;
-          throw new Error(
-            `pg_basebackup failed (${basebackup} ${args.join(" ")}): ${why}\n--- last output ---\n${output.tail()}`,
-          );
-        }
+        await runToEnd(
+          "pg_basebackup",
+          basebackup,
+          args,
+          rootDir,
+          runAs,
+          tracked,
+          BASEBACKUP_TIMEOUT_MS,
+        );
       },
     );
     await waitForReplication(primary.url, "async");
@@ -554,7 +565,11 @@ async function waitForReplication(url: string, syncState: "async" | "sync"): Pro
   });
 }
 
-async function withClient<T>(url: string, fn: (sql: postgres.Sql) => Promise<T>): Promise<T> {
+/** Runs `fn` on a connection of its own to `url`, closed afterwards. */
+export async function withClient<T>(
+  url: string,
+  fn: (sql: postgres.Sql) => Promise<T>,
+): Promise<T> {
   const sql = postgres(url, { max: 1, connect_timeout: 5, onnotice: () => {} });
   try {
     return await fn(sql);

@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import postgres from "postgres";
+import { withClient } from "../../src/devtools/postgres-server.ts";
 
 export interface TestDatabase {
   /** URL of the new database (same server, user and options as serverUrl). */
@@ -14,7 +14,7 @@ export interface TestDatabase {
  */
 export async function createTestDatabase(serverUrl: string): Promise<TestDatabase> {
   const name = `t_${randomBytes(8).toString("hex")}`;
-  await withAdmin(serverUrl, async (sql) => {
+  await withClient(serverUrl, async (sql) => {
     // CREATE DATABASE fails with 55006 while another session is connected to the template.
     for (let attempt = 1; ; attempt++) {
       try {
@@ -32,7 +32,7 @@ export async function createTestDatabase(serverUrl: string): Promise<TestDatabas
 
   let dropping: Promise<void> | undefined;
   const drop = (): Promise<void> => {
-    dropping ??= withAdmin(serverUrl, async (sql) => {
+    dropping ??= withClient(serverUrl, async (sql) => {
       await sql`
         SELECT pg_terminate_backend(pid) FROM pg_stat_activity
         WHERE datname = ${name} AND pid <> pg_backend_pid()`;
@@ -42,15 +42,6 @@ export async function createTestDatabase(serverUrl: string): Promise<TestDatabas
   };
 
   return { url: url.toString(), drop };
-}
-
-async function withAdmin<T>(serverUrl: string, fn: (sql: postgres.Sql) => Promise<T>): Promise<T> {
-  const sql = postgres(serverUrl, { max: 1, onnotice: () => {} });
-  try {
-    return await fn(sql);
-  } finally {
-    await sql.end({ timeout: 5 });
-  }
 }
 
 function errorCode(err: unknown): string | undefined {

@@ -21,6 +21,7 @@ import { freePort } from "../../src/devtools/free-port.ts";
 import {
   type PostgresReplicaPair,
   startPostgresReplicaPair,
+  withClient,
 } from "../../src/devtools/postgres-server.ts";
 import { isStoreUnavailable, openDatabase } from "../../src/store/database.ts";
 import { createTestDatabase } from "../helpers/databases.ts";
@@ -110,23 +111,14 @@ function submit(): Promise<Answer> {
   });
 }
 
-async function withUrl<T>(url: string, fn: (sql: postgres.Sql) => Promise<T>): Promise<T> {
-  const sql = postgres(url, { max: 1, onnotice: () => {} });
-  try {
-    return await fn(sql);
-  } finally {
-    await sql.end({ timeout: 5 });
-  }
-}
-
 /** Runs `fn` on a connection of its own to a database of the pair, on whichever is primary. */
 function withSql<T>(database: string, fn: (sql: postgres.Sql) => Promise<T>): Promise<T> {
-  return withUrl((pair as PostgresReplicaPair).urlFor(database), fn);
+  return withClient((pair as PostgresReplicaPair).urlFor(database), fn);
 }
 
 /** Whether the server at `url` (a standby) streams WAL from a primary. */
 async function walReceiverStreaming(url: string): Promise<boolean> {
-  const rows = await withUrl(
+  const rows = await withClient(
     url,
     (sql) => sql`SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming'`,
   );
@@ -140,14 +132,14 @@ async function walReceiverStreaming(url: string): Promise<boolean> {
  */
 async function cutReplication(db: PostgresReplicaPair): Promise<void> {
   const nowhere = await freePort();
-  await withUrl(db.standby.url, async (sql) => {
+  await withClient(db.standby.url, async (sql) => {
     await sql.unsafe(
       `ALTER SYSTEM SET primary_conninfo = 'host=127.0.0.1 port=${nowhere} user=postgres'`,
     );
     await sql`SELECT pg_reload_conf()`;
   });
   await waitFor("the standby to be cut off", async () => {
-    const rows = await withUrl(db.primary.url, (sql) => sql`SELECT 1 FROM pg_stat_replication`);
+    const rows = await withClient(db.primary.url, (sql) => sql`SELECT 1 FROM pg_stat_replication`);
     return rows.length === 0 && !(await walReceiverStreaming(db.standby.url)) ? true : undefined;
   });
 }
@@ -249,7 +241,7 @@ describe("a DATABASE_URL naming both servers", () => {
     // On the standby too (a server where the database is missing refuses the connection, and
     // postgres.js then fails the query rather than try the next server).
     await waitFor("the database on the standby", async () => {
-      const rows = await withUrl(
+      const rows = await withClient(
         db.standby.url,
         (sql) => sql`SELECT 1 FROM pg_database WHERE datname = ${name}`,
       );
@@ -259,7 +251,7 @@ describe("a DATABASE_URL naming both servers", () => {
     const standbyFirst = `postgres://postgres@${hosts}/${name}`;
 
     // Why only `primary`: postgres.js 3.4.9 takes the standby for read-write.
-    const readWrite = await withUrl(
+    const readWrite = await withClient(
       `postgres://postgres@${hosts}/postgres?target_session_attrs=read-write`,
       (sql) => sql<{ recovery: boolean }[]>`SELECT pg_is_in_recovery() AS recovery`,
     );
@@ -270,7 +262,7 @@ describe("a DATABASE_URL naming both servers", () => {
 
     const database = await openDatabase({ url: `${standbyFirst}?target_session_attrs=primary` });
     await database.close();
-    const migrations = await withUrl(
+    const migrations = await withClient(
       db.primary.url.replace(/\/postgres$/, `/${name}`),
       (sql) => sql<{ n: number }[]>`SELECT count(*)::int AS n FROM drizzle.__drizzle_migrations`,
     );
@@ -461,7 +453,7 @@ describe("a failover to a synchronous standby under running gateways", () => {
     await Promise.all(submits);
 
     // The failover really happened mid-flow: the old standby is the primary now.
-    const [state] = await withUrl(
+    const [state] = await withClient(
       db.standby.url,
       (sql) => sql<{ recovery: boolean }[]>`SELECT pg_is_in_recovery() AS recovery`,
     );
