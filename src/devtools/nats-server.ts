@@ -26,6 +26,8 @@ export interface NatsServerHandle {
   /** Client URL, e.g. `nats://127.0.0.1:4222`. */
   url: string;
   port: number;
+  /** The server's process id (fault tests pause it with SIGSTOP). */
+  pid: number;
   /** JetStream store directory (`-sd`). */
   storeDir: string;
   /** The monitoring endpoint, e.g. `http://127.0.0.1:8222`. */
@@ -168,6 +170,7 @@ async function launch(
   return {
     url: `nats://127.0.0.1:${port}`,
     port,
+    pid: child.pid as number,
     storeDir,
     monitorUrl: `http://127.0.0.1:${monitorPort}`,
     stop,

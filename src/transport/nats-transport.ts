@@ -127,8 +127,13 @@ export class NatsTransport implements Transport {
       // operation that failed; the trace of where nats.js was called adds nothing to them.
       noAsyncTraces: true,
     });
-    const jsm = await nc.jetstreamManager();
-    return new NatsTransport(nc, nc.jetstream(), jsm);
+    try {
+      const jsm = await askAgain("JetStream account info", () => nc.jetstreamManager());
+      return new NatsTransport(nc, nc.jetstream(), jsm);
+    } catch (err) {
+      await nc.close();
+      throw err;
+    }
   }
 
   isClosed(): boolean {
@@ -143,6 +148,11 @@ export class NatsTransport implements Transport {
     return this.downSince;
   }
 
+  /** A JetStream management request: see askAgain. */
+  private manage<T>(what: string, request: (jsm: JetStreamManager) => Promise<T>): Promise<T> {
+    return askAgain(what, () => request(this.jsm));
+  }
+
   async publish(subject: string, data: Uint8Array, msgId: string): Promise<PublishResult> {
     const ack = await this.js.publish(subject, data, { msgID: msgId, timeout: 5000 });
     return { seq: ack.seq, duplicate: ack.duplicate };
@@ -153,7 +163,9 @@ export class NatsTransport implements Transport {
     stream: string,
     durable: string,
   ): Promise<{ pending: number; ackPending: number }> {
-    const info = await this.jsm.consumers.info(stream, durable);
+    const info = await this.manage(`consumer info ${stream}/${durable}`, (jsm) =>
+      jsm.consumers.info(stream, durable),
+    );
     return { pending: info.num_pending, ackPending: info.num_ack_pending };
   }
 
@@ -165,17 +177,19 @@ export class NatsTransport implements Transport {
    */
   async ensureStream(config: OutboundStreamConfig): Promise<void> {
     try {
-      await this.jsm.streams.info(config.name);
+      await this.manage(`stream info ${config.name}`, (jsm) => jsm.streams.info(config.name));
     } catch (err) {
       if (!isNotFound(err)) throw err;
-      await this.jsm.streams.add({
-        name: config.name,
-        subjects: [config.subject],
-        retention: RetentionPolicy.Limits,
-        storage: StorageType.File,
-        max_age: config.maxAgeMs * 1_000_000,
-        duplicate_window: 10 * 60 * SECOND_NS,
-      });
+      await this.manage(`stream add ${config.name}`, (jsm) =>
+        jsm.streams.add({
+          name: config.name,
+          subjects: [config.subject],
+          retention: RetentionPolicy.Limits,
+          storage: StorageType.File,
+          max_age: config.maxAgeMs * 1_000_000,
+          duplicate_window: 10 * 60 * SECOND_NS,
+        }),
+      );
     }
   }
 
@@ -210,15 +224,17 @@ export class NatsTransport implements Transport {
       sources: opts.sources?.() ?? [],
     };
     try {
-      await this.jsm.streams.info(opts.stream);
+      await this.manage(`stream info ${opts.stream}`, (jsm) => jsm.streams.info(opts.stream));
       // NATS cannot change a stream's retention in place (a stream made by an earlier version
       // with limits retention): the update leaves it as it is rather than refuse to start;
       // docs/operations.md says how to move such a stream to work-queue retention.
       const { retention: _retention, ...updatable } = config;
-      await this.jsm.streams.update(opts.stream, updatable);
+      await this.manage(`stream update ${opts.stream}`, (jsm) =>
+        jsm.streams.update(opts.stream, updatable),
+      );
     } catch (err) {
       if (!isNotFound(err)) throw err;
-      await this.jsm.streams.add(config);
+      await this.manage(`stream add ${opts.stream}`, (jsm) => jsm.streams.add(config));
     }
     const settings = {
       ack_wait: opts.ackWaitMs * MS_NS,
@@ -226,7 +242,9 @@ export class NatsTransport implements Transport {
     };
     let existing: ConsumerInfo | undefined;
     try {
-      existing = await this.jsm.consumers.info(opts.stream, opts.durable);
+      existing = await this.manage(`consumer info ${opts.stream}/${opts.durable}`, (jsm) =>
+        jsm.consumers.info(opts.stream, opts.durable),
+      );
     } catch (err) {
       if (!isNotFound(err)) throw err;
     }
@@ -239,17 +257,24 @@ export class NatsTransport implements Transport {
       config.sources.length > 0 &&
       (existing.config.filter_subject ?? "") !== ""
     ) {
-      await this.jsm.consumers.delete(opts.stream, opts.durable);
+      await this.manage(`consumer delete ${opts.stream}/${opts.durable}`, (jsm) =>
+        jsm.consumers.delete(opts.stream, opts.durable),
+      ).catch((err: unknown) => {
+        // Gone already (a repeated delete whose first attempt was carried out): done.
+        if (!isNotFound(err)) throw err;
+      });
       existing = undefined;
     }
     if (existing === undefined) {
       // No filter: the stream holds only what is ours, on our inbound subject or sourced.
-      await this.jsm.consumers.add(opts.stream, {
-        durable_name: opts.durable,
-        ack_policy: AckPolicy.Explicit,
-        deliver_policy: DeliverPolicy.All,
-        ...settings,
-      });
+      await this.manage(`consumer add ${opts.stream}/${opts.durable}`, (jsm) =>
+        jsm.consumers.add(opts.stream, {
+          durable_name: opts.durable,
+          ack_policy: AckPolicy.Explicit,
+          deliver_policy: DeliverPolicy.All,
+          ...settings,
+        }),
+      );
       return true;
     }
     // Settings changed since the consumer was made (by an earlier start, or another replica).
@@ -257,7 +282,9 @@ export class NatsTransport implements Transport {
       existing.config.ack_wait !== settings.ack_wait ||
       existing.config.max_ack_pending !== settings.max_ack_pending
     ) {
-      await this.jsm.consumers.update(opts.stream, opts.durable, settings);
+      await this.manage(`consumer update ${opts.stream}/${opts.durable}`, (jsm) =>
+        jsm.consumers.update(opts.stream, opts.durable, settings),
+      );
     }
     return false;
   }
@@ -432,6 +459,49 @@ export class NatsTransport implements Transport {
 
 function itemOf(msg: JsMsg): InboundItem {
   return { data: msg.data, subject: msg.subject };
+}
+
+/**
+ * A JetStream management request the server did not answer in time is asked again, up to
+ * MANAGE_ATTEMPTS times in all: a busy server (one recovering its streams after a restart, or a
+ * loaded disk) can take longer than the client's 5 s. Only requests that may be repeated come
+ * here: info, add with the same configuration (the server answers with what exists), update with
+ * the same settings, and delete (asked again after an unanswered delete that was carried out,
+ * it answers "not found", which the caller takes as done). Any other error, or the last timeout,
+ * is thrown as a ManagementError naming the request, since nats.js's own errors (made without
+ * their stack, see noAsyncTraces) say only "TIMEOUT".
+ */
+async function askAgain<T>(what: string, request: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await request();
+    } catch (err) {
+      if (isTimeout(err) && attempt < MANAGE_ATTEMPTS) continue;
+      if (isNotFound(err)) throw err;
+      throw new ManagementError(what, attempt, err);
+    }
+  }
+}
+
+const MANAGE_ATTEMPTS = 3;
+
+/** A JetStream management request that failed, named; `code` is nats.js's (e.g. TIMEOUT). */
+export class ManagementError extends Error {
+  readonly code: string | undefined;
+  constructor(
+    readonly request: string,
+    readonly attempts: number,
+    cause: unknown,
+  ) {
+    const reason = cause instanceof Error ? cause.message : String(cause);
+    super(`NATS JetStream ${request} failed after ${attempts} attempt(s): ${reason}`, { cause });
+    this.name = "ManagementError";
+    this.code = (cause as { code?: unknown }).code?.toString();
+  }
+}
+
+function isTimeout(err: unknown): boolean {
+  return (err as { code?: unknown }).code === "TIMEOUT";
 }
 
 function isNotFound(err: unknown): boolean {
