@@ -17,7 +17,7 @@
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer, type Server, type Socket, connect as tcpConnect } from "node:net";
+import { createServer, type Server, Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect, type JetStreamManager, nanos, RetentionPolicy, StorageType } from "nats";
@@ -372,29 +372,105 @@ export interface Link {
   cut(): void;
   restore(): void;
   readonly isCut: boolean;
+  /**
+   * Delays what crosses the link (test equipment for a slow link): each chunk read from the
+   * country's side (`upMs`, towards the hub) or from the hub's side (`downMs`) is written on
+   * after that many milliseconds, in the order it was read (a chunk never overtakes an earlier
+   * one of the same direction, even when the delay is lowered meanwhile). A connection's end
+   * follows its last bytes with the same delay; a cut still drops everything at once, bytes in
+   * flight included. Applies to the connections already open too; 0 and 0 (the default) is no
+   * delay.
+   */
+  setDelay(delay: { upMs: number; downMs: number }): void;
+  readonly delay: { upMs: number; downMs: number };
   close(): Promise<void>;
+}
+
+/**
+ * Forwards what `from` reads to `to`, each chunk `delayMs()` after it was read, in order: one
+ * queue per direction, and a chunk waits for the one before it. The end of `from`'s stream
+ * follows its last chunk the same way, and so does an abrupt close (a reset), which then
+ * destroys `to`. Pauses `from` while `to` cannot take more (back-pressure, as `pipe`). `open` is
+ * called before the first write to `to` (a connection opened late, as across a slow link).
+ */
+function relay(from: Socket, to: Socket, delayMs: () => number, open: () => void = () => {}): void {
+  type Item = Buffer | "end" | "reset";
+  const queue: { due: number; item: Item }[] = [];
+  let timer: NodeJS.Timeout | undefined;
+  let ended = false;
+  const forward = (item: Item) => {
+    if (to.destroyed) return;
+    open();
+    if (item === "reset") {
+      to.destroy();
+    } else if (item === "end") {
+      to.end();
+    } else if (!to.write(item) && !from.isPaused()) {
+      from.pause();
+      to.once("drain", () => from.resume());
+    }
+  };
+  const pump = () => {
+    timer = undefined;
+    for (let head = queue[0]; head !== undefined && head.due <= Date.now(); head = queue[0]) {
+      queue.shift();
+      forward(head.item);
+    }
+    const next = queue[0];
+    if (next !== undefined && !to.destroyed) timer = setTimeout(pump, next.due - Date.now());
+  };
+  const push = (item: Item) => {
+    const ms = delayMs();
+    if (ms <= 0 && queue.length === 0) {
+      forward(item);
+      return;
+    }
+    queue.push({ due: Date.now() + ms, item });
+    timer ??= setTimeout(pump, Math.max(0, (queue[0]?.due ?? 0) - Date.now()));
+  };
+  from.on("data", (chunk: Buffer) => push(chunk));
+  from.on("end", () => {
+    ended = true;
+    push("end");
+  });
+  from.on("close", () => {
+    if (!ended) push("reset");
+  });
+  to.on("close", () => {
+    if (timer !== undefined) clearTimeout(timer);
+    timer = undefined;
+    queue.length = 0;
+  });
 }
 
 async function startLink(targetPort: number): Promise<Link> {
   const sockets = new Set<Socket>();
   let cut = false;
-  const server: Server = createServer((inbound) => {
+  let delay = { upMs: 0, downMs: 0 };
+  const server: Server = createServer({ allowHalfOpen: true }, (inbound) => {
     if (cut) {
       inbound.destroy();
       return;
     }
-    const outbound = tcpConnect(targetPort, "127.0.0.1");
-    sockets.add(inbound).add(outbound);
-    const drop = () => {
-      inbound.destroy();
-      outbound.destroy();
-      sockets.delete(inbound);
-      sockets.delete(outbound);
+    // The connection reaches the target one way's delay after it was opened here, as a
+    // connection request crosses a slow link: the target's first words (nats-server's INFO)
+    // then come back a round trip after the connection was opened, as they would.
+    const outbound = new Socket({ allowHalfOpen: true });
+    let opened = false;
+    const open = () => {
+      if (opened || outbound.destroyed) return;
+      opened = true;
+      outbound.connect(targetPort, "127.0.0.1");
     };
-    inbound.on("error", drop).on("close", drop);
-    outbound.on("error", drop).on("close", drop);
-    inbound.pipe(outbound);
-    outbound.pipe(inbound);
+    if (delay.upMs > 0) setTimeout(open, delay.upMs);
+    else open();
+    for (const socket of [inbound, outbound]) {
+      sockets.add(socket);
+      // A closed socket's reset or end crosses to the other side in `relay`.
+      socket.on("error", () => {}).on("close", () => sockets.delete(socket));
+    }
+    relay(inbound, outbound, () => delay.upMs, open);
+    relay(outbound, inbound, () => delay.downMs);
   });
   // Port 0: the system picks a free port at bind time (no window for another process to take
   // it first), and the link keeps listening, cut or not, for its whole life.
@@ -415,6 +491,12 @@ async function startLink(targetPort: number): Promise<Link> {
     },
     get isCut() {
       return cut;
+    },
+    setDelay({ upMs, downMs }) {
+      delay = { upMs, downMs };
+    },
+    get delay() {
+      return { ...delay };
     },
     close: () =>
       new Promise<void>((resolve) => {
