@@ -99,11 +99,28 @@ function postgresClient(url: string, options: postgres.Options<Record<string, ne
 /** postgres.js `connect_timeout` (its default: 30 s); openDatabase says why. */
 export const CONNECT_TIMEOUT_SECONDS = 5;
 
+/**
+ * The patched postgres.js's `query_timeout` for the pool (patches/README.md, item 6): how long
+ * the server may send nothing while a query of the gateway waits on a connection before that
+ * connection is given up, its queries failing (QUERY_TIMEOUT, store unavailable: `503` with
+ * `Retry-After`) and the pool reconnecting it, to the next server named in DATABASE_URL if any.
+ * Without it a server that stops answering (its processes hung or stopped, stuck storage) held
+ * the query, the queries behind it and the request waiting for them for ever (tried: still
+ * pending after 60 s): a stopped server's kernel still acknowledges TCP, so neither keepalive nor
+ * the operating system gives up. The gateway's statements are short and batched (milliseconds; a
+ * commit adds a round trip to a synchronous standby, a case lock waits for one short
+ * transaction), so 15 s of silence is not a slow statement but a server not working for the
+ * gateway, with room left for a loaded server's I/O stalls; it stays under the 30 s at which HTTP
+ * clients and proxies commonly give up, so a request waiting on such a server gets its 503. Not a
+ * setting: it bounds the gateway's own statements, which an operator does not choose. The
+ * migrations at start are exempt (openDatabase).
+ */
+export const QUERY_TIMEOUT_SECONDS = 15;
+
 export async function openDatabase(target: DatabaseTarget): Promise<Database> {
   if ("url" in target) {
     checkTargetSessionAttrs(target.url);
-    const client = postgresClient(target.url, {
-      max: 10,
+    const options = {
       onnotice: () => {},
       backoff: reconnectBackoffSeconds,
       // How long a new connection may take to be ready (TCP, TLS, authentication) before it
@@ -119,14 +136,25 @@ export async function openDatabase(target: DatabaseTarget): Promise<Database> {
       // cannot see the batch and was measured to more than double PostgreSQL's CPU per message.
       // Plan each execution for its parameters; the parse is still saved.
       connection: { plan_cache_mode: "force_custom_plan" },
+    } satisfies postgres.Options<Record<string, never>>;
+    // The migrations run on a connection of their own, without query_timeout: how long one
+    // takes depends on the data (a statement rewriting the message log takes as long as the
+    // table is big), so no bound fits every installation. A server that stops answering during
+    // the migrations stalls the start, before the gateway listens; its next start connects anew.
+    const migrator = postgresClient(target.url, { ...options, max: 1 });
+    try {
+      await migratePostgres(drizzlePostgres({ client: migrator, schema }), {
+        migrationsFolder: MIGRATIONS_FOLDER,
+      });
+    } finally {
+      await migrator.end({ timeout: 5 });
+    }
+    const client = postgresClient(target.url, {
+      ...options,
+      max: 10,
+      query_timeout: QUERY_TIMEOUT_SECONDS,
     });
     const db = drizzlePostgres({ client, schema });
-    try {
-      await migratePostgres(db, { migrationsFolder: MIGRATIONS_FOLDER });
-    } catch (err) {
-      await client.end({ timeout: 5 });
-      throw err;
-    }
     return { db: db as unknown as Db, driver: "postgres", close: () => client.end({ timeout: 5 }) };
   }
   let client: PGlite;
@@ -165,6 +193,8 @@ const DRIVER_CODES = new Set([
   "CONNECTION_ENDED",
   "CONNECTION_DESTROYED",
   "CONNECT_TIMEOUT",
+  // The patched driver's query_timeout (QUERY_TIMEOUT_SECONDS): the server stopped answering.
+  "QUERY_TIMEOUT",
 ]);
 
 /**
