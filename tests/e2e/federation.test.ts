@@ -7,7 +7,10 @@
  * subjects, nor have the sender's server deliver onto the sender's own subjects, nor make the
  * other country's server act in its gateways' account (forged flow control, chosen reply
  * subjects) or in any other of its accounts (a doubled Nats-Request-Info header), nor crash it,
- * nor hold its or the hub's memory for long with forged flow-control requests.
+ * nor hold its or the hub's memory for long with forged flow-control requests. Over a slow link
+ * (a 0.8 s round trip) the leaves come back after a cut and what was submitted meanwhile is
+ * delivered once; over a 3 s round trip nats-server 2.9.10 cannot make a leaf connection at all,
+ * and what was submitted waits, and crosses once, when the link is better.
  */
 import { readFileSync } from "node:fs";
 import { connect as tcpConnect } from "node:net";
@@ -1249,5 +1252,95 @@ describe("federation: what a partner controls cannot act in the other country's 
       20_000,
       "CN-HEKOU-2026-8300",
     );
+  });
+});
+
+/** The hub's accounts of the leaf connections it has up (its monitoring endpoint, `/leafz`). */
+async function leavesUp(): Promise<string[]> {
+  const leafz = (await (await fetch(`${federation.hub.monitorUrl}/leafz`)).json()) as {
+    leafs?: { account: string }[];
+  };
+  return (leafz.leafs ?? []).map((leaf) => leaf.account);
+}
+
+/**
+ * Cuts Vietnam's link (whatever its delay), has Hekou submit `count` case notices (case
+ * references from `firstCase` on) while it is cut, all accepted and `sent`, and restores the
+ * link once it has been cut for `cutMs`: the deliveries' ids.
+ */
+async function submitDuringCut(count: number, firstCase: number, cutMs: number): Promise<string[]> {
+  const link = federation.links.VN as NonNullable<typeof federation.links.VN>;
+  link.cut();
+  const cutAt = Date.now();
+  const ids: string[] = [];
+  for (let i = 0; i < count; i++) ids.push(await submit(`CN-HEKOU-2026-${firstCase + i}`));
+  await waitFor("all sent to the outbound stream", async () => {
+    for (const id of ids) if ((await status(id)) !== "sent") return undefined;
+    return true;
+  });
+  // The cut lasts `cutMs` (the scenario's length, not a wait for something to happen).
+  const left = cutAt + cutMs - Date.now();
+  if (left > 0) await new Promise((resolve) => setTimeout(resolve, left));
+  link.restore();
+  return ids;
+}
+
+describe("federation: over a slow link", { timeout: 180_000 }, () => {
+  // Vietnam's link to the hub (its four leaf connections) delays each direction; every test
+  // leaves it as it found it.
+  const link = () => federation.links.VN as NonNullable<typeof federation.links.VN>;
+  afterAll(() => {
+    link().setDelay({ upMs: 0, downMs: 0 });
+    link().restore();
+  });
+
+  it("brings every leaf back after a 5 s cut over a link with a 0.8 s round trip, and delivers what was submitted during the cut exactly once", async () => {
+    // 400 ms each way: a round trip worse than a geostationary satellite's (about 600 ms), and
+    // below the 1 s nats-server 2.9.10 waits for the hub's first INFO on a new leaf connection
+    // (see the next test).
+    await deliveredAll([await submit("CN-HEKOU-2026-9000")]);
+    const before = await crossingCounts();
+    link().setDelay({ upMs: 400, downMs: 400 });
+    try {
+      const ids = await submitDuringCut(10, 9001, 5000);
+      const restoredAt = Date.now();
+      await federation.connected(30_000);
+      console.info(
+        `slow link (0.8 s round trip): every leaf back ${Date.now() - restoredAt} ms after the cut`,
+      );
+      await deliveredAll(ids, 90_000);
+      expect([...(await loggedAtLaocai(ids)).values()]).toEqual(ids.map(() => 1));
+      await crossedOnce(before, ids.length);
+    } finally {
+      link().setDelay({ upMs: 0, downMs: 0 });
+    }
+  });
+
+  it("keeps what was submitted during a cut while the link's round trip is 3 s, too slow for a leaf connection to be made, and delivers it exactly once when the link is better", async () => {
+    // nats-server 2.9.10 gives a new leaf connection 1 s for the hub's first INFO
+    // (DEFAULT_LEAFNODE_INFO_WAIT, not configurable; `first_info_timeout` came in 2.11), which a
+    // link with a round trip of 1 s or more cannot bring: Vietnam's leaves stay away, whatever
+    // the TLS and authorization timeouts (docs/operations.md, Federation).
+    await deliveredAll([await submit("CN-HEKOU-2026-9100")]);
+    const before = await crossingCounts();
+    link().setDelay({ upMs: 1500, downMs: 1500 });
+    let ids: string[];
+    try {
+      ids = await submitDuringCut(10, 9101, 5000);
+      // Each leaf tries again every second or two: watch ten seconds of attempts.
+      const watchUntil = Date.now() + 10_000;
+      while (Date.now() < watchUntil) {
+        expect((await leavesUp()).filter((account) => account.startsWith("VN_"))).toEqual([]);
+        await new Promise((resolve) => setTimeout(resolve, 250));
+      }
+      for (const id of ids) expect(await status(id)).toBe("sent");
+    } finally {
+      link().setDelay({ upMs: 0, downMs: 0 });
+    }
+    // The link gets better: the leaves come back, and what waited crosses once.
+    await federation.connected(30_000);
+    await deliveredAll(ids, 90_000);
+    expect([...(await loggedAtLaocai(ids)).values()]).toEqual(ids.map(() => 1));
+    await crossedOnce(before, ids.length);
   });
 });
