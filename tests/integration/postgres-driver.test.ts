@@ -12,7 +12,10 @@
  *   there and skipped the `target_session_attrs` check, and the connection served queries on the
  *   standby;
  * - a first server that accepts TCP and never answers: `CONNECT_TIMEOUT` failed the query without
- *   trying the next server.
+ *   trying the next server;
+ * - a first server refusing connections while it starts (`FATAL 57P03`, a stand-in server): the
+ *   query failed without trying the next server, and in a pool every other new connection's
+ *   first query failed.
  *
  * The pair of servers (a primary and a streaming standby, always in recovery here) is this
  * file's own (startPostgresReplicaPair in src/devtools/postgres-server.ts).
@@ -278,6 +281,122 @@ describe("postgres.js with several servers: a server that accepts connections an
       expect(failed, describeError(failed)).toMatchObject({ code: "CONNECT_TIMEOUT" });
     } finally {
       await single.end({ timeout: 1 });
+    }
+    expect(uncaught.map(describeError)).toEqual([]);
+    expect(unhandled.map(describeError)).toEqual([]);
+  });
+});
+
+/** PostgreSQL's ErrorResponse FATAL 57P03 cannot_connect_now, as a server starting up sends it. */
+function fatalCannotConnectNow(): Buffer {
+  const fields = Buffer.from(
+    "SFATAL\0VFATAL\0C57P03\0Mthe database system is starting up\0\0",
+    "utf8",
+  );
+  const head = Buffer.alloc(5);
+  head.write("E", 0);
+  head.writeUInt32BE(fields.length + 4, 1);
+  return Buffer.concat([head, fields]);
+}
+
+/** A stand-in server answering every connection's startup with FATAL 57P03, counting them. */
+async function refusing(): Promise<{ port: number; connections: () => number }> {
+  let connections = 0;
+  const port = await listen((socket) => {
+    connections++;
+    socket.once("data", () => socket.end(fatalCannotConnectNow()));
+    socket.on("error", () => {});
+  });
+  return { port, connections: () => connections };
+}
+
+describe("postgres.js with several servers: a server that refuses connections while it starts (57P03)", () => {
+  it("the next server is tried; with every server refusing, each is tried once and the query fails 57P03", async () => {
+    const starting = await refusing();
+    const primaryPort = thePair().primary.port;
+    const options = { max: 1, onnotice: () => {}, backoff: () => 0.1 };
+
+    // Each a new connection whose first attempt is the refusing server (a new pool starts with
+    // the first server named). Before the fix: each rejected 57P03, the primary never tried.
+    for (let i = 0; i < 3; i++) {
+      const sql = postgres(
+        `postgres://postgres@127.0.0.1:${starting.port},127.0.0.1:${primaryPort}/postgres?target_session_attrs=primary`,
+        options,
+      );
+      try {
+        const result = await outcome(sql<{ port: number }[]>`SELECT inet_server_port() AS port`);
+        expect(result).toEqual({ resolved: [{ port: primaryPort }] });
+      } finally {
+        await sql.end({ timeout: 1 });
+      }
+    }
+    expect(starting.connections()).toBe(3);
+
+    // Both refuse: each tried once for the query, then it fails with the last one's error.
+    const other = await refusing();
+    const before = starting.connections();
+    const bothRefusing = postgres(
+      `postgres://postgres@127.0.0.1:${starting.port},127.0.0.1:${other.port}/postgres?target_session_attrs=primary`,
+      options,
+    );
+    try {
+      const failed = rejection(await outcome(bothRefusing`SELECT 1`));
+      expect(failed, describeError(failed)).toMatchObject({ code: "57P03" });
+      expect(isStoreUnavailable(failed)).toBe(true);
+      expect([starting.connections() - before, other.connections()]).toEqual([1, 1]);
+    } finally {
+      await bothRefusing.end({ timeout: 1 });
+    }
+
+    // One server: unchanged, 57P03 at once.
+    const single = postgres(`postgres://postgres@127.0.0.1:${starting.port}/postgres`, options);
+    try {
+      const failed = rejection(await outcome(single`SELECT 1`));
+      expect(failed, describeError(failed)).toMatchObject({ code: "57P03" });
+    } finally {
+      await single.end({ timeout: 1 });
+    }
+    expect(uncaught.map(describeError)).toEqual([]);
+    expect(unhandled.map(describeError)).toEqual([]);
+  });
+
+  it("a pool whose first server refuses no longer fails every other new connection's first query", async () => {
+    const starting = await refusing();
+    const primaryPort = thePair().primary.port;
+    let closes = 0;
+    const sql = postgres(
+      `postgres://postgres@127.0.0.1:${starting.port},127.0.0.1:${primaryPort}/postgres?target_session_attrs=primary`,
+      { max: 1, onnotice: () => {}, backoff: () => 0.1, onclose: () => closes++ },
+    );
+    try {
+      // Each round's connection is terminated once its query ran, so the next query is a new
+      // connection's first, whose attempts start with the server after the one last tried.
+      // Before the fix: resolved and 57P03 in turn.
+      const results: Outcome[] = [];
+      for (let i = 0; i < 4; i++) {
+        const result = await outcome(
+          sql<{ pid: number; port: number }[]>`
+            SELECT pg_backend_pid() AS pid, inet_server_port() AS port`,
+        );
+        results.push(result);
+        const pid = result !== "pending" && "resolved" in result ? result.resolved : undefined;
+        const [row] = (pid ?? []) as { pid: number }[];
+        if (row === undefined) continue;
+        const closed = closes;
+        await (admin as postgres.Sql)`SELECT pg_terminate_backend(${row.pid})`;
+        await waitFor("the pool to see its connection closed", async () =>
+          closes > closed ? true : undefined,
+        );
+      }
+      expect(results.map((r) => (r !== "pending" && "resolved" in r ? "resolved" : r))).toEqual([
+        "resolved",
+        "resolved",
+        "resolved",
+        "resolved",
+      ]);
+      expect(starting.connections()).toBeGreaterThan(0);
+    } finally {
+      await sql.end({ timeout: 1 });
     }
     expect(uncaught.map(describeError)).toEqual([]);
     expect(unhandled.map(describeError)).toEqual([]);
