@@ -113,8 +113,10 @@ export const FC_RESPONSE_THRESHOLD = "1s";
  * The same for the consumer create and delete requests the hub carries (`$JS.<domain>.API.…`):
  * these are answered, but a forged request whose doubled `Nats-Request-Info` header names an
  * account the far server does not have is not (JetStream only logs it), and held its mapping
- * for 2 minutes. Long enough for a legitimate answer to cross a slow link. An answer later than
- * that would be dropped and the source ask again (read in nats-server's source, not tried).
+ * for 2 minutes. Long enough for a legitimate answer to cross a slow link: a source itself waits
+ * only 5 s for the answer to its consumer create before it asks again (nats-server 2.9.10,
+ * `setSourceConsumer`, stream.go 2646; read in the source), so this threshold never drops an
+ * answer a source still waits for.
  */
 export const API_RESPONSE_THRESHOLD = "10s";
 
@@ -704,7 +706,12 @@ export async function startNatsFederation(countries: FederatedCountry[]): Promis
             'include "accounts.conf"',
             `pid_file: ${JSON.stringify(hubPidFile)}`,
             // verify_and_map: a leaf must present a certificate of the CA, and it logs in as the
-            // user its certificate names (with that user's password), never as another.
+            // user its certificate names (with that user's password), never as another. The TLS
+            // timeout (2 s by default) covers, on the hub, two round trips of the link (its INFO
+            // out and the leaf's ClientHello back, its handshake out and the leaf's certificate
+            // and Finished back) and both sides' work: 3 s holds up to the 1 s round trip over
+            // which nats-server 2.9.10 can make a leaf connection at all (the leaf gives the hub
+            // 1 s for its first INFO, DEFAULT_LEAFNODE_INFO_WAIT, not configurable before 2.11).
             `leafnodes {\n  listen: "127.0.0.1:${leafPort}"\n  advertise: "127.0.0.1:${nowhere.port}"\n  tls { cert_file: "${hubCert.cert}", key_file: "${hubCert.key}", ca_file: "${ca.caFile}", verify_and_map: true, timeout: 3 }\n}`,
           ].join("\n"),
         };
