@@ -8,7 +8,8 @@
  * connection up once the server has sent nothing for that long while queries wait on it: they
  * fail `QUERY_TIMEOUT` (store unavailable, a `503` at the HTTP API), and the pool's next query
  * reconnects, to the promoted standby when DATABASE_URL names it. A transaction on the given-up
- * connection is never committed half.
+ * connection is never committed half. At the gateway, a submit answers `503 store_unavailable`
+ * after 15 s (unpatched: no answer).
  *
  * The pair of servers (a primary and a streaming standby) is this file's own
  * (startPostgresReplicaPair in src/devtools/postgres-server.ts). The tests run in order; the last
@@ -20,20 +21,22 @@ import { type AddressInfo, createConnection, createServer } from "node:net";
 import { finished } from "node:stream/promises";
 import { sql as drizzleSql } from "drizzle-orm";
 import postgres from "postgres";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import {
   type PostgresReplicaPair,
   startPostgresReplicaPair,
   withClient,
 } from "../../src/devtools/postgres-server.ts";
 import {
+  CONNECT_TIMEOUT_SECONDS,
   isStoreUnavailable,
   openDatabase,
   QUERY_TIMEOUT_SECONDS,
 } from "../../src/store/database.ts";
 import { createTestDatabase } from "../helpers/databases.ts";
-import { waitFor } from "../helpers/network.ts";
+import { call, startPair, waitFor } from "../helpers/network.ts";
 import { describeError, processFaults } from "../helpers/process-faults.ts";
+import { CASE_NOTICE_BODY } from "../helpers/protocol-fixtures.ts";
 
 /** The driver-level tests' query_timeout (seconds). */
 const DEADLINE_S = 2;
@@ -424,6 +427,67 @@ describe("a server that stops answering while a connection starts", () => {
     expect(uncaught.map(describeError)).toEqual([]);
     expect(unhandled.map(describeError)).toEqual([]);
   }, 60_000);
+});
+
+describe("a gateway whose database server stops answering", () => {
+  it(`a submit answers 503 store_unavailable within ${QUERY_TIMEOUT_SECONDS} s and a connect timeout; resumed, the next submit is accepted and delivered`, async () => {
+    const { primary } = thePair();
+    const hekouDb = await createTestDatabase(primary.url);
+    // Lao Cai on its embedded store: only Hekou's database server stops.
+    const gateways = await startPair(inject("natsUrl"), { hekou: { databaseUrl: hekouDb.url } });
+    const { hekou } = gateways;
+    const submit = () =>
+      call(hekou, "/v1/messages", {
+        json: {
+          type: "case.notice",
+          to: "VN-BGC-LAOCAI",
+          caseRef: "CN-HEKOU-2026-0042",
+          body: CASE_NOTICE_BODY,
+        },
+      });
+    try {
+      const warm = await submit();
+      expect(warm.status, JSON.stringify(warm.body)).toBe(202);
+
+      hang(primary.dataDir);
+      const sentAt = performance.now();
+      // At most: a query on a pool connection waits QUERY_TIMEOUT_SECONDS; one that found every
+      // connection waiting (the dispatcher's, the inbox's) waits for the first to be given up,
+      // then for a new connection to the stopped server, which gives up after connect_timeout.
+      const boundMs = (QUERY_TIMEOUT_SECONDS + CONNECT_TIMEOUT_SECONDS) * 1000 + SLACK_MS;
+      const during = await outcome(submit(), sentAt, boundMs + PENDING_MS);
+      // Unpatched: pending.
+      if (during === "pending" || !("resolved" in during)) {
+        throw new Error(`expected an answer, got ${JSON.stringify(during)}`);
+      }
+      expect(during.resolved).toMatchObject({ status: 503, body: { code: "store_unavailable" } });
+      expect(during.ms).toBeLessThan(boundMs);
+
+      resume(primary.dataDir);
+      const after = await waitFor("a submit accepted once the server resumed", async () => {
+        const answer = await submit();
+        return answer.status === 202 ? answer : undefined;
+      });
+      await waitFor(
+        "the accepted message delivered",
+        async () => {
+          const rows = await withClient(
+            hekouDb.url,
+            (sql) => sql`SELECT 1 FROM deliveries
+              WHERE message_id = ${after.body.id as string}::uuid AND status = 'delivered'`,
+          );
+          return rows.length > 0 ? true : undefined;
+        },
+        30_000,
+      );
+    } finally {
+      resume(primary.dataDir);
+      await gateways.stop();
+      await hekouDb.drop();
+    }
+    expect(uncaught.map(describeError)).toEqual([]);
+    expect(unhandled.map(describeError)).toEqual([]);
+  }, 120_000);
 });
 
 describe("both servers named, the primary stops answering and the standby is promoted", () => {
