@@ -430,7 +430,7 @@ describe("a server that stops answering while a connection starts", () => {
 });
 
 describe("a gateway whose database server stops answering", () => {
-  it(`a submit answers 503 store_unavailable within ${QUERY_TIMEOUT_SECONDS} s and a connect timeout; resumed, the next submit is accepted and delivered`, async () => {
+  it(`a submit answers 503 store_unavailable, /readyz 503 not_ready, within ${QUERY_TIMEOUT_SECONDS} s and a connect timeout; resumed, the next submit is accepted and delivered`, async () => {
     const { primary } = thePair();
     const hekouDb = await createTestDatabase(primary.url);
     // Lao Cai on its embedded store: only Hekou's database server stops.
@@ -455,13 +455,21 @@ describe("a gateway whose database server stops answering", () => {
       // connection waiting (the dispatcher's, the inbox's) waits for the first to be given up,
       // then for a new connection to the stopped server, which gives up after connect_timeout.
       const boundMs = (QUERY_TIMEOUT_SECONDS + CONNECT_TIMEOUT_SECONDS) * 1000 + SLACK_MS;
-      const during = await outcome(submit(), sentAt, boundMs + PENDING_MS);
-      // Unpatched: pending.
-      if (during === "pending" || !("resolved" in during)) {
-        throw new Error(`expected an answer, got ${JSON.stringify(during)}`);
+      const [during, ready] = await Promise.all([
+        outcome(submit(), sentAt, boundMs + PENDING_MS),
+        outcome(call(hekou, "/readyz"), sentAt, boundMs + PENDING_MS),
+      ]);
+      // Unpatched: both pending.
+      for (const answer of [during, ready]) {
+        if (answer === "pending" || !("resolved" in answer)) {
+          throw new Error(`expected an answer, got ${JSON.stringify(answer)}`);
+        }
+        expect(answer.ms).toBeLessThan(boundMs);
       }
-      expect(during.resolved).toMatchObject({ status: 503, body: { code: "store_unavailable" } });
-      expect(during.ms).toBeLessThan(boundMs);
+      expect(during).toMatchObject({
+        resolved: { status: 503, body: { code: "store_unavailable" } },
+      });
+      expect(ready).toMatchObject({ resolved: { status: 503, body: { code: "not_ready" } } });
 
       resume(primary.dataDir);
       const after = await waitFor("a submit accepted once the server resumed", async () => {
