@@ -106,6 +106,37 @@ export interface SignedMessage {
   /** SHA-256 of the JWS bytes: what a receipt names, and the broker de-duplication id. */
   digest: string;
   kid: string;
+  /** An outbound message submitted with an Idempotency-Key: stored with it. */
+  idempotency?: Idempotency | undefined;
+}
+
+/**
+ * A submit's `Idempotency-Key` (POST /v1/messages) and the SHA-256 (hex) of the request body's
+ * bytes it came with: one message per key; the same key again with the same bytes is answered
+ * with that message, with other bytes refused (idempotency_key_reused).
+ */
+export interface Idempotency {
+  key: string;
+  requestDigest: string;
+}
+
+/** The message made under an Idempotency-Key, as the outbound log keeps it. */
+export interface IdempotentOriginal {
+  /** The signed message: its payload is the envelope the first request was answered with. */
+  jws: string;
+  requestDigest: string;
+}
+
+/**
+ * Thrown by `OutboundLog.insert` when a message's Idempotency-Key is already in the log (another
+ * submit with the key committed first): nothing of the insert was written; the caller looks the
+ * key up (`findByIdempotencyKey`) and answers with what it finds.
+ */
+export class IdempotencyKeyTaken extends Error {
+  constructor(options?: { cause?: unknown }) {
+    super("a message with this Idempotency-Key is already in the log", options);
+    this.name = "IdempotencyKeyTaken";
+  }
 }
 
 export interface IssuedReceipt {
@@ -216,6 +247,11 @@ export interface Lease {
 export interface OutboundLog {
   /** The messages and one delivery (outbox row) per recipient; leased, see Lease. */
   insert(messages: SignedMessage[], lease?: Lease): Promise<void>;
+  /**
+   * The message made under this Idempotency-Key (compared exactly), if any. `insert` throws
+   * IdempotencyKeyTaken (and writes nothing) when a message's key is already taken.
+   */
+  findByIdempotencyKey(key: string): Promise<IdempotentOriginal | undefined>;
   /** Digests of what we sent, keyed by sentKey(messageId, recipient). */
   sentDigests(messageIds: string[]): Promise<Map<string, string>>;
 }

@@ -47,7 +47,7 @@ export interface RowDocuments {
 export function messageDocuments(group: SignedMessage[]): RowDocuments {
   return {
     json: JSON.stringify(
-      group.map(({ envelope: e, kid, digest }) => ({
+      group.map(({ envelope: e, kid, digest, idempotency }) => ({
         id: e.id,
         type: e.type,
         v: e.schemaVersion,
@@ -60,11 +60,19 @@ export function messageDocuments(group: SignedMessage[]): RowDocuments {
         classification: e.handling.classification,
         kid,
         digest,
+        // Only on outbound messages submitted with an Idempotency-Key (absent otherwise).
+        idempotencyKey: idempotency?.key,
+        requestDigest: idempotency?.requestDigest,
       })),
     ),
     jws: pgArray(group.map((m) => m.jws)),
   };
 }
+
+/** `MESSAGE_COLUMNS` and an outbound message's Idempotency-Key columns, in `outboundRowsFrom`'s order. */
+export const OUTBOUND_COLUMNS = sql.raw(
+  "id, direction, type, schema_version, from_party, to_parties, case_ref, in_reply_to, sent_at, expires_at, classification, kid, jws, digest, idempotency_key, request_digest",
+);
 
 /**
  * `select …` of the message rows in `documents` (see messageDocuments), in their order, for an
@@ -75,12 +83,28 @@ export function messageDocuments(group: SignedMessage[]): RowDocuments {
 export function messageRowsFrom(direction: "inbound" | "outbound", documents: RowDocuments): SQL {
   return sql`select id, ${direction}::text, type, v, "from", "to", "caseRef", "inReplyTo",
       "sentAt", "expiresAt", classification, kid, jws, digest
-    from rows from (
+    ${rowsFrom(documents)}`;
+}
+
+/**
+ * `messageRowsFrom("outbound", …)` with each message's Idempotency-Key and request digest (null
+ * without a key), for an `insert into messages (OUTBOUND_COLUMNS)`.
+ */
+export function outboundRowsFrom(documents: RowDocuments): SQL {
+  return sql`select id, 'outbound'::text, type, v, "from", "to", "caseRef", "inReplyTo",
+      "sentAt", "expiresAt", classification, kid, jws, digest, "idempotencyKey", "requestDigest"
+    ${rowsFrom(documents)}`;
+}
+
+function rowsFrom(documents: RowDocuments): SQL {
+  return sql`from rows from (
         json_to_recordset(${documents.json}::json) as (id uuid, type text, v int, "from" text,
           "to" jsonb, "caseRef" text, "inReplyTo" uuid, "sentAt" timestamptz,
-          "expiresAt" timestamptz, classification text, kid text, digest text),
+          "expiresAt" timestamptz, classification text, kid text, digest text,
+          "idempotencyKey" text, "requestDigest" text),
         unnest(${documents.jws}::text[]))
       with ordinality as m(id, type, v, "from", "to", "caseRef", "inReplyTo", "sentAt",
-        "expiresAt", classification, kid, digest, jws, ordinality)
+        "expiresAt", classification, kid, digest, "idempotencyKey", "requestDigest", jws,
+        ordinality)
     order by ordinality`;
 }

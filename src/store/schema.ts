@@ -68,6 +68,9 @@ export const partyKeys = pgTable(
   (t) => [index("party_keys_party_idx").on(t.partyId)],
 );
 
+/** The unique index that makes one message per Idempotency-Key (see `messages`). */
+export const IDEMPOTENCY_KEY_INDEX = "messages_outbound_idempotency_key_uq";
+
 export const messages = pgTable(
   "messages",
   {
@@ -87,10 +90,23 @@ export const messages = pgTable(
     jws: text("jws").notNull(),
     digest: text("digest").notNull(),
     loggedAt: tstz("logged_at").notNull().defaultNow(),
+    /**
+     * Outbound rows submitted with an `Idempotency-Key` (POST /v1/messages): the key as the
+     * client sent it, and the SHA-256 (hex) of the request body's bytes it came with. A request
+     * with the same key is answered from this row (the same bytes) or refused (other bytes).
+     * Null for every other row.
+     */
+    idempotencyKey: text("idempotency_key"),
+    requestDigest: text("request_digest"),
   },
   (t) => [
     // Ids are unique per sender: one partner cannot block another's message by reusing its id.
     uniqueIndex("messages_direction_from_id_uq").on(t.direction, t.fromParty, t.id),
+    // One message per Idempotency-Key: of concurrent submits with one key, the first to commit
+    // makes the message, the others fail here and answer with it (src/store/outbound-log.ts).
+    uniqueIndex(IDEMPOTENCY_KEY_INDEX)
+      .on(t.idempotencyKey)
+      .where(sql`direction = 'outbound' and idempotency_key is not null`),
     index("messages_id_idx").on(t.id),
     index("messages_case_idx").on(t.caseRef),
   ],
