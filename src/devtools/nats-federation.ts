@@ -325,9 +325,10 @@ export function mirrorName(sender: string, recipient: string): string {
  * No `max_consumers`, although the partner creates consumers on it and nothing else bounds how
  * many: nats-server does not count direct consumers (a source's, or any the partner asks for
  * with `"direct": true`) against it, yet once the others reach it, it refuses every create,
- * direct ones included (2.9.10, `addConsumer`, consumer.go 634-640). Tried with 1: five direct
- * creates were taken; one lingering plain consumer of the partner's, and its source could not
- * make its consumer again after a 5 s cut (nothing crossed in 40 s, 10026 every 2 s).
+ * direct ones included (2.9.10, `addConsumerWithAssignment`, consumer.go 634-640). Tried with
+ * 1: five direct creates were taken; one lingering plain consumer of the partner's, and its
+ * source could not make its consumer again after a 5 s cut (nothing crossed in 40 s, 10026
+ * every 2 s).
  */
 export function outboundMirror(
   sender: string,
