@@ -275,6 +275,14 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
     reload.unref();
     cleanups.push(["reload timer", async () => clearInterval(reload)]);
 
+    const refuseWhenStopping = (): void => {
+      if (stopping) {
+        throw new LiaisonError(
+          "shutting_down",
+          "the gateway is shutting down; submit again to another replica, or once it is back",
+        );
+      }
+    };
     const app = createApp({
       apiToken: config.apiToken,
       adminToken: config.adminToken,
@@ -285,13 +293,12 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
       // Intake closes first when stopping; submits already past this check finish.
       submitter: {
         submit: (request) => {
-          if (stopping) {
-            throw new LiaisonError(
-              "shutting_down",
-              "the gateway is shutting down; submit again to another replica, or once it is back",
-            );
-          }
+          refuseWhenStopping();
           return submitter.submit(request);
+        },
+        submitWithKey: (request, idempotency) => {
+          refuseWhenStopping();
+          return submitter.submitWithKey(request, idempotency);
         },
       },
       readiness: new Readiness({

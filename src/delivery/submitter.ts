@@ -23,16 +23,18 @@ import { openPersonalData, sealPersonalData } from "../protocol/personal-data.ts
 import type { Envelope, Handling, PartyId } from "../protocol/types.ts";
 import { type SchemaRegistry, underBody } from "../schemas/schema-registry.ts";
 import { GroupCommit } from "./group-commit.ts";
-import type {
-  CaseKeys,
-  Clock,
-  EncryptionKeys,
-  IdSource,
-  Lease,
-  PromptPublisher,
-  SignedMessage,
-  Signer,
-  Store,
+import {
+  type CaseKeys,
+  type Clock,
+  type EncryptionKeys,
+  type Idempotency,
+  IdempotencyKeyTaken,
+  type IdSource,
+  type Lease,
+  type PromptPublisher,
+  type SignedMessage,
+  type Signer,
+  type Store,
 } from "./ports.ts";
 import type { WakeSignal } from "./wake-signal.ts";
 
@@ -81,6 +83,16 @@ export interface SubmitterDeps {
   encryption: EncryptionKeys;
 }
 
+/** What a submit with an Idempotency-Key answers: the message, made now or earlier. */
+export interface Submitted {
+  envelope: Envelope;
+  /** The key was taken by an earlier submit of the same bytes: its message, nothing made now. */
+  replayed: boolean;
+}
+
+/** The request header a submit's idempotency key travels in (IETF httpapi draft's name). */
+export const IDEMPOTENCY_KEY_HEADER = "Idempotency-Key";
+
 export const DEFAULT_HANDLING: Handling = {
   classification: "restricted",
   onwardDissemination: "forbidden",
@@ -119,6 +131,51 @@ export class Submitter {
   }
 
   async submit(request: SubmitRequest): Promise<Envelope> {
+    return this.make(request, undefined);
+  }
+
+  /**
+   * `submit` under an Idempotency-Key: one message per key. The key is looked up first (nothing
+   * is validated, encrypted or signed for a request made before); the message commits with it,
+   * and the key's unique index decides a race between concurrent submits with one key: the
+   * loser's commit writes nothing (IdempotencyKeyTaken; for a case step, the whole transaction
+   * rolls back, or the case refuses the step its winner applied), and it answers with the
+   * winner's message. The same key with other request bytes: idempotency_key_reused.
+   */
+  async submitWithKey(request: SubmitRequest, idempotency: Idempotency): Promise<Submitted> {
+    const earlier = await this.madeBefore(idempotency);
+    if (earlier !== undefined) return earlier;
+    try {
+      return { envelope: await this.make(request, idempotency), replayed: false };
+    } catch (err) {
+      // Not when the store is unavailable: a second query would wait as long again.
+      if (!(err instanceof IdempotencyKeyTaken || err instanceof LiaisonError)) throw err;
+      const winner = await this.madeBefore(idempotency);
+      if (winner !== undefined) return winner;
+      throw err;
+    }
+  }
+
+  /** The message made under this key, if any; idempotency_key_reused for other bytes. */
+  private async madeBefore(idempotency: Idempotency): Promise<Submitted | undefined> {
+    const found = await this.deps.store.outbound.findByIdempotencyKey(idempotency.key);
+    if (found === undefined) return undefined;
+    if (found.requestDigest !== idempotency.requestDigest) {
+      throw new LiaisonError(
+        "idempotency_key_reused",
+        "this Idempotency-Key was used for another request (other body bytes): use a new key for a new request",
+        { issues: [{ path: IDEMPOTENCY_KEY_HEADER, message: "taken by another request" }] },
+      );
+    }
+    const payload = found.jws.split(".")[1] ?? "";
+    const envelope = JSON.parse(Buffer.from(payload, "base64url").toString("utf8")) as Envelope;
+    return { envelope, replayed: true };
+  }
+
+  private async make(
+    request: SubmitRequest,
+    idempotency: Idempotency | undefined,
+  ): Promise<Envelope> {
     const { deps } = this;
     const schemaVersion = request.schemaVersion ?? latestVersion(deps.schemas, request.type);
     if (schemaVersion === undefined || !deps.schemas.hasType(request.type, schemaVersion)) {
@@ -193,7 +250,7 @@ export class Submitter {
         `the signed message would exceed ${deps.maxMessageBytes} bytes, the largest partners accept`,
       );
     }
-    const message = { envelope, jws, digest: sha256Hex(jws), kid };
+    const message: SignedMessage = { envelope, jws, digest: sha256Hex(jws), kid, idempotency };
     if (isCaseType(envelope.type)) await this.commitCaseStep(message);
     else await this.commits.add(message);
     return envelope;

@@ -8,8 +8,8 @@ import { type Handler, Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import type { CaseFile } from "../cases/case-book.ts";
 import { errorSummary } from "../delivery/error-summary.ts";
-import type { CaseKeys, Clock } from "../delivery/ports.ts";
-import type { SubmitRequest } from "../delivery/submitter.ts";
+import type { CaseKeys, Clock, Idempotency } from "../delivery/ports.ts";
+import type { SubmitRequest, Submitted } from "../delivery/submitter.ts";
 import type { Logger } from "../observability/logger.ts";
 import { LiaisonError } from "../protocol/errors.ts";
 import type { Envelope, KeyRecord, PartyRecord } from "../protocol/types.ts";
@@ -33,7 +33,11 @@ export interface AppDeps {
   keyring: { publicKeys(): KeyRecord[] };
   queries: ReadQueries;
   registry: PartnerRegistry;
-  submitter: { submit(request: SubmitRequest): Promise<Envelope> };
+  submitter: {
+    submit(request: SubmitRequest): Promise<Envelope>;
+    /** A submit with an Idempotency-Key (Submitter.submitWithKey). */
+    submitWithKey(request: SubmitRequest, idempotency: Idempotency): Promise<Submitted>;
+  };
   readiness: { isReady(): Promise<boolean> };
   /** Route request schemas are compiled with schemas.compile(): the one ajv instance. */
   schemas: SchemaRegistry;

@@ -58,7 +58,10 @@ export function openApiPath(honoPath: string): string {
   return honoPath.replace(/:([A-Za-z0-9_]+)/g, "{$1}");
 }
 
-function parameters(where: "path" | "query", declared: Record<string, ParamDeclaration> = {}) {
+function parameters(
+  where: "path" | "query" | "header",
+  declared: Record<string, ParamDeclaration> = {},
+) {
   return Object.entries(declared).map(([name, p]) => ({
     name,
     in: where,
@@ -106,6 +109,7 @@ function operation(route: RouteDeclaration): Json {
   const params = [
     ...parameters("path", route.request?.params),
     ...parameters("query", route.request?.query),
+    ...parameters("header", route.request?.headers),
   ];
   const body = route.request?.body;
   const answers = responses(route);

@@ -99,8 +99,8 @@ function checkContentType(header: string | undefined, expected: string): void {
   }
 }
 
-/** The body's JSON value: strict UTF-8, at most MAX_JSON_DEPTH deep, then parsed. */
-async function readJsonBody(c: Context): Promise<unknown> {
+/** The body's bytes and JSON value: strict UTF-8, at most MAX_JSON_DEPTH deep, then parsed. */
+async function readJsonBody(c: Context): Promise<{ bytes: Uint8Array; value: unknown }> {
   let bytes: ArrayBuffer;
   try {
     bytes = await c.req.arrayBuffer();
@@ -114,7 +114,7 @@ async function readJsonBody(c: Context): Promise<unknown> {
     throw new LiaisonError("request_invalid", "the request body is not UTF-8");
   }
   const parsed = parseJsonText(text, MAX_JSON_DEPTH);
-  if (parsed.ok) return parsed.value;
+  if (parsed.ok) return { bytes: new Uint8Array(bytes), value: parsed.value };
   throw new LiaisonError(
     "request_invalid",
     parsed.reason === "too_deep"
@@ -126,6 +126,7 @@ async function readJsonBody(c: Context): Promise<unknown> {
 export function compileInput(route: RouteDeclaration, schemas: SchemaRegistry): InputReader {
   const params = compileParams(route.request?.params, schemas);
   const query = compileParams(route.request?.query, schemas);
+  const headers = compileParams(route.request?.headers, schemas);
   const body = route.request?.body;
   const bodyCheck =
     body?.validation.by === "schema"
@@ -133,7 +134,7 @@ export function compileInput(route: RouteDeclaration, schemas: SchemaRegistry): 
       : undefined;
 
   return async (c) => {
-    const input: RouteInput = { params: {}, query: {}, body: undefined };
+    const input: RouteInput = { params: {}, query: {}, headers: {}, body: undefined };
     for (const param of params) {
       input.params[param.name] = String(checkParam(param, c.req.param(param.name)));
     }
@@ -141,9 +142,15 @@ export function compileInput(route: RouteDeclaration, schemas: SchemaRegistry): 
       const value = checkParam(param, c.req.query(param.name));
       if (value !== undefined) input.query[param.name] = value;
     }
+    for (const header of headers) {
+      const value = checkParam(header, c.req.header(header.name));
+      if (value !== undefined) input.headers[header.name] = String(value);
+    }
     if (body === undefined) return input;
     checkContentType(c.req.header("content-type"), body.contentType);
-    input.body = await readJsonBody(c);
+    const read = await readJsonBody(c);
+    input.body = read.value;
+    input.bodyBytes = read.bytes;
     if (bodyCheck !== undefined) {
       const result = bodyCheck.validate(input.body);
       if (!result.ok) {

@@ -19,7 +19,7 @@ export type AuthLevel = "none" | "user" | "admin";
 
 export type HttpMethod = "get" | "post";
 
-/** A path or query parameter: always a string on the wire, validated against `schema`. */
+/** A path, query or header parameter: always a string on the wire, validated against `schema`. */
 export interface ParamDeclaration {
   description: string;
   /**
@@ -64,7 +64,11 @@ export interface RouteInput {
   params: Record<string, string>;
   /** Absent parameters without a default are absent; integer parameters are numbers. */
   query: Record<string, string | number | undefined>;
+  /** Declared request headers, by their declared name; absent ones absent. */
+  headers: Record<string, string | undefined>;
   body: unknown;
+  /** The body's bytes as received (the body parsed from them is `body`). */
+  bodyBytes?: Uint8Array;
 }
 
 export interface RouteContext {
@@ -87,6 +91,12 @@ export interface RouteDeclaration {
     params?: Record<string, ParamDeclaration>;
     /** Checked in this order; the first invalid one answers. */
     query?: Record<string, ParamDeclaration>;
+    /**
+     * Optional request headers, by name (matched case-insensitively), checked after the query
+     * in this order; an invalid one answers what its declaration says, its issue naming the
+     * header, never its value.
+     */
+    headers?: Record<string, ParamDeclaration>;
     body?: BodyDeclaration;
   };
   /**

@@ -49,6 +49,11 @@ export const LOCAL_ERROR_CODES = [
    * answer's Retry-After. Classified by `isStoreUnavailable` (src/store/database.ts).
    */
   "store_unavailable",
+  /**
+   * A submit's Idempotency-Key was used before for another request (other body bytes); the
+   * message made under it is not this request's.
+   */
+  "idempotency_key_reused",
   "internal",
   /**
    * A delivery ended without the partner's receipt (no receipt within the retry budget, or the

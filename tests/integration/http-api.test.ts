@@ -155,7 +155,10 @@ beforeAll(async () => {
     keyring,
     queries: new ReadQueries(database.db),
     registry,
-    submitter: { submit: (request) => submitter().submit(request) },
+    submitter: {
+      submit: (request) => submitter().submit(request),
+      submitWithKey: (request, key) => submitter().submitWithKey(request, key),
+    },
     readiness: { isReady: async () => true },
     schemas,
     maxRequestBytes: 4096 * 4,

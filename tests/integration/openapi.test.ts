@@ -62,6 +62,7 @@ beforeAll(async () => {
     registry,
     submitter: {
       submit: () => Promise.reject(new Error("no message is submitted in this test")),
+      submitWithKey: () => Promise.reject(new Error("no message is submitted in this test")),
     },
     readiness: { isReady: async () => true },
     schemas: loadSchemaRegistry(),

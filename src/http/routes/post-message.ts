@@ -2,8 +2,10 @@
  * POST /v1/messages: a local user submits a message. The request's shape is checked here; the
  * body is then checked by the submitter against the schema of its type (schemas/).
  */
-import type { SubmitRequest } from "../../delivery/submitter.ts";
+import { IDEMPOTENCY_KEY_HEADER, type SubmitRequest } from "../../delivery/submitter.ts";
+import { sha256Hex } from "../../protocol/digest.ts";
 import { PARTY_ID_PATTERN } from "../../protocol/identifiers.ts";
+import type { Envelope } from "../../protocol/types.ts";
 import { shared } from "../api-schemas.ts";
 import { problemResponses, STORE_UNAVAILABLE } from "../problem.ts";
 import { defineRoute, jsonResponse } from "../route.ts";
@@ -66,6 +68,18 @@ export const postMessage = defineRoute({
   description:
     "Checks the request (type known, body valid against the schema of its type, recipients registered), builds the envelope, signs it and logs it with one delivery per recipient; the dispatcher publishes it. `schemaVersion` defaults to the newest known version of `type`, `handling` to restricted / forbidden; `to` is a party id or an array of them. Follow the message at `statusUrl`.",
   request: {
+    headers: {
+      [IDEMPOTENCY_KEY_HEADER]: {
+        description:
+          "Optional; 1-128 visible ASCII characters (%x21-7E), compared exactly (case-sensitive); a new random value (a UUID) per message. The first request with a key that is accepted makes the message, and the key stays with it for as long as the message is logged. The same key again with the same request (the same body bytes) makes nothing and is answered as the first was (202, the same id and members, `Idempotency-Replayed: true`), also while the first is still being committed; with another body, `409 idempotency_key_reused`. Send one with every submit, and send it again with the same bytes after a 503, a 500 or an answer that never came: the message is then made once. A request without a key that is sent again after such an answer may make a second message (a new id) with the same content.",
+        schema: { type: "string", pattern: "^[\\x21-\\x7E]{1,128}$" },
+        invalid: {
+          code: "request_invalid",
+          detail: `the ${IDEMPOTENCY_KEY_HEADER} header must be 1-128 visible ASCII characters`,
+          issue: "must be 1-128 characters from %x21-7E (visible ASCII, no spaces)",
+        },
+      },
+    },
     body: {
       description: "The message to send: `{type, to, caseRef, body}` and optional members.",
       contentType: "application/json",
@@ -90,11 +104,20 @@ export const postMessage = defineRoute({
           expiresAt: shared("common/v1", "/$defs/timestamp", "the envelope's expiresAt"),
         },
       },
-      { Location: { description: "the statusUrl", schema: { type: "string" } } },
+      {
+        Location: { description: "the statusUrl", schema: { type: "string" } },
+        "Idempotency-Replayed": {
+          description:
+            "`true` when the answer is that of an earlier request with the same Idempotency-Key and body: nothing was made now. Absent otherwise.",
+          schema: { const: "true" },
+        },
+      },
     ),
     ...problemResponses({
       request_invalid:
-        "the request is not application/json, not UTF-8, not JSON, nested deeper than 32 levels, does not match the submit schema, or is addressed to this gateway itself",
+        "the request is not application/json, not UTF-8, not JSON, nested deeper than 32 levels, does not match the submit schema, or is addressed to this gateway itself; or its Idempotency-Key header is not 1-128 visible ASCII characters (issue path `Idempotency-Key`)",
+      idempotency_key_reused:
+        "the Idempotency-Key was used before for another request (other body bytes): nothing was made; use a new key for a new message",
       payload_too_large:
         "the request body exceeds LIAISON_MAX_MESSAGE_BYTES, or the signed message would (base64url makes it about a third larger than the body)",
       type_unknown: "no schema for this type (and version)",
@@ -122,7 +145,18 @@ export const postMessage = defineRoute({
     }),
   },
   async handler(c, input, { deps }) {
-    const envelope = await deps.submitter.submit(input.body as SubmitRequest);
+    const request = input.body as SubmitRequest;
+    const key = input.headers[IDEMPOTENCY_KEY_HEADER];
+    let envelope: Envelope;
+    if (key === undefined) {
+      envelope = await deps.submitter.submit(request);
+    } else {
+      // "The same request" is the same body bytes, as received.
+      const requestDigest = sha256Hex(input.bodyBytes ?? new Uint8Array());
+      const submitted = await deps.submitter.submitWithKey(request, { key, requestDigest });
+      envelope = submitted.envelope;
+      if (submitted.replayed) c.header("idempotency-replayed", "true");
+    }
     const statusUrl = `/v1/messages/${envelope.id}`;
     c.header("location", statusUrl);
     return c.json(
