@@ -421,6 +421,22 @@ describe("a server that stops answering while a connection starts", () => {
       const next = await outcome(withPrimary`SELECT inet_server_port() AS port`, nextAt);
       expect(next).toMatchObject({ resolved: [{ port: primary.port }] });
       expect((next as { ms: number }).ms).toBeGreaterThanOrEqual(DEADLINE_S * 1000 - 50);
+
+      // The connection, now in service on the primary, keeps nothing of the attempt given up: a
+      // later query whose backend is terminated fails CONNECTION_CLOSED, not QUERY_TIMEOUT.
+      const later = withPrimary`SELECT pg_sleep(5) AS later_on_primary`;
+      later.catch(() => {});
+      await waitFor("the later query running", async () => {
+        const rows = await withClient(
+          primary.url,
+          (admin) => admin`SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+            WHERE query LIKE '%AS later_on_primary%' AND state = 'active'
+            AND pid <> pg_backend_pid()`,
+        );
+        return rows.length > 0 ? true : undefined;
+      });
+      const { error: closed } = rejection(await outcome(later, performance.now()));
+      expect(closed, describeError(closed)).toMatchObject({ code: "CONNECTION_CLOSED" });
     } finally {
       await alone.end({ timeout: 1 });
       await withPrimary.end({ timeout: 1 });
