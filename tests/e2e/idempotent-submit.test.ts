@@ -11,6 +11,7 @@
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { withClient } from "../../src/devtools/postgres-server.ts";
+import { MESSAGE_TYP } from "../../src/protocol/jws-profile.ts";
 import { createTestDatabase, type TestDatabase } from "../helpers/databases.ts";
 import {
   Api,
@@ -107,14 +108,30 @@ describe("POST /v1/messages with an Idempotency-Key", () => {
     expect(first.headers.get("idempotency-replayed")).toBeNull();
     await delivered(first.body.id as string);
 
-    const again = await submitBytes(bytes, key);
+    // Hekou's messages signed from here on (its keyring is the submitter's signer).
+    const { keyring } = pair.hekou.gateway;
+    const signed: string[] = [];
+    const sign = keyring.sign.bind(keyring);
+    keyring.sign = (payload, typ) => {
+      if (typ === MESSAGE_TYP) signed.push((payload as { caseRef: string }).caseRef);
+      return sign(payload, typ);
+    };
+    let again: Awaited<ReturnType<typeof submitBytes>>;
+    let control: Awaited<ReturnType<typeof submitBytes>>;
+    try {
+      again = await submitBytes(bytes, key);
+      // Looked up before anything is signed: nothing signed for the replay.
+      expect(signed).toEqual([]);
+      // Give a second message every chance to be made and to cross before counting.
+      control = await submitBytes(JSON.stringify(notice(caseRef, "control")));
+      expect(signed).toEqual([caseRef]);
+    } finally {
+      keyring.sign = sign;
+    }
     expect(again.status, JSON.stringify(again.body)).toBe(202);
     expect(again.body).toEqual(first.body);
     expect(again.headers.get("location")).toBe(first.headers.get("location"));
     expect(again.headers.get("idempotency-replayed")).toBe("true");
-
-    // Give a second message every chance to be made and to cross before counting.
-    const control = await submitBytes(JSON.stringify(notice(caseRef, "control")));
     expect(control.status).toBe(202);
     await delivered(control.body.id as string);
     const rows = await hekouRows(caseRef);

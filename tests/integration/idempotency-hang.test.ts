@@ -123,6 +123,22 @@ afterAll(async () => {
   }
 });
 
+/** The proxy stopped the server: within 30 s of the submit, or the test fails. */
+async function seen(fired: Promise<void>): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error("the proxy never saw the statement it waits for")),
+      30_000,
+    );
+  });
+  try {
+    await Promise.race([fired, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 function resume(): void {
   resumeServer(server.dataDir);
   stopped = false;
@@ -194,7 +210,7 @@ describe("a submit whose commit reached a server that then stopped answering", (
     const fired = proxy.arm(`"caseRef":"${caseRef}"`, "statement");
     const at = performance.now();
     const answer = submit(bytes);
-    await fired;
+    await seen(fired);
     await expectUnavailable(answer, at);
     resume();
     const again = await acceptedAfterResume(bytes);
@@ -217,7 +233,7 @@ describe("a submit whose commit reached a server that then stopped answering", (
     const fired = proxy.arm(`"idempotencyKey":"${key}"`, "statement");
     const at = performance.now();
     const answer = submit(bytes, key);
-    await fired;
+    await seen(fired);
     await expectUnavailable(answer, at);
     resume();
     const again = await acceptedAfterResume(bytes, key);
@@ -238,7 +254,7 @@ describe("a submit whose commit reached a server that then stopped answering", (
     const fired = proxy.arm(`"idempotencyKey":"${key}"`, "commit");
     const at = performance.now();
     const answer = submit(bytes, key);
-    await fired;
+    await seen(fired);
     await expectUnavailable(answer, at);
     resume();
     const again = await acceptedAfterResume(bytes, key);
