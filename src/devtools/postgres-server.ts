@@ -717,3 +717,52 @@ function processGone(pid: number): boolean {
 function sleepSync(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
+
+// --- a server that stops answering --------------------------------------------------------------
+
+/** The postmaster of the cluster in `dataDir` (postmaster.pid's first line) and its children. */
+export function serverProcesses(dataDir: string): number[] {
+  const postmaster = Number(readFileSync(join(dataDir, "postmaster.pid"), "utf8").split("\n")[0]);
+  const children: number[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+    } catch {
+      continue; // gone meanwhile
+    }
+    // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+    const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+    if (ppid === postmaster) children.push(Number(entry));
+  }
+  return [postmaster, ...children];
+}
+
+/**
+ * Stops the server in `dataDir` as a hung server is (stuck storage, a frozen machine): SIGSTOP to
+ * its postmaster, then to its backends and auxiliary processes (listed once the postmaster can
+ * fork no more). It stops answering while its kernel still accepts and acknowledges TCP.
+ */
+export function pauseServer(dataDir: string): void {
+  const [postmaster] = serverProcesses(dataDir);
+  process.kill(postmaster as number, "SIGSTOP");
+  for (const pid of serverProcesses(dataDir).slice(1)) {
+    try {
+      process.kill(pid, "SIGSTOP");
+    } catch {
+      // exited meanwhile
+    }
+  }
+}
+
+/** SIGCONT to every process of the server pauseServer stopped, children first. */
+export function resumeServer(dataDir: string): void {
+  for (const pid of serverProcesses(dataDir).reverse()) {
+    try {
+      process.kill(pid, "SIGCONT");
+    } catch {
+      // exited meanwhile
+    }
+  }
+}

@@ -2,7 +2,8 @@
  * The checker can fail: a short clean run counts nothing wrong; then each kind of fault the
  * suite looks for is written into the two databases by hand (a message the receiver lost, one
  * logged twice by id, one by bytes, a receipt issued twice, one applied twice, a quarantined
- * byte string, a delivery that failed, a 202 the sender has no record of) and each is counted.
+ * byte string, a delivery that failed, a 202 the sender has no record of, a message the receiver
+ * logged that no submit was answered 202 for) and each is counted.
  */
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, expect, inject, it } from "vitest";
@@ -62,6 +63,14 @@ it("counts each kind of fault written into the databases", async () => {
     SELECT id, direction, type, schema_version, from_party, to_parties, case_ref,
       in_reply_to, sent_at, expires_at, classification, kid, jws, 'other' || digest
     FROM messages WHERE direction = 'inbound' AND id = ${byId as string}`;
+  // Logged, but no submit was answered 202 for it (a refused submit made anyway): another id,
+  // other bytes. (The copy by bytes above, under a new id, is such a message too.)
+  await r`
+    INSERT INTO messages (id, direction, type, schema_version, from_party, to_parties, case_ref,
+      in_reply_to, sent_at, expires_at, classification, kid, jws, digest)
+    SELECT ${randomUUID()}, direction, type, schema_version, from_party, to_parties, case_ref,
+      in_reply_to, sent_at, expires_at, classification, kid, jws, 'extra' || digest
+    FROM messages WHERE direction = 'inbound' AND id = ${load.accepted[6] as string}`;
   // A second receipt issued by the receiver, and a second one applied by the sender.
   const copyReceipt = (direction: string, messageId: string) => `
     INSERT INTO receipts (id, direction, message_id, message_digest, from_party, to_party,
@@ -87,6 +96,7 @@ it("counts each kind of fault written into the databases", async () => {
     delivered: COUNT - 1,
     lost: 2,
     missingAtSender: 1,
+    extra: 2,
     duplicateIds: 1,
     duplicateDigests: 1,
     receiptsIssuedTwice: 1,
@@ -96,5 +106,5 @@ it("counts each kind of fault written into the databases", async () => {
     quarantineCodes: { "receiver:jws_invalid": 1 },
     undelivered: { failed: 1 },
   });
-  expect(problems(tally, COUNT)).toHaveLength(6);
+  expect(problems(tally, COUNT)).toHaveLength(7);
 });

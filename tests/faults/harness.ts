@@ -10,7 +10,7 @@
  * died without running any handler (SIGKILL) kills itself (parent-watch.ts).
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { randomBytes } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import {
   closeSync,
   existsSync,
@@ -553,13 +553,23 @@ export interface LoadOptions {
 }
 
 /**
- * Submits case notices from the sender to the receiver through the sender's HTTP API, one every
- * 1/rate seconds (spread over the sender's replicas), until `count` were answered 202. A submit
- * answered otherwise, or not at all (the sender killed), is counted as refused, not as sent.
+ * Submits `count` case notices from the sender to the receiver through the sender's HTTP API,
+ * one every 1/rate seconds (spread over the sender's replicas), each under an `Idempotency-Key`
+ * of its own (docs/api.md, "Submitting without duplicates"). A submit answered otherwise than
+ * 202, or not at all (the sender killed, the database down), is counted as refused and sent
+ * again, with the same key and the same bytes, before any new one, until it is answered 202: as a
+ * client should. A refused submit that the gateway had committed all the same (a commit whose
+ * answer was lost) is then answered with the message it made, so the receiver must log exactly
+ * the messages answered 202 (`settle` counts any other as `extra`).
  */
 export class Load {
   readonly accepted: string[] = [];
   refused = 0;
+  /** Submits answered 202 with `Idempotency-Replayed: true` (their first attempt was refused). */
+  replayed = 0;
+  /** Keys refused, to be sent again before any new one. */
+  private readonly again: string[] = [];
+  private made = 0;
   /** Refusals by reason (HTTP status or the network error's code). */
   readonly refusals = new Map<string, number>();
   readonly done: Promise<void>;
@@ -587,7 +597,8 @@ export class Load {
           `load: only ${this.accepted.length} of ${count} submits accepted in time (refused ${this.refused}: ${this.describeRefusals()})`,
         );
       }
-      if (this.accepted.length + this.inFlight >= count || this.inFlight >= maxInFlight) {
+      // Every key is made once; a refused one is sent again before a new one is made.
+      if ((this.again.length === 0 && this.made >= count) || this.inFlight >= maxInFlight) {
         await Promise.race([...running, sleep(50)]);
         continue;
       }
@@ -602,13 +613,14 @@ export class Load {
       // A steady rate: no burst to catch up after a stall.
       next = Math.max(next + interval, performance.now() - interval);
       const target = targets[turn++ % targets.length] as GatewayProcess;
-      const submit = this.submit(target.url).finally(() => running.delete(submit));
+      const key = this.again.shift() ?? `fault-load-${this.made++}-${randomUUID()}`;
+      const submit = this.submit(target.url, key).finally(() => running.delete(submit));
       running.add(submit);
     }
     await Promise.all(running);
   }
 
-  private async submit(url: string): Promise<void> {
+  private async submit(url: string, key: string): Promise<void> {
     this.inFlight++;
     try {
       const res = await fetch(`${url}/v1/messages`, {
@@ -616,7 +628,9 @@ export class Load {
         headers: {
           authorization: `Bearer ${this.sender.token}`,
           "content-type": "application/json",
+          "idempotency-key": key,
         },
+        // The same bytes for every submit, so a key sent again carries what it first carried.
         body: JSON.stringify({
           type: "case.notice",
           to: this.receiverId,
@@ -628,19 +642,21 @@ export class Load {
       if (res.status === 202) {
         const { id } = (await res.json()) as { id: string };
         this.accepted.push(id);
+        if (res.headers.get("idempotency-replayed") === "true") this.replayed++;
       } else {
         await res.body?.cancel();
-        this.refuse(`http_${res.status}`);
+        this.refuse(`http_${res.status}`, key);
       }
     } catch (err) {
       const cause = (err as { cause?: { code?: string } }).cause;
-      this.refuse(cause?.code ?? (err as Error).name);
+      this.refuse(cause?.code ?? (err as Error).name, key);
     } finally {
       this.inFlight--;
     }
   }
 
-  private refuse(reason: string): void {
+  private refuse(reason: string, key: string): void {
+    this.again.push(key);
     this.refused++;
     this.refusals.set(reason, (this.refusals.get(reason) ?? 0) + 1);
   }
@@ -680,6 +696,11 @@ export interface Tally {
   undelivered: Record<string, number>;
   /** Sent ids the sender has no delivery for. */
   missingAtSender: number;
+  /**
+   * Messages the receiver logged from the sender that no submit was answered 202 for: a message
+   * made by a submit refused to the client (its commit's answer lost) and then made again.
+   */
+  extra: number;
   /** Quarantine rows by side and code, e.g. `receiver:clock_skew`. */
   quarantineCodes: Record<string, number>;
   /** Seconds from the start of the load to the end of the wait. */
@@ -761,6 +782,8 @@ export async function settle(
     for (const r of rows) quarantineCodes[`${side}:${r.code}`] = r.n;
   }
 
+  let extra = 0;
+  for (const id of seenIds) if (!sent.has(id)) extra++;
   let delivered = 0;
   let lost = 0;
   let missingAtSender = 0;
@@ -783,6 +806,7 @@ export async function settle(
     receiptsAppliedTwice,
     undelivered,
     missingAtSender,
+    extra,
     quarantineCodes,
     seconds: opts.startedAt === undefined ? Number.NaN : (Date.now() - opts.startedAt) / 1000,
   };
@@ -819,6 +843,8 @@ export function problems(tally: Tally, minimum: number): string[] {
   if (tally.missingAtSender > 0)
     found.push(`${tally.missingAtSender} answered 202 but unknown to the sender`);
   if (tally.delivered !== tally.sent) found.push(`${tally.sent - tally.delivered} not delivered`);
+  if (tally.extra > 0)
+    found.push(`${tally.extra} logged at the receiver that no submit was answered 202 for`);
   if (Object.keys(tally.undelivered).length > 0)
     found.push(`deliveries not delivered: ${JSON.stringify(tally.undelivered)}`);
   if (tally.duplicates > 0)
@@ -987,6 +1013,8 @@ async function runCase(
   report(spec.name, tally, {
     ...faultFields,
     again: answeredAgain,
+    replayed: load.replayed,
+    extra: tally.extra,
     ...own.fields,
     setup_seconds: setupSeconds.toFixed(1),
   });

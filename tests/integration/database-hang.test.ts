@@ -16,7 +16,6 @@
  * one promotes the standby.
  */
 import { once } from "node:events";
-import { readdirSync, readFileSync } from "node:fs";
 import { type AddressInfo, createConnection, createServer } from "node:net";
 import { finished } from "node:stream/promises";
 import { sql as drizzleSql } from "drizzle-orm";
@@ -24,6 +23,8 @@ import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import {
   type PostgresReplicaPair,
+  pauseServer,
+  resumeServer,
   startPostgresReplicaPair,
   withClient,
 } from "../../src/devtools/postgres-server.ts";
@@ -72,50 +73,14 @@ function thePair(): PostgresReplicaPair {
   return pair;
 }
 
-/** The postmaster of the cluster in `dataDir` (postmaster.pid's first line) and its children. */
-function serverProcesses(dataDir: string): number[] {
-  const postmaster = Number(readFileSync(`${dataDir}/postmaster.pid`, "utf8").split("\n")[0]);
-  const children: number[] = [];
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-    } catch {
-      continue; // gone meanwhile
-    }
-    // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
-    const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-    if (ppid === postmaster) children.push(Number(entry));
-  }
-  return [postmaster, ...children];
-}
-
-/**
- * SIGSTOP to the server's postmaster, then to its backends and auxiliary processes (listed once
- * the postmaster can fork no more): the server stops answering, its kernel still acknowledges.
- */
+/** Stops the server in `dataDir` (pauseServer) and remembers it, for afterAll. */
 function hang(dataDir: string): void {
   stopped.add(dataDir);
-  const [postmaster] = serverProcesses(dataDir);
-  process.kill(postmaster as number, "SIGSTOP");
-  for (const pid of serverProcesses(dataDir).slice(1)) {
-    try {
-      process.kill(pid, "SIGSTOP");
-    } catch {
-      // exited meanwhile
-    }
-  }
+  pauseServer(dataDir);
 }
 
 function resume(dataDir: string): void {
-  for (const pid of serverProcesses(dataDir).reverse()) {
-    try {
-      process.kill(pid, "SIGCONT");
-    } catch {
-      // exited meanwhile
-    }
-  }
+  resumeServer(dataDir);
   stopped.delete(dataDir);
 }
 
