@@ -15,13 +15,17 @@
  * (startPostgresReplicaPair in src/devtools/postgres-server.ts). The tests run in order; the last
  * one promotes the standby.
  */
+import { execFileSync } from "node:child_process";
 import { once } from "node:events";
-import { type AddressInfo, createConnection, createServer } from "node:net";
+import { existsSync } from "node:fs";
+import { type AddressInfo, createConnection, createServer, type Socket } from "node:net";
+import { dirname, join } from "node:path";
 import { finished } from "node:stream/promises";
 import { sql as drizzleSql } from "drizzle-orm";
 import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import {
+  findPostgresBinaries,
   type PostgresReplicaPair,
   pauseServer,
   resumeServer,
@@ -308,6 +312,136 @@ describe("one server that stops answering", () => {
   }, 90_000);
 });
 
+/** psql next to the server binaries (the test's own synchronous client), else on PATH. */
+function psqlPath(): string {
+  const postgresBin = findPostgresBinaries()?.postgres;
+  const next = postgresBin === undefined ? undefined : join(dirname(postgresBin), "psql");
+  return next !== undefined && existsSync(next) ? next : "psql";
+}
+
+/**
+ * Blocks this process's event loop (synchronously) for at least `ms`, and, when `tag` is given,
+ * until the primary has committed a hang_probe row with that tag (read with psql, a child process
+ * run synchronously): then the server's answer to the insert is on its way, or already in the
+ * driver's socket, unread. Returns the rows seen; throws after 30 s without one.
+ */
+function blockEventLoop(ms: number, tag?: string): number {
+  const start = performance.now();
+  let rows = 0;
+  for (;;) {
+    if (tag !== undefined && rows === 0) {
+      rows = Number(
+        execFileSync(psqlPath(), [
+          thePair().primary.url,
+          "-Atc",
+          `SELECT count(*) FROM hang_probe WHERE tag = '${tag}'`,
+        ])
+          .toString()
+          .trim(),
+      );
+    }
+    const elapsed = performance.now() - start;
+    if (elapsed >= ms && (tag === undefined || rows > 0)) return rows;
+    if (elapsed > 30_000) throw new Error(`no row ${tag} committed within 30 s`);
+  }
+}
+
+/**
+ * A driver whose socket calls `onWrite` around each write: `before` (synchronously, the bytes
+ * not written yet) or `after` (in a microtask once the driver's write callback has returned,
+ * before the event loop reads any socket).
+ */
+function driverWithWriteHook(
+  url: string,
+  port: number,
+  onWrite: { before?: () => void; after?: () => void },
+) {
+  // postgres.js's `socket` option (its README, "Custom socket") is missing from its types.
+  const socket = async (): Promise<Socket> => {
+    const connection = createConnection(port, "127.0.0.1");
+    await once(connection, "connect");
+    const write = connection.write.bind(connection) as (...args: unknown[]) => boolean;
+    connection.write = ((...args: unknown[]) => {
+      onWrite.before?.();
+      const written = write(...args);
+      if (onWrite.after !== undefined) queueMicrotask(onWrite.after);
+      return written;
+    }) as Socket["write"];
+    return connection;
+  };
+  return driver(url, { socket } as unknown as postgres.Options<Record<string, never>>);
+}
+
+describe("what the deadline does not count: the gateway's own stall", () => {
+  it("the event loop blocked longer than the deadline once the insert went out, its answer waiting unread in the socket: the insert resolves, committed once; a stopped server still fails at the deadline", async () => {
+    const { primary } = thePair();
+    const tag = `stall_after_${Math.random().toString(36).slice(2)}`;
+    let armed = false;
+    let seenDuringBlock = 0;
+    const sql = driverWithWriteHook(primary.url, primary.port, {
+      after: () => {
+        if (!armed) return;
+        armed = false;
+        seenDuringBlock = blockEventLoop(DEADLINE_S * 1000 + 1_000, tag);
+      },
+    });
+    try {
+      // The same statement, prepared: the insert below is one write (Bind, Execute, Sync).
+      await sql`INSERT INTO hang_probe VALUES (${"warm"}, ${0})`;
+      armed = true;
+      const sentAt = performance.now();
+      // Before the fix: Node ran the expired deadline's timer before it read the socket, and the
+      // insert failed QUERY_TIMEOUT although the server had committed it and answered.
+      expect(
+        await outcome(sql`INSERT INTO hang_probe VALUES (${tag}, ${1})`, sentAt),
+      ).toMatchObject({ resolved: [] });
+      expect(seenDuringBlock).toBe(1);
+      expect(await sql`SELECT n FROM hang_probe WHERE tag = ${tag}`).toEqual([{ n: 1 }]);
+
+      hang(primary.dataDir);
+      expectTimedOut(await outcome(sql`SELECT 1`, performance.now()), DEADLINE_S * 1000);
+    } finally {
+      resume(primary.dataDir);
+      await sql.end({ timeout: 1 });
+    }
+    expect(uncaught.map(describeError)).toEqual([]);
+    expect(unhandled.map(describeError)).toEqual([]);
+  }, 60_000);
+
+  it("the event loop blocked longer than the deadline before the insert's bytes were written: the deadline counts from the write, the insert resolves, committed once", async () => {
+    const { primary } = thePair();
+    const tag = `stall_before_${Math.random().toString(36).slice(2)}`;
+    let armed = false;
+    const sql = driverWithWriteHook(primary.url, primary.port, {
+      before: () => {
+        if (!armed) return;
+        armed = false;
+        blockEventLoop(DEADLINE_S * 1000 + 1_000);
+      },
+    });
+    try {
+      // The same statement, prepared: the insert below is one write (Bind, Execute, Sync). It
+      // takes the server 0.5 s, far longer than a turn of the event loop.
+      const insert = (t: string, n: number, sleep: number) =>
+        sql`INSERT INTO hang_probe SELECT ${t}, ${n}::int FROM pg_sleep(${sleep}::float8)`;
+      await insert("warm", 0, 0);
+      armed = true;
+      // Before the fix: the deadline ran from when the query was handed to the connection, and
+      // the insert failed QUERY_TIMEOUT once its bytes were out and the event loop had read the
+      // sockets once.
+      expect(await outcome(insert(tag, 1, 0.5), performance.now())).toMatchObject({
+        resolved: [],
+      });
+      expect(armed).toBe(false);
+      expect(await sql`SELECT n FROM hang_probe WHERE tag = ${tag}`).toEqual([{ n: 1 }]);
+    } finally {
+      await sql.end({ timeout: 1 });
+    }
+    expect(uncaught.map(describeError)).toEqual([]);
+    expect(unhandled.map(describeError)).toEqual([]);
+  }, 60_000);
+});
+
 describe("what the deadline does not count: the client's own turn", () => {
   it("a cursor whose callback takes longer than query_timeout, and a COPY written more slowly, end normally", async () => {
     const { primary } = thePair();
@@ -336,6 +470,74 @@ describe("what the deadline does not count: the client's own turn", () => {
     } finally {
       await sql.end({ timeout: 1 });
     }
+  }, 60_000);
+});
+
+/**
+ * A proxy to the primary that forwards both ways until `freeze()`: from then on it forwards
+ * nothing on the connections open then (to the client, a server that stopped answering), while
+ * a closed client closes its server connection (the server then ends that session).
+ */
+async function freezingProxy(): Promise<{ port: number; freeze(): void; close(): void }> {
+  const frozen = new Set<{ frozen: boolean }>();
+  const server = createServer((client) => {
+    const state = { frozen: false };
+    frozen.add(state);
+    const upstream = createConnection(thePair().primary.port, "127.0.0.1");
+    upstream.on("data", (data: Buffer) => {
+      if (!state.frozen) client.write(data);
+    });
+    client.on("data", (data: Buffer) => {
+      if (!state.frozen) upstream.write(data);
+    });
+    client.on("error", () => {});
+    upstream.on("error", () => {});
+    client.on("close", () => {
+      upstream.destroy();
+      frozen.delete(state);
+    });
+    upstream.on("close", () => client.destroy());
+  });
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  return {
+    port: (server.address() as AddressInfo).port,
+    freeze: () => {
+      for (const state of frozen) state.frozen = true;
+    },
+    close: () => server.close(),
+  };
+}
+
+describe("a COPY FROM STDIN whose server stops answering once the client ended it", () => {
+  it("finishing the stream fails QUERY_TIMEOUT at the deadline (not finished by the next session's first answer), and nothing is committed", async () => {
+    const proxy = await freezingProxy();
+    const sql = driver(`postgres://postgres@127.0.0.1:${proxy.port}/postgres`);
+    const tag = `copy_ended_${Math.random().toString(36).slice(2)}`;
+    try {
+      const pid = (await sql<{ pid: number }[]>`SELECT pg_backend_pid() AS pid`)[0]?.pid ?? 0;
+      const copy = await sql`COPY hang_probe (tag, n) FROM STDIN`.writable();
+      copy.write(`${tag}\t1\n`);
+      await waitFor("the COPY's row sent", async () =>
+        copy.writableLength === 0 ? true : undefined,
+      );
+      proxy.freeze();
+      const endedAt = performance.now();
+      copy.end();
+      // Before the fix: pending (until the pool's next session answered its first statement,
+      // whose CommandComplete then reported this COPY finished).
+      const ended = await outcome(finished(copy), endedAt, DEADLINE_S * 1000 + SLACK_MS);
+      expectTimedOut(ended, DEADLINE_S * 1000);
+
+      expect(await sql`SELECT 1 AS one`).toEqual([{ one: 1 }]);
+      expect(pid).toBeGreaterThan(0);
+      expect(await probeRows(tag, pid)).toEqual([]);
+    } finally {
+      await sql.end({ timeout: 1 });
+      proxy.close();
+    }
+    expect(uncaught.map(describeError)).toEqual([]);
+    expect(unhandled.map(describeError)).toEqual([]);
   }, 60_000);
 });
 
