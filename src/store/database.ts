@@ -117,6 +117,20 @@ export const CONNECT_TIMEOUT_SECONDS = 5;
  */
 export const QUERY_TIMEOUT_SECONDS = 15;
 
+/**
+ * The pool's `statement_timeout` (PostgreSQL's own, in the connection's startup parameters): a
+ * second below QUERY_TIMEOUT_SECONDS, so that a server that is slow but working (a statement
+ * waiting for a lock, a long statement) cancels the statement itself before the client's
+ * deadline gives the connection up. Given up, the connection is closed without a cancel request
+ * and the server runs what it had received to the end: an autocommit insert was committed after
+ * its caller had been told it failed (tried: a lock held 4 s, the deadline 2 s). Cancelled by
+ * the server, the statement fails with SQLSTATE 57014 (store unavailable, 503), its transaction
+ * is rolled back, and the connection stays in service. It does not bound a COMMIT waiting for a
+ * synchronous standby (PostgreSQL stops the timer before committing): there the client's
+ * deadline still decides. The migrations are exempt, as from query_timeout (openDatabase).
+ */
+export const STATEMENT_TIMEOUT_MS = QUERY_TIMEOUT_SECONDS * 1000 - 1000;
+
 export async function openDatabase(target: DatabaseTarget): Promise<Database> {
   if ("url" in target) {
     checkTargetSessionAttrs(target.url);
@@ -137,7 +151,8 @@ export async function openDatabase(target: DatabaseTarget): Promise<Database> {
       // Plan each execution for its parameters; the parse is still saved.
       connection: { plan_cache_mode: "force_custom_plan" },
     } satisfies postgres.Options<Record<string, never>>;
-    // The migrations run on a connection of their own, without query_timeout: how long one
+    // The migrations run on a connection of their own, without query_timeout or
+    // statement_timeout: how long one
     // takes depends on the data (a statement rewriting the message log takes as long as the
     // table is big), so no bound fits every installation. A server that stops answering during
     // the migrations stalls the start, before the gateway listens; its next start connects anew.
@@ -153,6 +168,7 @@ export async function openDatabase(target: DatabaseTarget): Promise<Database> {
       ...options,
       max: 10,
       query_timeout: QUERY_TIMEOUT_SECONDS,
+      connection: { ...options.connection, statement_timeout: STATEMENT_TIMEOUT_MS },
     });
     const db = drizzlePostgres({ client, schema });
     return { db: db as unknown as Db, driver: "postgres", close: () => client.end({ timeout: 5 }) };
@@ -204,7 +220,10 @@ const DRIVER_CODES = new Set([
  * recovery), 53300 too_many_connections; and 25006 read_only_sql_transaction, a server not
  * taking writes now (the gateway never opens a read-only transaction): a standby still in
  * recovery, as when a name or address moves to it before its promotion ended (its sessions take
- * writes once it is promoted), or a server set read-only.
+ * writes once it is promoted), or a server set read-only; and 57014 query_canceled: the pool's
+ * statement_timeout (STATEMENT_TIMEOUT_MS), a server too slow for the gateway now (a lock held
+ * by another session, an overloaded server), the statement rolled back (the gateway sends no
+ * cancel request of its own; an administrator's pg_cancel_backend is the same answer).
  */
 const SQLSTATES = new Set([
   "25006",
@@ -217,6 +236,7 @@ const SQLSTATES = new Set([
   "57P02",
   "57P03",
   "53300",
+  "57014",
 ]);
 
 /** PGlite's errors once the embedded database was closed (the gateway is stopping). */

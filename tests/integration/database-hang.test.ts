@@ -37,6 +37,7 @@ import {
   isStoreUnavailable,
   openDatabase,
   QUERY_TIMEOUT_SECONDS,
+  STATEMENT_TIMEOUT_MS,
 } from "../../src/store/database.ts";
 import { createTestDatabase } from "../helpers/databases.ts";
 import { call, startPair, waitFor } from "../helpers/network.ts";
@@ -440,6 +441,72 @@ describe("what the deadline does not count: the gateway's own stall", () => {
     expect(uncaught.map(describeError)).toEqual([]);
     expect(unhandled.map(describeError)).toEqual([]);
   }, 60_000);
+});
+
+describe("a live server slower than the deadline: openDatabase's statement_timeout", () => {
+  it(`an insert waiting on a lock held past the pool's statement_timeout (${STATEMENT_TIMEOUT_MS} ms) fails 57014 (store unavailable) before the client's deadline, and nothing of it is committed once the lock is released`, async () => {
+    const { primary } = thePair();
+    const testDb = await createTestDatabase(primary.url);
+    const database = await openDatabase({ url: testDb.url });
+    const holder = postgres(testDb.url, { max: 1, onnotice: () => {} });
+    const tag = `locked_${Math.random().toString(36).slice(2)}`;
+    let release = (): void => {};
+    const released = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    try {
+      await database.db.execute(drizzleSql`CREATE TABLE lock_probe (tag text)`);
+      let locked = (): void => {};
+      const isLocked = new Promise<void>((resolve) => {
+        locked = resolve;
+      });
+      const held = holder.begin(async (tx) => {
+        await tx`LOCK TABLE lock_probe IN ACCESS EXCLUSIVE MODE`;
+        locked();
+        await released;
+      });
+      await isLocked;
+      const sentAt = performance.now();
+      // Without parameters, so that the whole statement (Parse to Sync) is sent at once and waits
+      // for the lock in its execution (a parameter would have the driver ask the server for its
+      // type first, and the parse wait for the lock).
+      const result = await outcome(
+        database.db.execute(drizzleSql.raw(`INSERT INTO lock_probe VALUES ('${tag}')`)),
+        sentAt,
+        QUERY_TIMEOUT_SECONDS * 1000 + PENDING_MS,
+      );
+      release();
+      await held;
+      // Without the pool's statement_timeout: QUERY_TIMEOUT after 15 s, the connection given up
+      // without a cancel request, and the insert, still waiting on the server, committed once
+      // the lock was released.
+      const { error, ms } = rejection(result);
+      expect((error as Error).cause, describeError(error)).toMatchObject({ code: "57014" });
+      expect(isStoreUnavailable(error)).toBe(true);
+      expect(ms).toBeGreaterThanOrEqual(STATEMENT_TIMEOUT_MS - 50);
+      expect(ms).toBeLessThan(QUERY_TIMEOUT_SECONDS * 1000);
+
+      await waitFor("no insert into lock_probe running", async () => {
+        const rows = await holder`SELECT 1 FROM pg_stat_activity
+          WHERE query LIKE '%INSERT INTO lock_probe%' AND state = 'active'
+          AND pid <> pg_backend_pid()`;
+        return rows.length === 0 ? true : undefined;
+      });
+      // The same pool connection, still in service, reads the table: nothing of the insert.
+      expect(
+        await database.db.execute(
+          drizzleSql`SELECT count(*)::int AS n FROM lock_probe WHERE tag = ${tag}`,
+        ),
+      ).toMatchObject([{ n: 0 }]);
+    } finally {
+      release();
+      await holder.end({ timeout: 1 });
+      await database.close();
+      await testDb.drop();
+    }
+    expect(uncaught.map(describeError)).toEqual([]);
+    expect(unhandled.map(describeError)).toEqual([]);
+  }, 90_000);
 });
 
 describe("what the deadline does not count: the client's own turn", () => {
