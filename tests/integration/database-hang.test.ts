@@ -113,12 +113,15 @@ function rejection(result: Outcome): { error: unknown; ms: number } {
   return { error: result.rejected, ms: result.ms };
 }
 
-/** Rejected with the driver's QUERY_TIMEOUT (store unavailable), `deadlineMs` after `since`. */
-function expectTimedOut(result: Outcome, deadlineMs: number): void {
+/**
+ * Rejected with the driver's QUERY_TIMEOUT (store unavailable), `deadlineMs` after `since`
+ * (`earlyMs` before it at the earliest: the server's last bytes may have come before `since`).
+ */
+function expectTimedOut(result: Outcome, deadlineMs: number, earlyMs = 50): void {
   const { error, ms } = rejection(result);
   expect(error, describeError(error)).toMatchObject({ code: "QUERY_TIMEOUT" });
   expect(isStoreUnavailable(error)).toBe(true);
-  expect(ms).toBeGreaterThanOrEqual(deadlineMs - 50);
+  expect(ms).toBeGreaterThanOrEqual(deadlineMs - earlyMs);
   expect(ms).toBeLessThan(deadlineMs + SLACK_MS);
 }
 
@@ -131,6 +134,33 @@ async function probeRows(tag: string, pid: number): Promise<number[]> {
     });
     const rows = await sql<{ n: number }[]>`SELECT n FROM hang_probe WHERE tag = ${tag} ORDER BY n`;
     return rows.map((r) => r.n);
+  });
+}
+
+/** How often a ticking statement sends the client a notice (ms). */
+const TICK_MS = 100;
+
+/**
+ * A statement that runs for `seconds` and sends the client a notice every TICK_MS, so that the
+ * driver's deadline (2 s) never expires while the server works: its query can only time out if
+ * the server stops. `label` names it in pg_stat_activity (a comment in its text). Resolves `[]`.
+ */
+function ticking(sql: postgres.Sql, label: string, seconds = 30) {
+  return sql.unsafe(
+    `DO $$ BEGIN /* ${label} */ FOR i IN 1..${(seconds * 1000) / TICK_MS} LOOP ` +
+      `RAISE NOTICE 'tick'; PERFORM pg_sleep(${TICK_MS / 1000}); END LOOP; END $$`,
+  );
+}
+
+/** Waits until a statement labelled `label` (ticking) runs on the primary. */
+function runningOnPrimary(label: string): Promise<true> {
+  return waitFor(`${label} running`, async () => {
+    const rows = await withClient(
+      thePair().primary.url,
+      (admin) => admin`SELECT 1 FROM pg_stat_activity WHERE query LIKE ${`%/* ${label} */%`}
+        AND state = 'active' AND pid <> pg_backend_pid()`,
+    );
+    return rows.length > 0 ? true : undefined;
   });
 }
 
@@ -152,26 +182,21 @@ describe("one server that stops answering", () => {
     try {
       expect(await sql`SELECT 1 AS one`).toEqual([{ one: 1 }]);
 
-      const sentAt = performance.now();
-      // Long enough to be still running when the server is stopped, on a loaded machine too.
-      const inFlight = sql`SELECT pg_sleep(5) AS in_flight`;
+      // Running (30 s) when the server is stopped, however long that takes on a loaded machine,
+      // and never silent for the deadline while the server runs: only the stop can time it out.
+      const inFlight = ticking(sql, "in_flight");
       inFlight.catch(() => {});
-      await waitFor("the query running", async () => {
-        const rows = await withClient(
-          primary.url,
-          (admin) => admin`SELECT 1 FROM pg_stat_activity WHERE query LIKE '%AS in_flight%'
-            AND state = 'active' AND pid <> pg_backend_pid()`,
-        );
-        return rows.length > 0 ? true : undefined;
-      });
+      await runningOnPrimary("in_flight");
       hang(primary.dataDir);
+      const stoppedAt = performance.now();
       // Sent on the same connection, behind the one in flight (max: 1).
       const queued = [sql`SELECT 2 AS two`, sql`SELECT 3 AS three`];
       const results = await Promise.all(
-        [inFlight, ...queued].map((query) => outcome(query, sentAt)),
+        [inFlight, ...queued].map((query) => outcome(query, stoppedAt)),
       );
-      // Unpatched (or without query_timeout): all three still pending after 15 s.
-      for (const result of results) expectTimedOut(result, DEADLINE_S * 1000);
+      // Unpatched (or without query_timeout): all three still pending after 15 s. The server not
+      // stopped: the first still running, the others behind it pending.
+      for (const result of results) expectTimedOut(result, DEADLINE_S * 1000, TICK_MS + 400);
 
       // While it is stopped its kernel still takes connections: a new one gives up after
       // connect_timeout (2 s here), as before.
@@ -658,13 +683,14 @@ describe("a server that stops answering while a connection starts", () => {
 
       // The connection, now in service on the primary, keeps nothing of the attempt given up: a
       // later query whose backend is terminated fails CONNECTION_CLOSED, not QUERY_TIMEOUT.
-      const later = withPrimary`SELECT pg_sleep(5) AS later_on_primary`;
+      // Ticking: never silent for the deadline, however long the terminate takes to land.
+      const later = ticking(withPrimary, "later_on_primary");
       later.catch(() => {});
-      await waitFor("the later query running", async () => {
+      await waitFor("the later query running, then terminated", async () => {
         const rows = await withClient(
           primary.url,
           (admin) => admin`SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-            WHERE query LIKE '%AS later_on_primary%' AND state = 'active'
+            WHERE query LIKE '%/* later_on_primary */%' AND state = 'active'
             AND pid <> pg_backend_pid()`,
         );
         return rows.length > 0 ? true : undefined;
@@ -756,21 +782,15 @@ describe("both servers named, the primary stops answering and the standby is pro
     const sql = driver(url);
     try {
       expect(await sql`SELECT inet_server_port() AS port`).toEqual([{ port: primary.port }]);
-      const sentAt = performance.now();
-      const inFlight = sql`SELECT pg_sleep(5) AS in_flight_pair`;
+      // Ticking: only the primary's stop can time it out (see the first test).
+      const inFlight = ticking(sql, "in_flight_pair");
       inFlight.catch(() => {});
-      await waitFor("the query running", async () => {
-        const rows = await withClient(
-          primary.url,
-          (admin) => admin`SELECT 1 FROM pg_stat_activity WHERE query LIKE '%AS in_flight_pair%'
-            AND state = 'active' AND pid <> pg_backend_pid()`,
-        );
-        return rows.length > 0 ? true : undefined;
-      });
+      await runningOnPrimary("in_flight_pair");
       hang(primary.dataDir);
+      const settled = outcome(inFlight, performance.now());
       await standby.promote();
       // Unpatched: still pending after 15 s (tried: 60 s), and the next query behind it too.
-      expectTimedOut(await outcome(inFlight, sentAt), DEADLINE_S * 1000);
+      expectTimedOut(await settled, DEADLINE_S * 1000, TICK_MS + 400);
       const next = await outcome(
         sql<{ port: number; recovery: boolean }[]>`
           SELECT inet_server_port() AS port, pg_is_in_recovery() AS recovery`,
