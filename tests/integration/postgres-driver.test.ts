@@ -29,77 +29,69 @@ import {
   type Socket,
 } from "node:net";
 import postgres from "postgres";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  type PostgresReplicaPair,
-  startPostgresReplicaPair,
-} from "../../src/devtools/postgres-server.ts";
+import { describe, expect, it } from "vitest";
 import {
   CONNECT_TIMEOUT_SECONDS,
   isStoreUnavailable,
   openDatabase,
 } from "../../src/store/database.ts";
 import { waitFor } from "../helpers/network.ts";
-import { describeError, processFaults } from "../helpers/process-faults.ts";
+import { describeError } from "../helpers/process-faults.ts";
+import {
+  fileReplicaPair,
+  READY_FOR_QUERY,
+  rejectionOf as rejection,
+  type Settled,
+  settleWithin,
+} from "../helpers/replica-pair.ts";
 
 /** A query whose connection failed must settle within this (it settles within a second here). */
 const SETTLE_MS = 5_000;
 
-let pair: PostgresReplicaPair | undefined;
 let admin: postgres.Sql | undefined;
 const servers: Server[] = [];
 
-// Anything thrown where no caller can catch it (a driver's timer callback) lands here.
-const { uncaught, unhandled, ...faults } = processFaults();
-
-beforeAll(async () => {
-  faults.start();
-  pair = await startPostgresReplicaPair();
-  admin = postgres(pair.primary.url, { max: 1, onnotice: () => {} });
-});
-
-afterAll(async () => {
-  try {
+const { thePair, expectNoProcessFaults } = fileReplicaPair({
+  started: async (pair) => {
+    admin = postgres(pair.primary.url, { max: 1, onnotice: () => {} });
+  },
+  stopping: async () => {
     for (const server of servers) server.close();
     await admin?.end({ timeout: 1 });
-    await pair?.stop();
-  } finally {
-    faults.stop();
-  }
+  },
 });
 
-function thePair(): PostgresReplicaPair {
-  if (pair === undefined) throw new Error("no replica pair");
-  return pair;
+/** A URL naming two servers on 127.0.0.1, in this order, with `target_session_attrs=primary`. */
+function twoServers(firstPort: number, secondPort: number): string {
+  return `postgres://postgres@127.0.0.1:${firstPort},127.0.0.1:${secondPort}/postgres?target_session_attrs=primary`;
 }
 
 /** Both servers' URL with `target_session_attrs=primary`, the first one replaced by `first`. */
 function urlWithFirst(firstPort: number): string {
-  return `postgres://postgres@127.0.0.1:${firstPort},127.0.0.1:${thePair().standby.port}/postgres?target_session_attrs=primary`;
+  return twoServers(firstPort, thePair().standby.port);
 }
 
-type Outcome = { resolved: unknown } | { rejected: unknown } | "pending";
-
-/** How a promise settles within `ms`, or "pending". */
-function outcome(promise: Promise<unknown>, ms = SETTLE_MS): Promise<Outcome> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    promise.then(
-      (resolved): Outcome => ({ resolved }),
-      (rejected: unknown): Outcome => ({ rejected }),
-    ),
-    new Promise<Outcome>((resolve) => {
-      timer = setTimeout(() => resolve("pending"), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
+/** A URL naming one server on 127.0.0.1. */
+function oneServer(port: number): string {
+  return `postgres://postgres@127.0.0.1:${port}/postgres`;
 }
 
-/** The error of a rejected outcome (the test fails on any other). */
-function rejection(result: Outcome): unknown {
-  if (result === "pending" || !("rejected" in result)) {
-    throw new Error(`expected a rejection, got ${JSON.stringify(result)}`);
+/** How a promise settles within SETTLE_MS, or "pending". */
+function outcome(promise: Promise<unknown>): Promise<Settled> {
+  return settleWithin(promise, SETTLE_MS);
+}
+
+/** The error a new pool (`options`) on `url` fails its first query with; the pool ended after. */
+async function firstQueryFailure(
+  url: string,
+  options: postgres.Options<Record<string, never>>,
+): Promise<unknown> {
+  const sql = postgres(url, options);
+  try {
+    return rejection(await outcome(sql`SELECT 1`));
+  } finally {
+    await sql.end({ timeout: 1 });
   }
-  return result.rejected;
 }
 
 /** A TCP server on 127.0.0.1, closed after the file's tests. */
@@ -111,20 +103,19 @@ async function listen(onConnection: (socket: Socket) => void): Promise<number> {
   return (server.address() as AddressInfo).port;
 }
 
-/** PostgreSQL's ErrorResponse FATAL 57P01 admin_shutdown, as a fast shutdown sends it. */
-function fatalAdminShutdown(): Buffer {
-  const fields = Buffer.from(
-    "SFATAL\0VFATAL\0C57P01\0Mterminating connection due to administrator command\0\0",
-    "utf8",
-  );
+/** PostgreSQL's ErrorResponse, severity FATAL, with SQLSTATE `code` and `message`. */
+function fatalError(code: string, message: string): Buffer {
+  const fields = Buffer.from(`SFATAL\0VFATAL\0C${code}\0M${message}\0\0`, "utf8");
   const head = Buffer.alloc(5);
   head.write("E", 0);
   head.writeUInt32BE(fields.length + 4, 1);
   return Buffer.concat([head, fields]);
 }
 
-/** ReadyForQuery ('Z', length 5), with any transaction status. */
-const READY_FOR_QUERY = Buffer.from([0x5a, 0, 0, 0, 5]);
+/** PostgreSQL's ErrorResponse FATAL 57P01 admin_shutdown, as a fast shutdown sends it. */
+function fatalAdminShutdown(): Buffer {
+  return fatalError("57P01", "terminating connection due to administrator command");
+}
 
 describe("postgres.js with several servers: a new connection's first query whose backend is terminated", () => {
   it.each([
@@ -172,8 +163,7 @@ describe("postgres.js with several servers: a new connection's first query whose
     } finally {
       await sql.end({ timeout: 1 });
     }
-    expect(uncaught.map(describeError)).toEqual([]);
-    expect(unhandled.map(describeError)).toEqual([]);
+    expectNoProcessFaults();
   });
 });
 
@@ -217,7 +207,7 @@ describe("postgres.js with several servers: the first server closes the connecti
       // in recovery. Each query must fail (store unavailable). Before the fix the first failed
       // with the proxy's 57P01, received in the standby's session, and the connection then served
       // the next queries on the standby (recovery true; writes 25006).
-      const results: Outcome[] = [];
+      const results: Settled[] = [];
       for (let i = 0; i < 3; i++) {
         results.push(
           await outcome(sql<{ recovery: boolean }[]>`SELECT pg_is_in_recovery() AS recovery`),
@@ -234,8 +224,7 @@ describe("postgres.js with several servers: the first server closes the connecti
     } finally {
       await sql.end({ timeout: 1 });
     }
-    expect(uncaught.map(describeError)).toEqual([]);
-    expect(unhandled.map(describeError)).toEqual([]);
+    expectNoProcessFaults();
   });
 });
 
@@ -247,10 +236,7 @@ describe("postgres.js with several servers: a server that accepts connections an
     const primaryPort = thePair().primary.port;
     const options = { max: 1, onnotice: () => {}, backoff: () => 0.1, connect_timeout: 1 };
 
-    const silentThenPrimary = postgres(
-      `postgres://postgres@127.0.0.1:${silentPort},127.0.0.1:${primaryPort}/postgres?target_session_attrs=primary`,
-      options,
-    );
+    const silentThenPrimary = postgres(twoServers(silentPort, primaryPort), options);
     try {
       // Before the fix: rejected with CONNECT_TIMEOUT after 1 s, the primary never tried.
       const result = await outcome(
@@ -262,41 +248,20 @@ describe("postgres.js with several servers: a server that accepts connections an
     }
 
     // Neither answers: each tried once, then the query fails.
-    const bothSilent = postgres(
-      `postgres://postgres@127.0.0.1:${silentPort},127.0.0.1:${otherSilentPort}/postgres?target_session_attrs=primary`,
-      options,
-    );
-    try {
-      const failed = rejection(await outcome(bothSilent`SELECT 1`));
-      expect(failed, describeError(failed)).toMatchObject({ code: "CONNECT_TIMEOUT" });
-      expect(isStoreUnavailable(failed)).toBe(true);
-    } finally {
-      await bothSilent.end({ timeout: 1 });
-    }
+    const bothSilent = await firstQueryFailure(twoServers(silentPort, otherSilentPort), options);
+    expect(bothSilent, describeError(bothSilent)).toMatchObject({ code: "CONNECT_TIMEOUT" });
+    expect(isStoreUnavailable(bothSilent)).toBe(true);
 
     // One server: unchanged, CONNECT_TIMEOUT.
-    const single = postgres(`postgres://postgres@127.0.0.1:${silentPort}/postgres`, options);
-    try {
-      const failed = rejection(await outcome(single`SELECT 1`));
-      expect(failed, describeError(failed)).toMatchObject({ code: "CONNECT_TIMEOUT" });
-    } finally {
-      await single.end({ timeout: 1 });
-    }
-    expect(uncaught.map(describeError)).toEqual([]);
-    expect(unhandled.map(describeError)).toEqual([]);
+    const single = await firstQueryFailure(oneServer(silentPort), options);
+    expect(single, describeError(single)).toMatchObject({ code: "CONNECT_TIMEOUT" });
+    expectNoProcessFaults();
   });
 });
 
 /** PostgreSQL's ErrorResponse FATAL 57P03 cannot_connect_now, as a server starting up sends it. */
 function fatalCannotConnectNow(): Buffer {
-  const fields = Buffer.from(
-    "SFATAL\0VFATAL\0C57P03\0Mthe database system is starting up\0\0",
-    "utf8",
-  );
-  const head = Buffer.alloc(5);
-  head.write("E", 0);
-  head.writeUInt32BE(fields.length + 4, 1);
-  return Buffer.concat([head, fields]);
+  return fatalError("57P03", "the database system is starting up");
 }
 
 /** A stand-in server answering every connection's startup with FATAL 57P03, counting them. */
@@ -319,10 +284,7 @@ describe("postgres.js with several servers: a server that refuses connections wh
     // Each a new connection whose first attempt is the refusing server (a new pool starts with
     // the first server named). Before the fix: each rejected 57P03, the primary never tried.
     for (let i = 0; i < 3; i++) {
-      const sql = postgres(
-        `postgres://postgres@127.0.0.1:${starting.port},127.0.0.1:${primaryPort}/postgres?target_session_attrs=primary`,
-        options,
-      );
+      const sql = postgres(twoServers(starting.port, primaryPort), options);
       try {
         const result = await outcome(sql<{ port: number }[]>`SELECT inet_server_port() AS port`);
         expect(result).toEqual({ resolved: [{ port: primaryPort }] });
@@ -335,44 +297,32 @@ describe("postgres.js with several servers: a server that refuses connections wh
     // Both refuse: each tried once for the query, then it fails with the last one's error.
     const other = await refusing();
     const before = starting.connections();
-    const bothRefusing = postgres(
-      `postgres://postgres@127.0.0.1:${starting.port},127.0.0.1:${other.port}/postgres?target_session_attrs=primary`,
-      options,
-    );
-    try {
-      const failed = rejection(await outcome(bothRefusing`SELECT 1`));
-      expect(failed, describeError(failed)).toMatchObject({ code: "57P03" });
-      expect(isStoreUnavailable(failed)).toBe(true);
-      expect([starting.connections() - before, other.connections()]).toEqual([1, 1]);
-    } finally {
-      await bothRefusing.end({ timeout: 1 });
-    }
+    const bothRefusing = await firstQueryFailure(twoServers(starting.port, other.port), options);
+    expect(bothRefusing, describeError(bothRefusing)).toMatchObject({ code: "57P03" });
+    expect(isStoreUnavailable(bothRefusing)).toBe(true);
+    expect([starting.connections() - before, other.connections()]).toEqual([1, 1]);
 
     // One server: unchanged, 57P03 at once.
-    const single = postgres(`postgres://postgres@127.0.0.1:${starting.port}/postgres`, options);
-    try {
-      const failed = rejection(await outcome(single`SELECT 1`));
-      expect(failed, describeError(failed)).toMatchObject({ code: "57P03" });
-    } finally {
-      await single.end({ timeout: 1 });
-    }
-    expect(uncaught.map(describeError)).toEqual([]);
-    expect(unhandled.map(describeError)).toEqual([]);
+    const single = await firstQueryFailure(oneServer(starting.port), options);
+    expect(single, describeError(single)).toMatchObject({ code: "57P03" });
+    expectNoProcessFaults();
   });
 
   it("a pool whose first server refuses no longer fails every other new connection's first query", async () => {
     const starting = await refusing();
     const primaryPort = thePair().primary.port;
     let closes = 0;
-    const sql = postgres(
-      `postgres://postgres@127.0.0.1:${starting.port},127.0.0.1:${primaryPort}/postgres?target_session_attrs=primary`,
-      { max: 1, onnotice: () => {}, backoff: () => 0.1, onclose: () => closes++ },
-    );
+    const sql = postgres(twoServers(starting.port, primaryPort), {
+      max: 1,
+      onnotice: () => {},
+      backoff: () => 0.1,
+      onclose: () => closes++,
+    });
     try {
       // Each round's connection is terminated once its query ran, so the next query is a new
       // connection's first, whose attempts start with the server after the one last tried.
       // Before the fix: resolved and 57P03 in turn.
-      const results: Outcome[] = [];
+      const results: Settled[] = [];
       for (let i = 0; i < 4; i++) {
         const result = await outcome(
           sql<{ pid: number; port: number }[]>`
@@ -398,8 +348,7 @@ describe("postgres.js with several servers: a server that refuses connections wh
     } finally {
       await sql.end({ timeout: 1 });
     }
-    expect(uncaught.map(describeError)).toEqual([]);
-    expect(unhandled.map(describeError)).toEqual([]);
+    expectNoProcessFaults();
   });
 });
 
@@ -409,7 +358,7 @@ describe("openDatabase: a first server that never answers", () => {
     const started = performance.now();
     // The migrations run on the primary, the second server named.
     const database = await openDatabase({
-      url: `postgres://postgres@127.0.0.1:${silentPort},127.0.0.1:${thePair().primary.port}/postgres?target_session_attrs=primary`,
+      url: twoServers(silentPort, thePair().primary.port),
     });
     const elapsedMs = performance.now() - started;
     await database.close();
