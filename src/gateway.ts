@@ -185,6 +185,7 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
       cases,
       caseKeys: keyring,
       encryption: registry,
+      storeUnavailable: isStoreUnavailable,
     });
     const inboxOptions = {
       stream: config.streamName,

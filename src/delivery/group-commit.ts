@@ -1,7 +1,9 @@
 /**
  * Group commit: while one commit runs, further items queue and go together in the next one, so
  * concurrent callers share transactions. Should a group fail, each of its items is committed
- * alone, so one bad item fails only its own caller.
+ * alone, so one bad item fails only its own caller; but a failure that says nothing about the
+ * items (`failsAll`: the database unreachable) fails the whole group at once, instead of having
+ * each item wait as long again, one after the other.
  */
 export class GroupCommit<T> {
   private queue: Array<{ item: T; resolve: () => void; reject: (err: unknown) => void }> = [];
@@ -10,6 +12,7 @@ export class GroupCommit<T> {
   constructor(
     private readonly commit: (items: T[]) => Promise<void>,
     private readonly maxGroup = 500,
+    private readonly failsAll: (err: unknown) => boolean = () => false,
   ) {}
 
   add(item: T): Promise<void> {
@@ -28,8 +31,8 @@ export class GroupCommit<T> {
           await this.commit(group.map((g) => g.item));
           for (const g of group) g.resolve();
         } catch (err) {
-          if (group.length === 1) {
-            group[0]?.reject(err);
+          if (group.length === 1 || this.failsAll(err)) {
+            for (const g of group) g.reject(err);
             continue;
           }
           for (const g of group) await this.commit([g.item]).then(g.resolve, g.reject);

@@ -111,9 +111,10 @@ export interface SignedMessage {
 }
 
 /**
- * A submit's `Idempotency-Key` (POST /v1/messages) and the SHA-256 (hex) of the request body's
- * bytes it came with: one message per key; the same key again with the same bytes is answered
- * with that message, with other bytes refused (idempotency_key_reused).
+ * A submit's `Idempotency-Key` (POST /v1/messages) and the fingerprint of the request body's
+ * bytes it came with (requestFingerprint: an HMAC under a secret that is not in the database):
+ * one message per key; the same key again with the same bytes is answered with that message,
+ * with other bytes refused (idempotency_key_reused).
  */
 export interface Idempotency {
   key: string;

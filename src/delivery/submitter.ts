@@ -81,6 +81,12 @@ export interface SubmitterDeps {
   caseKeys: CaseKeys;
   /** Partners' encryption keys. */
   encryption: EncryptionKeys;
+  /**
+   * Failures that say nothing about the messages (the database unreachable): a group commit
+   * that fails so fails its whole group at once, each submit answered 503, rather than trying
+   * each message alone (each would wait as long again).
+   */
+  storeUnavailable?: (err: unknown) => boolean;
 }
 
 /** What a submit with an Idempotency-Key answers: the message, made now or earlier. */
@@ -103,11 +109,15 @@ export class Submitter {
 
   constructor(private readonly deps: SubmitterDeps) {
     // The log rows and their outbox rows: one transaction per group (outbound.insert opens it).
-    this.commits = new GroupCommit(async (group) => {
-      const lease = deps.prompt?.deliveryLease();
-      await deps.store.outbound.insert(group, lease);
-      this.committed(group, lease);
-    });
+    this.commits = new GroupCommit(
+      async (group) => {
+        const lease = deps.prompt?.deliveryLease();
+        await deps.store.outbound.insert(group, lease);
+        this.committed(group, lease);
+      },
+      undefined,
+      deps.storeUnavailable,
+    );
   }
 
   /** Committed: the prompt path publishes leased deliveries now, else the next pass does. */

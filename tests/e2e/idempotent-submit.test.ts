@@ -11,6 +11,7 @@
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { withClient } from "../../src/devtools/postgres-server.ts";
+import { requestFingerprint, sha256Hex } from "../../src/protocol/digest.ts";
 import { MESSAGE_TYP } from "../../src/protocol/jws-profile.ts";
 import { createTestDatabase, type TestDatabase } from "../helpers/databases.ts";
 import {
@@ -143,6 +144,18 @@ describe("POST /v1/messages with an Idempotency-Key", () => {
     expect((await laocaiInbound(caseRef)).sort()).toEqual(
       [first.body.id as string, control.body.id as string].sort(),
     );
+    // The request's fingerprint is an HMAC under the API token, which is not in the database:
+    // a plain SHA-256 of bytes that may hold personal data in clear could be tested against
+    // guesses by anyone who reads the database.
+    const [kept] = await withClient(
+      hekouDb.url,
+      (sql) =>
+        sql<{ request_digest: string }[]>`
+        SELECT request_digest FROM messages WHERE id = ${first.body.id as string}`,
+    );
+    const raw = new TextEncoder().encode(bytes);
+    expect(kept?.request_digest).toBe(requestFingerprint(pair.hekou.token, raw));
+    expect(kept?.request_digest).not.toBe(sha256Hex(raw));
   }, 60_000);
 
   it("the same key with another body: 409 idempotency_key_reused, nothing made, the key not echoed", async () => {

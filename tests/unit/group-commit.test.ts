@@ -26,6 +26,24 @@ describe("GroupCommit", () => {
     ]);
   });
 
+  it("fails a whole group at once when its failure says nothing about the items (failsAll)", async () => {
+    const calls: number[][] = [];
+    const unreachable = new Error("the database is unreachable");
+    const commits = new GroupCommit<number>(
+      async (items) => {
+        calls.push(items);
+        await new Promise((resolve) => setTimeout(resolve, 1));
+        if (items.length > 1 || items[0] !== 1) throw unreachable;
+      },
+      500,
+      (err) => err === unreachable,
+    );
+    const results = await Promise.allSettled([1, 2, 3, 4].map((n) => commits.add(n)));
+    expect(results.map((r) => r.status)).toEqual(["fulfilled", "rejected", "rejected", "rejected"]);
+    // The group [2, 3, 4] was tried once, not each item again alone.
+    expect(calls).toEqual([[1], [2, 3, 4]]);
+  });
+
   it("keeps groups within the maximum size", async () => {
     const sizes: number[] = [];
     const commits = new GroupCommit<number>(async (items) => {

@@ -3,7 +3,7 @@
  * body is then checked by the submitter against the schema of its type (schemas/).
  */
 import { IDEMPOTENCY_KEY_HEADER, type SubmitRequest } from "../../delivery/submitter.ts";
-import { sha256Hex } from "../../protocol/digest.ts";
+import { requestFingerprint } from "../../protocol/digest.ts";
 import { PARTY_ID_PATTERN } from "../../protocol/identifiers.ts";
 import type { Envelope } from "../../protocol/types.ts";
 import { shared } from "../api-schemas.ts";
@@ -71,7 +71,7 @@ export const postMessage = defineRoute({
     headers: {
       [IDEMPOTENCY_KEY_HEADER]: {
         description:
-          "Optional; 1-128 visible ASCII characters (%x21-7E), compared exactly (case-sensitive); a new random value (a UUID) per message. The first request with a key that is accepted makes the message, and the key stays with it for as long as the message is logged. The same key again with the same request (the same body bytes) makes nothing and is answered as the first was (202, the same id and members, `Idempotency-Replayed: true`), also while the first is still being committed; with another body, `409 idempotency_key_reused`. Send one with every submit, and send it again with the same bytes after a 503, a 500 or an answer that never came: the message is then made once. A request without a key that is sent again after such an answer may make a second message (a new id) with the same content.",
+          "Optional; 1-128 visible ASCII characters (%x21-7E), compared exactly (case-sensitive); a new random value (a UUID) per message, never made from the message's content (the key is stored in the clear). The first request with a key that is accepted makes the message, and the key stays with it for as long as the message is logged. The same key again with the same request (the same body bytes, compared by an HMAC keyed by the API token) stores and sends nothing and is answered as the first was (202, the same id and members, `Idempotency-Replayed: true`), also while the first is still being committed; with another body, `409 idempotency_key_reused`. Send one with every submit, and send it again with the same bytes after a 503, a 500 or an answer that never came: the message is then made once. A request without a key that is sent again after such an answer may make a second message (a new id) with the same content.",
         schema: { type: "string", pattern: "^[\\x21-\\x7E]{1,128}$" },
         invalid: {
           code: "request_invalid",
@@ -151,8 +151,9 @@ export const postMessage = defineRoute({
     if (key === undefined) {
       envelope = await deps.submitter.submit(request);
     } else {
-      // "The same request" is the same body bytes, as received.
-      const requestDigest = sha256Hex(input.bodyBytes ?? new Uint8Array());
+      // "The same request" is the same body bytes, as received. Kept as an HMAC under the API
+      // token, never in the database, not a plain hash: the bytes may hold personal data.
+      const requestDigest = requestFingerprint(deps.apiToken, input.bodyBytes ?? new Uint8Array());
       const submitted = await deps.submitter.submitWithKey(request, { key, requestDigest });
       envelope = submitted.envelope;
       if (submitted.replayed) c.header("idempotency-replayed", "true");
