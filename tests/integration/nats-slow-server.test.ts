@@ -5,6 +5,7 @@
  * error names the request instead of nats.js's bare "TIMEOUT".
  */
 import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type NatsServerHandle, startNatsServer } from "../../src/devtools/nats-server.ts";
 import { ManagementError, NatsTransport } from "../../src/transport/nats-transport.ts";
@@ -34,9 +35,21 @@ function inbox() {
   };
 }
 
-/** Pauses the server for `ms`, while `during` runs; returns what it settled with. */
+/** The server process's state letter (`T` once SIGSTOP took effect), from /proc. */
+function processState(pid: number): string {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+}
+
+/**
+ * Pauses the server for `ms`, while `during` runs; returns what it settled with. `during` starts
+ * only once the kernel shows the process stopped: the signal takes effect asynchronously, and a
+ * request sent in between could still be answered (seen under load: the first request answered,
+ * the next one timed out).
+ */
 async function pausedFor<T>(ms: number, during: () => Promise<T>) {
   process.kill(server.pid, "SIGSTOP");
+  while (processState(server.pid) !== "T") await new Promise((r) => setTimeout(r, 5));
   const resumed = new Promise<void>((resolve) =>
     setTimeout(() => {
       process.kill(server.pid, "SIGCONT");
