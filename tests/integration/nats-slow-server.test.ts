@@ -91,4 +91,16 @@ describe("JetStream management requests to a server that answers late", () => {
     // The server is back: the same request now succeeds.
     expect(await transport.ensureInbox(opts)).toBe(true);
   }, 45_000);
+
+  it("the consumer's backlog (for a metrics scrape) is asked once: it fails after one timeout, not three", async () => {
+    const opts = inbox();
+    await transport.ensureInbox(opts);
+    const result = await pausedFor(7_000, () => transport.consumerPending(opts.stream, "gateway"));
+    expect(result.status).toBe("rejected");
+    expect((result as PromiseRejectedResult).reason).toMatchObject({
+      request: `consumer info ${opts.stream}/gateway`,
+      attempts: 1,
+      code: "TIMEOUT",
+    });
+  }, 30_000);
 });
