@@ -1,5 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { withClient } from "../../src/devtools/postgres-server.ts";
+import { type Database, type Db, openDatabase } from "../../src/store/database.ts";
+import { SqlPartyStore } from "../../src/store/party-store.ts";
 
 export interface TestDatabase {
   /** URL of the new database (same server, user and options as serverUrl). */
@@ -46,4 +48,39 @@ export async function createTestDatabase(serverUrl: string): Promise<TestDatabas
 
 function errorCode(err: unknown): string | undefined {
   return typeof err === "object" && err !== null && "code" in err ? String(err.code) : undefined;
+}
+
+/**
+ * Registers each party id as a border-police liaison office without keys, its country the id's
+ * first two letters, its inbound subject `liaison.inbox.<id>`: the partners a store test needs.
+ */
+export async function registerParties(db: Db, ids: readonly string[]): Promise<void> {
+  const parties = new SqlPartyStore(db);
+  for (const id of ids) {
+    await parties.register(
+      {
+        id,
+        name: id,
+        country: id.slice(0, 2),
+        kind: "border-police-liaison-office",
+        inboundSubject: `liaison.inbox.${id}`,
+      },
+      [],
+    );
+  }
+}
+
+/**
+ * The store on `driver`, for tests that run on both: a new database on the suite's PostgreSQL
+ * server (`serverUrl`), dropped by `drop()`, or an in-memory PGlite (`drop()` does nothing).
+ */
+export async function openDriverDatabase(
+  driver: "postgres" | "pglite",
+  serverUrl: string,
+): Promise<{ database: Database; drop: () => Promise<void> }> {
+  if (driver === "pglite") {
+    return { database: await openDatabase({ inMemory: true }), drop: async () => {} };
+  }
+  const db = await createTestDatabase(serverUrl);
+  return { database: await openDatabase({ url: db.url }), drop: db.drop };
 }

@@ -15,11 +15,10 @@ import {
   type Store,
 } from "../../src/delivery/ports.ts";
 import type { Envelope } from "../../src/protocol/types.ts";
-import { type Database, openDatabase } from "../../src/store/database.ts";
-import { SqlPartyStore } from "../../src/store/party-store.ts";
+import type { Database } from "../../src/store/database.ts";
 import { rows } from "../../src/store/set-sql.ts";
 import { createStore } from "../../src/store/store.ts";
-import { createTestDatabase } from "../helpers/databases.ts";
+import { openDriverDatabase, registerParties } from "../helpers/databases.ts";
 
 const SELF = "CN-MPS-HEKOU";
 const PARTNER = "VN-BGC-LAOCAI";
@@ -58,28 +57,10 @@ describe.each(["postgres", "pglite"] as const)(
     let drop: () => Promise<void> = async () => {};
 
     beforeAll(async () => {
-      if (driver === "postgres") {
-        const db = await createTestDatabase(inject("databaseUrl"));
-        drop = db.drop;
-        database = await openDatabase({ url: db.url });
-      } else {
-        database = await openDatabase({ inMemory: true });
-      }
+      ({ database, drop } = await openDriverDatabase(driver, inject("databaseUrl")));
       expect(database.driver).toBe(driver);
       store = createStore(database.db);
-      const parties = new SqlPartyStore(database.db);
-      for (const id of [SELF, PARTNER]) {
-        await parties.register(
-          {
-            id,
-            name: id,
-            country: id.slice(0, 2),
-            kind: "border-police-liaison-office",
-            inboundSubject: `liaison.inbox.${id}`,
-          },
-          [],
-        );
-      }
+      await registerParties(database.db, [SELF, PARTNER]);
     });
 
     afterAll(async () => {

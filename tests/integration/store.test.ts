@@ -17,11 +17,11 @@ import {
 import { planDelivery } from "../../src/delivery/retry-schedule.ts";
 import type { Envelope, KeyRecord, Receipt } from "../../src/protocol/types.ts";
 import { PartnerRegistry } from "../../src/registry/partner-registry.ts";
-import { type Database, openDatabase } from "../../src/store/database.ts";
+import type { Database } from "../../src/store/database.ts";
 import { SqlPartyStore } from "../../src/store/party-store.ts";
 import { ReadQueries } from "../../src/store/read-queries.ts";
 import { createStore } from "../../src/store/store.ts";
-import { createTestDatabase } from "../helpers/databases.ts";
+import { openDriverDatabase, registerParties } from "../helpers/databases.ts";
 
 const SELF = "CN-MPS-HEKOU";
 const PARTNER = "VN-BGC-LAOCAI";
@@ -77,29 +77,12 @@ describe.each(["postgres", "pglite"] as const)("the store on %s", (driver) => {
   let drop: () => Promise<void> = async () => {};
 
   beforeAll(async () => {
-    if (driver === "postgres") {
-      const db = await createTestDatabase(inject("databaseUrl"));
-      drop = db.drop;
-      database = await openDatabase({ url: db.url });
-    } else {
-      database = await openDatabase({ inMemory: true });
-    }
+    ({ database, drop } = await openDriverDatabase(driver, inject("databaseUrl")));
     expect(database.driver).toBe(driver);
     store = createStore(database.db);
     parties = new SqlPartyStore(database.db);
     queries = new ReadQueries(database.db);
-    for (const id of [SELF, PARTNER, "TH-RTP-ATHD"]) {
-      await parties.register(
-        {
-          id,
-          name: id,
-          country: id.slice(0, 2),
-          kind: "border-police-liaison-office",
-          inboundSubject: `liaison.inbox.${id}`,
-        },
-        [],
-      );
-    }
+    await registerParties(database.db, [SELF, PARTNER, "TH-RTP-ATHD"]);
   });
 
   afterAll(async () => {
