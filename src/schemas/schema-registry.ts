@@ -32,6 +32,8 @@ export function underBody(issues: ValidationIssue[]): ValidationIssue[] {
 export interface SchemaRegistry {
   validateEnvelope(value: unknown): ValidationResult;
   validateReceipt(value: unknown): ValidationResult;
+  /** The payload of a batch receipt (schemas/receipt-batch.v1.json, docs/protocol.md). */
+  validateReceiptBatch(value: unknown): ValidationResult;
   /**
    * The plaintext of a `personalData` JWE (schemas/personal-data.v1.json): what a sender
    * encrypts, what a recipient decrypted. Issues never carry values: this is a victim's data.
@@ -64,7 +66,14 @@ const BODY_TYPE = /^[a-z][a-z-]*(?:\.[a-z-]+)+$/;
  * Schemas that are not message types: the shared definitions, the two signed payloads, and the
  * documents carried inside bodies (the personal data plaintext, the handover record payload).
  */
-const NON_BODY = new Set(["common", "envelope", "receipt", "personal-data", "handover-record"]);
+const NON_BODY = new Set([
+  "common",
+  "envelope",
+  "receipt",
+  "receipt-batch",
+  "personal-data",
+  "handover-record",
+]);
 
 // ajv and ajv-formats are CommonJS modules whose `module.exports` is the class/plugin itself
 // with a `.default` alias. TypeScript (NodeNext) types the default import as the module object,
@@ -175,9 +184,9 @@ function compile(ajv: InstanceType<Ajv2020Class>, schema: SchemaFile): ValidateF
 }
 
 /**
- * Compiles the given schema files: `common`, `envelope`, `receipt`, `personal-data` and
- * `handover-record` (v1) must be among them, every other file is the body schema of the message
- * type it is named after. `source` names where the files came from in error messages (the
+ * Compiles the given schema files: `common`, `envelope`, `receipt`, `receipt-batch`,
+ * `personal-data` and `handover-record` (v1) must be among them, every other file is the body
+ * schema of the message type it is named after. `source` names where the files came from in error messages (the
  * directory they were read from).
  */
 export function createSchemaRegistry(
@@ -212,6 +221,7 @@ export function createSchemaRegistry(
   compile(ajv, byName("common"));
   const envelope = compile(ajv, byName("envelope"));
   const receipt = compile(ajv, byName("receipt"));
+  const receiptBatch = compile(ajv, byName("receipt-batch"));
   const personalData = compile(ajv, byName("personal-data"));
   const handoverRecord = compile(ajv, byName("handover-record"));
 
@@ -237,6 +247,7 @@ export function createSchemaRegistry(
   return {
     validateEnvelope: (value) => run(envelope, value),
     validateReceipt: (value) => run(receipt, value),
+    validateReceiptBatch: (value) => run(receiptBatch, value),
     validatePersonalData: (value) => run(personalData, value),
     validateHandoverRecord: (value) => run(handoverRecord, value),
     validateBody(type, schemaVersion, body) {

@@ -69,7 +69,7 @@ describe("schema registry: personal-data and handover-record", () => {
     expect(registry.validateBody("handover-record", 1, handoverRecord)).toBeUndefined();
   });
 
-  it.each(["personal-data", "handover-record", "common", "envelope", "receipt"])(
+  it.each(["personal-data", "handover-record", "common", "envelope", "receipt", "receipt-batch"])(
     "are required: a registry without %s.v1.json fails to start, naming the file",
     (name) => {
       const without = files.filter((f) => f.file !== `${name}.v1.json`);

@@ -142,6 +142,7 @@ describe("schema registry", () => {
         "intel.request/v1.json",
         "intel.response/v1.json",
         "personal-data/v1.json",
+        "receipt-batch/v1.json",
         "receipt/v1.json",
         "reintegration.update/v1.json",
         "repatriation.request/v1.json",
@@ -440,6 +441,95 @@ describe("receipt schema", () => {
     expect(issues).toEqual([
       { path: "/errors/0/code", message: "must be equal to one of the allowed values" },
     ]);
+  });
+});
+
+function batch(overrides: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    id: "0194f3a2-8000-7000-8000-0000000000b1",
+    type: "receipt.batch",
+    schemaVersion: 1,
+    from: "VN-BGC-LAOCAI",
+    to: "CN-MPS-HEKOU",
+    sentAt: "2026-11-18T01:00:02Z",
+    accepted: [
+      {
+        messageId: "0194f3a2-7c1e-7b9a-9d2e-5f1a2b3c4d5e",
+        digest: { alg: "sha-256", value: "a".repeat(64) },
+      },
+      {
+        messageId: "0194f3a2-7c1e-7b9a-9d2e-5f1a2b3c4d5f",
+        digest: { alg: "sha-256", value: "b".repeat(64) },
+      },
+    ],
+    ...overrides,
+  };
+}
+
+function entries(n: number): Array<Record<string, unknown>> {
+  return Array.from({ length: n }, (_, i) => ({
+    messageId: `0194f3a2-7c1e-7b9a-9d2e-${i.toString(16).padStart(12, "0")}`,
+    digest: { alg: "sha-256", value: i.toString(16).padStart(64, "0") },
+  }));
+}
+
+describe("receipt-batch schema", () => {
+  it("accepts a batch of one to 500 accepted messages", () => {
+    expect(registry.validateReceiptBatch(batch())).toEqual({ ok: true });
+    expect(registry.validateReceiptBatch(batch({ accepted: entries(1) }))).toEqual({ ok: true });
+    expect(registry.validateReceiptBatch(batch({ accepted: entries(500) }))).toEqual({ ok: true });
+  });
+
+  it("rejects an empty batch and one of more than 500 entries", () => {
+    expect(issuesOf(registry.validateReceiptBatch(batch({ accepted: [] })))).toEqual([
+      { path: "/accepted", message: "must NOT have fewer than 1 items" },
+    ]);
+    expect(issuesOf(registry.validateReceiptBatch(batch({ accepted: entries(501) })))).toEqual([
+      { path: "/accepted", message: "must NOT have more than 500 items" },
+    ]);
+  });
+
+  it("rejects extra members, at the top, in an entry and in its digest", () => {
+    expect(issuesOf(registry.validateReceiptBatch(batch({ status: "accepted" })))).toEqual([
+      { path: "", message: "must NOT have additional properties" },
+    ]);
+    const [first] = entries(1) as [Record<string, unknown>];
+    expect(
+      issuesOf(registry.validateReceiptBatch(batch({ accepted: [{ ...first, errors: [] }] }))),
+    ).toEqual([{ path: "/accepted/0", message: "must NOT have additional properties" }]);
+    const digest = { alg: "sha-256", value: "a".repeat(64), encoding: "hex" };
+    expect(
+      issuesOf(registry.validateReceiptBatch(batch({ accepted: [{ ...first, digest }] }))),
+    ).toEqual([{ path: "/accepted/0/digest", message: "must NOT have additional properties" }]);
+  });
+
+  it("rejects a missing member, another type, a null or upper-case message id, a bad digest", () => {
+    expect(issuesOf(registry.validateReceiptBatch(without(batch(), "accepted")))).toEqual([
+      { path: "", message: "must have required property 'accepted'" },
+    ]);
+    expect(issuesOf(registry.validateReceiptBatch(batch({ type: "receipt" })))[0]?.path).toBe(
+      "/type",
+    );
+    const [first] = entries(1) as [Record<string, unknown>];
+    for (const messageId of [null, "0194F3A2-7C1E-7B9A-9D2E-5F1A2B3C4D5E"]) {
+      expect(
+        issuesOf(registry.validateReceiptBatch(batch({ accepted: [{ ...first, messageId }] })))[0]
+          ?.path,
+      ).toBe("/accepted/0/messageId");
+    }
+    const digest = { alg: "sha-256", value: "A".repeat(64) };
+    expect(
+      issuesOf(registry.validateReceiptBatch(batch({ accepted: [{ ...first, digest }] })))[0]?.path,
+    ).toBe("/accepted/0/digest/value");
+    expect(issuesOf(registry.validateReceiptBatch(batch({ to: ["CN-MPS-HEKOU"] })))[0]?.path).toBe(
+      "/to",
+    );
+  });
+
+  it("is not a message type, and a receipt does not validate as a batch (nor the reverse)", () => {
+    expect(registry.hasType("receipt-batch", 1)).toBe(false);
+    expect(registry.validateReceiptBatch(receipt()).ok).toBe(false);
+    expect(registry.validateReceipt(batch()).ok).toBe(false);
   });
 });
 
