@@ -92,6 +92,8 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
     kind: config.partyKind,
     inboundSubject: config.inboundSubject,
     ...(config.natsDomain === undefined ? {} : { natsDomain: config.natsDomain }),
+    // We accept batch receipts from every partner (docs/protocol.md, Batch receipts).
+    receiptBatches: true,
   };
 
   const keyring = await OwnKeyring.read({ dir: config.keysDir, self, clock });

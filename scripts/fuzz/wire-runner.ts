@@ -7,7 +7,13 @@
 import { createHash } from "node:crypto";
 import { and, eq, inArray, ne } from "drizzle-orm";
 import fc from "fast-check";
-import { deliveries, messages, quarantine, receipts } from "../../src/store/schema.ts";
+import {
+  deliveries,
+  messages,
+  quarantine,
+  receiptBatches,
+  receipts,
+} from "../../src/store/schema.ts";
 import type { Findings } from "./findings.ts";
 import type { FuzzNetwork } from "./network.ts";
 import { realizeWire, type WireContext, type WirePlan, wirePlans } from "./wire-inputs.ts";
@@ -164,7 +170,7 @@ export class WireRunner {
    * Every published byte string must be in the receiver's log (`messages.digest`), its
    * quarantine (`quarantine.digest`), its issued receipts (`receipts.message_digest`: an ES256
    * re-encoding of a logged message is answered, not logged) or its received receipts
-   * (`receipts.digest`), or be a copy of a received receipt with the same signed content under
+   * (`receipts.digest`, `receipt_batches.digest`), or be a copy of a received receipt with the same signed content under
    * another signature (ES256): "recognised", as a re-sent receipt is, and counted as logged by
    * its first copy (a note says how many). So must every message the sender accepted over HTTP
    * and published to the receiver. And no gateway may issue a receipt to itself.
@@ -183,8 +189,19 @@ export class WireRunner {
         jws: receipts.jws,
       })
       .from(receipts)) {
-      known.add(r.direction === "issued" ? r.d : r.own);
-      if (r.direction === "received") receiptContent.add(signedContent(r.jws));
+      // An entry row of a batch receipt has no bytes of its own: the batch's are below.
+      if (r.direction === "issued") known.add(r.d);
+      else if (r.own !== null && r.jws !== null) {
+        known.add(r.own);
+        receiptContent.add(signedContent(r.jws));
+      }
+    }
+    for (const r of await db
+      .select({ d: receiptBatches.digest, jws: receiptBatches.jws })
+      .from(receiptBatches)
+      .where(eq(receiptBatches.direction, "received"))) {
+      known.add(r.d);
+      receiptContent.add(signedContent(r.jws));
     }
     let recognised = 0;
     for (const [digest, { gen, desc, content }] of this.published) {

@@ -16,6 +16,7 @@ import {
   type Rejection,
   type VerifiedMessage,
   type VerifiedReceipt,
+  type VerifiedReceiptBatch,
   verifyInbound,
 } from "../protocol/verify-inbound.ts";
 import type { SchemaRegistry } from "../schemas/schema-registry.ts";
@@ -64,6 +65,7 @@ export type InboxOutcome =
   | { outcome: "accepted"; messageId: string }
   | { outcome: "duplicate"; messageId: string }
   | { outcome: "receipt"; messageId: string; status: "accepted" | "rejected"; duplicate: boolean }
+  | { outcome: "receipt-batch"; batchId: string; entries: number; duplicate: boolean }
   | { outcome: "quarantined"; code: WireErrorCode; receiptSent: boolean };
 
 type Indexed<V> = { index: number; item: InboundItem; verdict: V };
@@ -108,12 +110,14 @@ export class Inbox {
     const verdicts = await Promise.all(items.map((item) => verifyInbound(item.data, context)));
     const messages: Array<Indexed<VerifiedMessage>> = [];
     const receipts: Array<Indexed<VerifiedReceipt>> = [];
+    const batches: Array<Indexed<VerifiedReceiptBatch>> = [];
     const rejected: Array<Indexed<Rejection>> = [];
     verdicts.forEach((verdict, index) => {
       const item = items[index] as InboundItem;
       if (!verdict.ok) rejected.push({ index, item, verdict });
       else if (verdict.kind === "message") messages.push({ index, item, verdict });
-      else receipts.push({ index, item, verdict });
+      else if (verdict.kind === "receipt") receipts.push({ index, item, verdict });
+      else batches.push({ index, item, verdict });
     });
 
     const outcomes: Array<InboxOutcome | undefined> = new Array(items.length);
@@ -122,6 +126,7 @@ export class Inbox {
     };
     await this.acceptMessages(messages, settle);
     await this.applyReceipts(receipts, settle);
+    for (const batch of batches) settle(batch.index, await this.applyBatch(batch));
     await this.rejectOrRecognise(rejected, settle);
     // A duplicate's receipt was requeued; an accepted message's went the prompt path, if any.
     if (
@@ -418,6 +423,81 @@ export class Inbox {
       return { fresh, logged };
     });
     await this.settleReceipts(batch, matches, fresh, logged, settle);
+  }
+
+  /**
+   * A partner's batch receipt (docs/protocol.md, Batch receipts), all or nothing: B3, every entry
+   * names a message we sent to its issuer, with that digest, else the whole batch is kept as
+   * `message_unknown` or `digest_mismatch` (the first entry that fails decides); then, in one
+   * statement, it is logged once and each entry closes its delivery as an accepted receipt
+   * would. B4: a batch id logged before is this batch again (the same bytes, or the same signed
+   * content under another signature encoding) and changes nothing, or it is kept as
+   * `duplicate_conflict`. Never answered.
+   */
+  private async applyBatch({
+    item,
+    verdict,
+  }: Indexed<VerifiedReceiptBatch>): Promise<InboxOutcome> {
+    const { store, clock, log } = this.deps;
+    const { batch, digest, jws } = verdict;
+    const keep = (code: WireErrorCode, detail: string) =>
+      this.quarantiner.keep(item, {
+        ok: false,
+        code,
+        detail,
+        issues: [],
+        digest,
+        kind: "receipt",
+        claimedFrom: batch.from,
+        messageId: batch.id,
+      });
+    const sent = await store.outbound.sentDigests(batch.accepted.map((e) => e.messageId));
+    for (const entry of batch.accepted) {
+      const sentDigest = sent.get(sentKey(entry.messageId, batch.from));
+      if (sentDigest === undefined) {
+        return keep("message_unknown", "an entry names no message sent to the batch's sender");
+      }
+      if (sentDigest !== entry.digest.value) {
+        return keep("digest_mismatch", "an entry's digest is not the digest of the message sent");
+      }
+    }
+    const closedAt = clock();
+    const { fresh, closed } = await store.receipts.insertReceivedBatch(
+      { batch, jws, digest },
+      closedAt,
+    );
+    for (const c of closed) {
+      (this.deps.metrics ?? NO_METRICS).deliveryClosed(
+        c.recipient,
+        c.status,
+        Math.max(0, closedAt.getTime() - c.sentAt.getTime()) / 1000,
+      );
+    }
+    if (!fresh) {
+      const first = await store.receipts.findReceivedBatch(batch.id);
+      if (
+        first !== undefined &&
+        first.digest !== digest &&
+        signingInput(first.jws) !== signingInput(jws)
+      ) {
+        return keep("duplicate_conflict", "a different batch receipt with this id was received");
+      }
+    }
+    log.info(
+      {
+        batchId: batch.id,
+        from: batch.from,
+        entries: batch.accepted.length,
+        closed: closed.length,
+      },
+      fresh ? "batch receipt received" : "batch receipt received again",
+    );
+    return {
+      outcome: "receipt-batch",
+      batchId: batch.id,
+      entries: batch.accepted.length,
+      duplicate: !fresh,
+    };
   }
 
   /** Each receipt's outcome, once logged: kept when it matched nothing or conflicts, else taken. */

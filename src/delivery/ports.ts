@@ -11,7 +11,7 @@ import type { WireErrorCode } from "../protocol/errors.ts";
 import type { HandoverRecord } from "../protocol/handover-record.ts";
 import type { JwsTyp } from "../protocol/jws-profile.ts";
 import type { PersonalDataKey } from "../protocol/personal-data.ts";
-import type { Envelope, PartyId, Receipt, ReceiptStatus } from "../protocol/types.ts";
+import type { Envelope, PartyId, Receipt, ReceiptBatch, ReceiptStatus } from "../protocol/types.ts";
 
 export type { Clock, IdSource } from "../protocol/types.ts";
 
@@ -154,6 +154,23 @@ export interface ReceivedReceipt {
   digest: string;
 }
 
+/** One of our batch receipts (docs/protocol.md, Batch receipts): signed once, stored once. */
+export interface IssuedBatch {
+  batch: ReceiptBatch;
+  jws: string;
+  digest: string;
+}
+
+/** A partner's batch receipt, verified and matched against what we sent (B1-B3). */
+export interface ReceivedBatch {
+  batch: ReceiptBatch;
+  jws: string;
+  digest: string;
+}
+
+/** A delivery a receipt closed, with its message's sentAt (for the latency metric). */
+export type ClosedDelivery = DeliveryRef & { status: "delivered" | "rejected"; sentAt: Date };
+
 export interface QuarantineEntry {
   subject: string;
   raw: Uint8Array;
@@ -198,6 +215,8 @@ export interface DueReceipt {
   subject: string;
   jws: string;
   digest: string;
+  /** One of our batch receipts (its id is the batch's), not a single receipt. */
+  batch?: boolean | undefined;
 }
 
 export interface DeliveryRef {
@@ -288,19 +307,27 @@ export interface InboundLog {
   /** Logs what is not logged yet; returns the keys it stored. */
   insert(messages: SignedMessage[]): Promise<Set<InboundKey>>;
   /**
-   * `insert`, and our receipt (leased, see Lease) for exactly each message it stored: one
-   * statement, atomic on its own or part of the caller's transaction.
+   * `insert`, and our answers (leased, see Lease) for exactly the messages it stored: the
+   * receipt of a message that has one, and each batch receipt with an entry row per message of
+   * it that was stored (a batch none of whose messages was stored is not written). One
+   * statement, atomic on its own or part of the caller's transaction. Returns the keys stored
+   * and the ids of the batches written.
    */
   insertAnswered(
-    answered: Array<{ message: SignedMessage; receipt: IssuedReceipt }>,
+    answered: Array<{ message: SignedMessage; receipt?: IssuedReceipt | undefined }>,
     lease?: Lease,
+    batches?: IssuedBatch[],
   ): Promise<Set<InboundKey>>;
 }
 
 export interface ReceiptLog {
   /** Our receipts; they wait in the receipt outbox until published. */
   insertIssued(receipts: IssuedReceipt[], lease?: Lease): Promise<void>;
-  /** Our accepted receipt for these exact bytes goes out again; false when there is none. */
+  /**
+   * Our accepted answer for these exact bytes goes out again — its receipt, or the batch
+   * receipt holding it (the batch that replaced it, if it was signed again); false when there is
+   * none.
+   */
   requeueIssued(messageId: string, messageDigest: string, at: Date): Promise<boolean>;
   /** Sends one of our receipts again (the bytes it answers came again). */
   requeueById(receiptId: string, at: Date): Promise<void>;
@@ -316,17 +343,36 @@ export interface ReceiptLog {
     at: Date,
   ): Promise<{
     fresh: Set<string>;
-    closed: Array<DeliveryRef & { status: "delivered" | "rejected"; sentAt: Date }>;
+    closed: ClosedDelivery[];
   }>;
   /** The partners' receipts logged under these ids: their bytes and digest. */
   findReceived(ids: string[]): Promise<Map<string, { digest: string; jws: string }>>;
+  /**
+   * A partner's batch receipt, logged once, and each of its entries closes its delivery as an
+   * accepted receipt would (`queued`, `sent` or `failed` → `delivered`): one statement. Nothing
+   * is written or closed when a batch with this id was logged already (`fresh` false).
+   */
+  insertReceivedBatch(
+    received: ReceivedBatch,
+    at: Date,
+  ): Promise<{
+    fresh: boolean;
+    closed: ClosedDelivery[];
+  }>;
+  /** The partner's batch receipt logged under this id: its bytes and digest. */
+  findReceivedBatch(id: string): Promise<{ digest: string; jws: string } | undefined>;
+  /**
+   * Our receipts and batch receipts due for publishing (batches marked `batch`), at most
+   * `limit` of each, leased for `leaseMs`.
+   */
   claimUnpublished(opts: { now: Date; limit: number; leaseMs: number }): Promise<DueReceipt[]>;
   /**
-   * Replaces an unpublished receipt whose signing key is no longer valid by `fresh` (the same
-   * answer, signed again): `fresh` is stored to be published, the old one kept, marked superseded,
-   * never published again.
+   * Replaces an unpublished receipt (or batch receipt) whose signing key is no longer valid by
+   * `fresh` (the same answer, signed again): `fresh` is stored to be published, the old one kept,
+   * marked superseded, never published again.
    */
-  supersede(oldId: string, fresh: IssuedReceipt): Promise<void>;
+  supersede(oldId: string, fresh: IssuedReceipt | IssuedBatch): Promise<void>;
+  /** The broker has these receipts and batch receipts (by id). */
   markPublished(ids: string[], at: Date): Promise<void>;
 }
 

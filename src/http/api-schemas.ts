@@ -103,6 +103,11 @@ export const API_SCHEMAS = {
         description:
           "the JetStream domain of the party's own nats-server when its country is federated (docs/protocol.md, Federation); absent: it receives by direct publish to inboundSubject",
       },
+      receiptBatches: {
+        type: "boolean",
+        description:
+          "the party accepts batch receipts: one signed receipt answering several accepted messages (docs/protocol.md, Batch receipts); absent: false",
+      },
     },
   ),
   PublicKey: {

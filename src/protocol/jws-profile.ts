@@ -1,11 +1,13 @@
 /**
  * The JWS profile of the wire protocol (docs/protocol.md, "JWS profile"): compact serialisation
  * (RFC 7515 §7.1), an explicit `typ` (RFC 7515 §4.1.9, RFC 8725 §3.11) that separates messages
- * from receipts, `kid` naming a key in the partner registry, and a closed list of algorithms.
+ * from receipts (single or batch), `kid` naming a key in the partner registry, and a closed list of algorithms.
  */
 export const MESSAGE_TYP = "liaison-message+jws";
 export const RECEIPT_TYP = "liaison-receipt+jws";
-export type JwsTyp = typeof MESSAGE_TYP | typeof RECEIPT_TYP;
+/** One signed receipt accepting several messages (docs/protocol.md, "Batch receipts"). */
+export const RECEIPT_BATCH_TYP = "liaison-receipt-batch+jws";
+export type JwsTyp = typeof MESSAGE_TYP | typeof RECEIPT_TYP | typeof RECEIPT_BATCH_TYP;
 
 /**
  * The handover record signed by both countries (src/protocol/handover-record.ts): General JSON

@@ -51,6 +51,29 @@ export interface Receipt {
   errors: ReceiptError[];
 }
 
+/** One message a batch receipt accepts: its id and the digest of the exact bytes received. */
+export interface BatchEntry {
+  messageId: MessageId;
+  digest: { alg: "sha-256"; value: string };
+}
+
+/**
+ * The JWS payload of a batch receipt (schemas/receipt-batch.v1.json): one accepted receipt per
+ * entry, with this `from`, `to` and `sentAt`, signed once. Never a rejection.
+ */
+export interface ReceiptBatch {
+  id: MessageId;
+  type: "receipt.batch";
+  schemaVersion: 1;
+  from: PartyId;
+  to: PartyId;
+  sentAt: string;
+  accepted: BatchEntry[];
+}
+
+/** The most entries one batch receipt holds (the schema's maxItems). */
+export const MAX_BATCH_ENTRIES = 500;
+
 /** A private key ready to sign: imported once at start, never re-imported per message. */
 export interface SigningKey {
   kid: string;
@@ -99,6 +122,11 @@ export interface PartyRecord {
    * docs/protocol.md, Federation); absent: it receives by direct publish to `inboundSubject`.
    */
   natsDomain?: string | undefined;
+  /**
+   * The party accepts batch receipts (docs/protocol.md, "Batch receipts"): messages from it may
+   * be answered by one batch receipt each batch. Absent: false.
+   */
+  receiptBatches?: boolean | undefined;
 }
 
 /** A public key as the registry stores it: the JWK without kid/alg/use, and its validity. */

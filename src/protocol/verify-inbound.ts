@@ -10,9 +10,22 @@ import { sha256Hex } from "./digest.ts";
 import type { ErrorIssue, WireErrorCode } from "./errors.ts";
 import { verifyHandoverRecord } from "./handover-record.ts";
 import { checkJsonValue, MAX_JSON_DEPTH, parseJsonText } from "./json-limits.ts";
-import { ALLOWED_ALGS, COMPACT_JWS, MESSAGE_TYP, RECEIPT_TYP } from "./jws-profile.ts";
+import {
+  ALLOWED_ALGS,
+  COMPACT_JWS,
+  MESSAGE_TYP,
+  RECEIPT_BATCH_TYP,
+  RECEIPT_TYP,
+} from "./jws-profile.ts";
 import { openPersonalData, type PersonalDataKey } from "./personal-data.ts";
-import type { Envelope, KeyResolver, PartyId, Receipt, RegisteredKey } from "./types.ts";
+import type {
+  Envelope,
+  KeyResolver,
+  PartyId,
+  Receipt,
+  ReceiptBatch,
+  RegisteredKey,
+} from "./types.ts";
 
 export interface VerifyContext {
   self: PartyId;
@@ -34,6 +47,11 @@ interface Verified {
 }
 export type VerifiedMessage = Verified & { kind: "message"; envelope: Envelope };
 export type VerifiedReceipt = Verified & { kind: "receipt"; receipt: Receipt };
+/**
+ * A batch receipt that passed steps 1-23, B1 (addressed to us) and B2 (no message id twice);
+ * B3 and B4 need the store (docs/protocol.md, Batch receipts).
+ */
+export type VerifiedReceiptBatch = Verified & { kind: "receipt-batch"; batch: ReceiptBatch };
 
 export interface Rejection {
   ok: false;
@@ -42,6 +60,7 @@ export interface Rejection {
   detail: string;
   issues: ErrorIssue[];
   digest: string;
+  /** A batch receipt is a receipt here: never answered. */
   kind: "message" | "receipt" | "unknown";
   /** The claimed sender, only when it is a registered party: where a negative receipt goes. */
   claimedFrom: PartyId | null;
@@ -49,7 +68,7 @@ export interface Rejection {
   messageId: string | null;
 }
 
-export type InboundVerdict = VerifiedMessage | VerifiedReceipt | Rejection;
+export type InboundVerdict = VerifiedMessage | VerifiedReceipt | VerifiedReceiptBatch | Rejection;
 
 const decoder = new TextDecoder("utf-8", { fatal: true });
 const HEADER_MEMBERS = new Set(["alg", "kid", "typ"]);
@@ -151,14 +170,20 @@ export async function verifyInbound(
   }
 
   const typ = typeof header.typ === "string" ? normaliseTyp(header.typ) : undefined;
+  // A batch receipt is a receipt for every rule that tells messages from receipts (it is never
+  // answered); only the schema of step 19 and the checks after step 23 differ.
+  const batch = typ === RECEIPT_BATCH_TYP;
   if (typ === MESSAGE_TYP) kind = "message";
-  else if (typ === RECEIPT_TYP) kind = "receipt";
+  else if (typ === RECEIPT_TYP || batch) kind = "receipt";
   if (typeof payload.id === "string" && UUID.test(payload.id)) messageId = payload.id.toLowerCase();
   const from = typeof payload.from === "string" ? payload.from : undefined;
   if (from !== undefined && ctx.keys.hasParty(from)) claimedFrom = from;
 
   if (kind === "unknown") {
-    return reject("jws_header_invalid", `typ must be "${MESSAGE_TYP}" or "${RECEIPT_TYP}"`);
+    return reject(
+      "jws_header_invalid",
+      `typ must be "${MESSAGE_TYP}", "${RECEIPT_TYP}" or "${RECEIPT_BATCH_TYP}"`,
+    );
   }
   if (typeof header.alg !== "string" || !(ALLOWED_ALGS as readonly string[]).includes(header.alg)) {
     return reject("jws_header_invalid", `alg must be one of ${ALLOWED_ALGS.join(", ")}`);
@@ -188,7 +213,9 @@ export async function verifyInbound(
   const shape =
     kind === "message"
       ? ctx.schemas.validateEnvelope(payload)
-      : ctx.schemas.validateReceipt(payload);
+      : batch
+        ? ctx.schemas.validateReceiptBatch(payload)
+        : ctx.schemas.validateReceipt(payload);
   if (!shape.ok) {
     return reject("envelope_invalid", "payload does not match its schema", shape.issues);
   }
@@ -212,6 +239,23 @@ export async function verifyInbound(
       "clock_skew",
       "sentAt is ahead of the receiver's clock beyond the tolerated skew",
     );
+  }
+
+  if (batch) {
+    const receiptBatch = payload as unknown as ReceiptBatch;
+    if (receiptBatch.to !== ctx.self) {
+      return reject("misaddressed", "batch receipt is not addressed to this party");
+    }
+    const named = new Set<string>();
+    for (const [i, entry] of receiptBatch.accepted.entries()) {
+      if (named.has(entry.messageId)) {
+        return reject("envelope_invalid", "a message id occurs twice in accepted", [
+          { path: `/accepted/${i}/messageId`, message: "must not repeat an earlier entry's" },
+        ]);
+      }
+      named.add(entry.messageId);
+    }
+    return { ok: true, kind: "receipt-batch", batch: receiptBatch, jws, digest, kid: key.kid };
   }
 
   if (kind === "receipt") {

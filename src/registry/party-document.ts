@@ -125,6 +125,9 @@ export async function parsePartyDocument(
   ) {
     invalid("party.natsDomain must be a JetStream domain name (letters, digits, _ or -, up to 32)");
   }
+  if (party.receiptBatches !== undefined && typeof party.receiptBatches !== "boolean") {
+    invalid("party.receiptBatches must be true or false");
+  }
   if (!Array.isArray(keys) || keys.length === 0) invalid("keys must be a non-empty array");
   if (keys.length > 64) invalid("keys holds more than 64 keys");
   const records: KeyRecord[] = [];
@@ -198,6 +201,7 @@ export async function parsePartyDocument(
       kind: party.kind as string,
       inboundSubject: party.inboundSubject as string,
       ...(party.natsDomain === undefined ? {} : { natsDomain: party.natsDomain as string }),
+      ...(party.receiptBatches === true ? { receiptBatches: true } : {}),
     },
     keys: records,
   };

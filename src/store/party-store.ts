@@ -22,7 +22,11 @@ export class SqlPartyStore implements PartyStorage {
     await this.db.transaction(async (tx) => {
       await tx
         .insert(parties)
-        .values({ ...party, natsDomain: party.natsDomain ?? null })
+        .values({
+          ...party,
+          natsDomain: party.natsDomain ?? null,
+          receiptBatches: party.receiptBatches === true,
+        })
         .onConflictDoUpdate({
           target: parties.id,
           set: {
@@ -31,6 +35,7 @@ export class SqlPartyStore implements PartyStorage {
             kind: party.kind,
             inboundSubject: party.inboundSubject,
             natsDomain: party.natsDomain ?? null,
+            receiptBatches: party.receiptBatches === true,
             updatedAt: sql`now()`,
           },
         });
@@ -69,12 +74,15 @@ export class SqlPartyStore implements PartyStorage {
         kind: parties.kind,
         inboundSubject: parties.inboundSubject,
         natsDomain: parties.natsDomain,
+        receiptBatches: parties.receiptBatches,
       })
       .from(parties)
       .orderBy(asc(parties.id));
-    return rows.map(({ natsDomain, ...party }) =>
-      natsDomain === null ? party : { ...party, natsDomain },
-    );
+    return rows.map(({ natsDomain, receiptBatches, ...party }) => ({
+      ...party,
+      ...(natsDomain === null ? {} : { natsDomain }),
+      ...(receiptBatches ? { receiptBatches } : {}),
+    }));
   }
 
   listKeys(): Promise<KeyRecord[]> {

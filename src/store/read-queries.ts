@@ -11,13 +11,21 @@ import {
   deliveries,
   messages,
   quarantine,
+  receiptBatches,
   receipts,
 } from "./schema.ts";
 import { rows } from "./set-sql.ts";
 
 export type MessageRow = typeof messages.$inferSelect;
 export type DeliveryRow = typeof deliveries.$inferSelect;
-export type ReceiptRow = typeof receipts.$inferSelect;
+/**
+ * A receipt as the API shows it. An entry of a batch receipt shows the batch: its id, its JWS
+ * and the digest of its bytes (`batchId` names it too); a single receipt has `batchId` null.
+ */
+export type ReceiptRow = Omit<typeof receipts.$inferSelect, "jws" | "digest"> & {
+  jws: string;
+  digest: string;
+};
 export type QuarantineRow = typeof quarantine.$inferSelect;
 export type CaseRow = typeof cases.$inferSelect;
 export type AlertRow = typeof alerts.$inferSelect;
@@ -67,7 +75,34 @@ export class ReadQueries {
         )
         .orderBy(asc(receipts.seq)),
     ]);
-    return { message, deliveries: d, receipts: r };
+    return { message, deliveries: d, receipts: await this.withBatches(r) };
+  }
+
+  /** Entry rows of batch receipts as their batch: its id, JWS and digest (see ReceiptRow). */
+  private async withBatches(found: Array<typeof receipts.$inferSelect>): Promise<ReceiptRow[]> {
+    const ids = [...new Set(found.flatMap((r) => (r.batchId === null ? [] : [r.batchId])))];
+    const batches =
+      ids.length === 0
+        ? []
+        : await this.db
+            .select({
+              id: receiptBatches.id,
+              direction: receiptBatches.direction,
+              jws: receiptBatches.jws,
+              digest: receiptBatches.digest,
+            })
+            .from(receiptBatches)
+            .where(inArray(receiptBatches.id, ids));
+    const byKey = new Map(batches.map((b) => [`${b.direction} ${b.id}`, b]));
+    return found.flatMap((r) => {
+      if (r.batchId === null) {
+        return r.jws === null || r.digest === null ? [] : [{ ...r, jws: r.jws, digest: r.digest }];
+      }
+      const batch = byKey.get(`${r.direction} ${r.batchId}`);
+      return batch === undefined
+        ? []
+        : [{ ...r, id: batch.id, jws: batch.jws, digest: batch.digest }];
+    });
   }
 
   /** Keyset pagination on the log's sequence number, newest first. */
@@ -160,7 +195,7 @@ export class ReadQueries {
         .where(inArray(receipts.messageId, messageIds))
         .orderBy(asc(receipts.seq)),
     ]);
-    return { deliveries: d, receipts: r };
+    return { deliveries: d, receipts: await this.withBatches(r) };
   }
 
   /** What GET /metrics reports from the store, one round trip per family. */
@@ -186,13 +221,16 @@ export class ReadQueries {
             and(eq(messages.id, deliveries.messageId), eq(messages.direction, "outbound")),
           )
           .where(inArray(deliveries.status, ["queued", "sent"])),
-        this.db
-          .select({
-            n: sql<number>`count(*)::int`,
-            oldest: sql<string | null>`min(${receipts.createdAt})`,
-          })
-          .from(receipts)
-          .where(and(eq(receipts.direction, "issued"), isNull(receipts.publishedAt))),
+        // What waits to be published: single receipts and batch receipts (not their entries).
+        rows<{ n: number; oldest: string | null }>(
+          this.db,
+          sql`select count(*)::int as n, min(created_at) as oldest from (
+              select created_at from receipts
+              where direction = 'issued' and published_at is null and batch_id is null
+              union all
+              select created_at from receipt_batches
+              where direction = 'issued' and published_at is null) unpublished`,
+        ),
         this.db
           .select({ code: quarantine.code, n: sql<number>`count(*)::int` })
           .from(quarantine)

@@ -1,22 +1,26 @@
 /**
  * Receipts both ways. `issued` rows are ours, answering inbound bytes, and double as the receipt
  * outbox (`published_at` null until the broker acknowledged them); `received` rows are partners'
- * receipts for our messages. The batch statements are set-based (set-sql.ts): one statement,
- * one parameter, whatever the batch's size.
+ * receipts for our messages. Batch receipts (`receipt_batches`, docs/protocol.md "Batch
+ * receipts") are kept once each, with an entry row in `receipts` per message they answer
+ * (schema.ts); our unpublished batches are the outbox as well. The batch statements are
+ * set-based (set-sql.ts): one statement, one parameter, whatever the batch's size.
  */
 import { and, eq, isNull, or, type SQL, sql } from "drizzle-orm";
 import type {
-  DeliveryRef,
+  ClosedDelivery,
   DueReceipt,
+  IssuedBatch,
   IssuedReceipt,
   Lease,
   ReceiptLog,
+  ReceivedBatch,
   ReceivedReceipt,
 } from "../delivery/ports.ts";
-import type { Receipt } from "../protocol/types.ts";
+import type { Receipt, ReceiptBatch } from "../protocol/types.ts";
 import type { Db } from "./database.ts";
 import type { RowDocuments } from "./message-row.ts";
-import { receipts } from "./schema.ts";
+import { receiptBatches, receipts } from "./schema.ts";
 import { pgArray, rows, run, uuidsOnly } from "./set-sql.ts";
 
 /** The receipt rows of one direction as RowDocuments (message-row.ts), in the batch's order. */
@@ -53,6 +57,60 @@ export function receiptRowsSource(documents: RowDocuments): SQL {
         unnest(${documents.jws}::text[]))
       with ordinality as r(id, "messageId", "messageDigest", "from", "to", status, errors,
         digest, "sentAt", jws, ordinality)`;
+}
+
+/**
+ * Batch receipts as RowDocuments: the batch rows as JSON (id, "from", "to", n: its entries,
+ * digest, "sentAt") with their JWS as an array, and `entries`, every entry of every batch as one
+ * JSON document ("batchId", "messageId", digest: the message's).
+ */
+export function batchDocuments(
+  batches: Array<{ batch: ReceiptBatch; jws: string; digest: string }>,
+): RowDocuments & { entries: string } {
+  return {
+    json: JSON.stringify(
+      batches.map(({ batch: b, digest }) => ({
+        id: b.id,
+        from: b.from,
+        to: b.to,
+        n: b.accepted.length,
+        digest,
+        sentAt: b.sentAt,
+      })),
+    ),
+    jws: pgArray(batches.map((b) => b.jws)),
+    entries: JSON.stringify(
+      batches.flatMap(({ batch: b }) =>
+        b.accepted.map((e) => ({ batchId: b.id, messageId: e.messageId, digest: e.digest.value })),
+      ),
+    ),
+  };
+}
+
+/**
+ * The rows of batchDocuments as `b` (id, "from", "to", n, digest, "sentAt", jws): for a `from`
+ * clause.
+ */
+export function batchRowsSource(documents: RowDocuments): SQL {
+  return sql`rows from (
+        json_to_recordset(${documents.json}::json) as (id uuid, "from" text, "to" text, n int,
+          digest text, "sentAt" timestamptz),
+        unnest(${documents.jws}::text[]))
+      as b(id, "from", "to", n, digest, "sentAt", jws)`;
+}
+
+/** The entries of batchDocuments as `e` ("batchId", "messageId", digest): for a `from` clause. */
+export function batchEntriesSource(entries: string): SQL {
+  return sql`json_to_recordset(${entries}::json) as e("batchId" uuid, "messageId" uuid,
+    digest text)`;
+}
+
+/**
+ * The id of the entry row of message `messageId` in batch `batchId` (SQL expressions): the wire
+ * gives an entry no id of its own, and this one is the same whenever the entry is written.
+ */
+export function entryId(batchId: SQL, messageId: SQL): SQL {
+  return sql`md5(${batchId}::text || ' ' || ${messageId}::text)::uuid`;
 }
 
 /**
@@ -98,10 +156,27 @@ export class SqlReceiptLog implements ReceiptLog {
           eq(receipts.messageDigest, messageDigest),
           eq(receipts.status, "accepted"),
           isNull(receipts.supersededBy),
+          isNull(receipts.batchId),
         ),
       )
       .returning({ id: receipts.id });
-    return rows.length > 0;
+    if (rows.length > 0) return true;
+    // Answered in a batch: that batch goes out again, the same bytes (or the batch that
+    // replaced it when it was signed again: it has entry rows of its own, and is not superseded).
+    const batches = await this.db
+      .update(receiptBatches)
+      .set({ publishedAt: null, nextPublishAt: at })
+      .where(
+        and(
+          eq(receiptBatches.direction, "issued"),
+          isNull(receiptBatches.supersededBy),
+          sql`${receiptBatches.id} in (select r.batch_id from receipts r
+            where r.direction = 'issued' and r.message_id = ${messageId}
+              and r.message_digest = ${messageDigest} and r.batch_id is not null)`,
+        ),
+      )
+      .returning({ id: receiptBatches.id });
+    return batches.length > 0;
   }
 
   async requeueById(receiptId: string, at: Date): Promise<void> {
@@ -121,7 +196,8 @@ export class SqlReceiptLog implements ReceiptLog {
       );
   }
 
-  async supersede(oldId: string, fresh: IssuedReceipt): Promise<void> {
+  async supersede(oldId: string, fresh: IssuedReceipt | IssuedBatch): Promise<void> {
+    if ("batch" in fresh) return this.supersedeBatch(oldId, fresh);
     await this.db.transaction(async (tx) => {
       await new SqlReceiptLog(tx as unknown as Db).insertIssued([fresh]);
       // Every receipt the old one replaced points at the newest, so a requeue finds it.
@@ -134,6 +210,41 @@ export class SqlReceiptLog implements ReceiptLog {
             or(eq(receipts.id, oldId), eq(receipts.supersededBy, oldId)),
           ),
         );
+    });
+  }
+
+  /**
+   * The fresh batch (unpublished, due now) with an entry row for each message the old one has
+   * one for; the old batch, and every batch it replaced, point at it.
+   */
+  private async supersedeBatch(oldId: string, fresh: IssuedBatch): Promise<void> {
+    const documents = batchDocuments([fresh]);
+    await this.db.transaction(async (tx) => {
+      const db = tx as unknown as Db;
+      await run(
+        db,
+        sql`insert into receipt_batches (id, direction, from_party, to_party, entries, jws,
+            digest, next_publish_at)
+          select b.id, 'issued', b."from", b."to", b.n, b.jws, b.digest, b."sentAt"
+          from ${batchRowsSource(documents)}`,
+      );
+      await run(
+        db,
+        sql`insert into receipts (id, message_id, message_digest, from_party, to_party, status,
+            errors, direction, batch_id)
+          select ${entryId(sql`${fresh.batch.id}::uuid`, sql`r.message_id`)}, r.message_id,
+            r.message_digest, r.from_party, r.to_party, 'accepted', '[]'::jsonb, 'issued',
+            ${fresh.batch.id}::uuid
+          from receipts r
+          where r.direction = 'issued' and r.batch_id = ${oldId}::uuid
+          on conflict do nothing`,
+      );
+      await run(
+        db,
+        sql`update receipt_batches set superseded_by = ${fresh.batch.id}::uuid
+          where direction = 'issued'
+            and (id = ${oldId}::uuid or superseded_by = ${oldId}::uuid)`,
+      );
     });
   }
 
@@ -158,7 +269,7 @@ export class SqlReceiptLog implements ReceiptLog {
     at: Date,
   ): Promise<{
     fresh: Set<string>;
-    closed: Array<DeliveryRef & { status: "delivered" | "rejected"; sentAt: Date }>;
+    closed: ClosedDelivery[];
   }> {
     if (received.length === 0) return { fresh: new Set(), closed: [] };
     const [result] = await rows<{
@@ -212,9 +323,77 @@ export class SqlReceiptLog implements ReceiptLog {
     const found = await rows<{ id: string; digest: string; jws: string }>(
       this.db,
       sql`select id, digest, jws from receipts
-        where direction = 'received' and id = any(${pgArray(wanted)}::uuid[])`,
+        where direction = 'received' and id = any(${pgArray(wanted)}::uuid[])
+          and jws is not null`,
     );
     return new Map(found.map((r) => [r.id, { digest: r.digest, jws: r.jws }]));
+  }
+
+  async insertReceivedBatch(
+    received: ReceivedBatch,
+    at: Date,
+  ): Promise<{ fresh: boolean; closed: ClosedDelivery[] }> {
+    const documents = batchDocuments([received]);
+    const [result] = await rows<{
+      fresh: number;
+      closed:
+        | Array<{ messageId: string; recipient: string; status: string; sentAt: string }>
+        | string;
+    }>(
+      this.db,
+      sql`with fresh as (
+          insert into receipt_batches (id, direction, from_party, to_party, entries, jws, digest)
+          select b.id, 'received', b."from", b."to", b.n, b.jws, b.digest
+          from ${batchRowsSource(documents)}
+          on conflict do nothing
+          returning id, from_party, to_party),
+        e as (select * from ${batchEntriesSource(documents.entries)}),
+        entries as (
+          insert into receipts (id, message_id, message_digest, from_party, to_party, status,
+            errors, direction, batch_id)
+          select ${entryId(sql`f.id`, sql`e."messageId"`)}, e."messageId", e.digest,
+            f.from_party, f.to_party, 'accepted', '[]'::jsonb, 'received', f.id
+          from fresh f, e
+          on conflict do nothing
+          returning id),
+        closed as (
+          update deliveries d set
+            status = 'delivered',
+            receipt_id = f.id,
+            last_error = null,
+            updated_at = ${at.toISOString()}::timestamptz
+          from fresh f, e, messages m
+          where d.message_id = e."messageId" and d.recipient = f.from_party
+            and m.id = d.message_id and m.direction = 'outbound'
+            and d.status in ('queued', 'sent', 'failed')
+          returning d.message_id as "messageId", d.recipient, d.status, m.sent_at as "sentAt")
+        select (select count(*) from fresh)::int as fresh,
+          (select count(*) from entries)::int as entries,
+          (select coalesce(json_agg(closed), '[]') from closed) as closed`,
+    );
+    const closed =
+      typeof result?.closed === "string"
+        ? (JSON.parse(result.closed) as Exclude<typeof result.closed, string>)
+        : (result?.closed ?? []);
+    return {
+      fresh: Number(result?.fresh ?? 0) > 0,
+      closed: closed.map((c) => ({
+        messageId: c.messageId,
+        recipient: c.recipient,
+        status: c.status as "delivered" | "rejected",
+        sentAt: new Date(c.sentAt),
+      })),
+    };
+  }
+
+  async findReceivedBatch(id: string): Promise<{ digest: string; jws: string } | undefined> {
+    if (uuidsOnly([id]).length === 0) return undefined;
+    const [found] = await rows<{ digest: string; jws: string }>(
+      this.db,
+      sql`select digest, jws from receipt_batches
+        where direction = 'received' and id = ${id}::uuid`,
+    );
+    return found;
   }
 
   /**
@@ -227,43 +406,72 @@ export class SqlReceiptLog implements ReceiptLog {
     limit: number;
     leaseMs: number;
   }): Promise<DueReceipt[]> {
-    const claimed = await rows<DueReceipt & { due: string }>(
+    const now = opts.now.toISOString();
+    const until = new Date(opts.now.getTime() + opts.leaseMs).toISOString();
+    const claimed = await rows<DueReceipt & { due: string; batch: boolean }>(
       this.db,
       sql`with due as (
           select r.seq, r.next_publish_at from receipts r
           join parties p on p.id = r.to_party
           where r.direction = 'issued' and r.published_at is null and r.superseded_by is null
-            and r.next_publish_at <= ${opts.now.toISOString()}::timestamptz
+            and r.batch_id is null
+            and r.next_publish_at <= ${now}::timestamptz
           order by r.next_publish_at
           limit ${opts.limit}::int
           for update of r skip locked),
         claimed as (
           update receipts r set
             publish_attempts = r.publish_attempts + 1,
-            next_publish_at = ${new Date(opts.now.getTime() + opts.leaseMs).toISOString()}::timestamptz
+            next_publish_at = ${until}::timestamptz
           from due, parties p
           where r.seq = due.seq and p.id = r.to_party
           returning r.id, r.to_party as "toParty", r.jws, r.digest, p.inbound_subject as subject,
-            due.next_publish_at as due, r.seq)
-        select * from claimed order by due, seq`,
+            due.next_publish_at as due, r.seq, false as batch),
+        due_batches as (
+          select b.seq, b.next_publish_at from receipt_batches b
+          join parties p on p.id = b.to_party
+          where b.direction = 'issued' and b.published_at is null and b.superseded_by is null
+            and b.next_publish_at <= ${now}::timestamptz
+          order by b.next_publish_at
+          limit ${opts.limit}::int
+          for update of b skip locked),
+        claimed_batches as (
+          update receipt_batches b set
+            publish_attempts = b.publish_attempts + 1,
+            next_publish_at = ${until}::timestamptz
+          from due_batches due, parties p
+          where b.seq = due.seq and p.id = b.to_party
+          returning b.id, b.to_party as "toParty", b.jws, b.digest, p.inbound_subject as subject,
+            due.next_publish_at as due, b.seq, true as batch)
+        select * from claimed union all select * from claimed_batches
+        order by due, batch, seq`,
     );
-    return claimed.map(({ id, toParty, jws, digest, subject }) => ({
+    return claimed.map(({ id, toParty, jws, digest, subject, batch }) => ({
       id,
       toParty,
       jws,
       digest,
       subject,
+      ...(batch ? { batch: true } : {}),
     }));
   }
 
   async markPublished(ids: string[], at: Date): Promise<void> {
     const published = uuidsOnly(ids);
     if (published.length === 0) return;
+    // Receipt and batch ids are ours and random: a list names each in its own table.
     await run(
       this.db,
-      sql`
-      update receipts set published_at = ${at.toISOString()}::timestamptz
-      where direction = 'issued' and id = any(${pgArray(published)}::uuid[])`,
+      sql`with receipt as (
+          update receipts set published_at = ${at.toISOString()}::timestamptz
+          where direction = 'issued' and id = any(${pgArray(published)}::uuid[])
+          returning 1),
+        batch as (
+          update receipt_batches set published_at = ${at.toISOString()}::timestamptz
+          where direction = 'issued' and id = any(${pgArray(published)}::uuid[])
+          returning 1)
+        select (select count(*) from receipt)::int as receipts,
+          (select count(*) from batch)::int as batches`,
     );
   }
 }

@@ -43,6 +43,12 @@ export const parties = pgTable("parties", {
    * outbound stream for us. Null: it receives by direct publish to its inbound subject.
    */
   natsDomain: text("nats_domain"),
+  /**
+   * The party accepts batch receipts (`party.receiptBatches` in its party document,
+   * docs/protocol.md "Batch receipts"): the accepted messages of one inbound batch from it are
+   * answered by one signed batch receipt instead of one receipt each.
+   */
+  receiptBatches: boolean("receipt_batches").notNull().default(false),
   createdAt: tstz("created_at").notNull().defaultNow(),
   updatedAt: tstz("updated_at").notNull().defaultNow(),
 });
@@ -142,6 +148,12 @@ export const deliveries = pgTable(
  * Receipts both ways. `issued` rows are ours, answering inbound messages, and double as the
  * receipt outbox (`published_at` null until the broker acknowledged them); `received` rows are
  * partners' receipts for our messages.
+ *
+ * A batch receipt (`receipt_batches`) has one row here per message it answers, an entry row:
+ * `batch_id` names the batch, `jws` and `digest` are null (the batch's signed bytes are kept
+ * once, in its own row), `status` is accepted and `errors` empty; its `id` is derived from the
+ * batch's id and the message id (md5 of both, as a uuid), since the wire gives an entry no id of
+ * its own. Entry rows are never published themselves: the batch is.
  */
 export const receipts = pgTable(
   "receipts",
@@ -155,8 +167,9 @@ export const receipts = pgTable(
     toParty: text("to_party").notNull(),
     status: text("status", { enum: ["accepted", "rejected"] }).notNull(),
     errors: jsonb("errors").$type<ReceiptError[]>().notNull(),
-    jws: text("jws").notNull(),
-    digest: text("digest").notNull(),
+    /** Null for an entry row of a batch receipt (`batch_id`): the batch keeps the bytes. */
+    jws: text("jws"),
+    digest: text("digest"),
     createdAt: tstz("created_at").notNull().defaultNow(),
     publishedAt: tstz("published_at"),
     publishAttempts: integer("publish_attempts").notNull().default(0),
@@ -167,11 +180,50 @@ export const receipts = pgTable(
      * evidence of what we signed; never published again.
      */
     supersededBy: uuid("superseded_by"),
+    /** An entry row: the id of the batch receipt (`receipt_batches`, same direction) it is in. */
+    batchId: uuid("batch_id"),
   },
   (t) => [
     uniqueIndex("receipts_direction_id_uq").on(t.direction, t.id),
     index("receipts_message_idx").on(t.messageId),
     index("receipts_unpublished_idx")
+      .on(t.nextPublishAt)
+      .where(sql`direction = 'issued' and published_at is null and batch_id is null`),
+  ],
+);
+
+/**
+ * Batch receipts both ways (docs/protocol.md "Batch receipts"), each signed once and kept once:
+ * the JWS of up to 500 accepted answers. `issued` rows are ours and are the batch receipt outbox
+ * (`published_at` null until the broker acknowledged them), leased and renewed like receipts;
+ * `received` rows are partners'. The messages each one answers are its entry rows in `receipts`.
+ */
+export const receiptBatches = pgTable(
+  "receipt_batches",
+  {
+    seq: bigint("seq", { mode: "number" }).primaryKey().generatedAlwaysAsIdentity(),
+    id: uuid("id").notNull(),
+    direction: text("direction", { enum: ["issued", "received"] }).notNull(),
+    fromParty: text("from_party").notNull(),
+    toParty: text("to_party").notNull(),
+    /** How many messages it answers (its entry rows). */
+    entries: integer("entries").notNull(),
+    jws: text("jws").notNull(),
+    digest: text("digest").notNull(),
+    createdAt: tstz("created_at").notNull().defaultNow(),
+    publishedAt: tstz("published_at"),
+    publishAttempts: integer("publish_attempts").notNull().default(0),
+    nextPublishAt: tstz("next_publish_at").notNull().defaultNow(),
+    /**
+     * An issued batch whose signing key was revoked (or expired) before it was published again:
+     * the id of the batch that replaced it (the same entries, signed again). Kept as evidence;
+     * never published again.
+     */
+    supersededBy: uuid("superseded_by"),
+  },
+  (t) => [
+    uniqueIndex("receipt_batches_direction_id_uq").on(t.direction, t.id),
+    index("receipt_batches_unpublished_idx")
       .on(t.nextPublishAt)
       .where(sql`direction = 'issued' and published_at is null`),
   ],

@@ -64,7 +64,14 @@ import { OwnKeyring } from "../../src/registry/own-keyring.ts";
 import { PartnerRegistry } from "../../src/registry/partner-registry.ts";
 import { type Database, openDatabase } from "../../src/store/database.ts";
 import { SqlPartyStore } from "../../src/store/party-store.ts";
-import { cases, deliveries, messages, quarantine, receipts } from "../../src/store/schema.ts";
+import {
+  cases,
+  deliveries,
+  messages,
+  quarantine,
+  receiptBatches,
+  receipts,
+} from "../../src/store/schema.ts";
 import { createStore } from "../../src/store/store.ts";
 import { createTestDatabase } from "../helpers/databases.ts";
 import { DEADLINES } from "../helpers/protocol-fixtures.ts";
@@ -264,7 +271,19 @@ async function returnReceipt(from: Gateway, id: string): Promise<InboxOutcome> {
   const [answer] = await answersTo(from, id);
   if (answer === undefined) throw new Error(`${from.party.id} issued no receipt for ${id}`);
   const to = otherOf(from);
-  return to.inbox.handle(encoder.encode(answer.jws), to.party.inboundSubject);
+  // An entry of a batch receipt: the batch's bytes are what was signed and sent.
+  const jws =
+    answer.jws ??
+    (
+      await from.database.db
+        .select({ jws: receiptBatches.jws })
+        .from(receiptBatches)
+        .where(
+          and(eq(receiptBatches.direction, "issued"), eq(receiptBatches.id, answer.batchId ?? "")),
+        )
+    )[0]?.jws;
+  if (jws === undefined) throw new Error(`${from.party.id} kept no bytes for its answer to ${id}`);
+  return to.inbox.handle(encoder.encode(jws), to.party.inboundSubject);
 }
 
 // ─── the journey's messages (docs/examples/messages) ─────────────────────────────────────────

@@ -14,8 +14,9 @@ import { WakeSignal } from "../../src/delivery/wake-signal.ts";
 import { createLogger } from "../../src/observability/logger.ts";
 import { buildReceipt } from "../../src/protocol/build-receipt.ts";
 import { sha256Hex } from "../../src/protocol/digest.ts";
-import { MESSAGE_TYP, RECEIPT_TYP } from "../../src/protocol/jws-profile.ts";
+import { MESSAGE_TYP, RECEIPT_BATCH_TYP, RECEIPT_TYP } from "../../src/protocol/jws-profile.ts";
 import { signCompact } from "../../src/protocol/sign.ts";
+import type { ReceiptBatch } from "../../src/protocol/types.ts";
 import { type Database, openDatabase } from "../../src/store/database.ts";
 import { SqlPartyStore } from "../../src/store/party-store.ts";
 import { ReadQueries } from "../../src/store/read-queries.ts";
@@ -468,5 +469,211 @@ describe("Inbox", () => {
       receiptSent: false,
     });
     expect(wake.take()).toBe(true);
+  });
+});
+
+describe("Inbox, batch receipts received (docs/protocol.md, Batch receipts)", () => {
+  /** `n` messages Lao Cai sent to Hekou, logged with their deliveries (queued). */
+  async function sentToHekou(n: number, to = hekou.id) {
+    const sent = [];
+    for (let i = 0; i < n; i++) {
+      const envelope = envelopeAt(laocai.id, [to], new Date(now.getTime() - 2000));
+      const jws = await signCompact(envelope, laocai.signing, MESSAGE_TYP);
+      sent.push({ envelope, jws, digest: sha256Hex(jws), kid: "k" });
+    }
+    await store.outbound.insert(sent);
+    return sent;
+  }
+
+  /** A batch receipt `signer` signs, accepting these (message id, digest) pairs. */
+  async function batchFrom(
+    accepted: Array<{ messageId: string; digest: string }>,
+    overrides: Partial<ReceiptBatch> = {},
+    signer: TestParty = hekou,
+  ) {
+    const batch: ReceiptBatch = {
+      id: randomUUID(),
+      type: "receipt.batch",
+      schemaVersion: 1,
+      from: signer.id,
+      to: laocai.id,
+      sentAt: now.toISOString(),
+      accepted: accepted.map((a) => ({
+        messageId: a.messageId,
+        digest: { alg: "sha-256", value: a.digest },
+      })),
+      ...overrides,
+    };
+    const jws = await signCompact(batch, signer.signing, RECEIPT_BATCH_TYP);
+    return { batch, jws, bytes: enc.encode(jws) };
+  }
+
+  const entriesOf = (sent: Array<{ envelope: { id: string }; digest: string }>) =>
+    sent.map((m) => ({ messageId: m.envelope.id, digest: m.digest }));
+  const statuses = async (sent: Array<{ envelope: { id: string } }>) =>
+    Promise.all(
+      sent.map(async (m) =>
+        (await queries.getMessage(m.envelope.id))?.deliveries.map((d) => d.status).join(),
+      ),
+    );
+
+  it("closes every delivery it names, logs the batch once and shows it as each message's receipt", async () => {
+    const sent = await sentToHekou(3);
+    const { batch, jws, bytes } = await batchFrom(entriesOf(sent));
+    wake.take();
+    expect(await inbox.handle(bytes, SUBJECT)).toEqual({
+      outcome: "receipt-batch",
+      batchId: batch.id,
+      entries: 3,
+      duplicate: false,
+    });
+    // Receipts are never answered.
+    expect(wake.take()).toBe(false);
+    expect(await statuses(sent)).toEqual(["delivered", "delivered", "delivered"]);
+    for (const m of sent) {
+      const found = await queries.getMessage(m.envelope.id);
+      expect(found?.deliveries[0]?.receiptId).toBe(batch.id);
+      expect(found?.receipts).toEqual([
+        expect.objectContaining({
+          id: batch.id,
+          batchId: batch.id,
+          direction: "received",
+          fromParty: hekou.id,
+          status: "accepted",
+          errors: [],
+          jws,
+          digest: sha256Hex(jws),
+          messageDigest: m.digest,
+        }),
+      ]);
+    }
+    expect(await store.receipts.findReceivedBatch(batch.id)).toEqual({
+      digest: sha256Hex(jws),
+      jws,
+    });
+  });
+
+  it("is all or nothing: one entry naming nothing we sent, or another digest, closes nothing and is kept, unanswered", async () => {
+    const sent = await sentToHekou(2);
+    const unknown = await batchFrom([
+      ...entriesOf(sent),
+      { messageId: randomUUID(), digest: "a".repeat(64) },
+    ]);
+    const other = await batchFrom([
+      ...entriesOf(sent).slice(0, 1),
+      { messageId: sent[1]?.envelope.id as string, digest: "0".repeat(64) },
+    ]);
+    // Thai was sent none of these: its batch naming them matches nothing it was sent.
+    const thais = await batchFrom(entriesOf(sent), { from: thai.id }, thai);
+    wake.take();
+    expect(
+      await inbox.handleBatch([item(unknown.bytes), item(other.bytes), item(thais.bytes)]),
+    ).toEqual([
+      { outcome: "quarantined", code: "message_unknown", receiptSent: false },
+      { outcome: "quarantined", code: "digest_mismatch", receiptSent: false },
+      { outcome: "quarantined", code: "message_unknown", receiptSent: false },
+    ]);
+    expect(wake.take()).toBe(false);
+    expect(await statuses(sent)).toEqual(["queued", "queued"]);
+    for (const b of [unknown, other, thais]) {
+      expect(await store.receipts.findReceivedBatch(b.batch.id)).toBeUndefined();
+    }
+    const kept = (await queries.listQuarantine({ limit: 1000 })).filter((q) =>
+      [unknown, other, thais].some((b) => sha256Hex(b.jws) === q.digest),
+    );
+    expect(kept.map((q) => [q.kind, q.messageId, q.receiptId])).toEqual([
+      ["receipt", unknown.batch.id, null],
+      ["receipt", other.batch.id, null],
+      ["receipt", thais.batch.id, null],
+    ]);
+    for (const m of sent) expect((await queries.getMessage(m.envelope.id))?.receipts).toEqual([]);
+  });
+
+  it("changes nothing when replayed, and keeps other content under a logged batch id as duplicate_conflict", async () => {
+    const sent = await sentToHekou(2);
+    const first = await batchFrom(entriesOf(sent));
+    expect(await inbox.handle(first.bytes, SUBJECT)).toMatchObject({ duplicate: false });
+    // The same bytes again (in one inbound batch with a first copy, and later): nothing new.
+    const again = await inbox.handleBatch([item(first.bytes)]);
+    expect(again).toEqual([
+      { outcome: "receipt-batch", batchId: first.batch.id, entries: 2, duplicate: true },
+    ]);
+    // Another message, answered under the first batch's id: other signed content.
+    const [third] = await sentToHekou(1);
+    const conflicting = await batchFrom(entriesOf(third === undefined ? [] : [third]), {
+      id: first.batch.id,
+    });
+    expect(await inbox.handle(conflicting.bytes, SUBJECT)).toEqual({
+      outcome: "quarantined",
+      code: "duplicate_conflict",
+      receiptSent: false,
+    });
+    expect(await statuses(third === undefined ? [] : [third])).toEqual(["queued"]);
+    expect(await store.receipts.findReceivedBatch(first.batch.id)).toEqual({
+      digest: sha256Hex(first.jws),
+      jws: first.jws,
+    });
+    for (const m of sent) {
+      expect((await queries.getMessage(m.envelope.id))?.receipts.map((r) => r.id)).toEqual([
+        first.batch.id,
+      ]);
+    }
+  });
+
+  it("takes a batch under another ECDSA signature encoding as the same batch, not a conflict", async () => {
+    const sent = await sentToHekou(1, thai.id);
+    const original = await batchFrom(entriesOf(sent), { from: thai.id }, thai);
+    const variant = enc.encode(reencodeEs256(original.jws));
+    expect(await inbox.handle(original.bytes, SUBJECT)).toMatchObject({ duplicate: false });
+    expect(await inbox.handle(variant, SUBJECT)).toMatchObject({
+      outcome: "receipt-batch",
+      duplicate: true,
+    });
+  });
+
+  it("leaves a delivery closed before as it was, and a later single receipt for it changes nothing", async () => {
+    const sent = await sentToHekou(2);
+    const [done, open] = sent as [(typeof sent)[0], (typeof sent)[0]];
+    const single = buildReceipt(
+      {
+        to: laocai.id,
+        messageId: done.envelope.id,
+        digest: done.digest,
+        errors: [{ code: "schema_invalid" }],
+      },
+      { self: hekou.id, clock: () => now, ids: randomUUID },
+    );
+    await inbox.handle(enc.encode(await signCompact(single, hekou.signing, RECEIPT_TYP)), SUBJECT);
+    expect(await statuses(sent)).toEqual(["rejected", "queued"]);
+    const batch = await batchFrom(entriesOf(sent));
+    expect(await inbox.handle(batch.bytes, SUBJECT)).toMatchObject({ duplicate: false });
+    expect(await statuses(sent)).toEqual(["rejected", "delivered"]);
+    const later = buildReceipt(
+      {
+        to: laocai.id,
+        messageId: open.envelope.id,
+        digest: open.digest,
+        errors: [{ code: "expired" }],
+      },
+      { self: hekou.id, clock: () => now, ids: randomUUID },
+    );
+    await inbox.handle(enc.encode(await signCompact(later, hekou.signing, RECEIPT_TYP)), SUBJECT);
+    expect(await statuses(sent)).toEqual(["rejected", "delivered"]);
+  });
+
+  it("refuses a batch not addressed to us, one naming a message twice, one failing its schema: kept, unanswered", async () => {
+    const sent = await sentToHekou(1);
+    const [entry] = entriesOf(sent);
+    const misaddressed = await batchFrom(entriesOf(sent), { to: thai.id });
+    const twice = await batchFrom(entry === undefined ? [] : [entry, entry]);
+    const empty = await batchFrom([]);
+    expect(
+      await inbox.handleBatch([item(misaddressed.bytes), item(twice.bytes), item(empty.bytes)]),
+    ).toEqual([
+      { outcome: "quarantined", code: "misaddressed", receiptSent: false },
+      { outcome: "quarantined", code: "envelope_invalid", receiptSent: false },
+      { outcome: "quarantined", code: "envelope_invalid", receiptSent: false },
+    ]);
+    expect(await statuses(sent)).toEqual(["queued"]);
   });
 });

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import type { CaseView } from "../../src/cases/case-types.ts";
 import { GroupCommit } from "../../src/delivery/group-commit.ts";
 import {
+  type IssuedBatch,
   type IssuedReceipt,
   inboundKey,
   type SignedMessage,
@@ -15,7 +16,7 @@ import {
   sentKey,
 } from "../../src/delivery/ports.ts";
 import { planDelivery } from "../../src/delivery/retry-schedule.ts";
-import type { Envelope, KeyRecord, Receipt } from "../../src/protocol/types.ts";
+import type { Envelope, KeyRecord, Receipt, ReceiptBatch } from "../../src/protocol/types.ts";
 import { PartnerRegistry } from "../../src/registry/partner-registry.ts";
 import type { Database } from "../../src/store/database.ts";
 import { SqlPartyStore } from "../../src/store/party-store.ts";
@@ -64,6 +65,27 @@ function receiptFor(
 
 function issued(receipt: Receipt, messageDigest: string): IssuedReceipt {
   return { receipt, messageDigest, jws: `receipt-${receipt.id}`, digest: "f".repeat(64) };
+}
+
+/** A batch receipt from `from` to `to` accepting these messages, with made-up bytes. */
+function batchOf(
+  messages: Array<{ envelope: { id: string }; digest: string }>,
+  from = PARTNER,
+  to = SELF,
+): IssuedBatch {
+  const batch: ReceiptBatch = {
+    id: randomUUID(),
+    type: "receipt.batch",
+    schemaVersion: 1,
+    from,
+    to,
+    sentAt: T0.toISOString(),
+    accepted: messages.map((m) => ({
+      messageId: m.envelope.id,
+      digest: { alg: "sha-256", value: m.digest },
+    })),
+  };
+  return { batch, jws: `batch-${batch.id}`, digest: randomUUID().replaceAll("-", "").repeat(2) };
 }
 
 const digestOf = (n: number) => n.toString(16).padStart(64, "0");
@@ -672,6 +694,199 @@ describe.each(["postgres", "pglite"] as const)("the store on %s", (driver) => {
     expect(await store.inbound.find([{ from: PARTNER, id: e.id }])).toEqual(
       new Map([[inboundKey(PARTNER, e.id), { digest: digestOf(32), jws: "in-fresh" }]]),
     );
+  });
+
+  it("registers whether a party accepts batch receipts, and a re-registration changes it", async () => {
+    const party = {
+      id: `KH-NCCT-B${driver === "postgres" ? "PG" : "LITE"}`,
+      name: "Poipet",
+      country: "KH",
+      kind: "border-police-liaison-office",
+      inboundSubject: "liaison.inbox.KH-NCCT-POIPET",
+    };
+    const listed = async () => (await parties.listParties()).find((p) => p.id === party.id);
+    await parties.register({ ...party, receiptBatches: true }, []);
+    expect(await listed()).toEqual({ ...party, receiptBatches: true });
+    await parties.register(party, []);
+    expect(await listed()).toEqual(party);
+  });
+
+  it("logs a partner's batch receipt once, each entry closing its delivery; the batch is each message's receipt", async () => {
+    const sent = [envelope(), envelope(), envelope([PARTNER, "TH-RTP-ATHD"])].map((e, i) => ({
+      envelope: e,
+      jws: `jws-b${i}`,
+      digest: digestOf(900 + i),
+      kid: "k",
+    }));
+    await store.outbound.insert(sent);
+    await store.outbox.markSent(
+      [{ messageId: sent[1]?.envelope.id as string, recipient: PARTNER }],
+      T0,
+    );
+    // One was closed before (by a negative receipt): an entry leaves it as it is.
+    await store.outbox.close(
+      [{ messageId: sent[0]?.envelope.id as string, recipient: PARTNER, status: "rejected" }],
+      T0,
+    );
+    const batch = batchOf(sent);
+    const at = new Date(T0.getTime() + 2_500);
+    const first = await store.receipts.insertReceivedBatch(batch, at);
+    expect(first.fresh).toBe(true);
+    expect(first.closed.sort((a, b) => a.messageId.localeCompare(b.messageId))).toEqual(
+      sent
+        .slice(1)
+        .map((m) => ({
+          messageId: m.envelope.id,
+          recipient: PARTNER,
+          status: "delivered",
+          sentAt: T0,
+        }))
+        .sort((a, b) => a.messageId.localeCompare(b.messageId)),
+    );
+    // Logged once: the same batch id again writes and closes nothing.
+    expect(await store.receipts.insertReceivedBatch({ ...batch, jws: "other" }, at)).toEqual({
+      fresh: false,
+      closed: [],
+    });
+    expect(await store.receipts.findReceivedBatch(batch.batch.id)).toEqual({
+      digest: batch.digest,
+      jws: batch.jws,
+    });
+    expect(await store.receipts.findReceivedBatch(randomUUID())).toBeUndefined();
+    const statuses = await Promise.all(
+      sent.map(async (m) =>
+        (await queries.getMessage(m.envelope.id))?.deliveries.map((d) => [
+          d.recipient,
+          d.status,
+          d.receiptId,
+        ]),
+      ),
+    );
+    expect(statuses).toEqual([
+      [[PARTNER, "rejected", null]],
+      [[PARTNER, "delivered", batch.batch.id]],
+      [
+        ["TH-RTP-ATHD", "queued", null],
+        [PARTNER, "delivered", batch.batch.id],
+      ],
+    ]);
+    const shown = (await queries.getMessage(sent[2]?.envelope.id as string))?.receipts ?? [];
+    expect(shown.map((r) => [r.id, r.batchId, r.jws, r.digest, r.messageDigest, r.status])).toEqual(
+      [[batch.batch.id, batch.batch.id, batch.jws, batch.digest, digestOf(902), "accepted"]],
+    );
+    // A batch's entries are not single receipts: findReceived does not take them for one.
+    expect(await store.receipts.findReceived(shown.map((r) => r.id))).toEqual(new Map());
+  });
+
+  it("logs inbound messages with a batch receipt in one statement: an entry per message it logged, the batch once, leased", async () => {
+    const before = envelope([SELF], PARTNER);
+    const known = { envelope: before, jws: "in-bknown", digest: digestOf(951), kid: "k" };
+    expect(await store.inbound.insert([known])).toEqual(new Set([inboundKey(PARTNER, before.id)]));
+    const fresh = [0, 1].map((i) => ({
+      envelope: envelope([SELF], PARTNER),
+      jws: `in-bfresh-${i}`,
+      digest: digestOf(952 + i),
+      kid: "k",
+    }));
+    // Answered by us: the batch goes to the partner (from SELF, to PARTNER).
+    const batch = batchOf([known, fresh[0] as SignedMessage], SELF, PARTNER);
+    // A batch naming only a message logged before is not written at all.
+    const stale = batchOf([known], SELF, PARTNER);
+    const single = issued(
+      { ...receiptFor(fresh[1]?.envelope.id as string, digestOf(953)), from: SELF, to: PARTNER },
+      digestOf(953),
+    );
+    const until = new Date(T0.getTime() + 30_000);
+    const stored = await store.inbound.insertAnswered(
+      [
+        { message: known },
+        { message: fresh[0] as SignedMessage },
+        { message: fresh[1] as SignedMessage, receipt: single },
+      ],
+      { until },
+      [batch, stale],
+    );
+    expect(stored).toEqual(new Set(fresh.map((m) => inboundKey(PARTNER, m.envelope.id))));
+    const due = async (now: Date) =>
+      (await store.receipts.claimUnpublished({ now, limit: 1000, leaseMs: 1000 })).filter((d) =>
+        [batch.batch.id, stale.batch.id, single.receipt.id].includes(d.id),
+      );
+    expect(await due(T0)).toEqual([]);
+    expect((await due(until)).map((d) => [d.id, d.batch ?? false, d.jws, d.digest])).toEqual([
+      [single.receipt.id, false, single.jws, single.digest],
+      [batch.batch.id, true, batch.jws, batch.digest],
+    ]);
+    // Each message it logged finds the batch (or its receipt); the one logged before, neither.
+    const shown = async (id: string) =>
+      ((await queries.getMessage(id))?.receipts ?? []).map((r) => [r.id, r.direction, r.toParty]);
+    expect(await shown(fresh[0]?.envelope.id as string)).toEqual([
+      [batch.batch.id, "issued", PARTNER],
+    ]);
+    expect(await shown(fresh[1]?.envelope.id as string)).toEqual([
+      [single.receipt.id, "issued", PARTNER],
+    ]);
+    expect(await shown(before.id)).toEqual([]);
+  });
+
+  it("sends a batch again for a redelivery of one of its messages, and renews it: same entries, the old one kept, never sent again", async () => {
+    const messages = [0, 1].map((i) => ({
+      envelope: envelope([SELF], PARTNER),
+      jws: `in-renew-${i}`,
+      digest: digestOf(960 + i),
+      kid: "k",
+    }));
+    const old = batchOf(messages, SELF, PARTNER);
+    await store.inbound.insertAnswered(
+      messages.map((message) => ({ message })),
+      undefined,
+      [old],
+    );
+    const dueNow = async (now = T0) =>
+      (await store.receipts.claimUnpublished({ now, limit: 1000, leaseMs: 1000 })).filter((d) =>
+        d.jws.startsWith("batch-"),
+      );
+    expect((await dueNow()).map((d) => d.id)).toContain(old.batch.id);
+    await store.receipts.markPublished([old.batch.id], T0);
+    expect((await dueNow(new Date(T0.getTime() + 5_000))).map((d) => d.id)).not.toContain(
+      old.batch.id,
+    );
+    // A redelivery of the second message: the batch goes out again, the same bytes.
+    const m1 = messages[1] as SignedMessage;
+    expect(await store.receipts.requeueIssued(m1.envelope.id, m1.digest, T0)).toBe(true);
+    expect(await store.receipts.requeueIssued(m1.envelope.id, digestOf(1), T0)).toBe(false);
+    const again = (await dueNow(new Date(T0.getTime() + 5_000))).filter(
+      (d) => d.id === old.batch.id,
+    );
+    expect(again).toEqual([
+      {
+        id: old.batch.id,
+        toParty: PARTNER,
+        subject: `liaison.inbox.${PARTNER}`,
+        jws: old.jws,
+        digest: old.digest,
+        batch: true,
+      },
+    ]);
+    // Its key was revoked: the same entries, signed again, replace it.
+    const fresh = { ...batchOf(messages, SELF, PARTNER), jws: "batch-renewed" };
+    await store.receipts.supersede(old.batch.id, fresh);
+    await store.receipts.markPublished([fresh.batch.id], T0);
+    const shown = ((await queries.getMessage(m1.envelope.id))?.receipts ?? []).map((r) => [
+      r.id,
+      r.supersededBy,
+      r.jws,
+    ]);
+    expect(shown).toEqual([
+      [old.batch.id, null, old.jws],
+      [fresh.batch.id, null, fresh.jws],
+    ]);
+    // A later redelivery sends the new batch; the old one never goes out again.
+    expect(await store.receipts.requeueIssued(m1.envelope.id, m1.digest, T0)).toBe(true);
+    expect(
+      (await dueNow(new Date(T0.getTime() + 20_000)))
+        .map((d) => d.id)
+        .filter((id) => id === old.batch.id || id === fresh.batch.id),
+    ).toEqual([fresh.batch.id]);
   });
 
   it("stores signed bytes exactly as given, in their row, whatever characters they hold", async () => {

@@ -316,6 +316,26 @@ describe("parsePartyDocument", () => {
     }
   });
 
+  it("reads whether a party accepts batch receipts (absent: it does not), and refuses a non-boolean", async () => {
+    const k = await publicKey("EdDSA");
+    const key = { ...k, alg: "EdDSA", validFrom: "2026-01-01T00:00:00Z" };
+    const parsed = await parsePartyDocument({
+      party: { ...PARTY, receiptBatches: true },
+      keys: [key],
+    });
+    expect(parsed.party.receiptBatches).toBe(true);
+    for (const party of [PARTY, { ...PARTY, receiptBatches: false }]) {
+      expect((await parsePartyDocument({ party, keys: [key] })).party).not.toHaveProperty(
+        "receiptBatches",
+      );
+    }
+    for (const receiptBatches of ["true", 1, null, {}]) {
+      expect(await code({ party: { ...PARTY, receiptBatches }, keys: [key] })).toBe(
+        "request_invalid",
+      );
+    }
+  });
+
   it("tells its listeners after a registration, with the party in place, and registers even when one fails", async () => {
     const sig = await publicKey("EdDSA");
     const { party, keys } = await parsePartyDocument({

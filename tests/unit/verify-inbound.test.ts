@@ -3,7 +3,12 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { loadSchemaRegistry } from "../../src/config/schema-files.ts";
 import { buildReceipt } from "../../src/protocol/build-receipt.ts";
 import { sha256Hex } from "../../src/protocol/digest.ts";
-import { type JwsTyp, MESSAGE_TYP, RECEIPT_TYP } from "../../src/protocol/jws-profile.ts";
+import {
+  type JwsTyp,
+  MESSAGE_TYP,
+  RECEIPT_BATCH_TYP,
+  RECEIPT_TYP,
+} from "../../src/protocol/jws-profile.ts";
 import { signCompact } from "../../src/protocol/sign.ts";
 import type { Envelope, KeyResolver } from "../../src/protocol/types.ts";
 import {
@@ -378,4 +383,104 @@ describe("verifyInbound", () => {
     );
     expectRejected(await verify(await signed(receipt, hekou, MESSAGE_TYP)), "envelope_invalid");
   });
+
+  it("accepts a batch receipt addressed to us, comparing its typ as the others (case, application/)", async () => {
+    const payload = batchPayload();
+    const jws = await signed(payload, hekou, RECEIPT_BATCH_TYP);
+    const verdict = await verify(jws);
+    if (!verdict.ok || verdict.kind !== "receipt-batch") throw new Error("expected a batch");
+    expect(verdict.batch).toEqual(payload);
+    expect(verdict.digest).toBe(sha256Hex(enc.encode(jws)));
+    for (const typ of ["application/liaison-receipt-batch+jws", "Liaison-Receipt-Batch+JWS"]) {
+      const header = { alg: "EdDSA", kid: hekou.signing.kid, typ };
+      const other = await new CompactSign(enc.encode(JSON.stringify(payload)))
+        .setProtectedHeader(header)
+        .sign(hekou.signing.key);
+      expect((await verify(other)).ok).toBe(true);
+    }
+  });
+
+  it("checks a batch receipt against receipt-batch.v1.json (not receipt.v1.json), and a receipt typ not against it", async () => {
+    const empty = expectRejected(
+      await verify(await signed(batchPayload({ accepted: [] }), hekou, RECEIPT_BATCH_TYP)),
+      "envelope_invalid",
+    );
+    expect(empty.issues).toEqual([
+      { path: "/accepted", message: "must NOT have fewer than 1 items" },
+    ]);
+    expect(empty.kind).toBe("receipt");
+    expectRejected(
+      await verify(await signed(batchPayload(), hekou, RECEIPT_TYP)),
+      "envelope_invalid",
+    );
+    const receipt = buildReceipt(
+      { to: "VN-BGC-LAOCAI", messageId: crypto.randomUUID(), digest: "c".repeat(64), errors: [] },
+      { self: "CN-MPS-HEKOU", clock: () => NOW, ids: () => crypto.randomUUID() },
+    );
+    expectRejected(
+      await verify(await signed(receipt, hekou, RECEIPT_BATCH_TYP)),
+      "envelope_invalid",
+    );
+  });
+
+  it("rejects a batch receipt addressed to someone else (B1) and one naming a message twice (B2), as receipts: never answered", async () => {
+    const misaddressed = expectRejected(
+      await verify(await signed(batchPayload({ to: "TH-RTP-ATHD" }), hekou, RECEIPT_BATCH_TYP)),
+      "misaddressed",
+    );
+    expect(misaddressed.kind).toBe("receipt");
+    const [entry] = batchPayload().accepted;
+    const twice = expectRejected(
+      await verify(
+        await signed(
+          batchPayload({
+            accepted: [entry, { ...entry, digest: { alg: "sha-256", value: "d".repeat(64) } }],
+          }),
+          hekou,
+          RECEIPT_BATCH_TYP,
+        ),
+      ),
+      "envelope_invalid",
+    );
+    expect(twice).toMatchObject({ kind: "receipt", claimedFrom: "CN-MPS-HEKOU" });
+    expect(twice.issues).toEqual([
+      { path: "/accepted/1/messageId", message: "must not repeat an earlier entry's" },
+    ]);
+  });
+
+  it("runs steps 10-23 on a batch receipt as on a receipt: signature, key, clock", async () => {
+    const jws = await signed(batchPayload(), hekou, RECEIPT_BATCH_TYP);
+    const [header, payload] = jws.split(".");
+    expectRejected(
+      await verify(`${header}.${payload}.${b64("x".repeat(64))}`),
+      "signature_invalid",
+    );
+    const ahead = batchPayload({ sentAt: new Date(NOW.getTime() + SKEW + 1000).toISOString() });
+    expectRejected(await verify(await signed(ahead, hekou, RECEIPT_BATCH_TYP)), "clock_skew");
+    expectRejected(
+      await verify(await signed(batchPayload(), stranger, RECEIPT_BATCH_TYP)),
+      "key_unknown",
+    );
+  });
 });
+
+function batchPayload(overrides: Record<string, unknown> = {}) {
+  return {
+    id: crypto.randomUUID(),
+    type: "receipt.batch",
+    schemaVersion: 1,
+    from: "CN-MPS-HEKOU",
+    to: "VN-BGC-LAOCAI",
+    sentAt: new Date(NOW.getTime() - 1000).toISOString(),
+    accepted: [
+      { messageId: crypto.randomUUID(), digest: { alg: "sha-256", value: "a".repeat(64) } },
+      { messageId: crypto.randomUUID(), digest: { alg: "sha-256", value: "b".repeat(64) } },
+    ],
+    ...overrides,
+  } as {
+    id: string;
+    from: string;
+    to: string;
+    accepted: Array<{ messageId: string; digest: { alg: string; value: string } }>;
+  } & Record<string, unknown>;
+}
