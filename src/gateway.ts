@@ -162,6 +162,7 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
       keys: registry,
       schemas,
       receipts: receiptIssuer,
+      batchesTo: (party) => registry.party(party)?.receiptBatches === true,
       clock,
       clockSkewMs: config.clockSkewMs,
       maxMessageBytes: config.maxMessageBytes,

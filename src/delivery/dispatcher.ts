@@ -17,6 +17,7 @@ import {
   type DeliveryRef,
   type DueDelivery,
   type DueReceipt,
+  type IssuedBatch,
   type IssuedReceipt,
   type Lease,
   type Log,
@@ -42,10 +43,10 @@ export interface DispatcherDeps {
   /** Observations for GET /metrics (none when absent). */
   metrics?: Metrics;
   /**
-   * A receipt whose signing key is no longer valid, signed again (the same answer, a new id);
-   * undefined when the stored bytes are still good to send.
+   * A receipt (or batch receipt) whose signing key is no longer valid, signed again (the same
+   * answer, a new id); undefined when the stored bytes are still good to send.
    */
-  renewReceipt?: (jws: string) => Promise<IssuedReceipt | undefined>;
+  renewReceipt?: (jws: string) => Promise<IssuedReceipt | IssuedBatch | undefined>;
   /** A party's inbound subject (the registry's), for the prompt path. */
   subjectOf: (party: PartyId) => string | undefined;
 }
@@ -259,16 +260,17 @@ export class Dispatcher implements PromptPublisher {
           const fresh = await this.deps.renewReceipt?.(r.jws);
           if (fresh !== undefined) {
             await store.receipts.supersede(r.id, fresh);
+            const id = "batch" in fresh ? fresh.batch.id : fresh.receipt.id;
             log.info(
-              { receiptId: r.id, replacedBy: fresh.receipt.id, to: r.toParty },
+              { receiptId: r.id, replacedBy: id, to: r.toParty, batch: r.batch === true },
               "receipt signed again: its key is no longer valid",
             );
-            r = { ...r, id: fresh.receipt.id, jws: fresh.jws, digest: fresh.digest };
+            r = { ...r, id, jws: fresh.jws, digest: fresh.digest };
           }
           await transport.publish(r.subject, encoder.encode(r.jws), r.digest);
           timed(true);
           published.push(r.id);
-          log.info({ receiptId: r.id, to: r.toParty }, "receipt published");
+          log.info({ receiptId: r.id, to: r.toParty, batch: r.batch === true }, "receipt published");
         } catch (err) {
           timed(false);
           log.warn(

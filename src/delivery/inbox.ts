@@ -24,12 +24,16 @@ import {
   type CaseKeys,
   type Clock,
   type InboundItem,
+  type IssuedBatch,
+  type IssuedReceipt,
   inboundKey,
   type Log,
   type Metrics,
   NO_METRICS,
   type PromptPublisher,
+  type SignedMessage,
   type Store,
+  type Stores,
   sentKey,
 } from "./ports.ts";
 import { type Kept, Quarantiner } from "./quarantiner.ts";
@@ -55,6 +59,12 @@ export interface InboxDeps {
   prompt?: PromptPublisher;
   /** Admits case steps, in the transaction that logs them. */
   cases: CaseBook;
+  /**
+   * Whether a sender accepts batch receipts (its registered party record says so): its
+   * accepted messages of one batch are answered by one batch receipt, not a receipt each.
+   * Absent: every sender gets a receipt per message.
+   */
+  batchesTo?: (party: PartyId) => boolean;
   /** Our decryption keys: personal data is decrypted on arrival to be validated. */
   caseKeys: Pick<CaseKeys, "decryptionKeys">;
   /** Observations for GET /metrics (none when absent). */
@@ -175,12 +185,31 @@ export class Inbox {
         fresh.push(m);
       }
     }
-    const signed = await Promise.all(
-      fresh.map(async ({ verdict: v }) => ({
-        message: { envelope: v.envelope, jws: v.jws, digest: v.digest, kid: v.kid },
-        receipt: await receipts.issue(v.envelope.from, v.envelope.id, v.digest),
-      })),
+    // A sender that accepts batch receipts gets one for the messages of this batch that we
+    // log (docs/protocol.md, Batch receipts), signed once; every other sender a receipt each.
+    const batched = (from: PartyId) => this.deps.batchesTo?.(from) === true;
+    const signed: Array<{ message: SignedMessage; receipt?: IssuedReceipt }> = await Promise.all(
+      fresh.map(async ({ verdict: v }) => {
+        const message = { envelope: v.envelope, jws: v.jws, digest: v.digest, kid: v.kid };
+        return batched(v.envelope.from)
+          ? { message }
+          : { message, receipt: await receipts.issue(v.envelope.from, v.envelope.id, v.digest) };
+      }),
     );
+    /** Batch receipts for the batched messages among these, one per sender (and 500 entries). */
+    const batchesFor = async (messages: SignedMessage[]): Promise<IssuedBatch[]> => {
+      const bySender = new Map<PartyId, Array<{ messageId: string; digest: string }>>();
+      for (const m of messages) {
+        if (!batched(m.envelope.from)) continue;
+        const entries = bySender.get(m.envelope.from) ?? [];
+        entries.push({ messageId: m.envelope.id, digest: m.digest });
+        bySender.set(m.envelope.from, entries);
+      }
+      const batches = await Promise.all(
+        [...bySender].map(([to, entries]) => receipts.issueBatches(to, entries)),
+      );
+      return batches.flat();
+    };
     // The log rows, our receipts for them and the cases they move: one transaction (one
     // statement when no message of the batch is a step of a case). A case step
     // its case does not allow is refused, never logged, and quarantined with our negative
@@ -189,18 +218,44 @@ export class Inbox {
     // meanwhile: those are not stored again and their receipts not written.
     const lease = this.deps.prompt?.receiptLease();
     const steps = signed.map((s) => s.message.envelope).filter((e) => isCaseType(e.type));
-    const answered = (stored: Set<string>) =>
-      signed
+    const answered = (stored: Set<string>, batches: IssuedBatch[]) => ({
+      receipts: signed
         .filter((s) => stored.has(inboundKey(s.message.envelope.from, s.message.envelope.id)))
-        .map((s) => s.receipt);
+        .flatMap((s) => s.receipt ?? []),
+      batches,
+    });
+    /**
+     * The batch receipts for what `insertAnswered` just stored in `tx`: signed once the insert
+     * told which messages are new (a redelivery or another replica's copy is not), so that a
+     * batch accepts exactly the messages it logged.
+     */
+    const answerInBatches = async (tx: Stores, stored: Set<string>) => {
+      const batches = await batchesFor(
+        signed
+          .map((s) => s.message)
+          .filter((m) => stored.has(inboundKey(m.envelope.from, m.envelope.id))),
+      );
+      await tx.receipts.insertIssuedBatches(batches, lease);
+      return batches;
+    };
     // Messages of no case (the common path): the log rows and our receipts are one statement,
-    // atomic on its own, with nothing to admit or refuse.
+    // atomic on its own, with nothing to admit or refuse — and, when a sender accepts batch
+    // receipts, its batches in the same transaction.
+    const noBatches = signed.every((s) => s.receipt !== undefined);
     const { stored, refused, kept, issued } = await (steps.length === 0
-      ? store.inbound.insertAnswered(signed, lease).then((keys) => ({
+      ? (noBatches
+          ? store.inbound
+              .insertAnswered(signed, lease)
+              .then((keys) => ({ keys, batches: [] as IssuedBatch[] }))
+          : store.transaction(async (tx) => {
+              const keys = await tx.inbound.insertAnswered(signed, lease);
+              return { keys, batches: await answerInBatches(tx, keys) };
+            })
+        ).then(({ keys, batches }) => ({
           stored: keys,
           refused: new Map<string, Refusal>(),
           kept: new Map<number, { rejection: Rejection; kept: Kept }>(),
-          issued: answered(keys),
+          issued: answered(keys, batches),
         }))
       : store.transaction(async (tx) => {
           // A case step refused once stays refused, whatever the case allows by now: the sender
@@ -218,6 +273,8 @@ export class Inbox {
           for (const [key, refusal] of earlier) refused.set(key, refusal as Refusal);
           const admitted = signed.filter((s) => !refused.has(caseMessageKey(s.message.envelope)));
           const keys = await tx.inbound.insertAnswered(admitted, lease);
+          // A refused step is not stored: no batch accepts it.
+          const batches = await answerInBatches(tx, keys);
           const kept = new Map<number, { rejection: Rejection; kept: Kept }>();
           for (const m of fresh) {
             const refusal = refused.get(caseMessageKey(m.verdict.envelope));
@@ -229,17 +286,24 @@ export class Inbox {
               kept: await this.quarantiner.record(tx, m.item, rejection, receipt),
             });
           }
-          return { stored: keys, refused, kept, issued: answered(keys) };
+          return { stored: keys, refused, kept, issued: answered(keys, batches) };
         }));
     if (lease !== undefined) {
-      this.deps.prompt?.sendReceipts(
-        issued.map(({ receipt, jws, digest }) => ({
+      this.deps.prompt?.sendReceipts([
+        ...issued.receipts.map(({ receipt, jws, digest }) => ({
           id: receipt.id,
           toParty: receipt.to,
           jws,
           digest,
         })),
-      );
+        ...issued.batches.map(({ batch, jws, digest }) => ({
+          id: batch.id,
+          toParty: batch.to,
+          jws,
+          digest,
+          batch: true,
+        })),
+      ]);
     }
     for (const m of fresh) {
       const { envelope } = m.verdict;

@@ -307,22 +307,25 @@ export interface InboundLog {
   /** Logs what is not logged yet; returns the keys it stored. */
   insert(messages: SignedMessage[]): Promise<Set<InboundKey>>;
   /**
-   * `insert`, and our answers (leased, see Lease) for exactly the messages it stored: the
-   * receipt of a message that has one, and each batch receipt with an entry row per message of
-   * it that was stored (a batch none of whose messages was stored is not written). One
-   * statement, atomic on its own or part of the caller's transaction. Returns the keys stored
-   * and the ids of the batches written.
+   * `insert`, and our receipt (leased, see Lease) for exactly each message it stored that comes
+   * with one: one statement, atomic on its own or part of the caller's transaction. A message
+   * without a receipt is answered by a batch receipt (ReceiptLog.insertIssuedBatches) in the
+   * caller's transaction, once it is known to be stored.
    */
   insertAnswered(
     answered: Array<{ message: SignedMessage; receipt?: IssuedReceipt | undefined }>,
     lease?: Lease,
-    batches?: IssuedBatch[],
   ): Promise<Set<InboundKey>>;
 }
 
 export interface ReceiptLog {
   /** Our receipts; they wait in the receipt outbox until published. */
   insertIssued(receipts: IssuedReceipt[], lease?: Lease): Promise<void>;
+  /**
+   * Our batch receipts (leased, see Lease), each with an entry row per message it accepts:
+   * they wait in the receipt outbox until published. One statement.
+   */
+  insertIssuedBatches(batches: IssuedBatch[], lease?: Lease): Promise<void>;
   /**
    * Our accepted answer for these exact bytes goes out again — its receipt, or the batch
    * receipt holding it (the batch that replaced it, if it was signed again); false when there is

@@ -1,14 +1,22 @@
 /**
  * Our signed receipts: accepted for a message we logged, rejected (one error per invalid field,
- * with its JSON pointer, never a value) for bytes we quarantined.
+ * with its JSON pointer, never a value) for bytes we quarantined; and batch receipts, one signed
+ * statement accepting several messages of one sender (docs/protocol.md, Batch receipts).
  */
 import { decodeJwt, decodeProtectedHeader } from "jose";
 import { buildReceipt } from "../protocol/build-receipt.ts";
 import { sha256Hex } from "../protocol/digest.ts";
-import { RECEIPT_TYP } from "../protocol/jws-profile.ts";
-import type { PartyId, Receipt, ReceiptError } from "../protocol/types.ts";
+import { RECEIPT_BATCH_TYP, RECEIPT_TYP } from "../protocol/jws-profile.ts";
+import {
+  type BatchEntry,
+  MAX_BATCH_ENTRIES,
+  type PartyId,
+  type Receipt,
+  type ReceiptBatch,
+  type ReceiptError,
+} from "../protocol/types.ts";
 import type { Rejection } from "../protocol/verify-inbound.ts";
-import type { Clock, IdSource, IssuedReceipt, Signer } from "./ports.ts";
+import type { Clock, IdSource, IssuedBatch, IssuedReceipt, Signer } from "./ports.ts";
 
 export class ReceiptIssuer {
   constructor(
@@ -33,14 +41,61 @@ export class ReceiptIssuer {
   }
 
   /**
-   * A receipt about to be published again whose signing key has been revoked or has expired
-   * since: the same answer (recipient, message, digest, errors) as a new receipt, with a new id
-   * and time, signed with the key valid now — the old bytes would be refused `key_revoked`.
-   * Undefined when the stored one is still good to send.
+   * One batch receipt accepting these messages of `to`, 1 to MAX_BATCH_ENTRIES of them, no
+   * message id twice (docs/protocol.md, Batch receipts).
    */
-  async renew(jws: string): Promise<IssuedReceipt | undefined> {
-    const { kid } = decodeProtectedHeader(jws);
+  async issueBatch(
+    to: PartyId,
+    accepted: Array<{ messageId: string; digest: string }>,
+  ): Promise<IssuedBatch> {
+    if (accepted.length === 0 || accepted.length > MAX_BATCH_ENTRIES) {
+      throw new Error(`a batch receipt holds 1 to ${MAX_BATCH_ENTRIES} entries`);
+    }
+    return this.signBatch(
+      to,
+      accepted.map((a) => ({ messageId: a.messageId, digest: { alg: "sha-256", value: a.digest } })),
+    );
+  }
+
+  /** Batch receipts for these accepted messages of `to`: as few as MAX_BATCH_ENTRIES allows. */
+  async issueBatches(
+    to: PartyId,
+    accepted: Array<{ messageId: string; digest: string }>,
+  ): Promise<IssuedBatch[]> {
+    const chunks: Array<typeof accepted> = [];
+    for (let i = 0; i < accepted.length; i += MAX_BATCH_ENTRIES) {
+      chunks.push(accepted.slice(i, i + MAX_BATCH_ENTRIES));
+    }
+    return Promise.all(chunks.map((chunk) => this.issueBatch(to, chunk)));
+  }
+
+  private async signBatch(to: PartyId, accepted: BatchEntry[]): Promise<IssuedBatch> {
+    const batch: ReceiptBatch = {
+      id: this.ids(),
+      type: "receipt.batch",
+      schemaVersion: 1,
+      from: this.self,
+      to,
+      sentAt: this.clock().toISOString(),
+      accepted,
+    };
+    const { jws } = await this.signer.sign(batch, RECEIPT_BATCH_TYP);
+    return { batch, jws, digest: sha256Hex(jws) };
+  }
+
+  /**
+   * A receipt (or batch receipt) about to be published again whose signing key has been revoked
+   * or has expired since: the same answer (recipient, message, digest, errors; a batch's
+   * entries) as a new one, with a new id and time, signed with the key valid now — the old bytes
+   * would be refused `key_revoked`. Undefined when the stored one is still good to send.
+   */
+  async renew(jws: string): Promise<IssuedReceipt | IssuedBatch | undefined> {
+    const { kid, typ } = decodeProtectedHeader(jws);
     if (typeof kid === "string" && this.signer.canSignWith(kid)) return undefined;
+    if (typ === RECEIPT_BATCH_TYP) {
+      const old = decodeJwt(jws) as unknown as ReceiptBatch;
+      return this.signBatch(old.to, old.accepted);
+    }
     const old = decodeJwt(jws) as unknown as Receipt;
     return this.issue(old.to, old.messageId, old.digest.value, old.errors);
   }

@@ -3,7 +3,6 @@ import { sql } from "drizzle-orm";
 import {
   type InboundKey,
   type InboundLog,
-  type IssuedBatch,
   type IssuedReceipt,
   inboundKey,
   type Lease,
@@ -12,14 +11,7 @@ import {
 import type { PartyId } from "../protocol/types.ts";
 import type { Db } from "./database.ts";
 import { MESSAGE_COLUMNS, messageDocuments, messageRowsFrom } from "./message-row.ts";
-import {
-  batchDocuments,
-  batchEntriesSource,
-  batchRowsSource,
-  entryId,
-  receiptDocuments,
-  receiptRowsSource,
-} from "./receipt-log.ts";
+import { receiptDocuments, receiptRowsSource } from "./receipt-log.ts";
 import { pgArray, rows, uuidsOnly } from "./set-sql.ts";
 
 export class SqlInboundLog implements InboundLog {
@@ -59,68 +51,31 @@ export class SqlInboundLog implements InboundLog {
   /**
    * One statement for the batch: the messages not logged yet, and the receipt answering each
    * message it logged — never one for a (sender, id) another replica or a redelivery logged
-   * first (the receipt names the message id and is addressed to its sender). A batch receipt
-   * gets an entry row for each of its messages logged here, and is written only when it got
-   * one: signed before the insert, it may also name a message a redelivery or another replica
-   * logged first, which it accepts all the same (that message's own answer stays the one sent
-   * again for it).
+   * first (the receipt names the message id and is addressed to its sender). A message without
+   * a receipt is logged only: a batch receipt answers it (ReceiptLog.insertIssuedBatches, in the
+   * same transaction).
    */
   async insertAnswered(
     answered: Array<{ message: SignedMessage; receipt?: IssuedReceipt | undefined }>,
     lease?: Lease,
-    batches: IssuedBatch[] = [],
   ): Promise<Set<InboundKey>> {
     if (answered.length === 0) return new Set();
     const until = lease === undefined ? null : lease.until.toISOString();
-    const messages = messageDocuments(answered.map((a) => a.message));
-    const singles = receiptDocuments(answered.flatMap((a) => a.receipt ?? []));
-    const answers = sql`answers as (
+    const inserted = await rows<{ id: string; from_party: string }>(
+      this.db,
+      sql`with logged as (
+          insert into messages (${MESSAGE_COLUMNS})
+          ${messageRowsFrom("inbound", messageDocuments(answered.map((a) => a.message)))}
+          on conflict do nothing
+          returning id, from_party),
+        answers as (
           insert into receipts (id, message_id, message_digest, from_party, to_party, status,
             errors, jws, digest, next_publish_at, publish_attempts, direction)
           select r.id, r."messageId", r."messageDigest", r."from", r."to", r.status, r.errors,
             r.jws, r.digest, coalesce(${until}::timestamptz, r."sentAt"),
             case when ${until}::timestamptz is null then 0 else 1 end, 'issued'
-          from ${receiptRowsSource(singles)}
-            join logged on logged.id = r."messageId" and logged.from_party = r."to")`;
-    if (batches.length === 0) {
-      const inserted = await rows<{ id: string; from_party: string }>(
-        this.db,
-        sql`with logged as (
-            insert into messages (${MESSAGE_COLUMNS})
-            ${messageRowsFrom("inbound", messages)}
-            on conflict do nothing
-            returning id, from_party),
-          ${answers}
-          select id, from_party from logged`,
-      );
-      return new Set(inserted.map((r) => inboundKey(r.from_party, r.id)));
-    }
-    const documents = batchDocuments(batches);
-    const inserted = await rows<{ id: string; from_party: string }>(
-      this.db,
-      sql`with logged as (
-          insert into messages (${MESSAGE_COLUMNS})
-          ${messageRowsFrom("inbound", messages)}
-          on conflict do nothing
-          returning id, from_party),
-        ${answers},
-        b as (select * from ${batchRowsSource(documents)}),
-        entries as (
-          insert into receipts (id, message_id, message_digest, from_party, to_party, status,
-            errors, direction, batch_id)
-          select ${entryId(sql`e."batchId"`, sql`e."messageId"`)}, e."messageId", e.digest,
-            b."from", b."to", 'accepted', '[]'::jsonb, 'issued', b.id
-          from ${batchEntriesSource(documents.entries)}
-            join b on b.id = e."batchId"
-            join logged on logged.id = e."messageId" and logged.from_party = b."to"
-          returning batch_id),
-        batches as (
-          insert into receipt_batches (id, direction, from_party, to_party, entries, jws, digest,
-            next_publish_at, publish_attempts)
-          select b.id, 'issued', b."from", b."to", b.n, b.jws, b.digest,
-            coalesce(${until}::timestamptz, b."sentAt"),
-            case when ${until}::timestamptz is null then 0 else 1 end
-          from b where exists (select 1 from entries where entries.batch_id = b.id))
+          from ${receiptRowsSource(receiptDocuments(answered.flatMap((a) => a.receipt ?? [])))}
+            join logged on logged.id = r."messageId" and logged.from_party = r."to")
         select id, from_party from logged`,
     );
     return new Set(inserted.map((r) => inboundKey(r.from_party, r.id)));

@@ -19,8 +19,9 @@ import { rows } from "./set-sql.ts";
 export type MessageRow = typeof messages.$inferSelect;
 export type DeliveryRow = typeof deliveries.$inferSelect;
 /**
- * A receipt as the API shows it. An entry of a batch receipt shows the batch: its id, its JWS
- * and the digest of its bytes (`batchId` names it too); a single receipt has `batchId` null.
+ * A receipt as the API shows it. An entry of a batch receipt shows the batch: its id, its JWS,
+ * the digest of its bytes and, for ours, its publishing state and the batch that replaced it
+ * (`batchId` names it too); a single receipt has `batchId` null.
  */
 export type ReceiptRow = Omit<typeof receipts.$inferSelect, "jws" | "digest"> & {
   jws: string;
@@ -78,7 +79,7 @@ export class ReadQueries {
     return { message, deliveries: d, receipts: await this.withBatches(r) };
   }
 
-  /** Entry rows of batch receipts as their batch: its id, JWS and digest (see ReceiptRow). */
+  /** Entry rows of batch receipts as their batch (see ReceiptRow). */
   private async withBatches(found: Array<typeof receipts.$inferSelect>): Promise<ReceiptRow[]> {
     const ids = [...new Set(found.flatMap((r) => (r.batchId === null ? [] : [r.batchId])))];
     const batches =
@@ -90,6 +91,10 @@ export class ReadQueries {
               direction: receiptBatches.direction,
               jws: receiptBatches.jws,
               digest: receiptBatches.digest,
+              publishedAt: receiptBatches.publishedAt,
+              publishAttempts: receiptBatches.publishAttempts,
+              nextPublishAt: receiptBatches.nextPublishAt,
+              supersededBy: receiptBatches.supersededBy,
             })
             .from(receiptBatches)
             .where(inArray(receiptBatches.id, ids));
@@ -99,9 +104,9 @@ export class ReadQueries {
         return r.jws === null || r.digest === null ? [] : [{ ...r, jws: r.jws, digest: r.digest }];
       }
       const batch = byKey.get(`${r.direction} ${r.batchId}`);
-      return batch === undefined
-        ? []
-        : [{ ...r, id: batch.id, jws: batch.jws, digest: batch.digest }];
+      if (batch === undefined) return [];
+      const { direction: _, ...shown } = batch;
+      return [{ ...r, ...shown }];
     });
   }
 

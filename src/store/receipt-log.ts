@@ -145,6 +145,33 @@ export class SqlReceiptLog implements ReceiptLog {
     );
   }
 
+  async insertIssuedBatches(batches: IssuedBatch[], lease?: Lease): Promise<void> {
+    if (batches.length === 0) return;
+    const until = lease === undefined ? null : lease.until.toISOString();
+    const documents = batchDocuments(batches);
+    await run(
+      this.db,
+      sql`with b as (select * from ${batchRowsSource(documents)}),
+        batches as (
+          insert into receipt_batches (id, direction, from_party, to_party, entries, jws, digest,
+            next_publish_at, publish_attempts)
+          select b.id, 'issued', b."from", b."to", b.n, b.jws, b.digest,
+            coalesce(${until}::timestamptz, b."sentAt"),
+            case when ${until}::timestamptz is null then 0 else 1 end
+          from b
+          returning id),
+        entries as (
+          insert into receipts (id, message_id, message_digest, from_party, to_party, status,
+            errors, direction, batch_id)
+          select ${entryId(sql`e."batchId"`, sql`e."messageId"`)}, e."messageId", e.digest,
+            b."from", b."to", 'accepted', '[]'::jsonb, 'issued', b.id
+          from ${batchEntriesSource(documents.entries)} join b on b.id = e."batchId"
+          returning id)
+        select (select count(*) from batches)::int as batches,
+          (select count(*) from entries)::int as entries`,
+    );
+  }
+
   async requeueIssued(messageId: string, messageDigest: string, at: Date): Promise<boolean> {
     const rows = await this.db
       .update(receipts)

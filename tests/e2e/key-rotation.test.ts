@@ -127,6 +127,13 @@ describe("a receipt sent again after the key that signed it was revoked", () => 
     const renewed = again.find((r) => r.id !== firstReceipts[0]?.id);
     expect(renewed?.status).toBe("accepted");
     expect(kidOf(renewed?.jws)).toBe(next.kid);
+    // Hekou accepts batch receipts: what was signed again is the batch that answered the message.
+    const typOf = (jws: unknown) =>
+      JSON.parse(Buffer.from(String(jws).split(".")[0] ?? "", "base64url").toString()).typ;
+    expect(again.map((r) => typOf(r.jws))).toEqual([
+      "liaison-receipt-batch+jws",
+      "liaison-receipt-batch+jws",
+    ]);
     // Nothing of it was refused at Hekou (a key_revoked receipt would be quarantined).
     const quarantine = await call(hekou, "/v1/quarantine");
     expect(JSON.stringify(quarantine.body)).not.toContain("key_revoked");

@@ -5,14 +5,16 @@
  * sender can be identified.
  */
 import { randomUUID } from "node:crypto";
+import { and, eq, inArray } from "drizzle-orm";
 import { compactVerify, createLocalJWKSet, type JSONWebKeySet } from "jose";
 import { connect, type NatsConnection } from "nats";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { buildEnvelope } from "../../src/protocol/build-envelope.ts";
 import { sha256Hex } from "../../src/protocol/digest.ts";
-import { MESSAGE_TYP, RECEIPT_TYP } from "../../src/protocol/jws-profile.ts";
+import { MESSAGE_TYP, RECEIPT_BATCH_TYP } from "../../src/protocol/jws-profile.ts";
 import { signCompact } from "../../src/protocol/sign.ts";
 import type { Envelope } from "../../src/protocol/types.ts";
+import { deliveries, receiptBatches, receipts } from "../../src/store/schema.ts";
 import { createTestDatabase } from "../helpers/databases.ts";
 import { call, type Pair, startPair, type TestNode, waitFor } from "../helpers/network.ts";
 import { CASE_NOTICE_BODY, makeParty } from "../helpers/protocol-fixtures.ts";
@@ -117,17 +119,22 @@ describe("two gateways over NATS", () => {
     const jwks = (await (
       await fetch(`${laocai.gateway.url}/.well-known/jwks.json`)
     ).json()) as JSONWebKeySet;
+    // Hekou declares in its party document that it accepts batch receipts: Lao Cai's answer is
+    // one (docs/protocol.md, Batch receipts), accepting these bytes among what it names.
     const { payload, protectedHeader } = await compactVerify(
       receipt.jws as string,
       createLocalJWKSet(jwks),
     );
-    expect(protectedHeader.typ).toBe(RECEIPT_TYP);
+    expect(protectedHeader.typ).toBe(RECEIPT_BATCH_TYP);
     const signed = JSON.parse(new TextDecoder().decode(payload));
     expect(signed).toMatchObject({
-      messageId: id,
+      id: receipt.id,
+      type: "receipt.batch",
       from: LAOCAI,
       to: HEKOU,
-      status: "accepted",
+    });
+    expect(signed.accepted).toContainEqual({
+      messageId: id,
       digest: { alg: "sha-256", value: sha256Hex(done.jws as string) },
     });
 
@@ -144,6 +151,60 @@ describe("two gateways over NATS", () => {
       const info = await jsm.streams.info(laocai.gateway.config.streamName);
       return info.state.messages === 0 ? true : undefined;
     });
+  });
+
+  it("answers many messages with fewer batch receipts than messages, and delivers every one", async () => {
+    const n = 40;
+    const ids = await Promise.all(
+      Array.from({ length: n }, async () => {
+        const res = await submit(hekou, {
+          type: "case.notice",
+          to: LAOCAI,
+          caseRef: "CN-HEKOU-2026-0043",
+          body: CASE_NOTICE_BODY,
+        });
+        expect(res.status).toBe(202);
+        return res.body.id as string;
+      }),
+    );
+    await waitFor(
+      "every message delivered",
+      async () => {
+        const rows = await hekou.gateway.database.db
+          .select({ status: deliveries.status })
+          .from(deliveries)
+          .where(inArray(deliveries.messageId, ids));
+        return rows.length === n && rows.every((r) => r.status === "delivered") ? true : undefined;
+      },
+      60_000,
+    );
+    // What Lao Cai signed and published for them: batch receipts only, fewer than the messages.
+    const answers = await laocai.gateway.database.db
+      .select({ batchId: receipts.batchId, jws: receipts.jws })
+      .from(receipts)
+      .where(and(eq(receipts.direction, "issued"), inArray(receipts.messageId, ids)));
+    expect(answers).toHaveLength(n);
+    expect(answers.filter((a) => a.batchId === null || a.jws !== null)).toEqual([]);
+    const batchIds = [...new Set(answers.map((a) => a.batchId as string))];
+    const issued = await laocai.gateway.database.db
+      .select({ entries: receiptBatches.entries, publishedAt: receiptBatches.publishedAt })
+      .from(receiptBatches)
+      .where(and(eq(receiptBatches.direction, "issued"), inArray(receiptBatches.id, batchIds)));
+    expect(issued.length).toBe(batchIds.length);
+    expect(issued.length).toBeLessThan(n);
+    expect(issued.every((b) => b.publishedAt !== null)).toBe(true);
+    // Hekou logged each of those batches once, and nothing of them went to its quarantine.
+    const received = await hekou.gateway.database.db
+      .select({ id: receiptBatches.id })
+      .from(receiptBatches)
+      .where(and(eq(receiptBatches.direction, "received"), inArray(receiptBatches.id, batchIds)));
+    expect(received.map((b) => b.id).sort()).toEqual([...batchIds].sort());
+    const kept = await call(hekou, "/v1/quarantine?limit=200");
+    expect(
+      (kept.body.items as Array<{ messageId: string | null }>).filter((q) =>
+        batchIds.includes(q.messageId ?? ""),
+      ),
+    ).toEqual([]);
   });
 
   it("logs a redelivered message once and sends its receipt again", async () => {

@@ -7,8 +7,9 @@
 import { randomUUID } from "node:crypto";
 import { connect, type JetStreamManager, type NatsConnection } from "nats";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { Dispatcher, MAX_PROMPT_ROWS } from "../../src/delivery/dispatcher.ts";
+import { Dispatcher, type DispatcherDeps, MAX_PROMPT_ROWS } from "../../src/delivery/dispatcher.ts";
 import type { IssuedReceipt, Log, SignedMessage, Store } from "../../src/delivery/ports.ts";
+import { ReceiptIssuer } from "../../src/delivery/receipt-issuer.ts";
 import { WakeSignal } from "../../src/delivery/wake-signal.ts";
 import type { Envelope } from "../../src/protocol/types.ts";
 import { type Database, openDatabase } from "../../src/store/database.ts";
@@ -18,6 +19,7 @@ import { createStore } from "../../src/store/store.ts";
 import { NatsTransport } from "../../src/transport/nats-transport.ts";
 import { createTestDatabase } from "../helpers/databases.ts";
 import { uniqueTag, waitFor } from "../helpers/network.ts";
+import { makeParty, signerOf } from "../helpers/protocol-fixtures.ts";
 
 const SELF = "CN-MPS-HEKOU";
 const PARTNER = "VN-BGC-LAOCAI";
@@ -69,8 +71,9 @@ afterAll(async () => {
   await drop?.();
 });
 
-function dispatcher(): Dispatcher {
+function dispatcher(extra: Partial<DispatcherDeps> = {}): Dispatcher {
   return new Dispatcher({
+    ...extra,
     store,
     transport,
     clock: () => now,
@@ -80,6 +83,7 @@ function dispatcher(): Dispatcher {
     pollMs: 50,
     retry: RETRY,
     subjectOf: (party) => (party === PARTNER ? SUBJECT : undefined),
+    ...extra,
   });
 }
 
@@ -239,5 +243,93 @@ describe("the dispatcher's prompt path", () => {
     ).not.toThrow();
     await broken.stop();
     expect(await status(m.envelope.id)).toEqual({ status: "queued", attempts: 1 });
+  });
+});
+
+describe("the dispatcher and our batch receipts", () => {
+  /** Messages from the partner, logged with one batch receipt `issuer` signed for them. */
+  async function answeredInBatch(issuer: ReceiptIssuer, n: number, lease?: { until: Date }) {
+    const messages = Array.from({ length: n }, () => {
+      const m = message();
+      return { ...m, envelope: { ...m.envelope, from: PARTNER, to: [SELF] } };
+    });
+    const [batch] = await issuer.issueBatches(
+      PARTNER,
+      messages.map((m) => ({ messageId: m.envelope.id, digest: m.digest })),
+    );
+    if (batch === undefined) throw new Error("no batch");
+    await store.inbound.insertAnswered(messages.map((message) => ({ message })));
+    await store.receipts.insertIssuedBatches([batch], lease);
+    return { messages, batch };
+  }
+  /** A segment of a JWS as JSON; {} for the made-up bytes the other tests publish. */
+  const segment = (jws: string, n: 0 | 1) => {
+    try {
+      return JSON.parse(Buffer.from(jws.split(".")[n] ?? "", "base64url").toString());
+    } catch {
+      return {};
+    }
+  };
+  const payloadOf = (jws: string) => segment(jws, 1);
+  const headerOf = (jws: string) => segment(jws, 0);
+
+  it("publishes a batch leased at commit on the prompt path, once, and marks it", async () => {
+    now = new Date();
+    const ours = await makeParty(SELF);
+    const d = dispatcher();
+    const issuer = new ReceiptIssuer(SELF, signerOf(ours), () => now, randomUUID);
+    const { messages, batch } = await answeredInBatch(issuer, 3, d.receiptLease());
+    d.sendReceipts([
+      { id: batch.batch.id, toParty: PARTNER, jws: batch.jws, digest: batch.digest, batch: true },
+    ]);
+    await d.stop();
+    expect((await published()).filter((p) => p === batch.jws)).toHaveLength(1);
+    const shown = (await queries.getMessage(messages[0]?.envelope.id as string))?.receipts[0];
+    expect(shown).toMatchObject({ id: batch.batch.id, publishAttempts: 1 });
+    expect(shown?.publishedAt).not.toBeNull();
+    // Nothing is left for a pass, even once the lease has ended.
+    now = new Date(now.getTime() + RETRY.baseMs + 1);
+    const pass = await store.receipts.claimUnpublished({ now, limit: 1000, leaseMs: 1000 });
+    expect(pass.map((r) => r.id)).not.toContain(batch.batch.id);
+  });
+
+  it("signs a batch again when its key was revoked before a re-send: same entries, new id, new key; the old one never goes out again", async () => {
+    now = new Date();
+    const [oldKey, newKey] = [await makeParty(SELF), await makeParty(SELF)];
+    const before = new ReceiptIssuer(SELF, signerOf(oldKey), () => now, randomUUID);
+    const { messages, batch } = await answeredInBatch(before, 2);
+    const renewing = new ReceiptIssuer(SELF, signerOf(newKey), () => now, randomUUID);
+    const d = dispatcher({ renewReceipt: (jws) => renewing.renew(jws) });
+    // First sent while the key was good (a dispatcher whose signer still holds it renews nothing).
+    const first = dispatcher({ renewReceipt: (jws) => before.renew(jws) });
+    await first.tick();
+    expect(await published()).toContain(batch.jws);
+    // A redelivery of the second message: its batch is due again, and its key is revoked now.
+    const m = messages[1] as SignedMessage;
+    expect(await store.receipts.requeueIssued(m.envelope.id, m.digest, now)).toBe(true);
+    await d.tick();
+    const renewed = (await published()).filter(
+      (p) => headerOf(p).typ === "liaison-receipt-batch+jws" && payloadOf(p).id !== batch.batch.id,
+    );
+    const fresh = renewed.find((p) =>
+      payloadOf(p).accepted.some((e: { messageId: string }) => e.messageId === m.envelope.id),
+    );
+    if (fresh === undefined) throw new Error("no renewed batch published");
+    expect(headerOf(fresh).kid).toBe(newKey.signing.kid);
+    expect(payloadOf(fresh)).toMatchObject({ from: SELF, to: PARTNER, type: "receipt.batch" });
+    expect(payloadOf(fresh).accepted).toEqual(batch.batch.accepted);
+    expect((await published()).filter((p) => p === batch.jws)).toHaveLength(1);
+    // The old batch is kept as evidence, marked replaced; each message finds both.
+    const shown = (await queries.getMessage(m.envelope.id))?.receipts ?? [];
+    expect(shown.map((r) => [r.id, r.supersededBy, r.jws])).toEqual([
+      [batch.batch.id, payloadOf(fresh).id, batch.jws],
+      [payloadOf(fresh).id, null, fresh],
+    ]);
+    // Another redelivery sends the new one, never the old.
+    now = new Date(now.getTime() + 1);
+    expect(await store.receipts.requeueIssued(m.envelope.id, m.digest, now)).toBe(true);
+    const due = await store.receipts.claimUnpublished({ now, limit: 1000, leaseMs: 1000 });
+    expect(due.map((r) => r.id).filter((id) => id === batch.batch.id)).toEqual([]);
+    expect(due.map((r) => r.id)).toContain(payloadOf(fresh).id);
   });
 });

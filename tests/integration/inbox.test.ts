@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CaseBook } from "../../src/cases/case-book.ts";
 import { loadSchemaRegistry } from "../../src/config/schema-files.ts";
 import { Inbox } from "../../src/delivery/inbox.ts";
-import type { Signer, Store } from "../../src/delivery/ports.ts";
+import type { DueReceipt, PromptPublisher, Signer, Store } from "../../src/delivery/ports.ts";
 import { ReceiptIssuer } from "../../src/delivery/receipt-issuer.ts";
 import { WakeSignal } from "../../src/delivery/wake-signal.ts";
 import { createLogger } from "../../src/observability/logger.ts";
@@ -17,6 +17,7 @@ import { sha256Hex } from "../../src/protocol/digest.ts";
 import { MESSAGE_TYP, RECEIPT_BATCH_TYP, RECEIPT_TYP } from "../../src/protocol/jws-profile.ts";
 import { signCompact } from "../../src/protocol/sign.ts";
 import type { ReceiptBatch } from "../../src/protocol/types.ts";
+import { verifyInbound } from "../../src/protocol/verify-inbound.ts";
 import { type Database, openDatabase } from "../../src/store/database.ts";
 import { SqlPartyStore } from "../../src/store/party-store.ts";
 import { ReadQueries } from "../../src/store/read-queries.ts";
@@ -68,9 +69,13 @@ beforeAll(async () => {
 });
 
 /** Lao Cai's inbox on the test's store, signing its receipts with `signer`. */
-function laocaiInbox(signer: Signer): Inbox {
+function laocaiInbox(
+  signer: Signer,
+  extra: { batchesTo?: (party: string) => boolean; prompt?: PromptPublisher } = {},
+): Inbox {
   const clock = () => now;
   return new Inbox({
+    ...extra,
     self: laocai.id,
     store,
     keys: resolverOf(hekou, laocai, thai),
@@ -675,5 +680,152 @@ describe("Inbox, batch receipts received (docs/protocol.md, Batch receipts)", ()
       { outcome: "quarantined", code: "envelope_invalid", receiptSent: false },
     ]);
     expect(await statuses(sent)).toEqual(["queued"]);
+  });
+});
+
+describe("Inbox, batch receipts issued to a sender that accepts them", () => {
+  /** The prompt path, recording what each commit handed it. */
+  function recorder() {
+    const handed: Array<Array<Omit<DueReceipt, "subject">>> = [];
+    const prompt: PromptPublisher = {
+      deliveryLease: () => ({ until: new Date(now.getTime() + 30_000) }),
+      receiptLease: () => ({ until: new Date(now.getTime() + 30_000) }),
+      sendDeliveries: () => {},
+      sendReceipts: (due) => handed.push(due),
+    };
+    return { handed, prompt };
+  }
+  const payloadOf = (jws: string) =>
+    JSON.parse(Buffer.from(jws.split(".")[1] ?? "", "base64url").toString());
+  const typOf = (jws: string) =>
+    JSON.parse(Buffer.from(jws.split(".")[0] ?? "", "base64url").toString()).typ;
+
+  /** A message from `from` (a registered party) to Lao Cai. */
+  async function messageFrom(from: TestParty, overrides: Record<string, unknown> = {}) {
+    const envelope = {
+      ...envelopeAt(from.id, [laocai.id], new Date(now.getTime() - 1000)),
+      ...overrides,
+    };
+    const jws = await signCompact(envelope, from.signing, MESSAGE_TYP);
+    return { id: envelope.id, jws, digest: sha256Hex(jws), bytes: enc.encode(jws) };
+  }
+
+  it("answers the accepted messages of one batch with one signed batch receipt; a sender that does not accept them gets a receipt each", async () => {
+    const { handed, prompt } = recorder();
+    const batching = laocaiInbox(signerOf(laocai), {
+      batchesTo: (party) => party === hekou.id,
+      prompt,
+    });
+    const fromHekou = [
+      await messageFrom(hekou),
+      await messageFrom(hekou),
+      await messageFrom(hekou),
+    ];
+    const fromThai = [await messageFrom(thai), await messageFrom(thai)];
+    const outcomes = await batching.handleBatch(
+      [fromHekou[0], fromThai[0], fromHekou[1], fromThai[1], fromHekou[2]].map((m) =>
+        item((m as { bytes: Uint8Array }).bytes),
+      ),
+    );
+    expect(outcomes.map((o) => o.outcome)).toEqual(Array(5).fill("accepted"));
+    // One commit, handed to the prompt path: two receipts for Thai, one batch for Hekou.
+    expect(handed).toHaveLength(1);
+    const [due = []] = handed;
+    const batches = due.filter((d) => d.batch === true);
+    const singles = due.filter((d) => d.batch !== true);
+    expect(batches).toHaveLength(1);
+    expect(singles.map((d) => [d.toParty, typOf(d.jws), payloadOf(d.jws).messageId])).toEqual(
+      fromThai.map((m) => [thai.id, RECEIPT_TYP, m.id]),
+    );
+    const [batch] = batches as [Omit<DueReceipt, "subject">];
+    expect(batch.digest).toBe(sha256Hex(batch.jws));
+    expect(typOf(batch.jws)).toBe(RECEIPT_BATCH_TYP);
+    expect(payloadOf(batch.jws)).toEqual({
+      id: batch.id,
+      type: "receipt.batch",
+      schemaVersion: 1,
+      from: laocai.id,
+      to: hekou.id,
+      sentAt: now.toISOString(),
+      accepted: fromHekou.map((m) => ({
+        messageId: m.id,
+        digest: { alg: "sha-256", value: m.digest },
+      })),
+    });
+    // Hekou can verify it as any receipt: steps 1-23, then B1 and B2.
+    const hekouSees = await verifyInbound(enc.encode(batch.jws), {
+      self: hekou.id,
+      keys: resolverOf(hekou, laocai, thai),
+      schemas: loadSchemaRegistry(),
+      now,
+      clockSkewMs: 0,
+      maxBytes: 262_144,
+      decryptionKeys: [],
+    });
+    expect(hekouSees).toMatchObject({ ok: true, kind: "receipt-batch" });
+    // Each message finds it as its answer, leased to the prompt path like a receipt.
+    for (const m of fromHekou) {
+      expect((await queries.getMessage(m.id))?.receipts).toEqual([
+        expect.objectContaining({
+          id: batch.id,
+          batchId: batch.id,
+          toParty: hekou.id,
+          messageDigest: m.digest,
+          jws: batch.jws,
+          publishAttempts: 1,
+          publishedAt: null,
+        }),
+      ]);
+    }
+  });
+
+  it("sends that batch again, the same bytes, for a redelivery of one of its messages", async () => {
+    const { handed, prompt } = recorder();
+    const batching = laocaiInbox(signerOf(laocai), { batchesTo: () => true, prompt });
+    const [a, b] = [await messageFrom(hekou), await messageFrom(hekou)];
+    await batching.handleBatch([item(a.bytes), item(b.bytes)]);
+    const [batch] = handed.flat();
+    if (batch === undefined) throw new Error("no batch handed over");
+    await store.receipts.markPublished([batch.id], now);
+    const fresh = await messageFrom(hekou);
+    // A redelivery of b, with a new message: b's batch goes out again; the new one gets its own.
+    wake.take();
+    expect(await batching.handleBatch([item(b.bytes), item(fresh.bytes)])).toEqual([
+      { outcome: "duplicate", messageId: b.id },
+      { outcome: "accepted", messageId: fresh.id },
+    ]);
+    expect(wake.take()).toBe(true);
+    const later = new Date(now.getTime() + 60_000);
+    const due = await store.receipts.claimUnpublished({ now: later, limit: 1000, leaseMs: 1000 });
+    expect(due.filter((d) => d.id === batch.id)).toEqual([
+      { ...batch, subject: `liaison.inbox.${hekou.id}`, batch: true },
+    ]);
+    // The new message's batch accepts it alone: b was logged before, its answer is b's batch.
+    const second = handed.flat().find((d) => d.id !== batch.id);
+    expect(
+      payloadOf(second?.jws ?? "").accepted.map((e: { messageId: string }) => e.messageId),
+    ).toEqual([fresh.id]);
+    expect((await queries.getMessage(b.id))?.receipts.map((r) => r.id)).toEqual([batch.id]);
+    expect((await queries.getMessage(fresh.id))?.receipts.map((r) => r.id)).toEqual([second?.id]);
+  });
+
+  it("never accepts in a batch a case step its case refused: that one gets its negative receipt", async () => {
+    const { handed, prompt } = recorder();
+    const batching = laocaiInbox(signerOf(laocai), { batchesTo: () => true, prompt });
+    const notice = await messageFrom(hekou);
+    // A reminder in a case nobody opened: the case refuses it.
+    const reminder = await messageFrom(hekou, {
+      type: "case.reminder",
+      caseRef: `CN-HEKOU-2026-${randomUUID().slice(0, 4).toUpperCase()}`,
+      body: { awaitedType: "case.closed", dueAt: now.toISOString() },
+    });
+    const outcomes = await batching.handleBatch([item(reminder.bytes), item(notice.bytes)]);
+    expect(outcomes[0]).toMatchObject({ outcome: "quarantined", receiptSent: true });
+    expect(outcomes[1]).toEqual({ outcome: "accepted", messageId: notice.id });
+    const batches = handed.flat().filter((d) => d.batch === true);
+    expect(
+      batches.map((d) => payloadOf(d.jws).accepted.map((e: { messageId: string }) => e.messageId)),
+    ).toEqual([[notice.id]]);
+    expect((await queries.getMessage(reminder.id))?.receipts ?? []).toEqual([]);
   });
 });
