@@ -270,7 +270,10 @@ export class Dispatcher implements PromptPublisher {
           await transport.publish(r.subject, encoder.encode(r.jws), r.digest);
           timed(true);
           published.push(r.id);
-          log.info({ receiptId: r.id, to: r.toParty, batch: r.batch === true }, "receipt published");
+          log.info(
+            { receiptId: r.id, to: r.toParty, batch: r.batch === true },
+            "receipt published",
+          );
         } catch (err) {
           timed(false);
           log.warn(

@@ -53,7 +53,10 @@ export class ReceiptIssuer {
     }
     return this.signBatch(
       to,
-      accepted.map((a) => ({ messageId: a.messageId, digest: { alg: "sha-256", value: a.digest } })),
+      accepted.map((a) => ({
+        messageId: a.messageId,
+        digest: { alg: "sha-256", value: a.digest },
+      })),
     );
   }
 
