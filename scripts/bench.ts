@@ -39,11 +39,11 @@ import { parseArgs } from "node:util";
 import { inArray, sql } from "drizzle-orm";
 import { AckPolicy, connect, DeliverPolicy, type JsMsg, RetentionPolicy, StorageType } from "nats";
 import { loadConfig } from "../src/config/config.ts";
-import type { IssuedReceipt, ReceivedReceipt, SignedMessage } from "../src/delivery/ports.ts";
+import { type IssuedBatch, inboundKey, type SignedMessage } from "../src/delivery/ports.ts";
 import { startNatsServer } from "../src/devtools/nats-server.ts";
 import { startPostgresServer } from "../src/devtools/postgres-server.ts";
 import { type Gateway, startGateway } from "../src/gateway.ts";
-import type { Envelope, Receipt } from "../src/protocol/types.ts";
+import type { Envelope, ReceiptBatch } from "../src/protocol/types.ts";
 import { generateKeyFile } from "../src/registry/key-files.ts";
 import { parsePartyDocument } from "../src/registry/party-document.ts";
 import { openDatabase } from "../src/store/database.ts";
@@ -52,6 +52,7 @@ import { SqlInboundLog } from "../src/store/inbound-log.ts";
 import { SqlOutboundLog } from "../src/store/outbound-log.ts";
 import { SqlReceiptLog } from "../src/store/receipt-log.ts";
 import { deliveries } from "../src/store/schema.ts";
+import { createStore } from "../src/store/store.ts";
 import { createTestDatabase } from "../tests/helpers/databases.ts";
 import { CASE_NOTICE_BODY } from "../tests/helpers/protocol-fixtures.ts";
 
@@ -436,12 +437,15 @@ class Sender {
  *    delivery rows, leased, one statement, `SqlOutboundLog.insert`); once committed the group is
  *    published from memory, in flight together with Nats-Msg-Id, and marked sent (the gateways'
  *    prompt path);
- *  - receiver: reads its durable consumer in batches of up to 100; per batch, one statement logs
- *    the messages with a receipt for each (leased, `SqlInboundLog.insertAnswered`, nothing looked
- *    up first, as the inbox does with new messages); then the receipts are published from memory
+ *  - receiver: reads its durable consumer in batches of up to 100; per batch, as the inbox does
+ *    with new messages from a sender that accepts batch receipts (the gateways both do), one
+ *    transaction logs the messages (`SqlInboundLog.insertAnswered`, nothing looked up first) and
+ *    one batch receipt for those it logged (leased, `SqlReceiptLog.insertIssuedBatches`: the
+ *    batch row and an entry row per message); then the batch is published from memory, once,
  *    and marked published, and each message acked;
- *  - sender again: reads the receipts in batches, looks up what it sent to them, logs them and
- *    closes the deliveries in one statement (`SqlReceiptLog.insertReceivedClosing`), acks.
+ *  - sender again: reads the batch receipts as they come, looks up what it sent to their entries,
+ *    logs each batch and closes its deliveries in one statement
+ *    (`SqlReceiptLog.insertReceivedBatch`), acks.
  *
  * The messages are JSON as long as the gateways' signed messages, with the rest of their bytes
  * compressing as a JWS does; the digest is SHA-256. Returns the seconds from the first submit
@@ -487,8 +491,9 @@ async function bare(opts: {
         max_ack_pending: 1000,
       });
       for (const id of [A, B]) {
-        await database.db.execute(sql`insert into parties (id, name, country, kind, inbound_subject)
-          values (${id}, ${id}, 'XX', 'border-police', ${`bench.bare.${id}`})`);
+        await database.db.execute(sql`insert into parties (id, name, country, kind, inbound_subject,
+            receipt_batches)
+          values (${id}, ${id}, 'XX', 'border-police', ${`bench.bare.${id}`}, true)`);
       }
       return {
         party,
@@ -497,6 +502,7 @@ async function bare(opts: {
         outbox: new SqlDeliveryOutbox(database.db),
         inbound: new SqlInboundLog(database.db),
         receipts: new SqlReceiptLog(database.db),
+        store: createStore(database.db),
         nc,
         js: nc.jetstream(),
         stream,
@@ -584,12 +590,12 @@ async function bare(opts: {
     );
   };
 
-  const publishReceipts = async (issued: IssuedReceipt[]) => {
+  const publishBatches = async (issued: IssuedBatch[]) => {
     await Promise.all(
-      issued.map((r) => sb.js.publish(sa.subject, Buffer.from(r.jws), { msgID: r.digest })),
+      issued.map((b) => sb.js.publish(sa.subject, Buffer.from(b.jws), { msgID: b.digest })),
     );
     await sb.receipts.markPublished(
-      issued.map((r) => r.receipt.id),
+      issued.map((b) => b.batch.id),
       new Date(),
     );
   };
@@ -630,46 +636,57 @@ async function bare(opts: {
     };
   };
 
-  // Receiver: as the inbox does with a batch of new messages, the log rows and the receipts in
-  // one statement (inserted first, nothing looked up before), leased, then published.
+  // Receiver: as the inbox does with a batch of new messages from a sender that accepts batch
+  // receipts: the log rows (inserted first, nothing looked up before), then one batch receipt for
+  // what was logged, in one transaction, leased; then the batch is published.
   const stopReceiver = await consume(sb, async (batch) => {
     const now = new Date();
-    const answered = batch.map(({ text }) => {
+    const messages = batch.map(({ text }) => {
       const { id } = JSON.parse(text) as { id: string };
-      const message = makeMessage(id, text, now);
-      const receipt = {
+      return makeMessage(id, text, now);
+    });
+    const lease = { until: new Date(now.getTime() + LEASE_MS) };
+    const issued = await sb.store.transaction(async (tx) => {
+      const stored = await tx.inbound.insertAnswered(
+        messages.map((message) => ({ message })),
+        lease,
+      );
+      const accepted = messages.filter((m) => stored.has(inboundKey(A, m.envelope.id)));
+      if (accepted.length === 0) return [];
+      const receipt: ReceiptBatch = {
         id: randomUUID(),
-        type: "receipt",
+        type: "receipt.batch",
         schemaVersion: 1,
         from: B,
         to: A,
         sentAt: now.toISOString(),
-        messageId: id,
-        digest: { alg: "sha-256", value: message.digest },
-        status: "accepted",
-        errors: [],
-      } as Receipt;
-      const jws = JSON.stringify({ ...receipt, pad: "r".repeat(600) });
-      return {
-        message,
-        receipt: { receipt, messageDigest: message.digest, jws, digest: digestOf(jws) },
+        accepted: accepted.map((m) => ({
+          messageId: m.envelope.id,
+          digest: { alg: "sha-256", value: m.digest },
+        })),
       };
+      // As long as its signed JWS: the base64url of the payload, a header and a signature.
+      const json = JSON.stringify(receipt);
+      const jws = JSON.stringify({ ...receipt, pad: "r".repeat(Math.ceil(json.length / 3) + 200) });
+      const answer = { batch: receipt, jws, digest: digestOf(jws) };
+      await tx.receipts.insertIssuedBatches([answer], lease);
+      return [answer];
     });
-    await sb.inbound.insertAnswered(answered, { until: new Date(now.getTime() + LEASE_MS) });
-    track(publishReceipts(answered.map((a) => a.receipt)));
+    track(publishBatches(issued));
   });
 
-  // Sender: a batch of receipts matched against what was sent, logged, and closing their
-  // deliveries (one statement), as the inbox does with positive receipts.
+  // Sender: each batch receipt matched against what was sent, logged, and closing the
+  // deliveries of its entries (one statement), as the inbox does with a batch receipt.
   const stopSender = await consume(sa, async (batch) => {
-    const received: ReceivedReceipt[] = batch.map(({ text }) => ({
-      receipt: JSON.parse(text) as Receipt,
-      jws: text,
-      digest: digestOf(text),
-    }));
-    await sa.outbound.sentDigests(received.map((r) => r.receipt.messageId as string));
-    const { closed } = await sa.receipts.insertReceivedClosing(received, new Date());
-    delivered += closed.length;
+    for (const { text } of batch) {
+      const receipt = JSON.parse(text) as ReceiptBatch;
+      await sa.outbound.sentDigests(receipt.accepted.map((e) => e.messageId));
+      const { closed } = await sa.receipts.insertReceivedBatch(
+        { batch: receipt, jws: text, digest: digestOf(text) },
+        new Date(),
+      );
+      delivered += closed.length;
+    }
     onDelivered?.();
   });
 
