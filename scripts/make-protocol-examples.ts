@@ -1,9 +1,10 @@
 /**
  * Generates docs/examples/: two fictional parties' public party documents (JWKS: an Ed25519
- * signing key and an X25519 encryption key each), one real signed case.notice from CN-MPS-HEKOU
- * to VN-BGC-LAOCAI and Lao Cai's accepted receipt for it, one real signed victim.identified
- * whose personal data is encrypted to both parties, and one handover record signed by Hekou and
- * countersigned by Lao Cai.
+ * signing key and an X25519 encryption key each; both accept batch receipts), one real signed
+ * case.notice from CN-MPS-HEKOU to VN-BGC-LAOCAI and Lao Cai's accepted receipt for it, one real
+ * signed victim.identified whose personal data is encrypted to both parties, Lao Cai's batch
+ * receipt accepting both messages, and one handover record signed by Hekou and countersigned by
+ * Lao Cai.
  *
  *   npx tsx scripts/make-protocol-examples.ts
  *
@@ -41,7 +42,7 @@ import {
   signHandoverRecord,
   verifyHandoverRecord,
 } from "../src/protocol/handover-record.ts";
-import { MESSAGE_TYP, RECEIPT_TYP } from "../src/protocol/jws-profile.ts";
+import { MESSAGE_TYP, RECEIPT_BATCH_TYP, RECEIPT_TYP } from "../src/protocol/jws-profile.ts";
 import {
   openPersonalData,
   PERSONAL_DATA_ALG,
@@ -55,6 +56,7 @@ import type {
   KeyResolver,
   PartyId,
   PartyRecord,
+  ReceiptBatch,
   RegisteredKey,
   SigningKey,
 } from "../src/protocol/types.ts";
@@ -88,6 +90,9 @@ const SENDER_KEY_VALID_UNTIL = new Date("2028-11-01T00:00:00.000Z");
 const SENT_AT = new Date("2026-11-24T08:00:00.000Z");
 const EXPIRES_AT = new Date("2027-11-24T08:00:00.000Z");
 const RECEIPT_SENT_AT = new Date("2026-11-24T08:00:02.000Z");
+/** Lao Cai's batch receipt for both example messages: a UUIDv7 of its sentAt. */
+const RECEIPT_BATCH_ID = "01a20c91-abb8-7c3a-9e27-4b8d1f6a2c05";
+const RECEIPT_BATCH_SENT_AT = new Date("2026-11-24T08:00:03.000Z");
 /** When the examples are checked: a minute after the message was sent. */
 const CHECKED_AT = new Date("2026-11-24T08:01:00.000Z");
 /** The victim.identified: 45 minutes after the identification (its body's identifiedAt). */
@@ -155,7 +160,8 @@ function partyRecord(id: PartyId): PartyRecord {
   const parties = readJson<PartyRecord[]>(join(REPO, "seeds", "parties.json"));
   const party = parties.find((p) => p.id === id);
   if (party === undefined) throw new Error(`seeds/parties.json has no party ${id}`);
-  return party;
+  // Both are reference gateways: they accept batch receipts (protocol.md, Batch receipts).
+  return { ...party, receiptBatches: true };
 }
 
 /**
@@ -411,6 +417,30 @@ async function main(): Promise<void> {
     );
   }
 
+  // ─── the recipient's batch receipt accepting both messages ────────────────────────────────
+  const batch: ReceiptBatch = {
+    id: RECEIPT_BATCH_ID,
+    type: "receipt.batch",
+    schemaVersion: 1,
+    from: RECIPIENT,
+    to: SENDER,
+    sentAt: RECEIPT_BATCH_SENT_AT.toISOString(),
+    accepted: [victimJws, messageJws].map((jws) => ({
+      messageId: (decodePayload(jws) as { id: string }).id,
+      digest: { alg: "sha-256", value: sha256Hex(jws) },
+    })),
+  };
+  const batchJws = await signCompact(batch, recipient.signing, RECEIPT_BATCH_TYP);
+  const batchAtSender = await verifyInbound(encoder.encode(batchJws), {
+    ...common,
+    now: CHECKED_AT,
+    self: SENDER,
+    keys: await resolverFromDocuments(recipient.document),
+  });
+  if (!batchAtSender.ok || batchAtSender.kind !== "receipt-batch") {
+    throw new Error(`the example batch receipt does not verify: ${JSON.stringify(batchAtSender)}`);
+  }
+
   // ─── handover record: signed by the sender, countersigned by the recipient ────────────────
   if (handover.handoverRecord === undefined) throw new Error("messages/09 has no handoverRecord");
   const recordPayload: Record<string, unknown> = {
@@ -448,6 +478,8 @@ async function main(): Promise<void> {
   writeJson("message.payload.json", decodePayload(messageJws));
   writeJws("receipt.jws", receiptJws);
   writeJson("receipt.payload.json", decodePayload(receiptJws));
+  writeJws("receipt-batch.jws", batchJws);
+  writeJson("receipt-batch.payload.json", decodePayload(batchJws));
   writeJws("victim-identified.jws", victimJws);
   writeJson("victim-identified.payload.json", decodePayload(victimJws));
   writeJson("victim-identified.personal-data.json", personalData);

@@ -145,23 +145,28 @@ export const API_SCHEMAS = {
       status: { enum: [...DELIVERY_STATUSES] },
       attempts: { type: "integer", minimum: 0 },
       lastError: { type: ["string", "null"], description: "why the last attempt failed" },
-      receiptId: nullable(messageId(), "the recipient's receipt, once it arrived"),
+      receiptId: nullable(
+        messageId(),
+        "the recipient's receipt, once it arrived (a batch receipt's own id when one answered it)",
+      ),
       updatedAt: timestamp("last change"),
     },
     "One recipient of an outbound message.",
   ),
   Receipt: closed(
     {
-      id: messageId("the receipt's id"),
+      id: messageId("the receipt's id (of a batch receipt: the batch's id)"),
       from: partyId("the party that issued the receipt"),
       to: partyId("the party the receipt answers"),
       status: { enum: ["accepted", "rejected"] },
       errors: shared("receipt/v1", "/properties/errors", "why the message was rejected"),
-      jws: compactJws("the receipt's exact compact JWS"),
+      jws: compactJws(
+        "the receipt's exact compact JWS (of a batch receipt: the batch's, which accepts this message among others)",
+      ),
       digest: sha256("SHA-256 of the bytes of `jws`"),
       messageDigest: sha256("the digest of the message bytes the receipt names"),
     },
-    "A signed receipt.",
+    "A signed receipt, or this message's entry of a batch receipt (docs/protocol.md, Batch receipts): always accepted, shown with the batch's id and bytes.",
   ),
   MessageDetail: closed(
     {

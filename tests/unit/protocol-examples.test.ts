@@ -25,6 +25,7 @@ import {
   COMPACT_JWS,
   HANDOVER_RECORD_TYP,
   MESSAGE_TYP,
+  RECEIPT_BATCH_TYP,
   RECEIPT_TYP,
   type SigningAlg,
 } from "../../src/protocol/jws-profile.ts";
@@ -35,7 +36,13 @@ import {
   PERSONAL_DATA_ENC,
   profileViolation,
 } from "../../src/protocol/personal-data.ts";
-import type { Envelope, KeyResolver, Receipt, RegisteredKey } from "../../src/protocol/types.ts";
+import type {
+  Envelope,
+  KeyResolver,
+  Receipt,
+  ReceiptBatch,
+  RegisteredKey,
+} from "../../src/protocol/types.ts";
 import { type VerifyContext, verifyInbound } from "../../src/protocol/verify-inbound.ts";
 import { parsePartyDocument } from "../../src/registry/party-document.ts";
 
@@ -69,6 +76,8 @@ const victim = victimBytes.toString("utf8");
 const victimPayload = jsonOf<Envelope>("victim-identified.payload.json");
 const victimPersonalData = jsonOf<Record<string, unknown>>("victim-identified.personal-data.json");
 const recipientPrivateJwk = jsonOf<JWK & { kid: string }>("recipient-encryption-private.jwk.json");
+const batchBytes = bytesOf("receipt-batch.jws");
+const batchPayload = jsonOf<ReceiptBatch>("receipt-batch.payload.json");
 const record = jsonOf<HandoverRecord>("handover-record.json");
 const recordPayload = jsonOf<Record<string, unknown>>("handover-record.payload.json");
 
@@ -291,6 +300,41 @@ describe("docs/examples", () => {
       await context("VN-BGC-LAOCAI", senderDoc, { maxBytes: messageBytes.byteLength - 1 }),
     );
     expect(tooLarge.ok ? "ok" : tooLarge.code).toBe("payload_too_large");
+  });
+});
+
+describe("docs/examples: batch receipt", () => {
+  it("verifies with jose against the recipient's JWKS and accepts both example messages by digest", async () => {
+    const { payload, protectedHeader } = await compactVerify(
+      batchBytes.toString("utf8"),
+      createLocalJWKSet(recipientDoc),
+      { algorithms: ["EdDSA"] },
+    );
+    expect(protectedHeader).toEqual({ alg: "EdDSA", kid: recipientKid, typ: RECEIPT_BATCH_TYP });
+    expect(JSON.parse(decoder.decode(payload))).toEqual(batchPayload);
+    const digest = (bytes: Buffer) => createHash("sha256").update(bytes).digest("hex");
+    expect(batchPayload).toEqual({
+      id: "01a20c91-abb8-7c3a-9e27-4b8d1f6a2c05",
+      type: "receipt.batch",
+      schemaVersion: 1,
+      from: "VN-BGC-LAOCAI",
+      to: "CN-MPS-HEKOU",
+      sentAt: "2026-11-24T08:00:03.000Z",
+      accepted: [
+        { messageId: victimPayload.id, digest: { alg: "sha-256", value: digest(victimBytes) } },
+        { messageId: messagePayload.id, digest: { alg: "sha-256", value: digest(messageBytes) } },
+      ],
+    });
+    expect(schemas.validateReceiptBatch(batchPayload)).toEqual({ ok: true });
+  });
+
+  it("the gateway accepts it at CN-MPS-HEKOU, and both parties declare they accept batch receipts", async () => {
+    const verdict = await verifyInbound(batchBytes, await context("CN-MPS-HEKOU", recipientDoc));
+    if (!verdict.ok) throw new Error(`rejected: ${verdict.code} ${verdict.detail}`);
+    expect(verdict.kind).toBe("receipt-batch");
+    for (const doc of [senderDoc, recipientDoc]) {
+      expect((await parsePartyDocument(doc)).party.receiptBatches).toBe(true);
+    }
   });
 });
 
