@@ -107,10 +107,12 @@ export function batchEntriesSource(entries: string): SQL {
 
 /**
  * The id of the entry row of message `messageId` in batch `batchId` (SQL expressions): the wire
- * gives an entry no id of its own, and this one is the same whenever the entry is written.
+ * gives an entry no id of its own, and this one is the same whenever the entry is written. The
+ * first 128 bits of a SHA-256 (not md5, which a PostgreSQL built for FIPS mode refuses).
  */
 export function entryId(batchId: SQL, messageId: SQL): SQL {
-  return sql`md5(${batchId}::text || ' ' || ${messageId}::text)::uuid`;
+  return sql`substr(encode(sha256(convert_to(${batchId}::text || ' ' || ${messageId}::text,
+    'UTF8')), 'hex'), 1, 32)::uuid`;
 }
 
 /**

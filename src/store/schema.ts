@@ -152,8 +152,8 @@ export const deliveries = pgTable(
  * A batch receipt (`receipt_batches`) has one row here per message it answers, an entry row:
  * `batch_id` names the batch, `jws` and `digest` are null (the batch's signed bytes are kept
  * once, in its own row), `status` is accepted and `errors` empty; its `id` is derived from the
- * batch's id and the message id (md5 of both, as a uuid), since the wire gives an entry no id of
- * its own. Entry rows are never published themselves: the batch is.
+ * batch's id and the message id (the first 128 bits of their SHA-256, as a uuid), since the wire
+ * gives an entry no id of its own. Entry rows are never published themselves: the batch is.
  */
 export const receipts = pgTable(
   "receipts",
