@@ -235,7 +235,12 @@ export class Inbox {
           .map((s) => s.message)
           .filter((m) => stored.has(inboundKey(m.envelope.from, m.envelope.id))),
       );
-      await tx.receipts.insertIssuedBatches(batches, lease);
+      const written = await tx.receipts.insertIssuedBatches(batches, lease);
+      // Never expected: the store refuses a batch naming bytes this transaction did not log.
+      // Undone (the transaction with it) rather than leave a message unanswered.
+      if (batches.some((b) => !written.has(b.batch.id))) {
+        throw new Error("a batch receipt named a message not logged with its digest");
+      }
       return batches;
     };
     // Messages of no case (the common path): the log rows and our receipts are one statement,
@@ -582,16 +587,24 @@ export class Inbox {
       // Kept, never answered: a receipt matching nothing we sent, or other signed content under
       // a logged receipt id (the logged one stands). The same receipt under another encoding of
       // its signature (ECDSA signatures are malleable) is the same receipt, not a conflict.
+      // An id not logged now and held by no single receipt is taken by an entry of one of the
+      // partner's batch receipts (whose rows have no bytes of their own): a conflict too, never
+      // dropped unseen.
       const refusal = !match.ok
         ? match
-        : first !== undefined &&
-            first.digest !== digest &&
-            signingInput(first.jws) !== signingInput(verdict.jws)
+        : first === undefined && !fresh.has(receipt.id)
           ? {
               code: "duplicate_conflict" as const,
-              detail: "a different receipt with this id was already received",
+              detail: "this receipt id is taken by an entry of a batch receipt received",
             }
-          : undefined;
+          : first !== undefined &&
+              first.digest !== digest &&
+              signingInput(first.jws) !== signingInput(verdict.jws)
+            ? {
+                code: "duplicate_conflict" as const,
+                detail: "a different receipt with this id was already received",
+              }
+            : undefined;
       if (refusal !== undefined) {
         settle(
           index,

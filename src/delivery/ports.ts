@@ -323,9 +323,12 @@ export interface ReceiptLog {
   insertIssued(receipts: IssuedReceipt[], lease?: Lease): Promise<void>;
   /**
    * Our batch receipts (leased, see Lease), each with an entry row per message it accepts:
-   * they wait in the receipt outbox until published. One statement.
+   * they wait in the receipt outbox until published. One statement. A batch is written only
+   * when every message it accepts is logged inbound from its addressee with exactly the digest
+   * it names and has no answer of ours yet (we never sign "accepted" for bytes not in our log,
+   * nor answer a message twice); returns the ids of the batches written.
    */
-  insertIssuedBatches(batches: IssuedBatch[], lease?: Lease): Promise<void>;
+  insertIssuedBatches(batches: IssuedBatch[], lease?: Lease): Promise<Set<string>>;
   /**
    * Our accepted answer for these exact bytes goes out again — its receipt, or the batch
    * receipt holding it (the batch that replaced it, if it was signed again); false when there is

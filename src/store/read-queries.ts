@@ -226,15 +226,18 @@ export class ReadQueries {
             and(eq(messages.id, deliveries.messageId), eq(messages.direction, "outbound")),
           )
           .where(inArray(deliveries.status, ["queued", "sent"])),
-        // What waits to be published: single receipts and batch receipts (not their entries).
+        // What waits to be published: single receipts and batch receipts (not their entries),
+        // not those replaced by one signed again (kept as evidence, never sent again).
         rows<{ n: number; oldest: string | null }>(
           this.db,
           sql`select count(*)::int as n, min(created_at) as oldest from (
               select created_at from receipts
               where direction = 'issued' and published_at is null and batch_id is null
+                and superseded_by is null
               union all
               select created_at from receipt_batches
-              where direction = 'issued' and published_at is null) unpublished`,
+              where direction = 'issued' and published_at is null
+                and superseded_by is null) unpublished`,
         ),
         this.db
           .select({ code: quarantine.code, n: sql<number>`count(*)::int` })

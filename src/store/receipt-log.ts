@@ -147,13 +147,27 @@ export class SqlReceiptLog implements ReceiptLog {
     );
   }
 
-  async insertIssuedBatches(batches: IssuedBatch[], lease?: Lease): Promise<void> {
-    if (batches.length === 0) return;
+  async insertIssuedBatches(batches: IssuedBatch[], lease?: Lease): Promise<Set<string>> {
+    if (batches.length === 0) return new Set();
     const until = lease === undefined ? null : lease.until.toISOString();
     const documents = batchDocuments(batches);
-    await run(
+    // A batch whose entries are not each a message logged from its addressee with that digest,
+    // and not answered yet, is not written (ports.ts). Entry rows are never published
+    // themselves: written with published_at set, outside every claim of single receipts (and
+    // of replicas running code from before migration 0009).
+    const written = await rows<{ id: string }>(
       this.db,
-      sql`with b as (select * from ${batchRowsSource(documents)}),
+      sql`with e as (select * from ${batchEntriesSource(documents.entries)}),
+        b as (
+          select b.* from ${batchRowsSource(documents)}
+          where b.n = (
+            select count(distinct e."messageId") from e
+            join messages m on m.direction = 'inbound' and m.id = e."messageId"
+              and m.from_party = b."to" and m.digest = e.digest
+            where e."batchId" = b.id
+              and not exists (select 1 from receipts r
+                where r.direction = 'issued' and r.message_id = e."messageId"
+                  and r.to_party = b."to" and r.status = 'accepted'))),
         batches as (
           insert into receipt_batches (id, direction, from_party, to_party, entries, jws, digest,
             next_publish_at, publish_attempts)
@@ -164,14 +178,14 @@ export class SqlReceiptLog implements ReceiptLog {
           returning id),
         entries as (
           insert into receipts (id, message_id, message_digest, from_party, to_party, status,
-            errors, direction, batch_id)
+            errors, direction, batch_id, published_at)
           select ${entryId(sql`e."batchId"`, sql`e."messageId"`)}, e."messageId", e.digest,
-            b."from", b."to", 'accepted', '[]'::jsonb, 'issued', b.id
-          from ${batchEntriesSource(documents.entries)} join b on b.id = e."batchId"
+            b."from", b."to", 'accepted', '[]'::jsonb, 'issued', b.id, now()
+          from e join b on b.id = e."batchId"
           returning id)
-        select (select count(*) from batches)::int as batches,
-          (select count(*) from entries)::int as entries`,
+        select id from batches`,
     );
+    return new Set(written.map((w) => w.id));
   }
 
   async requeueIssued(messageId: string, messageDigest: string, at: Date): Promise<boolean> {
@@ -260,10 +274,10 @@ export class SqlReceiptLog implements ReceiptLog {
       await run(
         db,
         sql`insert into receipts (id, message_id, message_digest, from_party, to_party, status,
-            errors, direction, batch_id)
+            errors, direction, batch_id, published_at)
           select ${entryId(sql`${fresh.batch.id}::uuid`, sql`r.message_id`)}, r.message_id,
             r.message_digest, r.from_party, r.to_party, 'accepted', '[]'::jsonb, 'issued',
-            ${fresh.batch.id}::uuid
+            ${fresh.batch.id}::uuid, now()
           from receipts r
           where r.direction = 'issued' and r.batch_id = ${oldId}::uuid
           on conflict do nothing`,

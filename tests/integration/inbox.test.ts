@@ -4,6 +4,7 @@
  * the failing fields.
  */
 import { randomUUID } from "node:crypto";
+import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CaseBook } from "../../src/cases/case-book.ts";
 import { loadSchemaRegistry } from "../../src/config/schema-files.ts";
@@ -21,6 +22,7 @@ import { verifyInbound } from "../../src/protocol/verify-inbound.ts";
 import { type Database, openDatabase } from "../../src/store/database.ts";
 import { SqlPartyStore } from "../../src/store/party-store.ts";
 import { ReadQueries } from "../../src/store/read-queries.ts";
+import { deliveries } from "../../src/store/schema.ts";
 import { createStore } from "../../src/store/store.ts";
 import {
   CASE_NOTICE_BODY,
@@ -666,6 +668,68 @@ describe("Inbox, batch receipts received (docs/protocol.md, Batch receipts)", ()
     expect(await statuses(sent)).toEqual(["rejected", "delivered"]);
   });
 
+  it("closes a delivery that had failed, as an accepted receipt would", async () => {
+    const sent = await sentToHekou(2);
+    const [failed] = sent as [(typeof sent)[0]];
+    await database.db
+      .update(deliveries)
+      .set({ status: "failed" })
+      .where(eq(deliveries.messageId, failed.envelope.id));
+    expect(await statuses(sent)).toEqual(["failed", "queued"]);
+    const batch = await batchFrom(entriesOf(sent));
+    expect(await inbox.handle(batch.bytes, SUBJECT)).toMatchObject({ duplicate: false });
+    expect(await statuses(sent)).toEqual(["delivered", "delivered"]);
+    expect((await queries.getMessage(failed.envelope.id))?.deliveries[0]?.receiptId).toBe(
+      batch.batch.id,
+    );
+  });
+
+  it("keeps a single receipt whose id is taken by an entry of a batch received as duplicate_conflict, never drops it", async () => {
+    const sent = await sentToHekou(2);
+    const [inBatch, other] = sent as [(typeof sent)[0], (typeof sent)[0]];
+    const batch = await batchFrom(entriesOf([inBatch]));
+    expect(await inbox.handle(batch.bytes, SUBJECT)).toMatchObject({ duplicate: false });
+    // The entry row's id (src/store/receipt-log.ts entryId): the first 128 bits of the SHA-256
+    // of the batch id and the message id.
+    const hex = sha256Hex(`${batch.batch.id} ${inBatch.envelope.id}`).slice(0, 32);
+    const taken = [8, 12, 16, 20].reduce(
+      (id, at, k) => `${id.slice(0, at + k)}-${id.slice(at + k)}`,
+      hex,
+    );
+    const single = buildReceipt(
+      { to: laocai.id, messageId: other.envelope.id, digest: other.digest, errors: [] },
+      { self: hekou.id, clock: () => now, ids: () => taken },
+    );
+    const jws = await signCompact(single, hekou.signing, RECEIPT_TYP);
+    // Alone (one statement) and with another receipt for the same delivery (the transaction).
+    const again = buildReceipt(
+      { to: laocai.id, messageId: other.envelope.id, digest: other.digest, errors: [] },
+      { self: hekou.id, clock: () => now, ids: randomUUID },
+    );
+    const alsoJws = await signCompact(again, hekou.signing, RECEIPT_TYP);
+    expect(await inbox.handle(enc.encode(jws), SUBJECT)).toEqual({
+      outcome: "quarantined",
+      code: "duplicate_conflict",
+      receiptSent: false,
+    });
+    expect(await statuses([other])).toEqual(["queued"]);
+    const [first, second] = await inbox.handleBatch([
+      item(enc.encode(jws)),
+      item(enc.encode(alsoJws)),
+    ]);
+    expect(first).toEqual({
+      outcome: "quarantined",
+      code: "duplicate_conflict",
+      receiptSent: false,
+    });
+    expect(second).toMatchObject({ outcome: "receipt", duplicate: false });
+    const kept = (await queries.listQuarantine({ limit: 1000 })).filter(
+      (q) => q.digest === sha256Hex(jws),
+    );
+    // The same bytes kept twice are one quarantine row.
+    expect(kept.map((q) => [q.kind, q.code])).toEqual([["receipt", "duplicate_conflict"]]);
+  });
+
   it("refuses a batch not addressed to us, one naming a message twice, one failing its schema: kept, unanswered", async () => {
     const sent = await sentToHekou(1);
     const [entry] = entriesOf(sent);
@@ -807,6 +871,69 @@ describe("Inbox, batch receipts issued to a sender that accepts them", () => {
     ).toEqual([fresh.id]);
     expect((await queries.getMessage(b.id))?.receipts.map((r) => r.id)).toEqual([batch.id]);
     expect((await queries.getMessage(fresh.id))?.receipts.map((r) => r.id)).toEqual([second?.id]);
+  });
+
+  it("never accepts in a batch bytes another replica logged under the same id first: the batch names only what this commit logged", async () => {
+    const { handed, prompt } = recorder();
+    const batching = laocaiInbox(signerOf(laocai), { batchesTo: () => true, prompt });
+    // Another replica logged Hekou's first message with other content, and Thai's first under
+    // the other encoding of its ECDSA signature, before these copies arrive here.
+    const [hekouFirst, hekouNew] = [await messageFrom(hekou), await messageFrom(hekou)];
+    const [thaiFirst, thaiNew] = [await messageFrom(thai), await messageFrom(thai)];
+    const otherContent = envelopeAt(hekou.id, [laocai.id], new Date(now.getTime() - 2000), {
+      id: hekouFirst.id,
+    });
+    const otherJws = await signCompact(otherContent, hekou.signing, MESSAGE_TYP);
+    const variantJws = reencodeEs256(thaiFirst.jws);
+    const thaiEnvelope = JSON.parse(
+      Buffer.from(thaiFirst.jws.split(".")[1] ?? "", "base64url").toString(),
+    );
+    await store.inbound.insert([
+      { envelope: otherContent, jws: otherJws, digest: sha256Hex(otherJws), kid: "k" },
+      { envelope: thaiEnvelope, jws: variantJws, digest: sha256Hex(variantJws), kid: "k" },
+    ]);
+    const outcomes = await batching.handleBatch(
+      [hekouFirst, hekouNew, thaiFirst, thaiNew].map((m) => item(m.bytes)),
+    );
+    expect(outcomes).toEqual([
+      expect.objectContaining({ outcome: "quarantined", code: "duplicate_conflict" }),
+      { outcome: "accepted", messageId: hekouNew.id },
+      { outcome: "duplicate", messageId: thaiFirst.id },
+      { outcome: "accepted", messageId: thaiNew.id },
+    ]);
+    const batches = handed.flat().filter((d) => d.batch === true);
+    expect(
+      batches
+        .map((d) => [
+          d.toParty,
+          payloadOf(d.jws).accepted.map((e: { messageId: string; digest: { value: string } }) => [
+            e.messageId,
+            e.digest.value,
+          ]),
+        ])
+        .sort(),
+    ).toEqual(
+      [
+        [hekou.id, [[hekouNew.id, hekouNew.digest]]],
+        [thai.id, [[thaiNew.id, thaiNew.digest]]],
+      ].sort(),
+    );
+    // Thai's copy under the other encoding gets a single receipt naming its own bytes.
+    expect(
+      ((await queries.getMessage(thaiFirst.id))?.receipts ?? []).map((r) => [
+        r.batchId ?? null,
+        r.messageDigest,
+        typOf(r.jws ?? ""),
+      ]),
+    ).toEqual([[null, thaiFirst.digest, RECEIPT_TYP]]);
+    // Hekou's conflicting copy: a negative single receipt, never an acceptance.
+    expect(
+      ((await queries.getMessage(hekouFirst.id))?.receipts ?? []).map((r) => [
+        r.batchId ?? null,
+        r.status,
+        r.messageDigest,
+      ]),
+    ).toEqual([[null, "rejected", hekouFirst.digest]]);
   });
 
   it("never accepts in a batch a case step its case refused: that one gets its negative receipt", async () => {

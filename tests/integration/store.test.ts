@@ -3,6 +3,7 @@
  * quarantine, read queries), run on both drivers: a real PostgreSQL server and embedded PGlite.
  */
 import { randomUUID } from "node:crypto";
+import { sql } from "drizzle-orm";
 import { calculateJwkThumbprint, exportJWK, generateKeyPair } from "jose";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import type { CaseView } from "../../src/cases/case-types.ts";
@@ -21,6 +22,7 @@ import { PartnerRegistry } from "../../src/registry/partner-registry.ts";
 import type { Database } from "../../src/store/database.ts";
 import { SqlPartyStore } from "../../src/store/party-store.ts";
 import { ReadQueries } from "../../src/store/read-queries.ts";
+import { rows } from "../../src/store/set-sql.ts";
 import { createStore } from "../../src/store/store.ts";
 import { openDriverDatabase, registerParties } from "../helpers/databases.ts";
 
@@ -879,6 +881,122 @@ describe.each(["postgres", "pglite"] as const)("the store on %s", (driver) => {
         .map((d) => d.id)
         .filter((id) => id === old.batch.id || id === fresh.batch.id),
     ).toEqual([fresh.batch.id]);
+  });
+
+  it("writes a batch only when every message it accepts is logged from its addressee with that digest and not answered yet", async () => {
+    const logged = [0, 1, 2].map((i) => ({
+      envelope: envelope([SELF], PARTNER),
+      jws: `in-guard-${i}`,
+      digest: digestOf(970 + i),
+      kid: "k",
+    }));
+    const [one, two, answered] = logged as [SignedMessage, SignedMessage, SignedMessage];
+    const single = issued(
+      { ...receiptFor(answered.envelope.id, answered.digest), from: SELF, to: PARTNER },
+      answered.digest,
+    );
+    await store.inbound.insertAnswered([
+      { message: one },
+      { message: two },
+      { message: answered, receipt: single },
+    ]);
+    const unlogged = { envelope: envelope([SELF], PARTNER), digest: digestOf(979) };
+    // Another replica logged `one` under other bytes: a batch naming those is not ours to sign.
+    const otherBytes = batchOf([{ ...one, digest: digestOf(978) }, two], SELF, PARTNER);
+    const notLogged = batchOf([two, unlogged], SELF, PARTNER);
+    const answeredBefore = batchOf([answered, two], SELF, PARTNER);
+    // Logged from PARTNER: a batch to another party does not accept them.
+    const otherParty = batchOf([one, two], SELF, "TH-RTP-ATHD");
+    const good = batchOf([one, two], SELF, PARTNER);
+    expect(
+      await store.receipts.insertIssuedBatches([
+        otherBytes,
+        notLogged,
+        answeredBefore,
+        otherParty,
+        good,
+      ]),
+    ).toEqual(new Set([good.batch.id]));
+    // Answered by now: the same entries signed again are not written a second time.
+    expect(await store.receipts.insertIssuedBatches([batchOf([two], SELF, PARTNER)])).toEqual(
+      new Set(),
+    );
+    const shown = async (m: SignedMessage) =>
+      ((await queries.getMessage(m.envelope.id))?.receipts ?? []).map((r) => r.id);
+    expect(await shown(one)).toEqual([good.batch.id]);
+    expect(await shown(two)).toEqual([good.batch.id]);
+    expect(await shown(answered)).toEqual([single.receipt.id]);
+    const due = (
+      await store.receipts.claimUnpublished({ now: T0, limit: 1000, leaseMs: 1000 })
+    ).map((d) => d.id);
+    for (const b of [otherBytes, notLogged, answeredBefore, otherParty]) {
+      expect(due).not.toContain(b.batch.id);
+    }
+    expect(due).toContain(good.batch.id);
+  });
+
+  it("writes entry rows outside every claim of single receipts: published, never due themselves", async () => {
+    const messages = [0, 1].map((i) => ({
+      envelope: envelope([SELF], PARTNER),
+      jws: `in-entry-${i}`,
+      digest: digestOf(980 + i),
+      kid: "k",
+    }));
+    const old = batchOf(messages, SELF, PARTNER);
+    await store.inbound.insertAnswered(messages.map((message) => ({ message })));
+    await store.receipts.insertIssuedBatches([old]);
+    const fresh = batchOf(messages, SELF, PARTNER);
+    await store.receipts.supersede(old.batch.id, fresh);
+    // What a replica running code from before migration 0009 claims as a due single receipt
+    // (its claimUnpublished): none of the entry rows, first written or written by supersede.
+    const claimable = await rows<{ n: number }>(
+      database.db,
+      sql`select count(*)::int as n from receipts
+        where direction = 'issued' and published_at is null and superseded_by is null
+          and batch_id in (${old.batch.id}::uuid, ${fresh.batch.id}::uuid)`,
+    );
+    const entries = await rows<{ n: number }>(
+      database.db,
+      sql`select count(*)::int as n from receipts
+        where batch_id in (${old.batch.id}::uuid, ${fresh.batch.id}::uuid)`,
+    );
+    expect([entries[0]?.n, claimable[0]?.n]).toEqual([4, 0]);
+  });
+
+  it("counts in the receipt outbox gauge what waits to be published, not what was replaced", async () => {
+    const depth = async () => (await queries.metricsSnapshot(T0)).outbox.receipts.depth;
+    const before = await depth();
+    const messages = [0, 1, 2].map((i) => ({
+      envelope: envelope([SELF], PARTNER),
+      jws: `in-gauge-${i}`,
+      digest: digestOf(990 + i),
+      kid: "k",
+    }));
+    const [a, b, c] = messages as [SignedMessage, SignedMessage, SignedMessage];
+    const single = issued(
+      { ...receiptFor(c.envelope.id, c.digest), from: SELF, to: PARTNER },
+      c.digest,
+    );
+    await store.inbound.insertAnswered([
+      { message: a },
+      { message: b },
+      { message: c, receipt: single },
+    ]);
+    const batch = batchOf([a, b], SELF, PARTNER);
+    await store.receipts.insertIssuedBatches([batch]);
+    // One batch (not its two entries) and one receipt wait.
+    expect(await depth()).toBe(before + 2);
+    // Both signed again: the replaced ones are kept, never sent again, not waiting.
+    const renewedBatch = batchOf([a, b], SELF, PARTNER);
+    await store.receipts.supersede(batch.batch.id, renewedBatch);
+    const renewedSingle = issued(
+      { ...receiptFor(c.envelope.id, c.digest), from: SELF, to: PARTNER },
+      c.digest,
+    );
+    await store.receipts.supersede(single.receipt.id, renewedSingle);
+    expect(await depth()).toBe(before + 2);
+    await store.receipts.markPublished([renewedBatch.batch.id, renewedSingle.receipt.id], T0);
+    expect(await depth()).toBe(before);
   });
 
   it("stores signed bytes exactly as given, in their row, whatever characters they hold", async () => {
