@@ -25,7 +25,7 @@ import { createLogger, type Logger } from "./observability/logger.ts";
 import { PromMetrics } from "./observability/metrics.ts";
 import { Readiness } from "./observability/readiness.ts";
 import { LiaisonError } from "./protocol/errors.ts";
-import type { PartyRecord } from "./protocol/types.ts";
+import { acceptsBatchReceipts, type PartyRecord } from "./protocol/types.ts";
 import { OwnKeyring } from "./registry/own-keyring.ts";
 import { PartnerRegistry } from "./registry/partner-registry.ts";
 import type { SchemaRegistry } from "./schemas/schema-registry.ts";
@@ -92,8 +92,9 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
     kind: config.partyKind,
     inboundSubject: config.inboundSubject,
     ...(config.natsDomain === undefined ? {} : { natsDomain: config.natsDomain }),
-    // We accept batch receipts from every partner (docs/protocol.md, Batch receipts).
-    receiptBatches: true,
+    // We accept batch receipts from every partner (docs/protocol.md, Batch receipts) when our
+    // size limit lets the largest one in.
+    ...(acceptsBatchReceipts(config.maxMessageBytes) ? { receiptBatches: true } : {}),
   };
 
   const keyring = await OwnKeyring.read({ dir: config.keysDir, self, clock });

@@ -196,7 +196,7 @@ export class Inbox {
           : { message, receipt: await receipts.issue(v.envelope.from, v.envelope.id, v.digest) };
       }),
     );
-    /** Batch receipts for the batched messages among these, one per sender (and 500 entries). */
+    /** Batch receipts for the batched messages among these, one per sender (MAX_BATCH_ENTRIES). */
     const batchesFor = async (messages: SignedMessage[]): Promise<IssuedBatch[]> => {
       const bySender = new Map<PartyId, Array<{ messageId: string; digest: string }>>();
       for (const m of messages) {

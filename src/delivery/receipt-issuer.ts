@@ -10,6 +10,7 @@ import { RECEIPT_BATCH_TYP, RECEIPT_TYP } from "../protocol/jws-profile.ts";
 import {
   type BatchEntry,
   MAX_BATCH_ENTRIES,
+  MAX_BATCH_RECEIPT_BYTES,
   type PartyId,
   type Receipt,
   type ReceiptBatch,
@@ -60,7 +61,11 @@ export class ReceiptIssuer {
     );
   }
 
-  /** Batch receipts for these accepted messages of `to`: as few as MAX_BATCH_ENTRIES allows. */
+  /**
+   * Batch receipts for these accepted messages of `to`: as few as MAX_BATCH_ENTRIES allows, each
+   * within MAX_BATCH_RECEIPT_BYTES (which MAX_BATCH_ENTRIES guarantees for our compact JSON; a
+   * signed batch over the bound would be split in two and signed again).
+   */
   async issueBatches(
     to: PartyId,
     accepted: Array<{ messageId: string; digest: string }>,
@@ -69,7 +74,14 @@ export class ReceiptIssuer {
     for (let i = 0; i < accepted.length; i += MAX_BATCH_ENTRIES) {
       chunks.push(accepted.slice(i, i + MAX_BATCH_ENTRIES));
     }
-    return Promise.all(chunks.map((chunk) => this.issueBatch(to, chunk)));
+    const within = async (chunk: typeof accepted): Promise<IssuedBatch[]> => {
+      const issued = await this.issueBatch(to, chunk);
+      if (issued.jws.length <= MAX_BATCH_RECEIPT_BYTES) return [issued];
+      if (chunk.length === 1) throw new Error("a batch receipt of one entry exceeds its bound");
+      const half = Math.ceil(chunk.length / 2);
+      return [...(await within(chunk.slice(0, half))), ...(await within(chunk.slice(half)))];
+    };
+    return (await Promise.all(chunks.map(within))).flat();
   }
 
   private async signBatch(to: PartyId, accepted: BatchEntry[]): Promise<IssuedBatch> {

@@ -71,8 +71,28 @@ export interface ReceiptBatch {
   accepted: BatchEntry[];
 }
 
-/** The most entries one batch receipt holds (the schema's maxItems). */
-export const MAX_BATCH_ENTRIES = 500;
+/**
+ * The most bytes a batch receipt's compact JWS may have (docs/protocol.md, Batch receipts): an
+ * issuer never sends a larger one, and a party declaring `receiptBatches` accepts inbound JWS of
+ * at least this size.
+ */
+export const MAX_BATCH_RECEIPT_BYTES = 65_536;
+
+/**
+ * The most entries one batch receipt holds (the schema's maxItems): with the longest ids, party
+ * ids, `sentAt`, `kid` and `typ`, serialised without whitespace, 300 entries make a compact JWS
+ * of at most 62,539 bytes, within MAX_BATCH_RECEIPT_BYTES (the arithmetic: schemas/
+ * receipt-batch.v1.json, `accepted`).
+ */
+export const MAX_BATCH_ENTRIES = 300;
+
+/**
+ * Whether a gateway refusing inbound bytes above `maxMessageBytes` can declare that it accepts
+ * batch receipts: only when a batch of the largest size allowed fits.
+ */
+export function acceptsBatchReceipts(maxMessageBytes: number): boolean {
+  return maxMessageBytes >= MAX_BATCH_RECEIPT_BYTES;
+}
 
 /** A private key ready to sign: imported once at start, never re-imported per message. */
 export interface SigningKey {

@@ -194,9 +194,10 @@ export const receipts = pgTable(
 
 /**
  * Batch receipts both ways (docs/protocol.md "Batch receipts"), each signed once and kept once:
- * the JWS of up to 500 accepted answers. `issued` rows are ours and are the batch receipt outbox
- * (`published_at` null until the broker acknowledged them), leased and renewed like receipts;
- * `received` rows are partners'. The messages each one answers are its entry rows in `receipts`.
+ * the JWS (at most 65,536 bytes) of up to 300 accepted answers. `issued` rows are ours and are
+ * the batch receipt outbox (`published_at` null until the broker acknowledged them), leased and
+ * renewed like receipts; `received` rows are partners'. The messages each one answers are its
+ * entry rows in `receipts`.
  */
 export const receiptBatches = pgTable(
   "receipt_batches",

@@ -16,7 +16,15 @@ import { signCompact } from "../../src/protocol/sign.ts";
 import type { Envelope } from "../../src/protocol/types.ts";
 import { deliveries, receiptBatches, receipts } from "../../src/store/schema.ts";
 import { createTestDatabase } from "../helpers/databases.ts";
-import { call, type Pair, startPair, type TestNode, waitFor } from "../helpers/network.ts";
+import {
+  call,
+  type Pair,
+  startNode,
+  startPair,
+  type TestNode,
+  uniqueTag,
+  waitFor,
+} from "../helpers/network.ts";
 import { CASE_NOTICE_BODY, makeParty } from "../helpers/protocol-fixtures.ts";
 
 const HEKOU = "CN-MPS-HEKOU";
@@ -151,6 +159,25 @@ describe("two gateways over NATS", () => {
       const info = await jsm.streams.info(laocai.gateway.config.streamName);
       return info.state.messages === 0 ? true : undefined;
     });
+  });
+
+  it("declares receiptBatches only when its size limit lets a batch of 65,536 bytes in", async () => {
+    const declared = async (node: TestNode) =>
+      (
+        (await (await fetch(`${node.gateway.url}/.well-known/jwks.json`)).json()) as {
+          party: { receiptBatches?: boolean };
+        }
+      ).party.receiptBatches;
+    expect(await declared(hekou)).toBe(true);
+    const small = await startNode(inject("natsUrl"), uniqueTag(), {
+      partyId: "TH-RTP-ATHD",
+      env: { LIAISON_MAX_MESSAGE_BYTES: "65535" },
+    });
+    try {
+      expect(await declared(small)).toBeUndefined();
+    } finally {
+      await small.gateway.stop();
+    }
   });
 
   it("answers many messages with fewer batch receipts than messages, and delivers every one", async () => {

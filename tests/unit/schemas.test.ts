@@ -474,18 +474,18 @@ function entries(n: number): Array<Record<string, unknown>> {
 }
 
 describe("receipt-batch schema", () => {
-  it("accepts a batch of one to 500 accepted messages", () => {
+  it("accepts a batch of one to 300 accepted messages", () => {
     expect(registry.validateReceiptBatch(batch())).toEqual({ ok: true });
     expect(registry.validateReceiptBatch(batch({ accepted: entries(1) }))).toEqual({ ok: true });
-    expect(registry.validateReceiptBatch(batch({ accepted: entries(500) }))).toEqual({ ok: true });
+    expect(registry.validateReceiptBatch(batch({ accepted: entries(300) }))).toEqual({ ok: true });
   });
 
-  it("rejects an empty batch and one of more than 500 entries", () => {
+  it("rejects an empty batch and one of more than 300 entries", () => {
     expect(issuesOf(registry.validateReceiptBatch(batch({ accepted: [] })))).toEqual([
       { path: "/accepted", message: "must NOT have fewer than 1 items" },
     ]);
-    expect(issuesOf(registry.validateReceiptBatch(batch({ accepted: entries(501) })))).toEqual([
-      { path: "/accepted", message: "must NOT have more than 500 items" },
+    expect(issuesOf(registry.validateReceiptBatch(batch({ accepted: entries(301) })))).toEqual([
+      { path: "/accepted", message: "must NOT have more than 300 items" },
     ]);
   });
 
