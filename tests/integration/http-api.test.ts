@@ -393,6 +393,17 @@ describe("happy path", () => {
     expect(res.status).toBe(201);
     const list = await request("/v1/partners");
     expect((list.body.items as Array<{ id: string }>).map((p) => p.id)).toContain("TH-RTP-ATPD");
+    // Whether it accepts batch receipts is kept with it, and registering again updates it.
+    const shown = async () =>
+      (
+        (await request("/v1/partners")).body.items as Array<{ id: string; receiptBatches?: true }>
+      ).find((p) => p.id === th.id)?.receiptBatches;
+    expect(await shown()).toBeUndefined();
+    const batching = { ...doc, party: { ...doc.party, receiptBatches: true } };
+    expect((await request("/v1/partners", { json: batching, token: ADMIN })).status).toBe(201);
+    expect(await shown()).toBe(true);
+    expect((await request("/v1/partners", { json: doc, token: ADMIN })).status).toBe(201);
+    expect(await shown()).toBeUndefined();
   });
 });
 

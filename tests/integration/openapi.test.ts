@@ -109,6 +109,18 @@ describe("GET /openapi.json", () => {
     expect(documented).toContain("get /docs");
   });
 
+  it("takes in POST /v1/partners' party document every party member the registry keeps and shows", () => {
+    const body = (doc.paths["/v1/partners"]?.post as { requestBody?: unknown } | undefined)
+      ?.requestBody as
+      | { content: Record<string, { schema: { properties: { party: { properties: object } } } }> }
+      | undefined;
+    const requested = body?.content["application/json"]?.schema.properties.party.properties ?? {};
+    const shown = (doc.components?.schemas?.Party as { properties: object } | undefined)
+      ?.properties;
+    expect(Object.keys(requested).sort()).toEqual(Object.keys(shown ?? {}).sort());
+    expect(requested).toMatchObject({ receiptBatches: { type: "boolean" } });
+  });
+
   it("is valid OpenAPI 3.1", async () => {
     const validator = new Validator();
     const result = await validator.validate(doc);

@@ -39,6 +39,11 @@ const PARTY_DOCUMENT_REQUEST = {
             "the JetStream domain of the party's own nats-server, when its country is federated (letters, digits, _ or -, up to 32)",
           minLength: 1,
         },
+        receiptBatches: {
+          type: "boolean",
+          description:
+            "the party accepts batch receipts (docs/protocol.md, Batch receipts): the accepted messages of one inbound batch from it are answered by one signed batch receipt of at most 65,536 bytes instead of one receipt each; absent: false. Registering the document again updates it.",
+        },
       },
     },
     keys: {
