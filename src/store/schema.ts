@@ -153,7 +153,8 @@ export const deliveries = pgTable(
  * `batch_id` names the batch, `jws` and `digest` are null (the batch's signed bytes are kept
  * once, in its own row), `status` is accepted and `errors` empty; its `id` is derived from the
  * batch's id and the message id (the first 128 bits of their SHA-256, as a uuid), since the wire
- * gives an entry no id of its own. Entry rows are never published themselves: the batch is.
+ * gives an entry no id of its own. Entry rows are never published themselves: the batch is;
+ * issued ones are written with `published_at` set, outside every claim of single receipts.
  */
 export const receipts = pgTable(
   "receipts",
