@@ -160,14 +160,23 @@ export class SqlReceiptLog implements ReceiptLog {
       sql`with e as (select * from ${batchEntriesSource(documents.entries)}),
         b as (
           select b.* from ${batchRowsSource(documents)}
+          -- Each entry is looked up by itself: in the log by its unique key (the lateral with
+          -- its limit keeps the planner, when its statistics are stale, from scanning every
+          -- message of the sender for each entry, a cost that grows with the log), in the
+          -- receipts by message id. An answer to the batch's addressee (\`to_party\`, a partner)
+          -- can only be one we issued: that condition stands for direction = 'issued', whose
+          -- index the planner would otherwise AND with the message id's, reading every issued
+          -- row's entry in it once per entry.
           where b.n = (
             select count(distinct e."messageId") from e
-            join messages m on m.direction = 'inbound' and m.id = e."messageId"
-              and m.from_party = b."to" and m.digest = e.digest
+            join lateral (select 1 from messages m
+              where m.direction = 'inbound' and m.from_party = b."to" and m.id = e."messageId"
+                and m.digest = e.digest
+              limit 1) m on true
             where e."batchId" = b.id
               and not exists (select 1 from receipts r
-                where r.direction = 'issued' and r.message_id = e."messageId"
-                  and r.to_party = b."to" and r.status = 'accepted'))),
+                where r.message_id = e."messageId" and r.to_party = b."to"
+                  and r.status = 'accepted'))),
         batches as (
           insert into receipt_batches (id, direction, from_party, to_party, entries, jws, digest,
             next_publish_at, publish_attempts)
