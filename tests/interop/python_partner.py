@@ -9,15 +9,17 @@ run with Debian's /usr/bin/python3.
 Every sub-command reads JSON (or a JWS) and writes one JSON object on stdout:
 
   keygen        --party-id ID --subject SUBJECT --out DIR [--name N] [--kind K] [--alg EdDSA|ES256]
+                [--receipt-batches]
                 a new signing key (private JWK to DIR/key.json, mode 0600) and a new X25519
                 encryption key (DIR/enc-key.json, mode 0600); prints the party document, which
-                publishes both (protocol.md, Key discovery)
+                publishes both (protocol.md, Key discovery). --receipt-batches: the document
+                declares "receiptBatches": true (protocol.md, Batch receipts, Who receives them)
   sign-message  --key FILE --party-id ID --to ID [--to ID ...] --case-ref REF --type TYPE
                 --body-file FILE [--schema-version N] [--in-reply-to ID]
                 [--classification C] [--dissemination D] [--ttl-seconds S]
                 prints {"jws", "id", "digest"}
   verify        --jwks PARTY_DOCUMENT [--jwks ...] --self ID [--sent JWS_FILE ...] [--skew-seconds S]
-                [--enc-key FILE ...]
+                [--enc-key FILE ...] [--receipt-batches [--batch-log DIR]]
                 reads a compact JWS on stdin (the exact NATS message data); prints
                 {"typ", "payload", "digest", "kid"}; on failure prints {"error": {"code", "detail"}}
                 and exits 1. --sent names the JWS files this party sent: a receipt must answer one.
@@ -25,6 +27,15 @@ Every sub-command reads JSON (or a JWS) and writes one JSON object on stdout:
                 decrypts with one of the --enc-key files (this party's encryption keys, current
                 and earlier ones) and validates (protocol.md, Personal data); the plaintext is
                 then printed as "personalData".
+                --receipt-batches (the batching mode, for a party whose document declared
+                receiptBatches): a batch receipt (typ liaison-receipt-batch+jws) is verified too,
+                steps 1-23 and B1-B4 (protocol.md, Verification order); without it that typ is
+                refused at step 10 (jws_header_invalid), as a party that declared nothing must
+                never receive one. --batch-log DIR is this party's log of batches and deliveries:
+                B4 compares the batch with the one logged under its id; a new batch is logged
+                (DIR/batches/<id>.jws) and closes the deliveries its entries name
+                (DIR/deliveries.json); the result then also holds "duplicate", "closed" (message
+                ids this batch closed) and "alreadyClosed".
   verify-handover-record  --record FILE --jwks PARTY_DOCUMENT [--jwks ...] [--signed-once]
                 checks a handover record (a JWS in General JSON Serialization) offline, as
                 protocol.md "Handover record" says: its shape, each protected header, each key,
@@ -34,6 +45,12 @@ Every sub-command reads JSON (or a JWS) and writes one JSON object on stdout:
   sign-receipt  --key FILE --party-id ID --jws-file RECEIVED_JWS_FILE
                 prints {"jws", "id", "digest"} of an `accepted` receipt for those exact bytes.
                 Run `verify` on the bytes first: an accepted receipt states that they passed.
+  sign-receipt-batch  --key FILE --party-id ID --jwks PARTY_DOCUMENT [--jwks ...]
+                --jws-file RECEIVED_JWS_FILE [--jws-file ...]
+                prints {"jws", "id", "digest", "to", "accepted"} of ONE batch receipt
+                (protocol.md, Batch receipts, Building one) accepting those exact bytes, all
+                from one sender, at most 300, no id twice; refused unless the sender's
+                registered document (--jwks) declares receiptBatches. `verify` each message first.
 
 Errors are reported with the wire codes of docs/errors.md where one applies.
 """
@@ -60,6 +77,9 @@ except ImportError:  # pragma: no cover - reported to the caller
 
 MESSAGE_TYP = "liaison-message+jws"  # protocol.md, JWS profile
 RECEIPT_TYP = "liaison-receipt+jws"
+RECEIPT_BATCH_TYP = "liaison-receipt-batch+jws"  # protocol.md, Batch receipts
+MAX_BATCH_ENTRIES = 300  # protocol.md, Batch receipts: "at most 300" (receipt-batch.v1.json)
+MAX_BATCH_BYTES = 65_536  # protocol.md, Batch receipts, Size: the compact JWS, at most
 HANDOVER_RECORD_TYP = "liaison-handover-record+jws"  # protocol.md, Handover record
 # protocol.md, Personal data, The profile
 PD_ALG, PD_ENC = "ECDH-ES+A256KW", "A256GCM"
@@ -492,6 +512,8 @@ def load_party_document(path):
             raise Refused("request_invalid", f"{path}: party.{name} missing or empty")
     if PARTY_ID.fullmatch(party["id"]) is None:
         raise Refused("request_invalid", f"{path}: party.id is not a party id")
+    if "receiptBatches" in party and not isinstance(party["receiptBatches"], bool):
+        raise Refused("request_invalid", f"{path}: party.receiptBatches is not true or false")
     keys = doc.get("keys")
     if not isinstance(keys, list) or not 1 <= len(keys) <= 64:
         raise Refused("request_invalid", f"{path}: `keys` must hold 1 to 64 keys")
@@ -631,6 +653,8 @@ def cmd_keygen(args):
                 "country": country,
                 "kind": args.kind,
                 "inboundSubject": args.subject,
+                # protocol.md, Key discovery: optional, true or false; absent means false
+                **({"receiptBatches": True} if args.receipt_batches else {}),
             },
             "keys": published,
         }
@@ -698,11 +722,73 @@ def cmd_sign_receipt(args):
     out({"jws": compact, "id": receipt["id"], "digest": sha256_hex(compact.encode("ascii"))})
 
 
+def cmd_sign_receipt_batch(args):
+    """protocol.md, Batch receipts, "Building one with any JOSE library"."""
+    key, kid, alg = load_private_key(args.key)
+    registry = load_registry(args.jwks)
+    entries, sender = [], None
+    for path in args.jws_file:
+        data = Path(path).read_bytes()  # the exact bytes received, nothing stripped
+        text = data.decode("ascii")
+        if COMPACT.fullmatch(text) is None:
+            raise Refused("malformed", f"{path}: the received bytes are not a compact JWS")
+        message = b64url_json(text.split(".")[1], "payload")
+        if not isinstance(message, dict) or not isinstance(message.get("id"), str):
+            raise Refused("malformed", f"{path}: the received payload has no id")
+        if sender is None:
+            sender = message.get("from")
+        elif message.get("from") != sender:
+            raise Refused("request_invalid", "a batch receipt answers messages of one sender only")
+        message_id = message["id"].lower()
+        if any(e["messageId"] == message_id for e in entries):
+            raise Refused("request_invalid", f"message {message_id} is named twice")
+        digest = {"alg": "sha-256", "value": sha256_hex(data)}
+        entries.append({"messageId": message_id, "digest": digest})
+    if not 1 <= len(entries) <= MAX_BATCH_ENTRIES:
+        raise Refused("request_invalid", f"a batch receipt holds 1 to {MAX_BATCH_ENTRIES} entries")
+    # "A recipient MUST NOT send batch receipts to a party whose registered party document does
+    # not say so" (protocol.md, Batch receipts, Who receives them).
+    if sender not in registry or registry[sender]["party"].get("receiptBatches") is not True:
+        raise Refused(
+            "request_invalid",
+            f"{sender}'s registered party document does not declare receiptBatches: true",
+        )
+    batch = {
+        "id": str(uuid.uuid4()),
+        "type": "receipt.batch",
+        "schemaVersion": 1,
+        "from": args.party_id,
+        "to": sender,
+        "sentAt": utc_text(datetime.now(timezone.utc)),
+        "accepted": entries,
+    }
+    schema_check(
+        Schemas(args.schemas), f"{SCHEMA_BASE}receipt-batch/v1.json", batch, "envelope_invalid"
+    )
+    compact = sign_compact(batch, key, kid, alg, RECEIPT_BATCH_TYP)
+    data = compact.encode("ascii")
+    if len(data) > MAX_BATCH_BYTES:
+        raise Refused("payload_too_large", f"the batch receipt exceeds {MAX_BATCH_BYTES} bytes")
+    out(
+        {
+            "jws": compact,
+            "id": batch["id"],
+            "digest": sha256_hex(data),
+            "to": sender,
+            "accepted": entries,
+        }
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # verification, in the order of protocol.md "Verification order"
 
 
-def verify(data, registry, self_id, sent, schemas, skew_ms, now):
+def verify(data, registry, self_id, sent, schemas, skew_ms, now, batches=False):
+    """Steps 1-23, then R1-R3 (receipt), B1-B3 (batch receipt, only if `batches`) or M1-M6.
+
+    B4 needs this party's log of batches: log_batch() does it, after this.
+    """
     # 1. size
     if len(data) > MAX_MESSAGE_BYTES:
         raise Refused("payload_too_large", f"message exceeds {MAX_MESSAGE_BYTES} bytes")
@@ -731,9 +817,12 @@ def verify(data, registry, self_id, sent, schemas, skew_ms, now):
     if not isinstance(payload, dict):
         raise Refused("malformed", "the payload is not a JSON object")
     # 8-11. header
-    typ = typ_kind(header.get("typ"))
+    # A party that did not declare receiptBatches must never be sent a batch: refused like any
+    # other typ it does not take.
+    typs = (MESSAGE_TYP, RECEIPT_TYP) + ((RECEIPT_BATCH_TYP,) if batches else ())
+    typ = typ_kind(header.get("typ"), typs)
     if typ is None:
-        raise Refused("jws_header_invalid", f'typ must be "{MESSAGE_TYP}" or "{RECEIPT_TYP}"')
+        raise Refused("jws_header_invalid", "typ must be " + " or ".join(f'"{t}"' for t in typs))
     if header.get("alg") not in KEY_TYPES:
         raise Refused("jws_header_invalid", "alg must be one of EdDSA, ES256")
     kid = header.get("kid")
@@ -760,7 +849,11 @@ def verify(data, registry, self_id, sent, schemas, skew_ms, now):
     except Exception:
         raise Refused("signature_invalid", "signature does not verify with the registered key") from None
     # 17. payload schema
-    schema = "envelope/v1.json" if typ == MESSAGE_TYP else "receipt/v1.json"
+    schema = {
+        MESSAGE_TYP: "envelope/v1.json",
+        RECEIPT_TYP: "receipt/v1.json",
+        RECEIPT_BATCH_TYP: "receipt-batch/v1.json",
+    }[typ]
     schema_check(schemas, SCHEMA_BASE + schema, payload, "envelope_invalid")
     # 18. representable instants (no leap second)
     sent_at = timestamp_ms(payload["sentAt"])
@@ -776,7 +869,9 @@ def verify(data, registry, self_id, sent, schemas, skew_ms, now):
     if sent_at > now + skew_ms:
         raise Refused("clock_skew", "sentAt is ahead of the receiver's clock beyond the tolerated skew")
 
-    if typ == RECEIPT_TYP:
+    if typ == RECEIPT_BATCH_TYP:
+        check_batch(payload, self_id, sender, sent)
+    elif typ == RECEIPT_TYP:
         # R1-R3
         if payload["to"] != self_id:
             raise Refused("misaddressed", "receipt is not addressed to this party")
@@ -803,6 +898,72 @@ def verify(data, registry, self_id, sent, schemas, skew_ms, now):
             )
         schema_check(schemas, body_id, payload["body"], "schema_invalid")
     return {"typ": typ, "payload": payload, "digest": sha256_hex(data), "kid": kid}
+
+
+def check_batch(payload, self_id, sender, sent):
+    """B1-B3 (protocol.md, Verification order): the batch is refused as a whole."""
+    # B1
+    if payload["to"] != self_id:
+        raise Refused("misaddressed", "batch receipt is not addressed to this party")
+    # B2: the second occurrence is the one named
+    seen = set()
+    for i, entry in enumerate(payload["accepted"]):
+        if entry["messageId"] in seen:
+            raise Refused("envelope_invalid", f"/accepted/{i}/messageId: message id occurs twice")
+        seen.add(entry["messageId"])
+    # B3: the first entry that fails decides
+    for i, entry in enumerate(payload["accepted"]):
+        match = [s for s in sent if s["id"] == entry["messageId"] and sender in s["to"]]
+        if not match:
+            raise Refused(
+                "message_unknown",
+                f"/accepted/{i}: no message with this id was sent to the batch's sender",
+            )
+        if entry["digest"]["value"] not in {s["digest"] for s in match}:
+            raise Refused(
+                "digest_mismatch",
+                f"/accepted/{i}: the digest is not the digest of the message sent",
+            )
+
+
+def _write_atomically(path, text):
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def log_batch(data, payload, log_dir):
+    """B4, then log the batch once and close each entry's delivery (protocol.md, Batch receipts).
+
+    `log_dir` is this party's log: batches/<id>.jws (each batch logged, its exact bytes) and
+    deliveries.json ({message id: {"status": "delivered", "receiptId": batch id}} for each closed
+    delivery; a message this party sent that is not in it is open). Returns what changed.
+    """
+    log_dir = Path(log_dir)
+    (log_dir / "batches").mkdir(parents=True, exist_ok=True)
+    logged_file = log_dir / "batches" / f"{payload['id']}.jws"
+    if logged_file.exists():
+        logged = logged_file.read_bytes()
+        # B4: the same bytes, or the same header and payload under another signature encoding
+        # (both signatures verified: the logged one when it was logged, this one just now)
+        if logged == data or logged.rsplit(b".", 1)[0] == data.rsplit(b".", 1)[0]:
+            return {"duplicate": True, "closed": [], "alreadyClosed": []}
+        raise Refused("duplicate_conflict", "another batch receipt was logged with this id")
+    deliveries_file = log_dir / "deliveries.json"
+    deliveries = json.loads(deliveries_file.read_text("utf-8")) if deliveries_file.exists() else {}
+    closed, already = [], []
+    for entry in payload["accepted"]:
+        message_id = entry["messageId"]
+        if message_id in deliveries:  # closed already (a receipt or another batch): stays so
+            already.append(message_id)
+            continue
+        deliveries[message_id] = {"status": "delivered", "receiptId": payload["id"]}
+        closed.append(message_id)
+    # What it closes first, then the batch: a crash between the two leaves the batch unlogged,
+    # and its redelivery is applied again, finding those deliveries closed already.
+    _write_atomically(deliveries_file, json.dumps(deliveries, indent=2, sort_keys=True) + "\n")
+    _write_atomically(logged_file, data.decode("ascii"))
+    return {"duplicate": False, "closed": closed, "alreadyClosed": already}
 
 
 # --------------------------------------------------------------------------------------------
@@ -913,7 +1074,10 @@ def cmd_verify(args):
         schemas,
         args.skew_seconds * 1000,
         now_ms() if args.now is None else timestamp_ms(args.now),
+        batches=args.receipt_batches,
     )
+    if result["typ"] == RECEIPT_BATCH_TYP and args.batch_log is not None:
+        result.update(log_batch(data, result["payload"], args.batch_log))
     body = result["payload"].get("body")
     if result["typ"] == MESSAGE_TYP and isinstance(body, dict) and "personalData" in body:
         # Only after the message verified: its signature is what tells who sent the data.
@@ -1037,6 +1201,9 @@ def main(argv):
     p.add_argument("--name", help="party.name")
     p.add_argument("--kind", default="anti-trafficking-police", help="party.kind")
     p.add_argument("--alg", choices=sorted(KEY_TYPES), default="EdDSA")
+    p.add_argument(
+        "--receipt-batches", action="store_true", help='declare "receiptBatches": true'
+    )
     p.set_defaults(run=cmd_keygen)
 
     p = sub.add_parser("sign-message", help="build and sign an envelope")
@@ -1063,6 +1230,15 @@ def main(argv):
     p.add_argument(
         "--enc-key", action="append", help="one of our X25519 private keys (enc-key.json)"
     )
+    p.add_argument(
+        "--receipt-batches",
+        action="store_true",
+        help="this party declared receiptBatches: verify batch receipts too (B1-B3)",
+    )
+    p.add_argument(
+        "--batch-log",
+        help="this party's log of batches and deliveries (B4; a new batch closes deliveries)",
+    )
     p.add_argument("--schemas", default=str(SCHEMAS_DIR))
     p.set_defaults(run=cmd_verify)
 
@@ -1072,6 +1248,18 @@ def main(argv):
     p.add_argument("--jws-file", required=True, help="the received message, exact bytes")
     p.add_argument("--schemas", default=str(SCHEMAS_DIR))
     p.set_defaults(run=cmd_sign_receipt)
+
+    p = sub.add_parser("sign-receipt-batch", help="sign one batch receipt for received bytes")
+    p.add_argument("--key", required=True)
+    p.add_argument("--party-id", required=True)
+    p.add_argument(
+        "--jwks", required=True, action="append", help="the senders' registered party documents"
+    )
+    p.add_argument(
+        "--jws-file", required=True, action="append", help="a received message, exact bytes"
+    )
+    p.add_argument("--schemas", default=str(SCHEMAS_DIR))
+    p.set_defaults(run=cmd_sign_receipt_batch)
 
     p = sub.add_parser("verify-handover-record", help="verify a handover record offline")
     p.add_argument("--record", required=True, help="the record (General JSON JWS) file")
