@@ -5,6 +5,9 @@
  * protocol.md asks of a partner; the test only moves bytes between NATS and the Python CLI.
  * It publishes an X25519 encryption key, decrypts the personal data of a victim.identified the
  * gateway encrypted to it, and verifies a handover record's two signatures offline, each alone.
+ * A second Python partner (LA-MPS-BOKEO) declares `receiptBatches: true`: it answers the
+ * gateway's messages with one batch receipt it signs, and verifies and applies the gateway's
+ * batch receipts for its own messages (protocol.md, Batch receipts).
  *
  * Needs Debian's /usr/bin/python3 with python3-jwcrypto (scripts/ensure-system-deps.sh python).
  */
@@ -545,5 +548,314 @@ describe("a Python (jwcrypto) partner: personal data and the handover record", (
       ok: false,
       error: { code: "handover_record_incomplete" },
     });
+  });
+});
+
+/**
+ * The batching mode: a second Python partner (LA-MPS-BOKEO) whose party document declares
+ * `receiptBatches: true` (protocol.md, Batch receipts), with a stream of its own. The first
+ * partner above declares nothing and keeps getting one receipt per message.
+ */
+const BATCHER = "LA-MPS-BOKEO";
+const RECEIPT_BATCH_TYP = "liaison-receipt-batch+jws";
+const N = 6;
+
+describe("a Python (jwcrypto) partner that declared receiptBatches", () => {
+  let batcherStream: string | undefined;
+  let batcherInbox: Consumer;
+  const batcherBuffer: WireMessage[] = [];
+  let batcherDir: string;
+  let batcherKey: string;
+  let batcherDoc: string;
+
+  /** Reads the batcher's stream (acknowledging) until `enough` holds for what was read. */
+  async function readBatcherInbox<T>(
+    what: string,
+    enough: (read: WireMessage[]) => T | undefined,
+    timeoutMs = 20_000,
+  ): Promise<T> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const done = enough(batcherBuffer);
+      if (done !== undefined) return done;
+      if (Date.now() > deadline) {
+        const seen = batcherBuffer.map((m) => `${String(m.typ)} ${String(m.payload.id)}`);
+        throw new Error(`timed out waiting for ${what} on ${BATCHER}'s inbox; read: ${seen}`);
+      }
+      const m = await batcherInbox.next({ expires: 1000 });
+      if (m === null) continue;
+      batcherBuffer.push(peek(m.data));
+      m.ack();
+    }
+  }
+
+  beforeAll(async () => {
+    const tag = uniqueTag();
+    batcherDir = join(work, "batcher");
+    const subject = `test.${tag}.inbox.${BATCHER}`;
+    const doc = await pyOk([
+      "keygen",
+      "--party-id",
+      BATCHER,
+      "--subject",
+      subject,
+      "--out",
+      join(batcherDir, "keys"),
+      "--receipt-batches",
+    ]);
+    expect((doc.party as Record<string, unknown>).receiptBatches).toBe(true);
+    batcherKey = join(batcherDir, "keys", "key.json");
+    batcherDoc = join(work, "batcher.jwks.json");
+    writeFileSync(batcherDoc, JSON.stringify(doc));
+
+    batcherStream = `T_${tag}_${BATCHER.replaceAll("-", "_")}`;
+    await jsm.streams.add({
+      name: batcherStream,
+      subjects: [subject],
+      duplicate_window: nanos(10 * 60_000),
+    });
+    await jsm.consumers.add(batcherStream, {
+      durable_name: "partner",
+      ack_policy: AckPolicy.Explicit,
+    });
+    batcherInbox = await js.consumers.get(batcherStream, "partner");
+
+    const registered = await call(node, "/v1/partners", {
+      method: "POST",
+      json: doc,
+      asAdmin: true,
+    });
+    expect(registered.status, JSON.stringify(registered.body)).toBe(201);
+    // The gateway's document, which the partner keeps, declares that it takes batches.
+    const gateway = JSON.parse(readFileSync(gatewayDoc, "utf8")) as {
+      party: { receiptBatches?: unknown };
+    };
+    expect(gateway.party.receiptBatches).toBe(true);
+  });
+
+  afterAll(async () => {
+    if (batcherStream !== undefined) await jsm?.streams.delete(batcherStream).catch(() => {});
+  });
+
+  const status = async (id: string) => (await call(node, `/v1/messages/${id}`)).body;
+
+  it("gateway → Python: ONE batch the partner signs closes N deliveries; a forged one closes none", async () => {
+    const seed = JSON.parse(readFileSync(SEED_01, "utf8")) as { body: unknown };
+    const ids: string[] = [];
+    for (let i = 0; i < N; i++) {
+      const res = await call(node, "/v1/messages", {
+        method: "POST",
+        json: { type: "case.notice", to: BATCHER, caseRef: "CN-HEKOU-2026-0042", body: seed.body },
+      });
+      expect(res.status, JSON.stringify(res.body)).toBe(202);
+      ids.push(res.body.id as string);
+    }
+    const received = await readBatcherInbox(`${N} messages`, (read) => {
+      const found = ids.map((id) => read.find((m) => m.typ === MESSAGE_TYP && m.payload.id === id));
+      return found.every((m) => m !== undefined) ? (found as WireMessage[]) : undefined;
+    });
+
+    // The partner verifies each message, then answers them all with one batch of its own.
+    const files: string[] = [];
+    for (const [i, wire] of received.entries()) {
+      const verified = await py(
+        ["verify", "--jwks", gatewayDoc, "--self", BATCHER, "--receipt-batches"],
+        wire.data,
+      );
+      expect(verified.code, verified.stdout + verified.stderr).toBe(0);
+      expect(verified.json.payload).toMatchObject({ id: ids[i], from: HEKOU, to: [BATCHER] });
+      const file = join(batcherDir, `received-${ids[i]}.jws`);
+      writeFileSync(file, wire.data);
+      files.push(file);
+    }
+    const signBatch = (key: string) =>
+      pyOk([
+        "sign-receipt-batch",
+        "--key",
+        key,
+        "--party-id",
+        BATCHER,
+        "--jwks",
+        gatewayDoc,
+        ...files.flatMap((f) => ["--jws-file", f]),
+      ]);
+
+    // First a batch signed with a key the gateway never registered: quarantined as a whole
+    // (step 16, key_unknown), and every delivery stays open.
+    await pyOk([
+      "keygen",
+      "--party-id",
+      BATCHER,
+      "--subject",
+      "unused",
+      "--out",
+      join(batcherDir, "stranger"),
+    ]);
+    const forged = await signBatch(join(batcherDir, "stranger", "key.json"));
+    await js.publish(
+      node.gateway.config.inboundSubject,
+      new TextEncoder().encode(forged.jws as string),
+      { msgID: forged.digest as string },
+    );
+    const quarantined = await waitFor("the forged batch quarantined", async () => {
+      const r = await call(node, "/v1/quarantine?limit=200");
+      const items = r.body.items as Array<Record<string, unknown>>;
+      return items.find((q) => q.digest === forged.digest);
+    });
+    expect(quarantined).toMatchObject({
+      code: "key_unknown",
+      kind: "receipt",
+      claimedFrom: BATCHER,
+    });
+    for (const id of ids) {
+      const m = await status(id);
+      expect(m.status, id).not.toBe("delivered");
+      expect(m.receipts, id).toEqual([]);
+    }
+
+    const batch = await signBatch(batcherKey);
+    expect(batch.to).toBe(HEKOU);
+    expect((batch.accepted as Array<{ messageId: string }>).map((e) => e.messageId)).toEqual(ids);
+    await js.publish(
+      node.gateway.config.inboundSubject,
+      new TextEncoder().encode(batch.jws as string),
+      { msgID: batch.digest as string },
+    );
+
+    // Every delivery delivered by that one batch, which the gateway logged once: each message
+    // shows its entry as the batch (id, jws, digest), each delivery's receiptId the batch's id.
+    for (const [i, id] of ids.entries()) {
+      const done = await waitFor(`message ${id} delivered`, async () => {
+        const m = await status(id);
+        return m.status === "delivered" ? m : undefined;
+      });
+      expect(done.deliveries).toMatchObject([
+        { recipient: BATCHER, status: "delivered", receiptId: batch.id },
+      ]);
+      expect(done.receipts).toEqual([
+        expect.objectContaining({
+          id: batch.id,
+          from: BATCHER,
+          to: HEKOU,
+          status: "accepted",
+          jws: batch.jws,
+          digest: batch.digest,
+          messageDigest: (batch.accepted as Array<{ digest: { value: string } }>)[i]?.digest.value,
+        }),
+      ]);
+    }
+  });
+
+  it("Python → gateway: the gateway answers N messages with fewer batches, which Python verifies and applies", async () => {
+    const seed = JSON.parse(readFileSync(SEED_01, "utf8")) as { body: unknown };
+    const bodyFile = join(batcherDir, "body-01.json");
+    writeFileSync(bodyFile, JSON.stringify(seed.body));
+    const count = 10;
+    const sent = await Promise.all(
+      Array.from({ length: count }, () =>
+        pyOk([
+          "sign-message",
+          "--key",
+          batcherKey,
+          "--party-id",
+          BATCHER,
+          "--to",
+          HEKOU,
+          "--case-ref",
+          "CN-HEKOU-2026-0042",
+          "--type",
+          "case.notice",
+          "--body-file",
+          bodyFile,
+        ]),
+      ),
+    );
+    const ids = sent.map((s) => s.id as string);
+    const sentFiles = sent.map((s) => {
+      const file = join(batcherDir, `sent-${s.id as string}.jws`);
+      writeFileSync(file, s.jws as string);
+      return file;
+    });
+    // Published together, so that the gateway reads them in few inbound batches.
+    await Promise.all(
+      sent.map((s) =>
+        js.publish(node.gateway.config.inboundSubject, new TextEncoder().encode(s.jws as string), {
+          msgID: s.id as string,
+        }),
+      ),
+    );
+
+    // The answers: batch receipts until every message is named.
+    const batches = await readBatcherInbox("batch receipts naming every message", (read) => {
+      const mine = read.filter(
+        (m) =>
+          m.typ === RECEIPT_BATCH_TYP &&
+          (m.payload.accepted as Array<{ messageId: string }>).some((e) =>
+            ids.includes(e.messageId),
+          ),
+      );
+      const named = new Set(
+        mine.flatMap((m) =>
+          (m.payload.accepted as Array<{ messageId: string }>).map((e) => e.messageId),
+        ),
+      );
+      return ids.every((id) => named.has(id)) ? mine : undefined;
+    });
+    expect(batches.length).toBeGreaterThanOrEqual(1);
+    expect(batches.length).toBeLessThan(count);
+    // No single receipt for any of them.
+    expect(
+      batcherBuffer.filter(
+        (m) => m.typ === RECEIPT_TYP && ids.includes(m.payload.messageId as string),
+      ),
+    ).toEqual([]);
+
+    // The partner verifies each batch (steps 1-23, B1-B4) and closes its deliveries from them.
+    const log = join(batcherDir, "batch-log");
+    const sentArgs = sentFiles.flatMap((f) => ["--sent", f]);
+    const apply = (data: Uint8Array, ...extra: string[]) =>
+      py(["verify", "--jwks", gatewayDoc, "--self", BATCHER, ...sentArgs, ...extra], data);
+    const closed: string[] = [];
+    for (const b of batches) {
+      const verified = await apply(b.data, "--receipt-batches", "--batch-log", log);
+      expect(verified.code, verified.stdout + verified.stderr).toBe(0);
+      expect(verified.json).toMatchObject({
+        typ: RECEIPT_BATCH_TYP,
+        kid: node.signingKey.kid,
+        payload: { type: "receipt.batch", from: HEKOU, to: BATCHER },
+        duplicate: false,
+        alreadyClosed: [],
+      });
+      closed.push(...(verified.json.closed as string[]));
+    }
+    expect([...closed].sort()).toEqual([...ids].sort());
+    const deliveries = JSON.parse(readFileSync(join(log, "deliveries.json"), "utf8")) as Record<
+      string,
+      { status: string; receiptId: string }
+    >;
+    for (const id of ids) expect(deliveries[id]?.status, id).toBe("delivered");
+
+    // The same batch again changes nothing (B4); a party that declared nothing refuses it (step
+    // 10); and one entry naming a message not sent (here: the partner forgot one) refuses it all.
+    const first = batches[0] as WireMessage;
+    const again = await apply(first.data, "--receipt-batches", "--batch-log", log);
+    expect(again.json).toMatchObject({ duplicate: true, closed: [] });
+    const undeclared = await apply(first.data);
+    expect(undeclared.json).toMatchObject({ error: { code: "jws_header_invalid" } });
+    const forgotten = (first.payload.accepted as Array<{ messageId: string }>)[0]?.messageId;
+    const fewer = sentFiles.filter((f) => !f.endsWith(`sent-${forgotten}.jws`));
+    const unknown = await py(
+      [
+        "verify",
+        "--jwks",
+        gatewayDoc,
+        "--self",
+        BATCHER,
+        "--receipt-batches",
+        ...fewer.flatMap((f) => ["--sent", f]),
+      ],
+      first.data,
+    );
+    expect(unknown.json).toMatchObject({ error: { code: "message_unknown" } });
   });
 });
