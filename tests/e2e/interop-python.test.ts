@@ -842,6 +842,18 @@ describe("a Python (jwcrypto) partner that declared receiptBatches", () => {
     expect(again.json).toMatchObject({ duplicate: true, closed: [] });
     const undeclared = await apply(first.data);
     expect(undeclared.json).toMatchObject({ error: { code: "jws_header_invalid" } });
+    // Its signature changed: refused (step 18), as is the intact batch for another party (B1).
+    const text = new TextDecoder().decode(first.data);
+    const [h, p, sig = ""] = text.split(".");
+    const i = Math.floor(sig.length / 2);
+    const flipped = `${h}.${p}.${sig.slice(0, i)}${sig[i] === "A" ? "B" : "A"}${sig.slice(i + 1)}`;
+    const tampered = await apply(new TextEncoder().encode(flipped), "--receipt-batches");
+    expect(tampered.json).toMatchObject({ error: { code: "signature_invalid" } });
+    const elsewhere = await py(
+      ["verify", "--jwks", gatewayDoc, "--self", PARTNER, "--receipt-batches", ...sentArgs],
+      first.data,
+    );
+    expect(elsewhere.json).toMatchObject({ error: { code: "misaddressed" } });
     const forgotten = (first.payload.accepted as Array<{ messageId: string }>)[0]?.messageId;
     const fewer = sentFiles.filter((f) => !f.endsWith(`sent-${forgotten}.jws`));
     const unknown = await py(
