@@ -204,7 +204,11 @@ export const API_SCHEMAS = {
         description: "JSON pointers into the payload, with the rule broken",
         items: closed({ path: { type: "string" }, message: { type: "string" } }),
       },
-      kind: { enum: ["message", "receipt", "unknown"] },
+      kind: {
+        enum: ["message", "receipt", "unknown"],
+        description:
+          "what the bytes claim to be (their JWS typ): a message, a receipt (a batch receipt included), or unknown (no known typ could be read, or processing failed)",
+      },
       claimedFrom: {
         type: ["string", "null"],
         description: "the sender the bytes claim (not verified)",
