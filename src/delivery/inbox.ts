@@ -371,7 +371,7 @@ export class Inbox {
     const { envelope } = verdict;
     const duplicate = { outcome: "duplicate", messageId: envelope.id } as const;
     if (logged?.digest === verdict.digest) {
-      await store.receipts.requeueIssued(envelope.id, verdict.digest, clock());
+      await this.answerAgain(envelope.from, envelope.id, verdict.digest);
       log.info(
         { messageId: envelope.id, from: envelope.from },
         "duplicate message; receipt sent again",
@@ -650,7 +650,7 @@ export class Inbox {
     settle: (index: number, outcome: InboxOutcome) => void,
   ): Promise<void> {
     if (batch.length === 0) return;
-    const { store, clock, log } = this.deps;
+    const { store, log } = this.deps;
     const logged = await store.inbound.find(
       batch.flatMap(({ verdict: v }) =>
         v.kind === "message" && v.messageId !== null && v.claimedFrom !== null
@@ -664,8 +664,13 @@ export class Inbox {
         claimedFrom === null || messageId === null
           ? undefined
           : logged.get(inboundKey(claimedFrom, messageId));
-      if (kind === "message" && messageId !== null && earlier?.digest === digest) {
-        await store.receipts.requeueIssued(messageId, digest, clock());
+      if (
+        kind === "message" &&
+        messageId !== null &&
+        claimedFrom !== null &&
+        earlier?.digest === digest
+      ) {
+        await this.answerAgain(claimedFrom, messageId, digest);
         log.info(
           { messageId, from: claimedFrom, code },
           "retry of a logged message; receipt sent again",
@@ -675,6 +680,19 @@ export class Inbox {
       }
       settle(index, await this.quarantiner.keep(item, verdict));
     }
+  }
+
+  /**
+   * Our accepted answer to bytes we logged goes out again: its receipt or its batch receipt
+   * (requeueIssued). A message answered in a batch whose sender's registered record no longer
+   * accepts batch receipts (it withdrew `receiptBatches`) gets a single accepted receipt for
+   * the same digest instead — the same answer, in the form it accepts; its next copy re-sends
+   * that receipt.
+   */
+  private async answerAgain(from: PartyId, messageId: string, digest: string): Promise<void> {
+    const { store, clock, receipts } = this.deps;
+    if (await store.receipts.requeueIssued(messageId, digest, clock())) return;
+    await store.receipts.insertIssued([await receipts.issue(from, messageId, digest)]);
   }
 
   /** See Quarantiner.keepUnprocessable: the transport's way to end a poison message. */

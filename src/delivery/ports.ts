@@ -331,8 +331,8 @@ export interface ReceiptLog {
   insertIssuedBatches(batches: IssuedBatch[], lease?: Lease): Promise<Set<string>>;
   /**
    * Our accepted answer for these exact bytes goes out again — its receipt, or the batch
-   * receipt holding it (the batch that replaced it, if it was signed again); false when there is
-   * none.
+   * receipt holding it (the batch that replaced it, if it was signed again) when its addressee's
+   * registered record still accepts batch receipts; false when there is none.
    */
   requeueIssued(messageId: string, messageDigest: string, at: Date): Promise<boolean>;
   /** Sends one of our receipts again (the bytes it answers came again). */

@@ -227,7 +227,8 @@ export class ReadQueries {
           )
           .where(inArray(deliveries.status, ["queued", "sent"])),
         // What waits to be published: single receipts and batch receipts (not their entries),
-        // not those replaced by one signed again (kept as evidence, never sent again).
+        // not those replaced by one signed again (kept as evidence, never sent again), nor
+        // batches withheld from a party that no longer accepts them (never claimed).
         rows<{ n: number; oldest: string | null }>(
           this.db,
           sql`select count(*)::int as n, min(created_at) as oldest from (
@@ -235,9 +236,10 @@ export class ReadQueries {
               where direction = 'issued' and published_at is null and batch_id is null
                 and superseded_by is null
               union all
-              select created_at from receipt_batches
-              where direction = 'issued' and published_at is null
-                and superseded_by is null) unpublished`,
+              select b.created_at from receipt_batches b
+              join parties p on p.id = b.to_party and p.receipt_batches
+              where b.direction = 'issued' and b.published_at is null
+                and b.superseded_by is null) unpublished`,
         ),
         this.db
           .select({ code: quarantine.code, n: sql<number>`count(*)::int` })

@@ -214,7 +214,9 @@ export class SqlReceiptLog implements ReceiptLog {
       .returning({ id: receipts.id });
     if (rows.length > 0) return true;
     // Answered in a batch: that batch goes out again, the same bytes (or the batch that
-    // replaced it when it was signed again: it has entry rows of its own, and is not superseded).
+    // replaced it when it was signed again: it has entry rows of its own, and is not superseded)
+    // — only to a party whose registered record still accepts batch receipts. One that withdrew
+    // it gets none (false here: the caller answers with a single receipt).
     const batches = await this.db
       .update(receiptBatches)
       .set({ publishedAt: null, nextPublishAt: at })
@@ -222,6 +224,8 @@ export class SqlReceiptLog implements ReceiptLog {
         and(
           eq(receiptBatches.direction, "issued"),
           isNull(receiptBatches.supersededBy),
+          sql`exists (select 1 from parties p
+            where p.id = ${receiptBatches.toParty} and p.receipt_batches)`,
           sql`${receiptBatches.id} in (select r.batch_id from receipts r
             where r.direction = 'issued' and r.message_id = ${messageId}
               and r.message_digest = ${messageDigest} and r.batch_id is not null)`,
@@ -484,6 +488,9 @@ export class SqlReceiptLog implements ReceiptLog {
           join parties p on p.id = b.to_party
           where b.direction = 'issued' and b.published_at is null and b.superseded_by is null
             and b.next_publish_at <= ${now}::timestamptz
+            -- Never to a party whose registered record (no longer) accepts batch receipts: the
+            -- batch is withheld, unpublished (docs/protocol.md, Batch receipts).
+            and p.receipt_batches
           order by b.next_publish_at
           limit ${opts.limit}::int
           for update of b skip locked),

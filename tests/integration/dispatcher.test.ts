@@ -53,6 +53,8 @@ beforeAll(async () => {
         country: id.slice(0, 2),
         kind: "border-police-liaison-office",
         inboundSubject: id === PARTNER ? SUBJECT : `test.${tag}.inbox.${id}`,
+        // The partner accepts batch receipts (its registered record), as the batch tests need.
+        ...(id === PARTNER ? { receiptBatches: true } : {}),
       },
       [],
     );

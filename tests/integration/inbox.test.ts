@@ -4,7 +4,7 @@
  * the failing fields.
  */
 import { randomUUID } from "node:crypto";
-import { eq } from "drizzle-orm";
+import { and, eq, isNull } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CaseBook } from "../../src/cases/case-book.ts";
 import { loadSchemaRegistry } from "../../src/config/schema-files.ts";
@@ -22,7 +22,7 @@ import { verifyInbound } from "../../src/protocol/verify-inbound.ts";
 import { type Database, openDatabase } from "../../src/store/database.ts";
 import { SqlPartyStore } from "../../src/store/party-store.ts";
 import { ReadQueries } from "../../src/store/read-queries.ts";
-import { deliveries } from "../../src/store/schema.ts";
+import { deliveries, receiptBatches } from "../../src/store/schema.ts";
 import { createStore } from "../../src/store/store.ts";
 import {
   CASE_NOTICE_BODY,
@@ -51,24 +51,30 @@ beforeAll(async () => {
   database = await openDatabase({ inMemory: true });
   store = createStore(database.db);
   queries = new ReadQueries(database.db);
-  const parties = new SqlPartyStore(database.db);
   hekou = await makeParty("CN-MPS-HEKOU");
   laocai = await makeParty("VN-BGC-LAOCAI");
   thai = await makeParty("TH-RTP-ATHD", { alg: "ES256" });
-  for (const p of [hekou, laocai, thai]) {
-    await parties.register(
-      {
-        id: p.id,
-        name: p.id,
-        country: p.id.slice(0, 2),
-        kind: "k",
-        inboundSubject: `liaison.inbox.${p.id}`,
-      },
-      [],
-    );
-  }
+  for (const p of [hekou, laocai, thai]) await registerParty(p, p === hekou);
   inbox = laocaiInbox(signerOf(laocai));
 });
+
+/**
+ * Registers `p` (no keys: the tests resolve keys themselves); Hekou's record accepts batch
+ * receipts, as the inboxes below that send it batches (`batchesTo`) are told.
+ */
+async function registerParty(p: TestParty, receiptBatches: boolean): Promise<void> {
+  await new SqlPartyStore(database.db).register(
+    {
+      id: p.id,
+      name: p.id,
+      country: p.id.slice(0, 2),
+      kind: "k",
+      inboundSubject: `liaison.inbox.${p.id}`,
+      ...(receiptBatches ? { receiptBatches } : {}),
+    },
+    [],
+  );
+}
 
 /** Lao Cai's inbox on the test's store, signing its receipts with `signer`. */
 function laocaiInbox(
@@ -871,6 +877,75 @@ describe("Inbox, batch receipts issued to a sender that accepts them", () => {
     ).toEqual([fresh.id]);
     expect((await queries.getMessage(b.id))?.receipts.map((r) => r.id)).toEqual([batch.id]);
     expect((await queries.getMessage(fresh.id))?.receipts.map((r) => r.id)).toEqual([second?.id]);
+  });
+
+  it("never sends a batch to a sender that withdrew receiptBatches: a redelivery of a message its batch answered gets a single accepted receipt, the batch is withheld", async () => {
+    const { handed, prompt } = recorder();
+    const batching = laocaiInbox(signerOf(laocai), { batchesTo: () => true, prompt });
+    const [a, b, c] = [
+      await messageFrom(hekou),
+      await messageFrom(hekou),
+      await messageFrom(hekou),
+    ];
+    await batching.handleBatch([item(a.bytes), item(b.bytes), item(c.bytes)]);
+    const [batch] = handed.flat();
+    if (batch === undefined) throw new Error("no batch handed over");
+    await store.receipts.markPublished([batch.id], now);
+    // A redelivery of a while Hekou still accepts batches queues the batch again (unpublished).
+    expect(await batching.handleBatch([item(a.bytes)])).toEqual([
+      { outcome: "duplicate", messageId: a.id },
+    ]);
+    const depth = async () => (await queries.metricsSnapshot(now)).outbox.receipts.depth;
+    const queued = await depth();
+    // Every batch to Hekou waiting to be published (this one, and those earlier tests left).
+    const toHekou = await database.db
+      .select({ id: receiptBatches.id })
+      .from(receiptBatches)
+      .where(
+        and(
+          eq(receiptBatches.direction, "issued"),
+          eq(receiptBatches.toParty, hekou.id),
+          isNull(receiptBatches.publishedAt),
+          isNull(receiptBatches.supersededBy),
+        ),
+      );
+    expect(toHekou.map((r) => r.id)).toContain(batch.id);
+    // Hekou registers its party document again, without receiptBatches.
+    await registerParty(hekou, false);
+    try {
+      // They are withheld: not counted as waiting to be published either.
+      expect(await depth()).toBe(queued - toHekou.length);
+      const single = laocaiInbox(signerOf(laocai), { batchesTo: () => false, prompt });
+      // b again, twice (the second time in another batch of the transport).
+      expect(await single.handleBatch([item(b.bytes)])).toEqual([
+        { outcome: "duplicate", messageId: b.id },
+      ]);
+      expect(await single.handleBatch([item(b.bytes)])).toEqual([
+        { outcome: "duplicate", messageId: b.id },
+      ]);
+      const later = new Date(now.getTime() + 60_000);
+      const due = await store.receipts.claimUnpublished({ now: later, limit: 1000, leaseMs: 1000 });
+      // No batch goes out to Hekou: the one queued again for a is withheld; b is answered by
+      // one single accepted receipt for its digest, signed once and queued again.
+      expect(due.filter((d) => d.batch === true)).toEqual([]);
+      const toB = due.filter((d) => payloadOf(d.jws).messageId === b.id);
+      expect(toB).toHaveLength(1);
+      const [receipt] = toB as [DueReceipt];
+      expect(typOf(receipt.jws)).toBe(RECEIPT_TYP);
+      expect(receipt.toParty).toBe(hekou.id);
+      expect(payloadOf(receipt.jws)).toMatchObject({
+        from: laocai.id,
+        to: hekou.id,
+        messageId: b.id,
+        status: "accepted",
+        digest: { alg: "sha-256", value: b.digest },
+      });
+      expect((await queries.getMessage(b.id))?.receipts.map((r) => r.id).sort()).toEqual(
+        [batch.id, receipt.id].sort(),
+      );
+    } finally {
+      await registerParty(hekou, true);
+    }
   });
 
   it("never accepts in a batch bytes another replica logged under the same id first: the batch names only what this commit logged", async () => {

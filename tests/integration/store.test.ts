@@ -107,7 +107,23 @@ describe.each(["postgres", "pglite"] as const)("the store on %s", (driver) => {
     parties = new SqlPartyStore(database.db);
     queries = new ReadQueries(database.db);
     await registerParties(database.db, [SELF, PARTNER, "TH-RTP-ATHD"]);
+    // The partner the batch tests below answer in batches accepts them (its registered record).
+    await acceptsBatches(true);
   });
+
+  /** Registers PARTNER's record again, declaring receiptBatches or not. */
+  const acceptsBatches = (receiptBatches: boolean) =>
+    parties.register(
+      {
+        id: PARTNER,
+        name: PARTNER,
+        country: PARTNER.slice(0, 2),
+        kind: "border-police-liaison-office",
+        inboundSubject: `liaison.inbox.${PARTNER}`,
+        ...(receiptBatches ? { receiptBatches } : {}),
+      },
+      [],
+    );
 
   afterAll(async () => {
     await database?.close();
@@ -881,6 +897,23 @@ describe.each(["postgres", "pglite"] as const)("the store on %s", (driver) => {
         .map((d) => d.id)
         .filter((id) => id === old.batch.id || id === fresh.batch.id),
     ).toEqual([fresh.batch.id]);
+    // The partner withdraws receiptBatches: no batch is queued again for it (false: the inbox
+    // answers with a single receipt), and one queued before is withheld, never claimed.
+    await store.receipts.requeueIssued(m1.envelope.id, m1.digest, T0);
+    await acceptsBatches(false);
+    try {
+      expect(await store.receipts.requeueIssued(m1.envelope.id, m1.digest, T0)).toBe(false);
+      // None to the partner at all, not even one an earlier test left unpublished.
+      expect(await dueNow(new Date(T0.getTime() + 40_000))).toEqual([]);
+    } finally {
+      await acceptsBatches(true);
+    }
+    // Declared again: the withheld batch goes out as it was.
+    expect(
+      (await dueNow(new Date(T0.getTime() + 40_000)))
+        .filter((d) => d.id === old.batch.id || d.id === fresh.batch.id)
+        .map((d) => [d.id, d.jws]),
+    ).toEqual([[fresh.batch.id, fresh.jws]]);
   });
 
   it("writes a batch only when every message it accepts is logged from its addressee with that digest and not answered yet", async () => {
