@@ -134,7 +134,9 @@ describe("liaison CLI", () => {
     expect(liaison(["partners", "list"], env).stdout).toContain(
       `key ${partnerEnc.kid} ECDH-ES+A256KW enc`,
     );
-  });
+    // Six CLI processes, each starting Node and the embedded PGlite store: 20 s on a quiet
+    // machine, 43 s in a CI run beside other work, past the suite's 30 s default.
+  }, 120_000);
 
   it("pre-publishes a key with a future validity, lists and revokes keys", () => {
     const data = tempDir();

@@ -620,16 +620,19 @@ describe("a COPY FROM STDIN whose server stops answering once the client ended i
     try {
       const pid = await backendPid(sql);
       const copy = await sql`COPY hang_probe (tag, n) FROM STDIN`.writable();
+      // Timed from the row's write, the last bytes before the silence may begin: the deadline
+      // may run from there, and polling for the row to leave the buffer took up to 52 ms under
+      // load, which timed from copy.end() read as a timeout that came too early.
+      const writtenAt = performance.now();
       copy.write(`${tag}\t1\n`);
       await waitFor("the COPY's row sent", async () =>
         copy.writableLength === 0 ? true : undefined,
       );
       proxy.freeze();
-      const endedAt = performance.now();
       copy.end();
       // Before the fix: pending (until the pool's next session answered its first statement,
       // whose CommandComplete then reported this COPY finished).
-      const ended = await outcome(finished(copy), endedAt, DEADLINE_S * 1000 + SLACK_MS);
+      const ended = await outcome(finished(copy), writtenAt, DEADLINE_S * 1000 + SLACK_MS);
       expectTimedOut(ended, DEADLINE_S * 1000);
 
       expect(await sql`SELECT 1 AS one`).toEqual([{ one: 1 }]);
