@@ -81,9 +81,21 @@ export class ReadQueries {
 
   /** Entry rows of batch receipts as their batch (see ReceiptRow). */
   private async withBatches(found: Array<typeof receipts.$inferSelect>): Promise<ReceiptRow[]> {
-    const ids = [...new Set(found.flatMap((r) => (r.batchId === null ? [] : [r.batchId])))];
+    // By (direction, id), the key of the batches' only index: the entry row's direction is its
+    // batch's. By id alone, PostgreSQL reads every batch (no skip scan before version 18).
+    const idsOf = (direction: "issued" | "received") => [
+      ...new Set(
+        found.flatMap((r) => (r.batchId === null || r.direction !== direction ? [] : [r.batchId])),
+      ),
+    ];
+    const byDirection = (["issued", "received"] as const).flatMap((direction) => {
+      const ids = idsOf(direction);
+      return ids.length === 0
+        ? []
+        : [and(eq(receiptBatches.direction, direction), inArray(receiptBatches.id, ids))];
+    });
     const batches =
-      ids.length === 0
+      byDirection.length === 0
         ? []
         : await this.db
             .select({
@@ -97,7 +109,7 @@ export class ReadQueries {
               supersededBy: receiptBatches.supersededBy,
             })
             .from(receiptBatches)
-            .where(inArray(receiptBatches.id, ids));
+            .where(or(...byDirection));
     const byKey = new Map(batches.map((b) => [`${b.direction} ${b.id}`, b]));
     return found.flatMap((r) => {
       if (r.batchId === null) {
