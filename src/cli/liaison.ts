@@ -122,6 +122,14 @@ export async function runCli(argv: string[]): Promise<void> {
         throw new LiaisonError("request_invalid", "--jwks <file|url> is required");
       const doc = await readDocument(values.jwks);
       const { party, keys } = await parsePartyDocument(doc);
+      // As POST /v1/partners: our own record and keys are the gateway's (its key directory, at
+      // start), never a partner's. The CLI knows our id when run with the gateway's settings.
+      if (party.id === process.env.LIAISON_PARTY_ID) {
+        throw new LiaisonError(
+          "request_invalid",
+          "this gateway's own keys come from its key directory",
+        );
+      }
       await withStore(async (store) => {
         const registry = await PartnerRegistry.load(store);
         await registry.add(party, keys);

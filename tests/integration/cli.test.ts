@@ -94,6 +94,17 @@ describe("liaison CLI", () => {
       ),
     );
 
+    // Our own party id (the gateway's LIAISON_PARTY_ID) is refused, as by POST /v1/partners.
+    const asSelf = liaison(["partners", "add", "--jwks", docPath], {
+      ...env,
+      LIAISON_PARTY_ID: party.id,
+    });
+    expect(asSelf.code).toBe(2);
+    expect(asSelf.stderr).toBe(
+      "liaison: request_invalid: this gateway's own keys come from its key directory\n",
+    );
+    expect(liaison(["partners", "list"], env).stdout).not.toContain(party.id);
+
     const add = liaison(["partners", "add", "--jwks", docPath], env);
     expect(add.stderr).toBe("");
     expect(add.code).toBe(0);
