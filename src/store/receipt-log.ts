@@ -270,8 +270,9 @@ export class SqlReceiptLog implements ReceiptLog {
   }
 
   /**
-   * The fresh batch (unpublished, due now) with an entry row for each message the old one has
-   * one for; the old batch, and every batch it replaced, point at it.
+   * The fresh batch (unpublished, due now) with an entry row for each of its entries (the old
+   * one's: renewal signs the same entries again); the old batch, and every batch it replaced,
+   * point at it.
    */
   private async supersedeBatch(oldId: string, fresh: IssuedBatch): Promise<void> {
     const documents = batchDocuments([fresh]);
@@ -286,13 +287,14 @@ export class SqlReceiptLog implements ReceiptLog {
       );
       await run(
         db,
+        // From the fresh batch's own entries (the old one's, signed again): no lookup of the old
+        // entry rows, which no index on batch_id would find without reading every receipt.
         sql`insert into receipts (id, message_id, message_digest, from_party, to_party, status,
             errors, direction, batch_id, published_at)
-          select ${entryId(sql`${fresh.batch.id}::uuid`, sql`r.message_id`)}, r.message_id,
-            r.message_digest, r.from_party, r.to_party, 'accepted', '[]'::jsonb, 'issued',
-            ${fresh.batch.id}::uuid, now()
-          from receipts r
-          where r.direction = 'issued' and r.batch_id = ${oldId}::uuid
+          select ${entryId(sql`e."batchId"`, sql`e."messageId"`)}, e."messageId", e.digest,
+            ${fresh.batch.from}, ${fresh.batch.to}, 'accepted', '[]'::jsonb, 'issued',
+            e."batchId", now()
+          from ${batchEntriesSource(documents.entries)}
           on conflict do nothing`,
       );
       await run(
