@@ -14,6 +14,7 @@
  */
 import Ajv2020Module, { type ErrorObject, type ValidateFunction } from "ajv/dist/2020.js";
 import addFormatsModule from "ajv-formats";
+import { stringLengthKeyword } from "./string-length.ts";
 
 export interface ValidationIssue {
   /** JSON pointer (RFC 6901) into the validated document; "" is the document itself. */
@@ -197,6 +198,7 @@ export function createSchemaRegistry(
   const schemas = checkSchemaFiles(files);
   const ajv = new Ajv2020({ strict: true, allErrors: true });
   addFormats(ajv);
+  ajv.removeKeyword("maxLength").removeKeyword("minLength").addKeyword(stringLengthKeyword);
 
   for (const schema of schemas) {
     try {

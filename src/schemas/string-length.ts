@@ -1,0 +1,48 @@
+/**
+ * `maxLength` and `minLength` as JSON Schema defines them (a string's length in Unicode code
+ * points) and ajv checks them, with the same errors, but without counting the code points of a
+ * string whose UTF-16 length already decides the answer.
+ *
+ * ajv's own keyword counts every code point of every string it checks (its `ucs2length`, a loop
+ * over each character), and a case notice's free-text fields made that count about a twentieth
+ * of the gateway's CPU per message (docs/performance.md). A string of `n` UTF-16 code units holds
+ * between ⌈n/2⌉ and `n` code points, so:
+ * - `maxLength: m` holds whenever `n ≤ m`, and only a longer string is counted;
+ * - `minLength: m` fails whenever `n < m`, holds whenever `n ≥ 2m`, and only a string in between
+ *   is counted.
+ * The count, where one is needed, is ajv's own function, so every verdict is the one ajv's
+ * keyword would give. `$data` references are not supported (no schema of the project uses them,
+ * and ajv's strict mode refuses the keyword with one).
+ */
+import type { CodeKeywordDefinition, KeywordCxt } from "ajv";
+import { _, str } from "ajv";
+import ucs2lengthModule from "ajv/dist/runtime/ucs2length.js";
+
+type CountFn = (text: string) => number;
+const ucs2length: CountFn =
+  (ucs2lengthModule as unknown as { default?: CountFn }).default ??
+  (ucs2lengthModule as unknown as CountFn);
+
+export const stringLengthKeyword: CodeKeywordDefinition = {
+  keyword: ["maxLength", "minLength"],
+  type: "string",
+  schemaType: "number",
+  error: {
+    // ajv's own messages and params, word for word (limitLength.ts).
+    message: ({ keyword, schemaCode }) =>
+      str`must NOT have ${keyword === "maxLength" ? "more" : "fewer"} than ${schemaCode} characters`,
+    params: ({ schemaCode }) => _`{limit: ${schemaCode}}`,
+  },
+  code(cxt: KeywordCxt) {
+    const { keyword, data, schemaCode, gen } = cxt;
+    // No `code`: the validators are compiled in memory, never written out as standalone code.
+    const count = gen.scopeValue("func", { ref: ucs2length });
+    if (keyword === "maxLength") {
+      cxt.fail(_`${data}.length > ${schemaCode} && ${count}(${data}) > ${schemaCode}`);
+    } else {
+      cxt.fail(
+        _`${data}.length < ${schemaCode} || (${data}.length < 2 * ${schemaCode} && ${count}(${data}) < ${schemaCode})`,
+      );
+    }
+  },
+};
