@@ -190,6 +190,7 @@ export async function startGateway(config: Config, opts: GatewayOptions = {}): P
       caseKeys: keyring,
       encryption: registry,
       storeUnavailable: isStoreUnavailable,
+      metrics,
     });
     const inboxOptions = {
       stream: config.streamName,

@@ -72,6 +72,11 @@ export interface Metrics {
   /** An inbound batch handled (verified, logged, answered), in `seconds`. */
   inboundBatch(size: number, seconds: number): void;
   /**
+   * A submitted message made, signed and committed with its deliveries (a case step with its
+   * case's update), in `seconds`: from the submitter taking the request to the commit.
+   */
+  submitted(seconds: number): void;
+  /**
    * One publish to the broker (a message or a receipt), in `seconds`: on the prompt path (just
    * committed, see PromptPublisher) or by a pass (a lease ended: a retry, a crash, a refusal).
    */
@@ -86,6 +91,7 @@ export interface Metrics {
 export const NO_METRICS: Metrics = {
   deliveryClosed: () => {},
   inboundBatch: () => {},
+  submitted: () => {},
   published: () => {},
 };
 

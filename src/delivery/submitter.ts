@@ -31,6 +31,7 @@ import {
   IdempotencyKeyTaken,
   type IdSource,
   type Lease,
+  type Metrics,
   type PromptPublisher,
   type SignedMessage,
   type Signer,
@@ -87,6 +88,8 @@ export interface SubmitterDeps {
    * each message alone (each would wait as long again).
    */
   storeUnavailable?: (err: unknown) => boolean;
+  /** Observes each submit that commits (the submit stage's time). */
+  metrics?: Metrics;
 }
 
 /** What a submit with an Idempotency-Key answers: the message, made now or earlier. */
@@ -187,6 +190,7 @@ export class Submitter {
     idempotency: Idempotency | undefined,
   ): Promise<Envelope> {
     const { deps } = this;
+    const started = performance.now();
     const schemaVersion = request.schemaVersion ?? latestVersion(deps.schemas, request.type);
     if (schemaVersion === undefined || !deps.schemas.hasType(request.type, schemaVersion)) {
       throw new LiaisonError("type_unknown", `message type ${request.type} is not supported`);
@@ -263,6 +267,7 @@ export class Submitter {
     const message: SignedMessage = { envelope, jws, digest: sha256Hex(jws), kid, idempotency };
     if (isCaseType(envelope.type)) await this.commitCaseStep(message);
     else await this.commits.add(message);
+    deps.metrics?.submitted((performance.now() - started) / 1000);
     return envelope;
   }
 

@@ -33,6 +33,7 @@ export class PromMetrics implements Metrics {
   private readonly inboundSeconds: Histogram<string>;
   private readonly inboundMessages: Counter<string>;
   private readonly publishSeconds: Histogram<"kind" | "outcome" | "path">;
+  private readonly submitSeconds: Histogram<string>;
 
   constructor(sources: MetricsSources) {
     const registers = [this.registry];
@@ -52,6 +53,12 @@ export class PromMetrics implements Metrics {
     this.inboundMessages = new Counter({
       name: "liaison_inbound_messages_total",
       help: "Inbound NATS messages handled (messages and receipts, accepted or not)",
+      registers,
+    });
+    this.submitSeconds = new Histogram({
+      name: "liaison_submit_seconds",
+      help: "Time to make, sign and commit one submitted message with its deliveries (stage)",
+      buckets: LATENCY_BUCKETS,
       registers,
     });
     this.publishSeconds = new Histogram({
@@ -213,6 +220,10 @@ export class PromMetrics implements Metrics {
   inboundBatch(size: number, seconds: number): void {
     this.inboundSeconds.observe(seconds);
     this.inboundMessages.inc(size);
+  }
+
+  submitted(seconds: number): void {
+    this.submitSeconds.observe(seconds);
   }
 
   published(

@@ -112,6 +112,7 @@ describe("GET /metrics", () => {
       "liaison_inbound_batch_seconds",
       "liaison_inbound_messages_total",
       "liaison_publish_seconds",
+      "liaison_submit_seconds",
     ]) {
       expect(atHekou, family).toContain(`# TYPE ${family} `);
     }
@@ -133,6 +134,8 @@ describe("GET /metrics", () => {
       ),
     ).toBeGreaterThanOrEqual(2);
     expect(sample(atHekou, 'liaison_consumer_pending{kind="pending"}')).toBeGreaterThanOrEqual(0);
+    // The submit stage: the notice and the case step, each made, signed and committed.
+    expect(sample(atHekou, "liaison_submit_seconds_count")).toBe(2);
 
     const atLaocai = await (await scrape(laocai)).text();
     expect(sample(atLaocai, 'liaison_quarantine{code="malformed"}')).toBe(1);
@@ -144,6 +147,7 @@ describe("GET /metrics", () => {
       ),
     ).toBeGreaterThanOrEqual(2);
     expect(sample(atLaocai, "liaison_inbound_messages_total")).toBeGreaterThanOrEqual(3);
+    expect(sample(atLaocai, "liaison_submit_seconds_count")).toBe(0); // it submitted nothing
     expect(sample(atLaocai, 'liaison_cases{state="identified"}')).toBe(1);
 
     // Labels name parties, kids, statuses, kinds and codes only.
