@@ -366,23 +366,33 @@ function inboundStream(spec: GatewaySpec): string {
 export async function consumerInfo(
   natsUrl: string,
   gateway: GatewayProcess,
-): Promise<{ ackPending: number; pending: number }> {
+): Promise<{ ackPending: number; pending: number; redelivered: number }> {
   const nc = await connect({ servers: natsUrl, reconnect: false, timeout: 5000 });
   try {
     const jsm = await nc.jetstreamManager();
     const info = await jsm.consumers.info(inboundStream(gateway.spec), "gateway");
-    return { ackPending: info.num_ack_pending, pending: info.num_pending };
+    return {
+      ackPending: info.num_ack_pending,
+      pending: info.num_pending,
+      // Every delivery, first or again, takes a consumer sequence; the first deliveries of the
+      // inbound stream's messages (one subject, every message delivered to this consumer in
+      // stream order from the first) took one each up to the last stream sequence delivered.
+      // What is left is how many times the broker handed a message out again (after its ack
+      // wait, or a nak). num_redelivered counts only those not yet acknowledged.
+      redelivered: info.delivered.consumer_seq - info.delivered.stream_seq,
+    };
   } finally {
     await nc.close();
   }
 }
 
 /**
- * kill -9 of a receiving process mid-batch, for certain: the process is frozen (SIGSTOP), the
- * broker goes on handing it messages until its consumer counts at least `minHeld` delivered and
- * not acknowledged (or 10 s passed), then it is killed. Returns the count the broker showed.
+ * Freezes a receiving process (SIGSTOP) while it holds messages, for certain: the broker goes on
+ * handing the frozen process messages until its consumer counts at least `minHeld` delivered and
+ * not acknowledged (or 10 s passed). The process stays paused. Returns the count the broker
+ * showed (below `minHeld` when the wait timed out).
  */
-export async function killWhileHolding(
+export async function pauseWhileHolding(
   gateway: GatewayProcess,
   natsUrl: string,
   minHeld: number,
@@ -398,8 +408,22 @@ export async function killWhileHolding(
     10_000,
     50,
   ).catch(() => {
-    // Killed all the same; the count is printed.
+    // The caller decides; the count is printed.
   });
+  return held;
+}
+
+/**
+ * kill -9 of a receiving process mid-batch, for certain: frozen while it holds at least
+ * `minHeld` messages (pauseWhileHolding), then killed, also when the wait timed out. Returns the
+ * count the broker showed.
+ */
+export async function killWhileHolding(
+  gateway: GatewayProcess,
+  natsUrl: string,
+  minHeld: number,
+): Promise<number> {
+  const held = await pauseWhileHolding(gateway, natsUrl, minHeld);
   await gateway.kill9();
   return held;
 }
@@ -574,6 +598,12 @@ export class Load {
   readonly refusals = new Map<string, number>();
   readonly done: Promise<void>;
   private inFlight = 0;
+  /** By sender replica (its name, e.g. `hekou-2`): submits answered 202 by it. */
+  readonly acceptedBy = new Map<string, number>();
+  /** By sender replica: submits sent to it and not answered yet. */
+  readonly inFlightTo = new Map<string, number>();
+  /** By sender replica: every Idempotency-Key sent to it (some may be sent to another too). */
+  readonly keysSentTo = new Map<string, Set<string>>();
 
   constructor(
     private readonly sender: Party,
@@ -612,18 +642,27 @@ export class Load {
       if (wait > 0) await sleep(wait);
       // A steady rate: no burst to catch up after a stall.
       next = Math.max(next + interval, performance.now() - interval);
-      const target = targets[turn++ % targets.length] as GatewayProcess;
+      // A replica whose process is gone (killed, not restarted) is skipped, as a client's load
+      // balancer skips a dead backend; with none running (one replica, killed and restarting)
+      // the submit goes to them all the same, is refused, and is sent again.
+      const live = targets.filter((g) => g.running);
+      const pool = live.length > 0 ? live : targets;
+      const target = pool[turn++ % pool.length] as GatewayProcess;
       const key = this.again.shift() ?? `fault-load-${this.made++}-${randomUUID()}`;
-      const submit = this.submit(target.url, key).finally(() => running.delete(submit));
+      const submit = this.submit(target, key).finally(() => running.delete(submit));
       running.add(submit);
     }
     await Promise.all(running);
   }
 
-  private async submit(url: string, key: string): Promise<void> {
+  private async submit(target: GatewayProcess, key: string): Promise<void> {
+    const name = target.spec.name;
     this.inFlight++;
+    this.inFlightTo.set(name, (this.inFlightTo.get(name) ?? 0) + 1);
+    if (!this.keysSentTo.has(name)) this.keysSentTo.set(name, new Set());
+    this.keysSentTo.get(name)?.add(key);
     try {
-      const res = await fetch(`${url}/v1/messages`, {
+      const res = await fetch(`${target.url}/v1/messages`, {
         method: "POST",
         headers: {
           authorization: `Bearer ${this.sender.token}`,
@@ -642,6 +681,7 @@ export class Load {
       if (res.status === 202) {
         const { id } = (await res.json()) as { id: string };
         this.accepted.push(id);
+        this.acceptedBy.set(name, (this.acceptedBy.get(name) ?? 0) + 1);
         if (res.headers.get("idempotency-replayed") === "true") this.replayed++;
       } else {
         await res.body?.cancel();
@@ -652,6 +692,7 @@ export class Load {
       this.refuse(cause?.code ?? (err as Error).name, key);
     } finally {
       this.inFlight--;
+      this.inFlightTo.set(name, (this.inFlightTo.get(name) ?? 1) - 1);
     }
   }
 
