@@ -684,20 +684,61 @@ describe("federation: a nats-server per country, joined by leaf nodes", {
   });
 
   it("does not carry a plain publish into another country's subjects", async () => {
-    // From any of Vietnam's accounts.
-    for (const vn of await everyAccount("VN")) {
-      const vnJs = vn.jetstream();
-      await expect(
-        vnJs.publish(hekou.gateway.config.inboundSubject, new TextEncoder().encode("{}"), {
-          timeout: 2000,
-        }),
-      ).rejects.toThrow();
-      await expect(
-        vnJs.publish(outboundSubject(HEKOU, LAOCAI), new TextEncoder().encode("{}"), {
-          timeout: 2000,
-        }),
-      ).rejects.toThrow();
+    const enc = (text: string) => new TextEncoder().encode(text);
+    const targets = [hekou.gateway.config.inboundSubject, outboundSubject(HEKOU, LAOCAI)];
+    // What the streams that take those subjects hold: Hekou's inbound stream (limits retention,
+    // federated: it keeps what its gateway took) and each stream on the way from Hekou's
+    // outbound stream for Lao Cai to Lao Cai's inbound stream.
+    const cn = await (await client("CN")).jetstreamManager();
+    const held = async () => ({
+      hekouInbound: (await cn.streams.info(hekou.gateway.config.streamName)).state.messages,
+      ...(await crossingCounts()),
+    });
+    // At rest: two reads half a second apart agree (the earlier tests' receipts have landed).
+    const before = await waitFor("the streams at rest", async () => {
+      const first = await held();
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const second = await held();
+      return JSON.stringify(first) === JSON.stringify(second) ? second : undefined;
+    });
+
+    // From each of Vietnam's accounts: a JetStream publish is refused (no answer comes back)...
+    const vnAccounts = await everyAccount("VN");
+    for (const vn of vnAccounts) {
+      for (const subject of targets) {
+        await expect(
+          vn.jetstream().publish(subject, enc("forged by VN, JetStream"), { timeout: 2000 }),
+        ).rejects.toThrow();
+      }
     }
+    // ...and a plain publish, which no answer would tell apart, goes nowhere.
+    for (const vn of vnAccounts) {
+      for (const subject of targets) vn.publish(subject, enc("forged by VN"));
+      await vn.flush();
+    }
+    // The positive control, after Vietnam's: the same plain publishes from China's gateways'
+    // account, which may publish there, arrive and are counted (the outbound one crosses to Lao
+    // Cai's inbound stream, as Hekou's messages do).
+    const cnGateways = await client("CN");
+    for (const subject of targets) cnGateways.publish(subject, enc("control from CN"));
+    await cnGateways.flush();
+    const controlled = {
+      hekouInbound: before.hekouInbound + 1,
+      outbound: before.outbound + 1,
+      mirror: before.mirror + 1,
+      sourcing: before.sourcing + 1,
+      inbound: before.inbound + 1,
+    };
+    await waitFor("China's control publishes, counted in every stream", async () => {
+      const now: Record<string, number> = await held();
+      return Object.entries(controlled).every(([k, v]) => (now[k] ?? Number.NaN) >= v)
+        ? true
+        : undefined;
+    });
+    // Vietnam's went out before the control's and had as long, and two seconds more: nothing of
+    // theirs is in any of the streams.
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    expect(await held()).toEqual(controlled);
   });
 
   it("carries deliveries from one country to another only from that country, and never into the gateways' account", async () => {
