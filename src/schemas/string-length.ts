@@ -11,8 +11,11 @@
  * - `minLength: m` fails whenever `n < m`, holds whenever `n ≥ 2m`, and only a string in between
  *   is counted.
  * The count, where one is needed, is ajv's own function, so every verdict is the one ajv's
- * keyword would give. `$data` references are not supported (no schema of the project uses them,
- * and ajv's strict mode refuses the keyword with one).
+ * keyword would give; and the keyword runs where ajv's runs, before `pattern` and `format`, so
+ * that the errors come in ajv's order too (partners see that order: the issues of a 400 answer
+ * and of a rejection receipt, which keeps the first 32). `$data` references are not supported
+ * (no schema of the project uses them, and without ajv's `$data` option a limit that is not an
+ * integer is refused when the schema is compiled).
  */
 import type { CodeKeywordDefinition, KeywordCxt } from "ajv";
 import { _, str } from "ajv";
@@ -26,6 +29,9 @@ const ucs2length: CountFn =
 export const stringLengthKeyword: CodeKeywordDefinition = {
   keyword: ["maxLength", "minLength"],
   type: "string",
+  // ajv's own keyword comes first among the string keywords (limitLength, then pattern, then
+  // format); one added without `before` would run, and report, after them.
+  before: "pattern",
   schemaType: "number",
   error: {
     // ajv's own messages and params, word for word (limitLength.ts).

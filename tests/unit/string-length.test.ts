@@ -5,15 +5,33 @@
  * partner's validator holds it to. Compared here with ajv's own keyword on strings built around
  * each limit, where the fast paths (the UTF-16 length alone) and the count meet.
  */
+import { fileURLToPath } from "node:url";
 import Ajv2020Module from "ajv/dist/2020.js";
+import addFormatsModule from "ajv-formats";
 import { describe, expect, it } from "vitest";
-import { loadSchemaRegistry } from "../../src/config/schema-files.ts";
+import { loadSchemaRegistry, readSchemaFiles } from "../../src/config/schema-files.ts";
+import { SCHEMA_ID_BASE } from "../../src/schemas/schema-registry.ts";
 import { stringLengthKeyword } from "../../src/schemas/string-length.ts";
+import { CASE_NOTICE_BODY } from "../helpers/protocol-fixtures.ts";
 
 type Ajv2020Class = typeof Ajv2020Module.default;
 const Ajv2020: Ajv2020Class =
   (Ajv2020Module as unknown as { default?: Ajv2020Class }).default ??
   (Ajv2020Module as unknown as Ajv2020Class);
+type AddFormats = typeof addFormatsModule.default;
+const addFormats: AddFormats =
+  (addFormatsModule as unknown as { default?: AddFormats }).default ??
+  (addFormatsModule as unknown as AddFormats);
+
+/** ajv as the registry configures it, with ajv's own length keywords or with ours. */
+function makeAjv(ours: boolean) {
+  const ajv = new Ajv2020({ strict: true, allErrors: true });
+  addFormats(ajv);
+  if (ours) {
+    ajv.removeKeyword("maxLength").removeKeyword("minLength").addKeyword(stringLengthKeyword);
+  }
+  return ajv;
+}
 
 const ASTRAL = "\u{1F600}"; // two UTF-16 code units, one code point
 const LONE_HIGH = "\uD83D"; // a high surrogate with no low one after it: one code point
@@ -32,10 +50,7 @@ function samples(max: number): string[] {
 }
 
 function validators(schema: object) {
-  const ours = new Ajv2020({ strict: true, allErrors: true });
-  ours.removeKeyword("maxLength").removeKeyword("minLength").addKeyword(stringLengthKeyword);
-  const theirs = new Ajv2020({ strict: true, allErrors: true });
-  return { ours: ours.compile(schema), theirs: theirs.compile(schema) };
+  return { ours: makeAjv(true).compile(schema), theirs: makeAjv(false).compile(schema) };
 }
 
 describe("maxLength / minLength without counting what the UTF-16 length decides", () => {
@@ -75,7 +90,55 @@ describe("maxLength / minLength without counting what the UTF-16 length decides"
     });
   });
 
-  it("is what the schema registry validates with", () => {
+  it.each([
+    { type: "string", maxLength: 3, pattern: "^a+$" },
+    { type: "string", minLength: 4, pattern: "^a+$" },
+    { type: "string", minLength: 2, maxLength: 3, pattern: "^[A-Z]+$" },
+    { type: "string", minLength: 30, format: "date-time" },
+    { type: "string", maxLength: 5, format: "email", pattern: "^x" },
+  ])("reports in ajv's order beside pattern and format (%j)", (schema) => {
+    // Partners see the order: the issues of a 400 answer and of a rejection receipt.
+    const { ours, theirs } = validators(schema);
+    let both = 0;
+    for (const text of ["", "a", "bbbbb", "BB", "b".repeat(40), "aaaa", "not-a-date", "x@y.z"]) {
+      expect(ours(text), JSON.stringify(text)).toBe(theirs(text));
+      expect(ours.errors ?? null, JSON.stringify(text)).toEqual(theirs.errors ?? null);
+      if ((theirs.errors?.length ?? 0) > 1) both++;
+    }
+    expect(both).toBeGreaterThan(0); // some text broke the length and another keyword at once
+  });
+
+  it("gives the schema registry's issues as ajv's own keyword does, in ajv's order", () => {
+    // A case notice that breaks length limits beside patterns and formats, in several places.
+    const body = structuredClone(CASE_NOTICE_BODY) as Record<string, unknown>;
+    const victims = body.victims as Record<string, unknown>;
+    victims.nationalities = ["Vietnam", "V", "\u{1F600}\u{1F600}\u{1F600}"];
+    body.summary = "x".repeat(5000);
+    const incident = body.incident as Record<string, unknown>;
+    incident.occurredFrom = "tomorrow, or a long time from now".repeat(3);
+    const registry = loadSchemaRegistry();
+    const result = registry.validateBody("case.notice", 1, body);
+    expect(result?.ok).toBe(false);
+
+    const plain = makeAjv(false);
+    const dir = fileURLToPath(new URL("../../schemas/", import.meta.url));
+    for (const { document } of readSchemaFiles(dir)) plain.addSchema(document as object);
+    const validate = plain.getSchema(`${SCHEMA_ID_BASE}case.notice/v1.json`);
+    expect(validate).toBeDefined();
+    expect(validate?.(body)).toBe(false);
+    const expected: Array<{ path: string; message: string | undefined }> = [];
+    for (const e of validate?.errors ?? []) {
+      if (e.keyword === "if") continue;
+      const issue = { path: e.instancePath, message: e.message };
+      if (!expected.some((x) => x.path === issue.path && x.message === issue.message)) {
+        expected.push(issue);
+      }
+    }
+    expect(expected.length).toBeGreaterThan(3);
+    expect(result?.ok === false ? result.issues : []).toEqual(expected);
+  });
+
+  it("holds a body's text to its limit in code points", () => {
     // A summary of as many astral characters as its maxLength is twice that many UTF-16 units
     // and passes; one more fails.
     const registry = loadSchemaRegistry();
