@@ -30,8 +30,8 @@
  *                    [--store postgres|pglite] [--phases abc] [--nats-url nats://…]
  *                    [--database-url postgres://…] [--profile a.cpuprofile] [--body seed|small]
  *
- * `--body small` submits the smallest case notice the schema admits (a 266-byte body: a summary,
- * one offence, a count of victims, one requested action) instead of the seed's (4.5 kB), to show
+ * `--body small` submits a case notice with only the members the schema requires, and short
+ * strings (a 266-byte body: a summary, one offence, a count of victims, one requested action) instead of the seed's (4.5 kB), to show
  * how much of the cost is the size of what is signed, sent and kept.
  */
 import { createHash, randomBytes, randomUUID } from "node:crypto";
@@ -79,7 +79,7 @@ if (values.store !== "pglite" && values.store !== "postgres")
   throw new Error("--store must be pglite or postgres");
 if (values.body !== "seed" && values.body !== "small")
   throw new Error("--body must be seed or small");
-/** The smallest case notice body schemas/case.notice.v1.json admits, with short strings. */
+/** A case notice body with only the members schemas/case.notice.v1.json requires, short strings. */
 const SMALL_CASE_NOTICE_BODY = {
   summary: "Hekou border",
   incident: {
