@@ -12,6 +12,7 @@
  * delivered once; over a 3 s round trip nats-server 2.9.10 cannot make a leaf connection at all,
  * and what was submitted waits, and crosses once, when the link is better.
  */
+import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { connect as tcpConnect } from "node:net";
 import { connect as tlsConnect } from "node:tls";
@@ -685,60 +686,91 @@ describe("federation: a nats-server per country, joined by leaf nodes", {
 
   it("does not carry a plain publish into another country's subjects", async () => {
     const enc = (text: string) => new TextEncoder().encode(text);
+    const dec = new TextDecoder();
     const targets = [hekou.gateway.config.inboundSubject, outboundSubject(HEKOU, LAOCAI)];
-    // What the streams that take those subjects hold: Hekou's inbound stream (limits retention,
-    // federated: it keeps what its gateway took) and each stream on the way from Hekou's
-    // outbound stream for Lao Cai to Lao Cai's inbound stream.
-    const cn = await (await client("CN")).jetstreamManager();
-    const held = async () => ({
-      hekouInbound: (await cn.streams.info(hekou.gateway.config.streamName)).state.messages,
-      ...(await crossingCounts()),
-    });
-    // At rest: two reads half a second apart agree (the earlier tests' receipts have landed).
-    const before = await waitFor("the streams at rest", async () => {
-      const first = await held();
-      await new Promise((resolve) => setTimeout(resolve, 500));
-      const second = await held();
-      return JSON.stringify(first) === JSON.stringify(second) ? second : undefined;
-    });
+    // The streams that take those subjects: Hekou's inbound stream (limits retention, federated:
+    // it keeps what its gateway took) and each stream on the way from Hekou's outbound stream for
+    // Lao Cai to Lao Cai's inbound stream. Each is read by its sequence, so that other traffic
+    // (an earlier test's retry or receipt) cannot be mistaken for what this test publishes.
+    const outbound = outboundStreamName(HEKOU, LAOCAI);
+    const streams = [
+      {
+        name: "hekouInbound",
+        jsm: await (await client("CN")).jetstreamManager(),
+        stream: hekou.gateway.config.streamName,
+      },
+      { name: "outbound", jsm: await (await client("CN")).jetstreamManager(), stream: outbound },
+      {
+        name: "mirror",
+        jsm: await (await client("CN", "VN")).jetstreamManager(),
+        stream: mirrorName(HEKOU, LAOCAI),
+      },
+      {
+        name: "sourcing",
+        jsm: await (await sourcingClient("VN", "CN")).jetstreamManager(),
+        stream: outbound,
+      },
+      {
+        name: "inbound",
+        jsm: await (await client("VN")).jetstreamManager(),
+        stream: laocai.gateway.config.streamName,
+      },
+    ];
+    const lastSeqs = async () =>
+      Promise.all(streams.map(async (s) => (await s.jsm.streams.info(s.stream)).state.last_seq));
+    /** The payloads each stream took after `from` (its last sequence then). */
+    const takenSince = async (from: number[]) =>
+      Promise.all(
+        streams.map(async (s, i) => {
+          const last = (await s.jsm.streams.info(s.stream)).state.last_seq;
+          const texts: string[] = [];
+          for (let seq = (from[i] as number) + 1; seq <= last; seq++) {
+            const stored = await s.jsm.streams.getMessage(s.stream, { seq }).catch(() => undefined);
+            if (stored !== undefined) texts.push(dec.decode(stored.data));
+          }
+          return texts;
+        }),
+      );
+    const before = await lastSeqs();
+    const mark = randomUUID();
 
     // From each of Vietnam's accounts: a JetStream publish is refused (no answer comes back)...
     const vnAccounts = await everyAccount("VN");
     for (const vn of vnAccounts) {
       for (const subject of targets) {
         await expect(
-          vn.jetstream().publish(subject, enc("forged by VN, JetStream"), { timeout: 2000 }),
+          vn
+            .jetstream()
+            .publish(subject, enc(`forged by VN, JetStream ${mark}`), { timeout: 2000 }),
         ).rejects.toThrow();
       }
     }
     // ...and a plain publish, which no answer would tell apart, goes nowhere.
     for (const vn of vnAccounts) {
-      for (const subject of targets) vn.publish(subject, enc("forged by VN"));
+      for (const subject of targets) vn.publish(subject, enc(`forged by VN ${mark}`));
       await vn.flush();
     }
     // The positive control, after Vietnam's: the same plain publishes from China's gateways'
-    // account, which may publish there, arrive and are counted (the outbound one crosses to Lao
+    // account, which may publish there, arrive in every stream (the outbound one crosses to Lao
     // Cai's inbound stream, as Hekou's messages do).
+    const control = `control from CN ${mark}`;
     const cnGateways = await client("CN");
-    for (const subject of targets) cnGateways.publish(subject, enc("control from CN"));
+    for (const subject of targets) cnGateways.publish(subject, enc(control));
     await cnGateways.flush();
-    const controlled = {
-      hekouInbound: before.hekouInbound + 1,
-      outbound: before.outbound + 1,
-      mirror: before.mirror + 1,
-      sourcing: before.sourcing + 1,
-      inbound: before.inbound + 1,
-    };
-    await waitFor("China's control publishes, counted in every stream", async () => {
-      const now: Record<string, number> = await held();
-      return Object.entries(controlled).every(([k, v]) => (now[k] ?? Number.NaN) >= v)
-        ? true
-        : undefined;
-    });
+    await waitFor("China's control publishes, in every stream", async () =>
+      (await takenSince(before)).every((texts) => texts.includes(control)) ? true : undefined,
+    );
     // Vietnam's went out before the control's and had as long, and two seconds more: nothing of
     // theirs is in any of the streams.
     await new Promise((resolve) => setTimeout(resolve, 2000));
-    expect(await held()).toEqual(controlled);
+    const taken = await takenSince(before);
+    const forged = Object.fromEntries(
+      streams.map((s, i) => [
+        s.name,
+        (taken[i] as string[]).filter((t) => t.includes("forged by VN") && t.includes(mark)).length,
+      ]),
+    );
+    expect(forged).toEqual({ hekouInbound: 0, outbound: 0, mirror: 0, sourcing: 0, inbound: 0 });
   });
 
   it("carries deliveries from one country to another only from that country, and never into the gateways' account", async () => {
