@@ -73,7 +73,8 @@ export interface Metrics {
   inboundBatch(size: number, seconds: number): void;
   /**
    * A submitted message made, signed and committed with its deliveries (a case step with its
-   * case's update), in `seconds`: from the submitter taking the request to the commit.
+   * case's update), in `seconds`: from the submitter starting to make it (after a keyed
+   * submit's key lookup) to the commit. Reminders the reminder sweep makes are submits too.
    */
   submitted(seconds: number): void;
   /**
